@@ -1,0 +1,234 @@
+//! The command line: `subrt run`, `subrt specs`.
+
+use std::fs::File;
+use std::io::Write;
+use std::mem::ManuallyDrop;
+use std::os::fd::FromRawFd;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::Bytes;
+use clap::{Args, Parser, Subcommand};
+use color_eyre::eyre::{Context, Result, bail};
+use tokio::signal::unix::{SignalKind, signal};
+
+use subrt::config::Config;
+use subrt::runtime::{ExecRequest, LaunchSpec, RuntimeEvent, RuntimeResult, StreamKind, registry};
+use subrt::supervisor::{SessionEvent, Supervisor};
+
+/// Exit status of a command that timed out, as coreutils `timeout` uses.
+pub const EXIT_TIMED_OUT: i32 = 124;
+/// Exit status when subrt itself fails (bad config, missing dir, ...).
+pub const EXIT_USAGE: i32 = 2;
+
+/// Runs submissions on pluggable runtimes.
+#[derive(Debug, Parser)]
+#[command(name = "subrt", version, about)]
+pub struct Cli {
+    /// Config file (default: ./config.toml if present, else built-in).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a command in an environment, forwarding its output byte for byte.
+    Run(RunArgs),
+    /// List the configured environments and whether each can run here now.
+    Specs,
+}
+
+/// Arguments of `subrt run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Environment to run in (default: the config's default_environment).
+    #[arg(long, value_name = "NAME")]
+    pub env: Option<String>,
+    /// Working directory of the submission (default: the current one).
+    #[arg(long, value_name = "DIR")]
+    pub workdir: Option<PathBuf>,
+    /// Kill the command after this many seconds (exit status 124).
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    pub timeout: Option<Duration>,
+    /// Feed this file to the command's stdin (`-`: subrt's own stdin).
+    #[arg(long, value_name = "FILE|-")]
+    pub stdin: Option<PathBuf>,
+    /// Run as an evaluation: the setup's eval_commands run too.
+    #[arg(long)]
+    pub eval: bool,
+    /// Skip the setup commands.
+    #[arg(long)]
+    pub no_setup: bool,
+    /// Print the result as one JSON object instead of the output.
+    #[arg(long)]
+    pub json: bool,
+    /// The command; its words are joined with spaces and run by the shell.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+fn parse_secs(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("`{text}` is not a usable timeout"))
+}
+
+/// Runs the parsed command line and returns the process exit status.
+pub async fn main(cli: Cli) -> Result<i32> {
+    let config = Config::load_or_builtin(cli.config.as_deref())?;
+    match cli.command {
+        Some(Command::Run(args)) => run(&config, args).await,
+        Some(Command::Specs) => specs(&config).await,
+        None => {
+            specs(&config).await?;
+            println!(
+                "\nThe terminal dashboard is not built yet; `subrt run --help` runs commands."
+            );
+            Ok(0)
+        }
+    }
+}
+
+async fn specs(config: &Config) -> Result<i32> {
+    println!("{:<20} {:<8} STATUS", "NAME", "TYPE");
+    for spec in &config.environments {
+        let status = match registry::builtins().check(spec).await {
+            Ok(()) => "ready".to_owned(),
+            Err(e) => format!("unavailable: {e}"),
+        };
+        let default = if spec.name == config.default_environment {
+            " (default)"
+        } else {
+            ""
+        };
+        println!("{:<20} {:<8} {status}{default}", spec.name, spec.kind);
+    }
+    Ok(0)
+}
+
+async fn run(config: &Config, args: RunArgs) -> Result<i32> {
+    let spec = config.environment(args.env.as_deref())?;
+    let working_dir = match args.workdir {
+        Some(dir) => std::path::absolute(&dir)
+            .wrap_err_with(|| format!("cannot resolve working directory {}", dir.display()))?,
+        None => std::env::current_dir().wrap_err("cannot read the current directory")?,
+    };
+    let stdin = match &args.stdin {
+        None => None,
+        Some(path) if path.as_os_str() == "-" => {
+            let mut data = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut data)
+                .wrap_err("cannot read subrt's stdin")?;
+            Some(Bytes::from(data))
+        }
+        Some(path) => {
+            Some(Bytes::from(std::fs::read(path).wrap_err_with(|| {
+                format!("cannot read stdin file {}", path.display())
+            })?))
+        }
+    };
+
+    let mut launch = LaunchSpec::new(spec.clone(), working_dir);
+    launch.is_evaluation = args.eval;
+    launch.disable_setup = args.no_setup;
+    let runtime = registry::builtins().spawn(launch).await?;
+    let supervisor = Supervisor::start(runtime);
+    let mut events = supervisor.subscribe();
+
+    let mut request = ExecRequest::new(args.command.join(" ")).capture_limit(if args.json {
+        subrt::runtime::DEFAULT_CAPTURE_LIMIT
+    } else {
+        0
+    });
+    request.timeout = args.timeout;
+    request.stdin = stdin;
+    let _reply = supervisor.submit(request).await;
+
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut caught = None;
+    let mut out = RawOutput::default();
+    let mut result = None;
+    while result.is_none() {
+        let event = tokio::select! {
+            event = events.recv() => event,
+            _ = interrupt.recv() => { caught = Some(libc::SIGINT); supervisor.kill().await?; continue }
+            _ = terminate.recv() => { caught = Some(libc::SIGTERM); supervisor.kill().await?; continue }
+        };
+        match event {
+            Some(SessionEvent::Runtime { event, .. }) => match event {
+                RuntimeEvent::Output(chunk) if !args.json => out.write(chunk.stream, &chunk.data),
+                RuntimeEvent::Output(_) | RuntimeEvent::SetupStarted { .. } => {}
+                RuntimeEvent::Note(note) => eprintln!("subrt: {note}"),
+                RuntimeEvent::Finished(finished) => result = Some(finished),
+            },
+            Some(SessionEvent::Failed { error, .. }) => {
+                supervisor.cleanup().await?;
+                bail!("{error}");
+            }
+            Some(SessionEvent::CommandStarted { .. }) => {}
+            None => bail!("the session ended without a result"),
+        }
+    }
+    supervisor.cleanup().await?;
+    let result = result.expect("the loop ends with a result");
+
+    if args.json {
+        let stdout = std::io::stdout().lock();
+        let mut writer = std::io::BufWriter::new(stdout);
+        serde_json::to_writer(&mut writer, &result)?;
+        writeln!(writer)?;
+        writer.flush()?;
+    } else if let Some(failure) = &result.setup_failure {
+        eprintln!(
+            "subrt: setup command `{}` failed with exit status {}; the command did not run",
+            failure.command, failure.exit_code
+        );
+    }
+    if let Some(signal) = caught {
+        return Ok(128 + signal);
+    }
+    Ok(exit_status(&result))
+}
+
+/// The exit status `subrt run` reports for `result`: the command's own,
+/// 124 after a timeout, 128+N after signal N.
+pub fn exit_status(result: &RuntimeResult) -> i32 {
+    if result.timed_out {
+        EXIT_TIMED_OUT
+    } else if (0..=255).contains(&result.exit_code) {
+        result.exit_code
+    } else {
+        1
+    }
+}
+
+/// Unbuffered writes to fds 1 and 2, so bytes go out as they arrive and
+/// without a copy. A stream whose reader went away (EPIPE) is dropped
+/// silently; the command keeps running.
+#[derive(Default)]
+struct RawOutput {
+    closed: [bool; 2],
+}
+
+impl RawOutput {
+    fn write(&mut self, stream: StreamKind, data: &[u8]) {
+        let (fd, index) = match stream {
+            StreamKind::Stdout => (1, 0),
+            StreamKind::Stderr => (2, 1),
+        };
+        if self.closed[index] {
+            return;
+        }
+        // SAFETY: fds 1 and 2 stay open for the life of the process, and
+        // ManuallyDrop keeps this File from closing them.
+        let mut file = ManuallyDrop::new(unsafe { File::from_raw_fd(fd) });
+        if file.write_all(data).is_err() {
+            self.closed[index] = true;
+        }
+    }
+}

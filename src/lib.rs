@@ -1,0 +1,13 @@
+//! subrt runs submissions (programs under evaluation, often untrusted) on
+//! pluggable runtimes and records what they print.
+//!
+//! - [`spec`] and [`config`]: environments from `config.toml`;
+//! - [`runtime`]: the [`SubmissionRuntime`](runtime::SubmissionRuntime)
+//!   contract, the registry and the runtimes;
+//! - [`supervisor`]: one task per session that owns a runtime and fans its
+//!   events out to the CLI, the run log and the TUI.
+
+pub mod config;
+pub mod runtime;
+pub mod spec;
+pub mod supervisor;

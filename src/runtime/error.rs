@@ -1,0 +1,68 @@
+//! Errors of the runtimes, with what a user needs to act on them.
+
+use std::path::PathBuf;
+
+/// Why a runtime could not be made or could not run a command.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// No runtime is registered under the spec's type.
+    #[error("unknown runtime type `{kind}` (registered types: {})", registered.join(", "))]
+    UnknownType {
+        /// The type asked for.
+        kind: String,
+        /// The types that are registered.
+        registered: Vec<String>,
+    },
+    /// The working directory is missing or not a directory.
+    #[error("working directory {} is not usable: {reason}", path.display())]
+    WorkingDir {
+        /// The directory.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The shell of a local environment cannot be run.
+    #[error("shell {} of environment `{environment}` cannot be run: {reason}", shell.display())]
+    Shell {
+        /// The shell.
+        shell: PathBuf,
+        /// The environment that names it.
+        environment: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A command names a static asset that the launch does not have.
+    #[error("unknown static asset `{name}` in `{{{{static:{name}}}}}` (assets: {})",
+        if available.is_empty() { "none".to_owned() } else { available.join(", ") })]
+    UnknownAsset {
+        /// The name used.
+        name: String,
+        /// The names the launch has.
+        available: Vec<String>,
+    },
+    /// The environment spec cannot be used by this runtime.
+    #[error("environment `{environment}`: {reason}")]
+    InvalidSpec {
+        /// The environment.
+        environment: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A command was started while another one runs on the same runtime.
+    #[error("a command is already running on this runtime")]
+    Busy,
+    /// The runtime was cleaned up and runs nothing more.
+    #[error("the runtime was cleaned up")]
+    CleanedUp,
+    /// The event stream ended without a result (the runtime's task died).
+    #[error("the command's event stream ended without a result")]
+    StreamEnded,
+    /// An operating-system call failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The error.
+        source: std::io::Error,
+    },
+}

@@ -1,0 +1,270 @@
+//! The data that crosses the runtime contract.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::Serialize;
+
+use super::capture::CapturedOutput;
+use crate::spec::{EnvironmentSpec, Mount};
+
+/// Bytes a result keeps per stream unless the request says otherwise: 64 MiB.
+pub const DEFAULT_CAPTURE_LIMIT: usize = 64 << 20;
+
+/// Everything a runtime needs to start: where, in which environment, with
+/// what files, ports and variables.
+#[derive(Debug, Clone)]
+pub struct LaunchSpec {
+    /// Identifies the run in logs and container labels; sortable by time.
+    pub run_id: String,
+    /// The submission's workspace on the host.
+    pub working_dir: PathBuf,
+    /// The environment to run in.
+    pub environment: EnvironmentSpec,
+    /// Files the submission may read, by name (see `{{static:NAME}}`).
+    pub static_assets: BTreeMap<String, StaticAsset>,
+    /// Container port to host port (Docker only).
+    pub ports: BTreeMap<u16, u16>,
+    /// Extra bind mounts (Docker only).
+    pub mounts: Vec<Mount>,
+    /// Variables added to every command, over the spec's.
+    pub env_vars: BTreeMap<String, String>,
+    /// Run the spec's `eval_commands` during setup too.
+    pub is_evaluation: bool,
+    /// Skip every setup command.
+    pub disable_setup: bool,
+    /// One more setup command, after the spec's.
+    pub setup_command: Option<String>,
+}
+
+impl LaunchSpec {
+    /// A launch of `environment` in `working_dir` with a fresh run id and
+    /// nothing else.
+    pub fn new(environment: EnvironmentSpec, working_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            run_id: ulid::Ulid::generate().to_string(),
+            working_dir: working_dir.into(),
+            environment,
+            static_assets: BTreeMap::new(),
+            ports: BTreeMap::new(),
+            mounts: Vec::new(),
+            env_vars: BTreeMap::new(),
+            is_evaluation: false,
+            disable_setup: false,
+            setup_command: None,
+        }
+    }
+
+    /// The setup commands this launch runs, in order.
+    pub fn setup_commands(&self) -> Vec<String> {
+        if self.disable_setup {
+            return Vec::new();
+        }
+        let mut commands = self.environment.setup_commands(self.is_evaluation);
+        commands.extend(self.setup_command.iter().cloned());
+        commands
+    }
+}
+
+/// A file the submission may read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaticAsset {
+    /// Where it is on the host; relative to the working dir when relative.
+    pub path: PathBuf,
+    /// Where it goes under `/static/` in a container.
+    pub save_path: PathBuf,
+}
+
+/// One command to run.
+#[derive(Debug, Clone)]
+pub struct ExecRequest {
+    /// Shell command line, run as `<shell> -c <command>`.
+    pub command: String,
+    /// Variables over the launch's.
+    pub env: BTreeMap<String, String>,
+    /// Bytes written to the command's stdin; without it stdin is empty.
+    pub stdin: Option<Bytes>,
+    /// Wall-clock limit of the call, setup included.
+    pub timeout: Option<Duration>,
+    /// Bytes the result keeps per stream; the rest is counted, not kept.
+    /// 0 keeps nothing (for callers that use the events).
+    pub capture_limit: usize,
+}
+
+impl ExecRequest {
+    /// A request for `command` with no env, stdin or timeout.
+    pub fn new(command: impl Into<String>) -> Self {
+        Self {
+            command: command.into(),
+            env: BTreeMap::new(),
+            stdin: None,
+            timeout: None,
+            capture_limit: DEFAULT_CAPTURE_LIMIT,
+        }
+    }
+
+    /// Sets the timeout.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Sets the bytes written to stdin.
+    pub fn stdin(mut self, stdin: impl Into<Bytes>) -> Self {
+        self.stdin = Some(stdin.into());
+        self
+    }
+
+    /// Adds an environment variable.
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.insert(key.into(), value.into());
+        self
+    }
+
+    /// Sets how many bytes per stream the result keeps.
+    pub fn capture_limit(mut self, bytes: usize) -> Self {
+        self.capture_limit = bytes;
+        self
+    }
+}
+
+/// Which output stream a chunk came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StreamKind {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+/// Which part of a call printed a chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// A setup command.
+    Setup,
+    /// The requested command.
+    Command,
+}
+
+/// Bytes a command wrote, exactly as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputChunk {
+    /// Stdout or stderr.
+    pub stream: StreamKind,
+    /// Setup or the command.
+    pub phase: Phase,
+    /// The bytes, never decoded.
+    pub data: Bytes,
+}
+
+/// What a running command reports.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RuntimeEvent {
+    /// A setup command starts.
+    SetupStarted {
+        /// The command line.
+        command: String,
+    },
+    /// The command wrote to stdout or stderr.
+    Output(OutputChunk),
+    /// A warning or error of the runtime itself (not the command's output).
+    Note(String),
+    /// The call ended; always the last event.
+    Finished(RuntimeResult),
+}
+
+/// How a call ended and what it printed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RuntimeResult {
+    /// Exit code, or 128+N when killed by signal N (shell convention).
+    pub exit_code: i32,
+    /// The signal that ended it, if any.
+    pub signal: Option<i32>,
+    /// The command's stdout.
+    pub stdout: CapturedOutput,
+    /// The command's stderr.
+    pub stderr: CapturedOutput,
+    /// The setup commands' stdout.
+    pub setup_stdout: CapturedOutput,
+    /// The setup commands' stderr.
+    pub setup_stderr: CapturedOutput,
+    /// Wall time of the call, setup included.
+    #[serde(serialize_with = "serialize_secs")]
+    pub elapsed: Duration,
+    /// The timeout ended it.
+    pub timed_out: bool,
+    /// `kill` ended it.
+    pub killed: bool,
+    /// The setup command that failed, if one did; the command did not run.
+    pub setup_failure: Option<SetupFailure>,
+}
+
+impl RuntimeResult {
+    /// An empty result, to be filled in.
+    pub(crate) fn empty() -> Self {
+        Self {
+            exit_code: 0,
+            signal: None,
+            stdout: CapturedOutput::default(),
+            stderr: CapturedOutput::default(),
+            setup_stdout: CapturedOutput::default(),
+            setup_stderr: CapturedOutput::default(),
+            elapsed: Duration::ZERO,
+            timed_out: false,
+            killed: false,
+            setup_failure: None,
+        }
+    }
+
+    /// True when the command ran and exited with 0.
+    pub fn success(&self) -> bool {
+        self.exit_code == 0 && self.signal.is_none() && self.setup_failure.is_none()
+    }
+}
+
+fn serialize_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+/// A setup command that did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SetupFailure {
+    /// The command line.
+    pub command: String,
+    /// Its exit code (128+N for signal N).
+    pub exit_code: i32,
+}
+
+/// What a runtime is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuntimeState {
+    /// Ready for a command.
+    Idle,
+    /// Running setup commands.
+    Setup,
+    /// Running the command.
+    Running,
+    /// Cleaned up; runs nothing more.
+    Cleaned,
+}
+
+/// A runtime's identity and state, for display and for finding its
+/// processes from another process.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RuntimeInfo {
+    /// The registry type, e.g. `"local"`.
+    pub kind: String,
+    /// What it is doing.
+    pub state: RuntimeState,
+    /// Process id of the running command's shell (local).
+    pub pid: Option<u32>,
+    /// Process group of the running command (local).
+    pub pgid: Option<i32>,
+    /// The container (Docker).
+    pub container_id: Option<String>,
+}

@@ -1,0 +1,195 @@
+//! The supervisor of one session: a task that owns a runtime, runs its
+//! commands one after another and hands every event to its subscribers.
+//!
+//! The CLI, the run log and the TUI all go through it, so a session behaves
+//! and is recorded the same way whoever started it. Subscribers get every
+//! event, in order: a slow subscriber slows the command down (channels are
+//! bounded) rather than losing output.
+
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::runtime::{
+    ExecRequest, RuntimeError, RuntimeEvent, RuntimeInfo, RuntimeResult, SubmissionRuntime,
+};
+
+/// What subscribers of a session receive.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SessionEvent {
+    /// Command number `number` (from 1) of the session starts.
+    CommandStarted {
+        /// Its number in the session.
+        number: u32,
+        /// The command line.
+        command: String,
+        /// Its timeout, if any.
+        timeout: Option<std::time::Duration>,
+    },
+    /// An event of command `number`.
+    Runtime {
+        /// The command's number in the session.
+        number: u32,
+        /// The event.
+        event: RuntimeEvent,
+    },
+    /// Command `number` could not be started.
+    Failed {
+        /// The command's number in the session.
+        number: u32,
+        /// Why.
+        error: String,
+    },
+}
+
+/// Events buffered per subscriber.
+const SUBSCRIBER_BUFFER: usize = 256;
+
+struct Job {
+    request: ExecRequest,
+    reply: oneshot::Sender<Result<RuntimeResult, RuntimeError>>,
+}
+
+/// Handle to a session's task. Cheap to clone; the task ends when every
+/// handle is dropped and the last command is done.
+#[derive(Clone)]
+pub struct Supervisor {
+    runtime: Arc<dyn SubmissionRuntime>,
+    jobs: mpsc::Sender<Job>,
+    subscribers: Arc<Mutex<Vec<mpsc::Sender<SessionEvent>>>>,
+}
+
+impl std::fmt::Debug for Supervisor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Supervisor")
+            .field("runtime", &self.runtime.info())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Supervisor {
+    /// Starts the task that owns `runtime`. Must be called within a tokio
+    /// runtime.
+    pub fn start(runtime: Box<dyn SubmissionRuntime>) -> Self {
+        let runtime: Arc<dyn SubmissionRuntime> = Arc::from(runtime);
+        let (jobs, queue) = mpsc::channel(16);
+        let subscribers = Arc::new(Mutex::new(Vec::new()));
+        tokio::spawn(serve(Arc::clone(&runtime), queue, Arc::clone(&subscribers)));
+        Self {
+            runtime,
+            jobs,
+            subscribers,
+        }
+    }
+
+    /// A receiver of every event from the next command on.
+    pub fn subscribe(&self) -> mpsc::Receiver<SessionEvent> {
+        let (tx, rx) = mpsc::channel(SUBSCRIBER_BUFFER);
+        self.subscribers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(tx);
+        rx
+    }
+
+    /// Queues `request`; the receiver gets its result once it has run.
+    pub async fn submit(
+        &self,
+        request: ExecRequest,
+    ) -> oneshot::Receiver<Result<RuntimeResult, RuntimeError>> {
+        let (reply, result) = oneshot::channel();
+        // The task lives as long as a handle does, so this cannot fail; if it
+        // did, dropping `reply` makes the receiver say so.
+        let _ = self.jobs.send(Job { request, reply }).await;
+        result
+    }
+
+    /// Runs `request` after the queued ones and returns its result.
+    pub async fn run(&self, request: ExecRequest) -> Result<RuntimeResult, RuntimeError> {
+        self.submit(request)
+            .await
+            .await
+            .unwrap_or(Err(RuntimeError::StreamEnded))
+    }
+
+    /// What the runtime's `poll` says now.
+    pub fn poll(&self) -> Option<i32> {
+        self.runtime.poll()
+    }
+
+    /// Kills the running command (see [`SubmissionRuntime::kill`]).
+    pub async fn kill(&self) -> Result<(), RuntimeError> {
+        self.runtime.kill().await
+    }
+
+    /// Kills what runs and releases the runtime.
+    pub async fn cleanup(&self) -> Result<(), RuntimeError> {
+        self.runtime.cleanup().await
+    }
+
+    /// The runtime's identity and state.
+    pub fn info(&self) -> RuntimeInfo {
+        self.runtime.info()
+    }
+}
+
+async fn serve(
+    runtime: Arc<dyn SubmissionRuntime>,
+    mut queue: mpsc::Receiver<Job>,
+    subscribers: Arc<Mutex<Vec<mpsc::Sender<SessionEvent>>>>,
+) {
+    let mut number = 0;
+    while let Some(Job { request, reply }) = queue.recv().await {
+        number += 1;
+        publish(
+            &subscribers,
+            SessionEvent::CommandStarted {
+                number,
+                command: request.command.clone(),
+                timeout: request.timeout,
+            },
+        )
+        .await;
+        let outcome = match runtime.stream(request).await {
+            Ok(mut events) => {
+                let mut result = Err(RuntimeError::StreamEnded);
+                while let Some(event) = events.next_event().await {
+                    if let RuntimeEvent::Finished(finished) = &event {
+                        result = Ok(finished.clone());
+                    }
+                    publish(&subscribers, SessionEvent::Runtime { number, event }).await;
+                }
+                result
+            }
+            Err(error) => {
+                let event = SessionEvent::Failed {
+                    number,
+                    error: error.to_string(),
+                };
+                publish(&subscribers, event).await;
+                Err(error)
+            }
+        };
+        let _ = reply.send(outcome);
+    }
+}
+
+/// Sends `event` to every subscriber, forgetting those that went away.
+async fn publish(subscribers: &Mutex<Vec<mpsc::Sender<SessionEvent>>>, event: SessionEvent) {
+    let targets = subscribers
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let mut gone = Vec::new();
+    for target in &targets {
+        if target.send(event.clone()).await.is_err() {
+            gone.push(target.clone());
+        }
+    }
+    if !gone.is_empty() {
+        subscribers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|s| !gone.iter().any(|g| g.same_channel(s)));
+    }
+}
