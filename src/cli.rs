@@ -132,6 +132,9 @@ async fn run(config: &Config, args: RunArgs) -> Result<i32> {
         }
     };
 
+    // Handlers first: a signal must never find a command running without them.
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
     let mut launch = LaunchSpec::new(spec.clone(), working_dir);
     launch.is_evaluation = args.eval;
     launch.disable_setup = args.no_setup;
@@ -148,8 +151,6 @@ async fn run(config: &Config, args: RunArgs) -> Result<i32> {
     request.stdin = stdin;
     let _reply = supervisor.submit(request).await;
 
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    let mut terminate = signal(SignalKind::terminate())?;
     let mut caught = None;
     let mut out = RawOutput::default();
     let mut result = None;

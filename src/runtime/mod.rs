@@ -88,3 +88,11 @@ pub trait SubmissionRuntime: Send + Sync {
     /// What the runtime is and what it runs now.
     fn info(&self) -> RuntimeInfo;
 }
+
+impl std::fmt::Debug for dyn SubmissionRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("SubmissionRuntime")
+            .field(&self.info())
+            .finish()
+    }
+}

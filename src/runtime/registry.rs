@@ -23,10 +23,11 @@ pub trait RuntimeBackend: SubmissionRuntime + Sized + 'static {
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+type SpawnResult = Result<Box<dyn SubmissionRuntime>, RuntimeError>;
 
 #[derive(Clone, Copy)]
 struct Entry {
-    spawn: fn(LaunchSpec) -> BoxFuture<Result<Box<dyn SubmissionRuntime>, RuntimeError>>,
+    spawn: fn(LaunchSpec) -> BoxFuture<SpawnResult>,
     check: fn(EnvironmentSpec) -> BoxFuture<Result<(), RuntimeError>>,
 }
 
@@ -85,10 +86,7 @@ impl Registry {
     }
 
     /// Makes the runtime of `launch.environment.kind`.
-    pub async fn spawn(
-        &self,
-        launch: LaunchSpec,
-    ) -> Result<Box<dyn SubmissionRuntime>, RuntimeError> {
+    pub async fn spawn(&self, launch: LaunchSpec) -> SpawnResult {
         let entry = self.entry(&launch.environment.kind)?;
         (entry.spawn)(launch).await
     }

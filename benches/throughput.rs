@@ -1,0 +1,114 @@
+//! Throughput and per-command cost of the local runtime, each against a
+//! baseline measured in the same run. `cargo bench` prints a table; the
+//! numbers of record are in BENCHMARKS.md.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use subrt::runtime::{ExecRequest, LaunchSpec, RuntimeEvent, SubmissionRuntime, spawn_runtime};
+use subrt::spec::EnvironmentSpec;
+
+const MOVE: &str = "1G";
+const MOVE_BYTES: f64 = (1u64 << 30) as f64;
+const ROUNDS: usize = 5;
+const SPAWNS: usize = 300;
+
+/// Median of `ROUNDS` timings of `f`.
+fn median(mut f: impl FnMut() -> Duration) -> Duration {
+    let mut times: Vec<Duration> = (0..ROUNDS).map(|_| f()).collect();
+    times.sort();
+    times[ROUNDS / 2]
+}
+
+fn timed(f: impl FnOnce()) -> Duration {
+    let start = Instant::now();
+    f();
+    start.elapsed()
+}
+
+fn shell(script: &str) {
+    let status = Command::new("sh")
+        .args(["-c", script])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "{script}");
+}
+
+fn row(name: &str, baseline: Duration, measured: Duration, per: &str, unit: f64) {
+    println!(
+        "{name:<34} baseline {:>9.3} {per}  subrt {:>9.3} {per}  ratio {:.2}",
+        unit / baseline.as_secs_f64(),
+        unit / measured.as_secs_f64(),
+        baseline.as_secs_f64() / measured.as_secs_f64(),
+    );
+}
+
+async fn stream_all(runtime: &dyn SubmissionRuntime, command: &str) -> u64 {
+    let request = ExecRequest::new(command).capture_limit(0);
+    let mut events = runtime.stream(request).await.unwrap();
+    let mut bytes = 0;
+    while let Some(event) = events.next_event().await {
+        if let RuntimeEvent::Output(chunk) = event {
+            bytes += chunk.data.len() as u64;
+        }
+    }
+    bytes
+}
+
+fn main() {
+    let tokio = tokio::runtime::Runtime::new().unwrap();
+    let launch = LaunchSpec::new(EnvironmentSpec::local("bench"), std::env::temp_dir());
+    let runtime = tokio.block_on(spawn_runtime(launch)).unwrap();
+    let gb_per_s = MOVE_BYTES / 1e9;
+
+    println!("moving {MOVE} of zeros (GB/s, median of {ROUNDS}); ratio = subrt / baseline speed\n");
+    let pipe = median(|| timed(|| shell(&format!("head -c {MOVE} /dev/zero | cat >/dev/null"))));
+    let cli = median(|| {
+        timed(|| {
+            let status = Command::new(env!("CARGO_BIN_EXE_subrt"))
+                .args(["run", "--", &format!("head -c {MOVE} /dev/zero")])
+                .current_dir(std::env::temp_dir())
+                .stdout(Stdio::null())
+                .status()
+                .unwrap();
+            assert!(status.success());
+        })
+    });
+    row("subrt run vs raw pipe", pipe, cli, "GB/s", gb_per_s);
+    let library = median(|| {
+        timed(|| {
+            let command = format!("head -c {MOVE} /dev/zero");
+            let bytes = tokio.block_on(stream_all(runtime.as_ref(), &command));
+            assert_eq!(bytes as f64, MOVE_BYTES);
+        })
+    });
+    row("stream() vs raw pipe", pipe, library, "GB/s", gb_per_s);
+
+    println!("\nrunning `true` {SPAWNS} times (commands/s, median of {ROUNDS})\n");
+    let spawn = median(|| {
+        timed(|| {
+            for _ in 0..SPAWNS {
+                let status = Command::new("sh").args(["-c", "true"]).status().unwrap();
+                assert!(status.success());
+            }
+        })
+    });
+    let execute = median(|| {
+        timed(|| {
+            tokio.block_on(async {
+                for _ in 0..SPAWNS {
+                    let result = runtime.execute(ExecRequest::new("true")).await.unwrap();
+                    assert_eq!(result.exit_code, 0);
+                }
+            })
+        })
+    });
+    row("execute(true) vs spawn sh -c true", spawn, execute, "k/s ", SPAWNS as f64 / 1000.0);
+    println!(
+        "\nper command: sh -c true {:.2} ms, execute(true) {:.2} ms",
+        spawn.as_secs_f64() * 1000.0 / SPAWNS as f64,
+        execute.as_secs_f64() * 1000.0 / SPAWNS as f64
+    );
+    tokio.block_on(runtime.cleanup()).unwrap();
+}

@@ -1,0 +1,368 @@
+//! The runtime contract of DESIGN.md as test bodies, shared by every runtime.
+//!
+//! A runtime's test file implements [`Target`] and calls
+//! `contract_tests!(target_expression)`, which makes one `#[tokio::test]` per
+//! guarantee.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use subrt::runtime::{
+    ExecRequest, Phase, RuntimeError, RuntimeEvent, RuntimeResult, SetupFailure, StreamKind,
+    SubmissionRuntime,
+};
+
+/// A runtime under test.
+pub trait Target: Sync {
+    /// A fresh runtime whose environment has these setup commands.
+    fn runtime(&self, setup: &[&str]) -> impl Future<Output = Arc<dyn SubmissionRuntime>> + Send;
+
+    /// Whether a live process whose command line contains `needle` runs
+    /// where `runtime` runs its commands.
+    fn alive(
+        &self,
+        runtime: &Arc<dyn SubmissionRuntime>,
+        needle: &str,
+    ) -> impl Future<Output = bool> + Send;
+}
+
+/// Every event of `request`, and when each arrived since the call.
+pub async fn collect(
+    runtime: &Arc<dyn SubmissionRuntime>,
+    request: ExecRequest,
+) -> Vec<(Duration, RuntimeEvent)> {
+    let start = Instant::now();
+    let mut stream = runtime.stream(request).await.expect("stream starts");
+    let mut events = Vec::new();
+    while let Some(event) = stream.next_event().await {
+        events.push((start.elapsed(), event));
+    }
+    events
+}
+
+/// The bytes of one stream and phase, concatenated.
+pub fn bytes_of(events: &[(Duration, RuntimeEvent)], stream: StreamKind, phase: Phase) -> Vec<u8> {
+    events
+        .iter()
+        .filter_map(|(_, e)| match e {
+            RuntimeEvent::Output(c) if c.stream == stream && c.phase == phase => Some(&c.data[..]),
+            _ => None,
+        })
+        .flatten()
+        .copied()
+        .collect()
+}
+
+/// The result that ends `events`, checking that it is the last event.
+pub fn finished(events: &[(Duration, RuntimeEvent)]) -> (Duration, RuntimeResult) {
+    match events.last() {
+        Some((at, RuntimeEvent::Finished(result))) => (*at, result.clone()),
+        other => panic!("the last event is not Finished: {other:?}"),
+    }
+}
+
+async fn eventually_gone<T: Target>(
+    target: &T,
+    runtime: &Arc<dyn SubmissionRuntime>,
+    needle: &str,
+) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline {
+        if !target.alive(runtime, needle).await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    false
+}
+
+pub async fn stdout_and_stderr_are_separate_and_ordered<T: Target>(target: T) {
+    let rt = target.runtime(&[]).await;
+    let events = collect(
+        &rt,
+        ExecRequest::new("for i in 1 2 3; do echo out$i; echo err$i >&2; done"),
+    )
+    .await;
+    assert_eq!(
+        bytes_of(&events, StreamKind::Stdout, Phase::Command),
+        b"out1\nout2\nout3\n"
+    );
+    assert_eq!(
+        bytes_of(&events, StreamKind::Stderr, Phase::Command),
+        b"err1\nerr2\nerr3\n"
+    );
+    let (_, result) = finished(&events);
+    assert_eq!(&result.stdout.data[..], b"out1\nout2\nout3\n");
+    assert_eq!(&result.stderr.data[..], b"err1\nerr2\nerr3\n");
+    assert_eq!(result.exit_code, 0);
+    rt.cleanup().await.unwrap();
+}
+
+pub async fn output_arrives_while_the_command_runs<T: Target>(target: T) {
+    let rt = target.runtime(&[]).await;
+    let events = collect(&rt, ExecRequest::new("echo first; sleep 2; echo second")).await;
+    let first = events
+        .iter()
+        .find_map(|(at, e)| match e {
+            RuntimeEvent::Output(c) if c.data.starts_with(b"first") => Some(*at),
+            _ => None,
+        })
+        .expect("`first` was printed");
+    let (end, _) = finished(&events);
+    assert!(
+        end >= Duration::from_secs(2),
+        "the command sleeps 2 s, ended at {end:?}"
+    );
+    assert!(
+        first < Duration::from_millis(1500),
+        "`first` arrived at {first:?}, after the sleep had mostly passed"
+    );
+    rt.cleanup().await.unwrap();
+}
+
+pub async fn bytes_arrive_intact<T: Target>(target: T) {
+    let rt = target.runtime(&[]).await;
+    // Invalid UTF-8, NUL, and the euro sign (E2 82 AC) split over two writes.
+    let command =
+        r"printf 'a\377\376b\000c'; printf '\342\202'; sleep 0.2; printf '\254'; printf '\377' >&2";
+    let events = collect(&rt, ExecRequest::new(command)).await;
+    let expected = b"a\xff\xfeb\0c\xe2\x82\xac";
+    assert_eq!(
+        bytes_of(&events, StreamKind::Stdout, Phase::Command),
+        expected
+    );
+    assert_eq!(
+        bytes_of(&events, StreamKind::Stderr, Phase::Command),
+        b"\xff"
+    );
+    let (_, result) = finished(&events);
+    assert_eq!(&result.stdout.data[..], expected);
+    assert_eq!(result.stdout.total_bytes, expected.len() as u64);
+    rt.cleanup().await.unwrap();
+}
+
+pub async fn a_timeout_kills_the_whole_tree<T: Target>(target: T) {
+    let rt = target.runtime(&[]).await;
+    let n = crate::common::unique_sleep();
+    let command = format!("sh -c 'sleep {n} & sleep {n}'");
+    let events = collect(
+        &rt,
+        ExecRequest::new(command).timeout(Duration::from_secs(1)),
+    )
+    .await;
+    let (end, result) = finished(&events);
+    assert!(result.timed_out, "{result:?}");
+    assert!(!result.killed, "a timeout is not a kill: {result:?}");
+    assert!(
+        result.elapsed >= Duration::from_secs(1),
+        "{:?}",
+        result.elapsed
+    );
+    assert!(
+        end < Duration::from_secs(2),
+        "Finished came {end:?} after the start"
+    );
+    assert!(
+        eventually_gone(&target, &rt, &format!("sleep {n}")).await,
+        "a `sleep {n}` survived the timeout"
+    );
+    rt.cleanup().await.unwrap();
+}
+
+pub async fn kill_from_another_task_ends_the_stream<T: Target>(target: T) {
+    let rt = target.runtime(&[]).await;
+    let n = crate::common::unique_sleep();
+    let killer = {
+        let rt = Arc::clone(&rt);
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            assert_eq!(rt.poll(), None, "poll() says None while the command runs");
+            rt.kill().await.unwrap();
+            rt.kill().await.unwrap(); // idempotent
+        })
+    };
+    let events = collect(&rt, ExecRequest::new(format!("sleep {n}"))).await;
+    killer.await.unwrap();
+    let (end, result) = finished(&events);
+    assert!(
+        end < Duration::from_secs(3),
+        "Finished came {end:?} after the start"
+    );
+    assert_eq!(result.signal, Some(9), "{result:?}");
+    assert_eq!(result.exit_code, 137);
+    assert!(result.killed && !result.timed_out, "{result:?}");
+    assert_eq!(rt.poll(), Some(137));
+    assert!(eventually_gone(&target, &rt, &format!("sleep {n}")).await);
+    rt.cleanup().await.unwrap();
+}
+
+pub async fn dropping_the_stream_kills_the_command<T: Target>(target: T) {
+    let rt = target.runtime(&[]).await;
+    let n = crate::common::unique_sleep();
+    let mut stream = rt
+        .stream(ExecRequest::new(format!("echo started; sleep {n}")))
+        .await
+        .unwrap();
+    let first = stream.next_event().await;
+    assert!(matches!(first, Some(RuntimeEvent::Output(_))), "{first:?}");
+    assert!(target.alive(&rt, &format!("sleep {n}")).await);
+    drop(stream);
+    assert!(
+        eventually_gone(&target, &rt, &format!("sleep {n}")).await,
+        "`sleep {n}` survived its stream"
+    );
+    rt.cleanup().await.unwrap();
+}
+
+pub async fn cleanup_kills_what_commands_left_running<T: Target>(target: T) {
+    let rt = target.runtime(&[]).await;
+    let n = crate::common::unique_sleep();
+    let started = Instant::now();
+    let result = rt
+        .execute(ExecRequest::new(format!("sleep {n} >/dev/null 2>&1 &")))
+        .await
+        .unwrap();
+    assert_eq!(result.exit_code, 0);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "waited for the background sleep"
+    );
+    assert!(
+        target.alive(&rt, &format!("sleep {n}")).await,
+        "background processes outlive their command"
+    );
+    rt.cleanup().await.unwrap();
+    rt.cleanup().await.unwrap(); // idempotent
+    assert!(
+        eventually_gone(&target, &rt, &format!("sleep {n}")).await,
+        "cleanup left `sleep {n}`"
+    );
+    let after = rt.stream(ExecRequest::new("true")).await;
+    assert!(matches!(after, Err(RuntimeError::CleanedUp)), "{after:?}");
+}
+
+pub async fn stdin_reaches_the_command<T: Target>(target: T) {
+    let rt = target.runtime(&[]).await;
+    let input = Bytes::from_static(b"hello\0world\xff\n");
+    let result = rt
+        .execute(ExecRequest::new("cat").stdin(input.clone()))
+        .await
+        .unwrap();
+    assert_eq!(result.stdout.data, input);
+
+    let events = collect(&rt, ExecRequest::new("cat; echo done").stdin(input.clone())).await;
+    let mut expected = input.to_vec();
+    expected.extend_from_slice(b"done\n");
+    assert_eq!(
+        bytes_of(&events, StreamKind::Stdout, Phase::Command),
+        expected
+    );
+
+    // Without stdin the command reads end-of-file at once, not a terminal.
+    let request = ExecRequest::new("cat; echo eof").timeout(Duration::from_secs(5));
+    let result = rt.execute(request).await.unwrap();
+    assert!(!result.timed_out, "cat waited for input that never comes");
+    assert_eq!(&result.stdout.data[..], b"eof\n");
+    rt.cleanup().await.unwrap();
+}
+
+pub async fn setup_runs_once_as_the_first_phase<T: Target>(target: T) {
+    let rt = target
+        .runtime(&["echo preparing; echo setup-warning >&2"])
+        .await;
+    let events = collect(&rt, ExecRequest::new("echo command")).await;
+    assert!(
+        matches!(&events[0].1, RuntimeEvent::SetupStarted { command } if command.starts_with("echo preparing")),
+        "{:?}",
+        events[0]
+    );
+    assert_eq!(
+        bytes_of(&events, StreamKind::Stdout, Phase::Setup),
+        b"preparing\n"
+    );
+    assert_eq!(
+        bytes_of(&events, StreamKind::Stderr, Phase::Setup),
+        b"setup-warning\n"
+    );
+    assert_eq!(
+        bytes_of(&events, StreamKind::Stdout, Phase::Command),
+        b"command\n"
+    );
+    let (_, result) = finished(&events);
+    assert_eq!(&result.setup_stdout.data[..], b"preparing\n");
+    assert_eq!(&result.setup_stderr.data[..], b"setup-warning\n");
+    assert_eq!(
+        &result.stdout.data[..],
+        b"command\n",
+        "no setup output in the command's"
+    );
+
+    let second = rt.execute(ExecRequest::new("echo again")).await.unwrap();
+    assert_eq!(second.setup_stdout.total_bytes, 0, "setup ran twice");
+    assert_eq!(&second.stdout.data[..], b"again\n");
+    rt.cleanup().await.unwrap();
+}
+
+pub async fn a_failing_setup_command_stops_the_run<T: Target>(target: T) {
+    let rt = target.runtime(&["echo one", "exit 3", "echo never"]).await;
+    let result = rt
+        .execute(ExecRequest::new("echo command-ran"))
+        .await
+        .unwrap();
+    assert_eq!(
+        result.setup_failure,
+        Some(SetupFailure {
+            command: "exit 3".into(),
+            exit_code: 3
+        })
+    );
+    assert_eq!(result.exit_code, 3);
+    assert!(!result.success());
+    assert_eq!(&result.setup_stdout.data[..], b"one\n");
+    assert_eq!(
+        result.stdout.total_bytes, 0,
+        "the command ran after a failed setup"
+    );
+    rt.cleanup().await.unwrap();
+}
+
+pub async fn exit_codes_follow_the_shell_convention<T: Target>(target: T) {
+    let rt = target.runtime(&[]).await;
+    let result = rt.execute(ExecRequest::new("exit 7")).await.unwrap();
+    assert_eq!((result.exit_code, result.signal), (7, None));
+    assert_eq!(rt.poll(), Some(7));
+    let result = rt.execute(ExecRequest::new("kill -TERM $$")).await.unwrap();
+    assert_eq!((result.exit_code, result.signal), (143, Some(15)));
+    rt.cleanup().await.unwrap();
+}
+
+/// One `#[tokio::test]` per guarantee, for the target `$target`.
+#[macro_export]
+macro_rules! contract_tests {
+    ($target:expr) => {
+        $crate::contract_tests!(@each $target;
+            stdout_and_stderr_are_separate_and_ordered,
+            output_arrives_while_the_command_runs,
+            bytes_arrive_intact,
+            a_timeout_kills_the_whole_tree,
+            kill_from_another_task_ends_the_stream,
+            dropping_the_stream_kills_the_command,
+            cleanup_kills_what_commands_left_running,
+            stdin_reaches_the_command,
+            setup_runs_once_as_the_first_phase,
+            a_failing_setup_command_stops_the_run,
+            exit_codes_follow_the_shell_convention,
+        );
+    };
+    (@each $target:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                contract::$name($target).await
+            }
+        )*
+    };
+}

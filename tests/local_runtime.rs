@@ -1,0 +1,201 @@
+//! LocalRuntime: the shared contract, plus what only the host runtime does.
+
+mod common;
+mod contract;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use subrt::runtime::{
+    ExecRequest, LaunchSpec, RuntimeError, StaticAsset, SubmissionRuntime, spawn_runtime,
+};
+use subrt::spec::EnvironmentSpec;
+
+struct Local;
+
+impl contract::Target for Local {
+    async fn runtime(&self, setup: &[&str]) -> Arc<dyn SubmissionRuntime> {
+        let mut spec = EnvironmentSpec::local("test");
+        spec.environment.include_os_env = true;
+        spec.setup.commands = setup.iter().map(|s| s.to_string()).collect();
+        Arc::from(
+            spawn_runtime(LaunchSpec::new(spec, std::env::temp_dir()))
+                .await
+                .unwrap(),
+        )
+    }
+
+    async fn alive(&self, _: &Arc<dyn SubmissionRuntime>, needle: &str) -> bool {
+        !common::live_processes(needle).is_empty()
+    }
+}
+
+contract_tests!(Local);
+
+fn launch(dir: &std::path::Path) -> LaunchSpec {
+    LaunchSpec::new(EnvironmentSpec::local("test"), dir)
+}
+
+#[tokio::test]
+async fn env_layers_merge_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut launch = launch(dir.path());
+    launch.environment.environment.env =
+        BTreeMap::from([("A".into(), "spec".into()), ("B".into(), "spec".into())]);
+    launch.env_vars =
+        BTreeMap::from([("B".into(), "launch".into()), ("C".into(), "launch".into())]);
+    let rt = spawn_runtime(launch).await.unwrap();
+    let request = ExecRequest::new("echo $A $B $C $D; pwd")
+        .env("C", "request")
+        .env("D", "request");
+    let result = rt.execute(request).await.unwrap();
+    let expected = format!(
+        "spec launch request request\n{}\n",
+        dir.path().canonicalize().unwrap().display()
+    );
+    assert_eq!(String::from_utf8_lossy(&result.stdout.data), expected);
+}
+
+#[tokio::test]
+async fn os_env_only_when_the_spec_asks() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = spawn_runtime(launch(dir.path())).await.unwrap();
+    let result = rt
+        .execute(ExecRequest::new("echo \"[$CARGO]\""))
+        .await
+        .unwrap();
+    assert_eq!(
+        &result.stdout.data[..],
+        b"[]\n",
+        "CARGO leaked from the OS env"
+    );
+    let mut with_os = launch(dir.path());
+    with_os.environment.environment.include_os_env = true;
+    let rt = spawn_runtime(with_os).await.unwrap();
+    let result = rt
+        .execute(ExecRequest::new("echo \"[$CARGO]\""))
+        .await
+        .unwrap();
+    assert_ne!(&result.stdout.data[..], b"[]\n");
+}
+
+#[tokio::test]
+async fn static_placeholders_become_host_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("data.txt"), "payload").unwrap();
+    let mut launch = launch(dir.path());
+    launch.static_assets.insert(
+        "data".into(),
+        StaticAsset {
+            path: "data.txt".into(),
+            save_path: "data.txt".into(),
+        },
+    );
+    let rt = spawn_runtime(launch).await.unwrap();
+    let result = rt
+        .execute(ExecRequest::new("cat {{static:data}}"))
+        .await
+        .unwrap();
+    assert_eq!(&result.stdout.data[..], b"payload");
+    let err = rt
+        .execute(ExecRequest::new("cat {{static:other}}"))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("`other`") && err.to_string().contains("data"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_working_dir_is_named() {
+    let missing = std::env::temp_dir().join("subrt-no-such-dir-7f3a");
+    let err = spawn_runtime(launch(&missing)).await.unwrap_err();
+    assert!(matches!(err, RuntimeError::WorkingDir { .. }), "{err:?}");
+    assert!(err.to_string().contains("subrt-no-such-dir-7f3a"), "{err}");
+    assert!(err.to_string().contains("does not exist"), "{err}");
+}
+
+#[tokio::test]
+async fn an_unknown_type_lists_the_registered_ones() {
+    let mut spec = EnvironmentSpec::local("x");
+    spec.kind = "kubernetes".into();
+    let err = spawn_runtime(LaunchSpec::new(spec, std::env::temp_dir()))
+        .await
+        .unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.contains("`kubernetes`") && message.contains("local"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_shell_is_named() {
+    let mut spec = EnvironmentSpec::local("odd");
+    spec.local.shell = "/no/such/shell".into();
+    let err = spawn_runtime(LaunchSpec::new(spec, std::env::temp_dir()))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("/no/such/shell") && err.to_string().contains("`odd`"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn one_command_at_a_time() {
+    let rt = spawn_runtime(launch(&std::env::temp_dir())).await.unwrap();
+    let running = rt.stream(ExecRequest::new("sleep 1")).await.unwrap();
+    let second = rt.stream(ExecRequest::new("true")).await;
+    assert!(matches!(second, Err(RuntimeError::Busy)), "{second:?}");
+    drop(running);
+    rt.cleanup().await.unwrap();
+}
+
+#[tokio::test]
+async fn results_keep_up_to_the_capture_limit_and_count_the_rest() {
+    let rt = spawn_runtime(launch(&std::env::temp_dir())).await.unwrap();
+    let request = ExecRequest::new("head -c 100000 /dev/zero").capture_limit(1000);
+    let result = rt.execute(request).await.unwrap();
+    assert_eq!(result.stdout.data.len(), 1000);
+    assert_eq!(result.stdout.total_bytes, 100_000);
+    assert!(result.stdout.truncated());
+}
+
+#[tokio::test]
+async fn output_of_a_background_process_does_not_hold_the_result() {
+    let rt = spawn_runtime(launch(&std::env::temp_dir())).await.unwrap();
+    let n = common::unique_sleep();
+    let started = std::time::Instant::now();
+    // The background sleep keeps stdout open; the result must not wait for it.
+    let result = rt
+        .execute(ExecRequest::new(format!("sleep {n} & echo done")))
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(&result.stdout.data[..], b"done\n");
+    rt.cleanup().await.unwrap();
+    assert!(common::eventually(Duration::from_secs(2), || {
+        common::live_processes(&format!("sleep {n}")).is_empty()
+    }));
+}
+
+#[tokio::test]
+async fn dropping_the_runtime_kills_what_it_started() {
+    let rt = spawn_runtime(launch(&std::env::temp_dir())).await.unwrap();
+    let n = common::unique_sleep();
+    rt.execute(ExecRequest::new(format!("sleep {n} >/dev/null 2>&1 &")))
+        .await
+        .unwrap();
+    assert!(!common::live_processes(&format!("sleep {n}")).is_empty());
+    drop(rt);
+    assert!(common::eventually(Duration::from_secs(2), || {
+        common::live_processes(&format!("sleep {n}")).is_empty()
+    }));
+}
