@@ -57,7 +57,12 @@ async fn stream_all(runtime: &dyn SubmissionRuntime, command: &str) -> u64 {
 }
 
 fn main() {
-    let tokio = tokio::runtime::Runtime::new().unwrap();
+    // Current-thread, as the CLI uses: on two cores a multi-threaded runtime
+    // competes with the command for the CPU (see BENCHMARKS.md).
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let launch = LaunchSpec::new(EnvironmentSpec::local("bench"), std::env::temp_dir());
     let runtime = tokio.block_on(spawn_runtime(launch)).unwrap();
     let gb_per_s = MOVE_BYTES / 1e9;
@@ -104,7 +109,13 @@ fn main() {
             })
         })
     });
-    row("execute(true) vs spawn sh -c true", spawn, execute, "k/s ", SPAWNS as f64 / 1000.0);
+    row(
+        "execute(true) vs spawn sh -c true",
+        spawn,
+        execute,
+        "k/s ",
+        SPAWNS as f64 / 1000.0,
+    );
     println!(
         "\nper command: sh -c true {:.2} ms, execute(true) {:.2} ms",
         spawn.as_secs_f64() * 1000.0 / SPAWNS as f64,

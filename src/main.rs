@@ -7,7 +7,11 @@ mod cli;
 fn main() -> color_eyre::Result<()> {
     color_eyre::install()?;
     let cli = cli::Cli::parse();
-    let runtime = tokio::runtime::Runtime::new()?;
+    // One thread: subrt's tasks share a core and leave the other to the
+    // command. Measured in BENCHMARKS.md (fewer context switches).
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let status = match runtime.block_on(cli::main(cli)) {
         Ok(status) => status,
         Err(report) => {

@@ -43,7 +43,7 @@ pub enum SessionEvent {
 }
 
 /// Events buffered per subscriber.
-const SUBSCRIBER_BUFFER: usize = 256;
+const SUBSCRIBER_BUFFER: usize = 16;
 
 struct Job {
     request: ExecRequest,

@@ -17,7 +17,7 @@ pub struct EventStream {
 }
 
 /// Events buffered between a runtime and the reader of its stream.
-pub(crate) const EVENT_BUFFER: usize = 64;
+pub(crate) const EVENT_BUFFER: usize = 16;
 
 impl EventStream {
     /// A stream and the sender a runtime feeds it through.
