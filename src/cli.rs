@@ -13,6 +13,7 @@ use color_eyre::eyre::{Context, Result, bail};
 use tokio::signal::unix::{SignalKind, signal};
 
 use subrt::config::Config;
+use subrt::runlog::{self, ExportFormat, RunState, RunlogWriter, Store};
 use subrt::runtime::{ExecRequest, LaunchSpec, RuntimeEvent, RuntimeResult, StreamKind, registry};
 use subrt::supervisor::{SessionEvent, Supervisor};
 
@@ -39,6 +40,68 @@ pub enum Command {
     Run(RunArgs),
     /// List the configured environments and whether each can run here now.
     Specs,
+    /// List the runs in the store, newest first.
+    Ls(LsArgs),
+    /// Write a run's output or results from its log.
+    Export(ExportArgs),
+    /// Play a run's output back with its original timing.
+    Replay(ReplayArgs),
+}
+
+/// Arguments of `subrt ls`.
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// Only runs whose writer still runs.
+    #[arg(long)]
+    pub live: bool,
+    /// One JSON object per run, one per line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `subrt export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// A run id, a unique prefix of one, or `last`.
+    pub run: String,
+    /// What to write.
+    #[arg(long, value_enum)]
+    pub format: FormatArg,
+    /// Write to FILE instead of stdout.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Leave out the setup commands' output.
+    #[arg(long)]
+    pub no_setup: bool,
+}
+
+/// `--format` of `subrt export`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum FormatArg {
+    /// The stdout bytes exactly as written.
+    Stdout,
+    /// The stderr bytes exactly as written.
+    Stderr,
+    /// asciicast v3, for sharing.
+    Asciicast,
+    /// How each command ended and how much it printed.
+    Json,
+}
+
+/// Arguments of `subrt replay`.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// A run id, a unique prefix of one, or `last`.
+    pub run: String,
+    /// Print to stdout and stderr (the interactive replay is the TUI's).
+    #[arg(long)]
+    pub print: bool,
+    /// Speed factor; 0 prints without delay.
+    #[arg(long, default_value_t = 1.0)]
+    pub speed: f64,
+    /// Leave out the setup commands' output.
+    #[arg(long)]
+    pub no_setup: bool,
 }
 
 /// Arguments of `subrt run`.
@@ -65,6 +128,9 @@ pub struct RunArgs {
     /// Print the result as one JSON object instead of the output.
     #[arg(long)]
     pub json: bool,
+    /// Do not record the run in the store.
+    #[arg(long)]
+    pub no_log: bool,
     /// The command; its words are joined with spaces and run by the shell.
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<String>,
@@ -83,6 +149,9 @@ pub async fn main(cli: Cli) -> Result<i32> {
     match cli.command {
         Some(Command::Run(args)) => run(&config, args).await,
         Some(Command::Specs) => specs(&config).await,
+        Some(Command::Ls(args)) => ls(&config, &args),
+        Some(Command::Export(args)) => export(&config, &args),
+        Some(Command::Replay(args)) => replay(&config, &args),
         None => {
             specs(&config).await?;
             println!(
@@ -138,8 +207,23 @@ async fn run(config: &Config, args: RunArgs) -> Result<i32> {
     let mut launch = LaunchSpec::new(spec.clone(), working_dir);
     launch.is_evaluation = args.eval;
     launch.disable_setup = args.no_setup;
+    let run_id = launch.run_id.clone();
+    let log_launch = (!args.no_log).then(|| launch.clone());
     let runtime = registry::builtins().spawn(launch).await?;
-    let supervisor = Supervisor::start(runtime);
+    let supervisor = match log_launch {
+        Some(launch) => {
+            let log = RunlogWriter::create(&config.store_dir, &launch, &runtime.info());
+            let log = match log {
+                Ok(log) => log,
+                Err(e) => {
+                    runtime.cleanup().await?;
+                    bail!("cannot record the run: {e} (--no-log runs without a log)");
+                }
+            };
+            Supervisor::start_recorded(runtime, log)
+        }
+        None => Supervisor::start(runtime),
+    };
     let mut events = supervisor.subscribe();
 
     let mut request = ExecRequest::new(args.command.join(" ")).capture_limit(if args.json {
@@ -163,7 +247,9 @@ async fn run(config: &Config, args: RunArgs) -> Result<i32> {
         match event {
             Some(SessionEvent::Runtime { event, .. }) => match event {
                 RuntimeEvent::Output(chunk) if !args.json => out.write(chunk.stream, &chunk.data),
-                RuntimeEvent::Output(_) | RuntimeEvent::SetupStarted { .. } => {}
+                RuntimeEvent::Output(_)
+                | RuntimeEvent::SetupStarted { .. }
+                | RuntimeEvent::ProcessStarted { .. } => {}
                 RuntimeEvent::Note(note) => eprintln!("subrt: {note}"),
                 RuntimeEvent::Finished(finished) => result = Some(finished),
             },
@@ -181,7 +267,8 @@ async fn run(config: &Config, args: RunArgs) -> Result<i32> {
     if args.json {
         let stdout = std::io::stdout().lock();
         let mut writer = std::io::BufWriter::new(stdout);
-        serde_json::to_writer(&mut writer, &result)?;
+        let record = serde_json::json!({ "run_id": run_id, "result": result });
+        serde_json::to_writer(&mut writer, &record)?;
         writeln!(writer)?;
         writer.flush()?;
     } else if let Some(failure) = &result.setup_failure {
@@ -194,6 +281,112 @@ async fn run(config: &Config, args: RunArgs) -> Result<i32> {
         return Ok(128 + signal);
     }
     Ok(exit_status(&result))
+}
+
+fn ls(config: &Config, args: &LsArgs) -> Result<i32> {
+    let (runs, warnings) = Store::new(&config.store_dir).list()?;
+    for warning in warnings {
+        eprintln!("subrt: warning: {warning}");
+    }
+    let runs = runs
+        .into_iter()
+        .filter(|r| !args.live || r.state == RunState::Live);
+    if args.json {
+        let mut out = std::io::stdout().lock();
+        for run in runs {
+            serde_json::to_writer(&mut out, &run)?;
+            writeln!(out)?;
+        }
+        return Ok(0);
+    }
+    println!(
+        "{:<26} {:<14} {:<28} {:<12} {:>5} {:<20} {:>9} {:>10} {:>10}",
+        "RUN", "ENV", "COMMAND", "STATE", "EXIT", "STARTED", "DURATION", "OUT", "ERR"
+    );
+    for run in runs {
+        let state = match (run.state, run.status) {
+            (RunState::Finished, Some(status)) => status.to_string(),
+            (state, _) => state.to_string(),
+        };
+        let exit = run.exit.map_or("-".to_owned(), |e| e.to_string());
+        println!(
+            "{:<26} {:<14} {:<28} {:<12} {:>5} {:<20} {:>8.1}s {:>10} {:>10}",
+            run.run_id,
+            clip(&run.environment, 14),
+            clip(run.command.as_deref().unwrap_or("-"), 28),
+            state,
+            exit,
+            run.started_at.get(..19).unwrap_or(&run.started_at),
+            run.duration.as_secs_f64(),
+            run.bytes_out,
+            run.bytes_err,
+        );
+    }
+    Ok(0)
+}
+
+/// `text` cut to `width` characters, with an ellipsis when cut; control
+/// characters (from a command line) shown as `?`.
+fn clip(text: &str, width: usize) -> String {
+    let clean: String = text
+        .chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    if clean.chars().count() <= width {
+        clean
+    } else {
+        clean.chars().take(width - 1).chain(['…']).collect()
+    }
+}
+
+fn export(config: &Config, args: &ExportArgs) -> Result<i32> {
+    let path = Store::new(&config.store_dir).resolve(&args.run)?;
+    let mut reader = runlog::open(&path)?;
+    let format = match args.format {
+        FormatArg::Stdout => ExportFormat::Stdout,
+        FormatArg::Stderr => ExportFormat::Stderr,
+        FormatArg::Asciicast => ExportFormat::Asciicast,
+        FormatArg::Json => ExportFormat::Json,
+    };
+    let written = match &args.output {
+        Some(file) => {
+            let out = File::create(file)
+                .wrap_err_with(|| format!("cannot create {}", file.display()))?;
+            let mut out = std::io::BufWriter::new(out);
+            runlog::export(&mut reader, format, !args.no_setup, &mut out)
+                .wrap_err_with(|| format!("cannot write {}", file.display()))
+        }
+        None => {
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            runlog::export(&mut reader, format, !args.no_setup, &mut out)
+                .wrap_err("cannot write to stdout")
+        }
+    };
+    for warning in &reader.warnings {
+        eprintln!("subrt: warning: {warning}");
+    }
+    written?;
+    Ok(0)
+}
+
+fn replay(config: &Config, args: &ReplayArgs) -> Result<i32> {
+    if !args.print {
+        bail!("the interactive replay comes with the TUI; `--print` writes the output back");
+    }
+    if !(args.speed >= 0.0 && args.speed.is_finite()) {
+        bail!("--speed must be 0 or a positive number, not {}", args.speed);
+    }
+    let path = Store::new(&config.store_dir).resolve(&args.run)?;
+    let mut reader = runlog::open(&path)?;
+    let mut stdout = std::io::stdout().lock();
+    let mut stderr = std::io::stderr().lock();
+    let played =
+        runlog::replay_print(&mut reader, args.speed, !args.no_setup, &mut stdout, &mut stderr);
+    for warning in &reader.warnings {
+        eprintln!("subrt: warning: {warning}");
+    }
+    played.wrap_err("cannot write the output back")?;
+    Ok(0)
 }
 
 /// The exit status `subrt run` reports for `result`: the command's own,

@@ -5,9 +5,11 @@
 //! - [`runtime`]: the [`SubmissionRuntime`](runtime::SubmissionRuntime)
 //!   contract, the registry and the runtimes;
 //! - [`supervisor`]: one task per session that owns a runtime and fans its
-//!   events out to the CLI, the run log and the TUI.
+//!   events out to the CLI, the run log and the TUI;
+//! - [`runlog`]: the saved log of every session, its reader and exports.
 
 pub mod config;
+pub mod runlog;
 pub mod runtime;
 pub mod spec;
 pub mod supervisor;

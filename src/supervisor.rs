@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, oneshot};
 
+use crate::runlog::RunlogWriter;
 use crate::runtime::{
     ExecRequest, RuntimeError, RuntimeEvent, RuntimeInfo, RuntimeResult, SubmissionRuntime,
 };
@@ -45,9 +46,13 @@ pub enum SessionEvent {
 /// Events buffered per subscriber.
 const SUBSCRIBER_BUFFER: usize = 16;
 
-struct Job {
-    request: ExecRequest,
-    reply: oneshot::Sender<Result<RuntimeResult, RuntimeError>>,
+enum Job {
+    Run {
+        request: ExecRequest,
+        reply: oneshot::Sender<Result<RuntimeResult, RuntimeError>>,
+    },
+    /// Finish the run log once the queued commands are done.
+    Close { done: oneshot::Sender<()> },
 }
 
 /// Handle to a session's task. Cheap to clone; the task ends when every
@@ -71,10 +76,21 @@ impl Supervisor {
     /// Starts the task that owns `runtime`. Must be called within a tokio
     /// runtime.
     pub fn start(runtime: Box<dyn SubmissionRuntime>) -> Self {
+        Self::spawn(runtime, None)
+    }
+
+    /// Like [`start`](Self::start), and records every event in `log`; the
+    /// log gets its `end` line at [`cleanup`](Self::cleanup).
+    pub fn start_recorded(runtime: Box<dyn SubmissionRuntime>, log: RunlogWriter) -> Self {
+        Self::spawn(runtime, Some(log))
+    }
+
+    fn spawn(runtime: Box<dyn SubmissionRuntime>, log: Option<RunlogWriter>) -> Self {
         let runtime: Arc<dyn SubmissionRuntime> = Arc::from(runtime);
         let (jobs, queue) = mpsc::channel(16);
         let subscribers = Arc::new(Mutex::new(Vec::new()));
-        tokio::spawn(serve(Arc::clone(&runtime), queue, Arc::clone(&subscribers)));
+        let task = serve(Arc::clone(&runtime), queue, Arc::clone(&subscribers), log);
+        tokio::spawn(task);
         Self {
             runtime,
             jobs,
@@ -100,7 +116,7 @@ impl Supervisor {
         let (reply, result) = oneshot::channel();
         // The task lives as long as a handle does, so this cannot fail; if it
         // did, dropping `reply` makes the receiver say so.
-        let _ = self.jobs.send(Job { request, reply }).await;
+        let _ = self.jobs.send(Job::Run { request, reply }).await;
         result
     }
 
@@ -122,9 +138,14 @@ impl Supervisor {
         self.runtime.kill().await
     }
 
-    /// Kills what runs and releases the runtime.
+    /// Kills what runs, releases the runtime and completes the run log.
     pub async fn cleanup(&self) -> Result<(), RuntimeError> {
-        self.runtime.cleanup().await
+        let cleaned = self.runtime.cleanup().await;
+        let (done, closed) = oneshot::channel();
+        if self.jobs.send(Job::Close { done }).await.is_ok() {
+            let _ = closed.await;
+        }
+        cleaned
     }
 
     /// The runtime's identity and state.
@@ -136,20 +157,35 @@ impl Supervisor {
 async fn serve(
     runtime: Arc<dyn SubmissionRuntime>,
     mut queue: mpsc::Receiver<Job>,
-    subscribers: Arc<Mutex<Vec<mpsc::Sender<SessionEvent>>>>,
+    subscribers: Subscribers,
+    mut log: Option<RunlogWriter>,
 ) {
     let mut number = 0;
-    while let Some(Job { request, reply }) = queue.recv().await {
+    let emit = async |event: SessionEvent, log: &mut Option<RunlogWriter>| {
+        record(log, &event, &subscribers).await;
+        publish(&subscribers, event).await;
+    };
+    while let Some(job) = queue.recv().await {
+        let (request, reply) = match job {
+            Job::Run { request, reply } => (request, reply),
+            Job::Close { done } => {
+                if let Some(writer) = log.take() {
+                    let path = writer.path().to_owned();
+                    if let Err(e) = writer.finish() {
+                        note(&subscribers, number, format!("run log {}: {e}", path.display())).await;
+                    }
+                }
+                let _ = done.send(());
+                continue;
+            }
+        };
         number += 1;
-        publish(
-            &subscribers,
-            SessionEvent::CommandStarted {
-                number,
-                command: request.command.clone(),
-                timeout: request.timeout,
-            },
-        )
-        .await;
+        let started = SessionEvent::CommandStarted {
+            number,
+            command: request.command.clone(),
+            timeout: request.timeout,
+        };
+        emit(started, &mut log).await;
         let outcome = match runtime.stream(request).await {
             Ok(mut events) => {
                 let mut result = Err(RuntimeError::StreamEnded);
@@ -157,7 +193,7 @@ async fn serve(
                     if let RuntimeEvent::Finished(finished) = &event {
                         result = Ok(finished.clone());
                     }
-                    publish(&subscribers, SessionEvent::Runtime { number, event }).await;
+                    emit(SessionEvent::Runtime { number, event }, &mut log).await;
                 }
                 result
             }
@@ -166,12 +202,34 @@ async fn serve(
                     number,
                     error: error.to_string(),
                 };
-                publish(&subscribers, event).await;
+                emit(event, &mut log).await;
                 Err(error)
             }
         };
         let _ = reply.send(outcome);
     }
+}
+
+type Subscribers = Arc<Mutex<Vec<mpsc::Sender<SessionEvent>>>>;
+
+/// Records `event` in the log; a log that cannot be written is reported
+/// once to the subscribers and recording stops (the session goes on).
+async fn record(log: &mut Option<RunlogWriter>, event: &SessionEvent, subscribers: &Subscribers) {
+    let Some(writer) = log else { return };
+    if let Err(e) = writer.record(event) {
+        let number = match event {
+            SessionEvent::CommandStarted { number, .. }
+            | SessionEvent::Runtime { number, .. }
+            | SessionEvent::Failed { number, .. } => *number,
+        };
+        *log = None;
+        note(subscribers, number, format!("run log: {e}; recording stopped")).await;
+    }
+}
+
+async fn note(subscribers: &Subscribers, number: u32, text: String) {
+    let event = RuntimeEvent::Note(text);
+    publish(subscribers, SessionEvent::Runtime { number, event }).await;
 }
 
 /// Sends `event` to every subscriber, forgetting those that went away.

@@ -435,7 +435,9 @@ impl Inner {
                 return (exit, captures);
             }
         };
-        let pgid = child.id().expect("not yet reaped") as i32;
+        let pid = child.id().expect("not yet reaped");
+        let pgid = pid as i32;
+        let _ = tx.send(RuntimeEvent::ProcessStarted { pid, pgid }).await;
 
         // `None` while the shell runs; then how long silent pipes are read.
         let (exited_tx, exited_rx) = watch::channel(None);

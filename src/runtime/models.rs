@@ -169,6 +169,14 @@ pub enum RuntimeEvent {
         /// The command line.
         command: String,
     },
+    /// A host process of the call started (local runtime): what another
+    /// process needs to find and signal it.
+    ProcessStarted {
+        /// Its pid.
+        pid: u32,
+        /// Its process group, which holds everything it starts.
+        pgid: i32,
+    },
     /// The command wrote to stdout or stderr.
     Output(OutputChunk),
     /// A warning or error of the runtime itself (not the command's output).
@@ -231,7 +239,7 @@ fn serialize_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::
 }
 
 /// A setup command that did not succeed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct SetupFailure {
     /// The command line.
     pub command: String,

@@ -1,0 +1,256 @@
+//! Turning a run log back into bytes: raw streams, asciicast, JSON, replay.
+
+use std::io::{self, Write};
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use serde::Serialize;
+use serde_json::json;
+
+use super::{PhaseTag, Record, RunlogReader, StreamTag};
+use crate::runtime::SetupFailure;
+
+/// What `subrt export` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportFormat {
+    /// The stdout bytes exactly as written.
+    Stdout,
+    /// The stderr bytes exactly as written.
+    Stderr,
+    /// asciicast v3: both streams as `"o"` events, for sharing.
+    Asciicast,
+    /// One JSON object per command: how it ended and how much it printed.
+    Json,
+}
+
+/// The result of one command, for [`ExportFormat::Json`].
+#[derive(Debug, Default, Serialize)]
+struct CommandResult {
+    command: String,
+    started_us: u64,
+    ended_us: Option<u64>,
+    exit_code: Option<i32>,
+    signal: Option<i32>,
+    timed_out: bool,
+    killed: bool,
+    setup_failure: Option<SetupFailure>,
+    stdout_bytes: u64,
+    stderr_bytes: u64,
+    setup_stdout_bytes: u64,
+    setup_stderr_bytes: u64,
+}
+
+/// Writes the run read by `reader` to `out` in `format`. Setup output is
+/// included unless `include_setup` is false. The reader's warnings say what
+/// was skipped.
+pub fn export(
+    reader: &mut RunlogReader,
+    format: ExportFormat,
+    include_setup: bool,
+    out: &mut impl Write,
+) -> io::Result<()> {
+    let wanted = |p: PhaseTag| include_setup || p == PhaseTag::Cmd;
+    match format {
+        ExportFormat::Stdout | ExportFormat::Stderr => {
+            let stream = if format == ExportFormat::Stdout {
+                StreamTag::Out
+            } else {
+                StreamTag::Err
+            };
+            for record in reader.by_ref() {
+                if let Record::Out { s, p, .. } = &record
+                    && *s == stream
+                    && wanted(*p)
+                {
+                    out.write_all(&record.output_bytes().unwrap_or_default())?;
+                }
+            }
+        }
+        ExportFormat::Asciicast => asciicast(reader, wanted, out)?,
+        ExportFormat::Json => {
+            let mut results: Vec<CommandResult> = Vec::new();
+            for record in reader.by_ref() {
+                match &record {
+                    Record::Cmd { t, command, .. } => results.push(CommandResult {
+                        command: command.clone(),
+                        started_us: *t,
+                        ..Default::default()
+                    }),
+                    Record::Out { s, p, .. } => {
+                        let Some(current) = results.last_mut() else { continue };
+                        let len = record.output_bytes().map_or(0, |b| b.len() as u64);
+                        let counter = match (s, p) {
+                            (StreamTag::Out, PhaseTag::Cmd) => &mut current.stdout_bytes,
+                            (StreamTag::Err, PhaseTag::Cmd) => &mut current.stderr_bytes,
+                            (StreamTag::Out, PhaseTag::Setup) => &mut current.setup_stdout_bytes,
+                            (StreamTag::Err, PhaseTag::Setup) => &mut current.setup_stderr_bytes,
+                        };
+                        *counter += len;
+                    }
+                    Record::Exit {
+                        t,
+                        code,
+                        signal,
+                        timed_out,
+                        killed,
+                        setup_failure,
+                        ..
+                    } => {
+                        let Some(current) = results.last_mut() else { continue };
+                        current.ended_us = Some(*t);
+                        current.exit_code = Some(*code);
+                        current.signal = *signal;
+                        current.timed_out = *timed_out;
+                        current.killed = *killed;
+                        current.setup_failure = setup_failure.clone();
+                    }
+                    _ => {}
+                }
+            }
+            let document = json!({ "run_id": reader.header.run_id, "commands": results });
+            serde_json::to_writer_pretty(&mut *out, &document)?;
+            writeln!(out)?;
+        }
+    }
+    out.flush()
+}
+
+fn asciicast(
+    reader: &mut RunlogReader,
+    wanted: impl Fn(PhaseTag) -> bool,
+    out: &mut impl Write,
+) -> io::Result<()> {
+    let timestamp = humantime::parse_rfc3339(&reader.header.started_at)
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs());
+    let header = json!({
+        "version": 3,
+        "term": { "cols": 80, "rows": 24 },
+        "timestamp": timestamp,
+        "title": format!("subrt run {}", reader.header.run_id),
+    });
+    serde_json::to_writer(&mut *out, &header)?;
+    writeln!(out)?;
+
+    let mut last_us = 0;
+    let mut interval = |t: u64| {
+        let secs = t.saturating_sub(last_us) as f64 / 1e6;
+        last_us = last_us.max(t);
+        secs
+    };
+    let mut text = Utf8Carry::default();
+    let mut exit = None;
+    for record in reader.by_ref() {
+        match &record {
+            Record::Cmd { command, t, .. } if exit.is_some() => {
+                // Later commands of the session: mark them in the recording.
+                let line = format!("\r\n$ {command}\r\n");
+                serde_json::to_writer(&mut *out, &json!([interval(*t), "o", line]))?;
+                writeln!(out)?;
+            }
+            Record::Out { p, t, .. } if wanted(*p) => {
+                let bytes = record.output_bytes().unwrap_or_default();
+                let data = text.decode(&bytes).replace("\r\n", "\n").replace('\n', "\r\n");
+                if !data.is_empty() {
+                    serde_json::to_writer(&mut *out, &json!([interval(*t), "o", data]))?;
+                    writeln!(out)?;
+                }
+            }
+            Record::Exit { code, t, .. } => exit = Some((*t, *code)),
+            _ => {}
+        }
+    }
+    if let Some((t, code)) = exit {
+        serde_json::to_writer(&mut *out, &json!([interval(t), "x", code.to_string()]))?;
+        writeln!(out)?;
+    }
+    Ok(())
+}
+
+/// Decodes a byte stream as UTF-8 chunk by chunk, keeping a character split
+/// across chunks for the next one and replacing invalid bytes with U+FFFD.
+#[derive(Default)]
+struct Utf8Carry {
+    pending: Vec<u8>,
+}
+
+impl Utf8Carry {
+    fn decode(&mut self, bytes: &[u8]) -> String {
+        self.pending.extend_from_slice(bytes);
+        let mut out = String::new();
+        let mut rest: &[u8] = &self.pending;
+        loop {
+            match std::str::from_utf8(rest) {
+                Ok(valid) => {
+                    out.push_str(valid);
+                    rest = &[];
+                    break;
+                }
+                Err(e) => {
+                    let (valid, after) = rest.split_at(e.valid_up_to());
+                    out.push_str(std::str::from_utf8(valid).expect("checked"));
+                    match e.error_len() {
+                        Some(bad) => {
+                            out.push(char::REPLACEMENT_CHARACTER);
+                            rest = &after[bad..];
+                        }
+                        None => {
+                            rest = after; // incomplete character: keep it
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        self.pending = rest.to_vec();
+        out
+    }
+}
+
+/// Writes the run's output to `stdout` and `stderr` with its original timing
+/// divided by `speed` (0: no delay).
+pub fn replay_print(
+    reader: &mut RunlogReader,
+    speed: f64,
+    include_setup: bool,
+    stdout: &mut impl Write,
+    stderr: &mut impl Write,
+) -> io::Result<()> {
+    let started = Instant::now();
+    for record in reader.by_ref() {
+        let Record::Out { s, p, t, .. } = &record else { continue };
+        if !include_setup && *p == PhaseTag::Setup {
+            continue;
+        }
+        if speed > 0.0 {
+            let due = Duration::from_secs_f64(*t as f64 / 1e6 / speed);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
+        let bytes = record.output_bytes().unwrap_or_default();
+        match s {
+            StreamTag::Out => {
+                stdout.write_all(&bytes)?;
+                stdout.flush()?;
+            }
+            StreamTag::Err => {
+                stderr.write_all(&bytes)?;
+                stderr.flush()?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_character_split_across_chunks_decodes_whole() {
+        let mut carry = Utf8Carry::default();
+        assert_eq!(carry.decode(b"a\xe2\x82"), "a");
+        assert_eq!(carry.decode(b"\xac b\xff"), "€ b\u{fffd}");
+    }
+}
