@@ -350,8 +350,8 @@ fn export(config: &Config, args: &ExportArgs) -> Result<i32> {
     };
     let written = match &args.output {
         Some(file) => {
-            let out = File::create(file)
-                .wrap_err_with(|| format!("cannot create {}", file.display()))?;
+            let out =
+                File::create(file).wrap_err_with(|| format!("cannot create {}", file.display()))?;
             let mut out = std::io::BufWriter::new(out);
             runlog::export(&mut reader, format, !args.no_setup, &mut out)
                 .wrap_err_with(|| format!("cannot write {}", file.display()))
@@ -380,8 +380,13 @@ fn replay(config: &Config, args: &ReplayArgs) -> Result<i32> {
     let mut reader = runlog::open(&path)?;
     let mut stdout = std::io::stdout().lock();
     let mut stderr = std::io::stderr().lock();
-    let played =
-        runlog::replay_print(&mut reader, args.speed, !args.no_setup, &mut stdout, &mut stderr);
+    let played = runlog::replay_print(
+        &mut reader,
+        args.speed,
+        !args.no_setup,
+        &mut stdout,
+        &mut stderr,
+    );
     for warning in &reader.warnings {
         eprintln!("subrt: warning: {warning}");
     }

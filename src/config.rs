@@ -163,15 +163,16 @@ impl Config {
         }
     }
 
-    /// One `local` environment that inherits the caller's environment, and a
-    /// store in `./runs`: what subrt uses when there is no config file.
+    /// One `local` environment that inherits the caller's environment, and
+    /// the store in [`user_store_dir`]: what subrt uses when there is no
+    /// config file.
     pub fn builtin() -> Self {
         let mut local = EnvironmentSpec::local("local");
         local.environment.include_os_env = true;
         Self {
             path: None,
             default_environment: local.name.clone(),
-            store_dir: default_store_dir(),
+            store_dir: user_store_dir(),
             environments: vec![local],
         }
     }
@@ -259,6 +260,20 @@ impl Config {
             Some(path) => path.display().to_string(),
             None => "built-in configuration".to_owned(),
         }
+    }
+}
+
+/// Where runs go without a config file: `$XDG_STATE_HOME/subrt/runs`, else
+/// `~/.local/state/subrt/runs`, else `./runs`; not the current directory, so
+/// running subrt somewhere leaves nothing there.
+pub fn user_store_dir() -> PathBuf {
+    let state = std::env::var_os("XDG_STATE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".local/state")));
+    match state {
+        Some(state) => state.join("subrt").join("runs"),
+        None => default_store_dir(),
     }
 }
 

@@ -172,7 +172,12 @@ async fn serve(
                 if let Some(writer) = log.take() {
                     let path = writer.path().to_owned();
                     if let Err(e) = writer.finish() {
-                        note(&subscribers, number, format!("run log {}: {e}", path.display())).await;
+                        note(
+                            &subscribers,
+                            number,
+                            format!("run log {}: {e}", path.display()),
+                        )
+                        .await;
                     }
                 }
                 let _ = done.send(());
@@ -223,7 +228,12 @@ async fn record(log: &mut Option<RunlogWriter>, event: &SessionEvent, subscriber
             | SessionEvent::Failed { number, .. } => *number,
         };
         *log = None;
-        note(subscribers, number, format!("run log: {e}; recording stopped")).await;
+        note(
+            subscribers,
+            number,
+            format!("run log: {e}; recording stopped"),
+        )
+        .await;
     }
 }
 

@@ -3,7 +3,7 @@
 mod common;
 
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::{live_processes, random_bytes, subrt, unique_sleep};
@@ -104,6 +104,8 @@ fn json_prints_the_result() {
     ]);
     assert_eq!(out.status.code(), Some(4));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["run_id"].as_str().map(str::len), Some(26), "a ULID: {v}");
+    let v = &v["result"];
     assert_eq!(v["exit_code"], 4);
     assert_eq!(v["stdout"]["text"], "ok");
     assert_eq!(v["stderr"]["base64"], "/w==");
@@ -231,18 +233,44 @@ fn specs_lists_the_shipped_environments() {
 #[test]
 fn sigterm_kills_the_command_and_exits_143() {
     let n = unique_sleep();
-    let child = Command::new(env!("CARGO_BIN_EXE_subrt"))
+    let child = subrt()
         .args(["run", "--", &format!("sleep {n}")])
         .spawn()
         .unwrap();
-    assert!(common::eventually(Duration::from_secs(2), || {
-        !live_processes(&format!("sleep {n}")).is_empty()
-    }));
+    // The sleep itself, not subrt, whose arguments contain the same words:
+    // subrt must have started the command, so its handlers are in place.
+    let started = || {
+        live_processes(&format!("sleep {n}"))
+            .iter()
+            .any(|c| c.starts_with("sleep"))
+    };
+    assert!(common::eventually(Duration::from_secs(2), started));
     // SAFETY: signalling a child we own.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let status = child.wait_with_output().unwrap().status;
-    assert_eq!(status.code(), Some(143));
+    assert_eq!(status.code(), Some(143), "{status:?}");
     assert!(common::eventually(Duration::from_secs(2), || {
         live_processes(&format!("sleep {n}")).is_empty()
     }));
+}
+
+#[test]
+fn without_a_config_runs_are_stored_in_the_user_state_dir() {
+    let cwd = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let out = subrt()
+        .current_dir(cwd.path())
+        .env("XDG_STATE_HOME", state.path())
+        .args(["run", "--", "echo stored"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        !cwd.path().join("runs").exists(),
+        "littered the current directory"
+    );
+    let runs: Vec<_> = std::fs::read_dir(state.path().join("subrt/runs"))
+        .unwrap()
+        .collect();
+    assert_eq!(runs.len(), 1);
 }

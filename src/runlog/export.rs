@@ -76,7 +76,9 @@ pub fn export(
                         ..Default::default()
                     }),
                     Record::Out { s, p, .. } => {
-                        let Some(current) = results.last_mut() else { continue };
+                        let Some(current) = results.last_mut() else {
+                            continue;
+                        };
                         let len = record.output_bytes().map_or(0, |b| b.len() as u64);
                         let counter = match (s, p) {
                             (StreamTag::Out, PhaseTag::Cmd) => &mut current.stdout_bytes,
@@ -95,7 +97,9 @@ pub fn export(
                         setup_failure,
                         ..
                     } => {
-                        let Some(current) = results.last_mut() else { continue };
+                        let Some(current) = results.last_mut() else {
+                            continue;
+                        };
                         current.ended_us = Some(*t);
                         current.exit_code = Some(*code);
                         current.signal = *signal;
@@ -150,7 +154,10 @@ fn asciicast(
             }
             Record::Out { p, t, .. } if wanted(*p) => {
                 let bytes = record.output_bytes().unwrap_or_default();
-                let data = text.decode(&bytes).replace("\r\n", "\n").replace('\n', "\r\n");
+                let data = text
+                    .decode(&bytes)
+                    .replace("\r\n", "\n")
+                    .replace('\n', "\r\n");
                 if !data.is_empty() {
                     serde_json::to_writer(&mut *out, &json!([interval(*t), "o", data]))?;
                     writeln!(out)?;
@@ -218,7 +225,9 @@ pub fn replay_print(
 ) -> io::Result<()> {
     let started = Instant::now();
     for record in reader.by_ref() {
-        let Record::Out { s, p, t, .. } = &record else { continue };
+        let Record::Out { s, p, t, .. } = &record else {
+            continue;
+        };
         if !include_setup && *p == PhaseTag::Setup {
             continue;
         }

@@ -45,10 +45,12 @@ pub fn open(path: &Path) -> Result<RunlogReader, RunlogError> {
         source,
     })?;
     if first != Line::Complete {
-        return Err(bad("no complete header line: not a subrt run log, or empty".into()));
+        return Err(bad(
+            "no complete header line: not a subrt run log, or empty".into(),
+        ));
     }
-    let value: serde_json::Value = serde_json::from_slice(&buf)
-        .map_err(|e| bad(format!("line 1 is not JSON: {e}")))?;
+    let value: serde_json::Value =
+        serde_json::from_slice(&buf).map_err(|e| bad(format!("line 1 is not JSON: {e}")))?;
     if value.get("format").and_then(|f| f.as_str()) != Some(FORMAT) {
         return Err(bad(format!("line 1 is not a `{FORMAT}` header")));
     }
@@ -112,7 +114,11 @@ fn read_line(reader: &mut impl BufRead, buf: &mut Vec<u8>) -> std::io::Result<Li
         let found_newline = done > chunk.len();
         reader.consume(done);
         if found_newline {
-            return Ok(if too_long { Line::TooLong } else { Line::Complete });
+            return Ok(if too_long {
+                Line::TooLong
+            } else {
+                Line::Complete
+            });
         }
     }
 }
@@ -152,8 +158,11 @@ impl Iterator for RunlogReader {
 
 impl RunlogReader {
     fn warn(&mut self, message: String) {
-        self.warnings
-            .push(format!("{}:{}: {message}", self.path.display(), self.line_no));
+        self.warnings.push(format!(
+            "{}:{}: {message}",
+            self.path.display(),
+            self.line_no
+        ));
     }
 
     /// The file being read.
@@ -183,7 +192,10 @@ mod tests {
     fn splits_lines_and_notices_a_torn_end() {
         let got = lines(b"one\ntwo, longer than the buffer\nthr");
         assert_eq!(got[0], (Line::Complete, b"one".to_vec()));
-        assert_eq!(got[1], (Line::Complete, b"two, longer than the buffer".to_vec()));
+        assert_eq!(
+            got[1],
+            (Line::Complete, b"two, longer than the buffer".to_vec())
+        );
         assert_eq!(got[2], (Line::Torn, b"thr".to_vec()));
     }
 }

@@ -83,7 +83,15 @@ pub fn summarize(path: &Path) -> Result<(RunSummary, Vec<String>), RunlogError> 
         bytes_out: 0,
         bytes_err: 0,
     };
-    if let Some(Record::End { t, status, exit, out, err, .. }) = last_record(path) {
+    if let Some(Record::End {
+        t,
+        status,
+        exit,
+        out,
+        err,
+        ..
+    }) = last_record(path)
+    {
         summary.command = reader.by_ref().take(16).find_map(|r| match r {
             Record::Cmd { command, .. } => Some(command),
             _ => None,
@@ -101,7 +109,9 @@ pub fn summarize(path: &Path) -> Result<(RunSummary, Vec<String>), RunlogError> 
             Record::Cmd { command, .. } if summary.command.is_none() => {
                 summary.command = Some(command)
             }
-            Record::Out { s, ref d, ref b, .. } => {
+            Record::Out {
+                s, ref d, ref b, ..
+            } => {
                 let len = match (d, b) {
                     (Some(text), _) => text.len() as u64,
                     _ => record.output_bytes().map_or(0, |v| v.len() as u64),
@@ -111,7 +121,13 @@ pub fn summarize(path: &Path) -> Result<(RunSummary, Vec<String>), RunlogError> 
                     super::StreamTag::Err => summary.bytes_err += len,
                 }
             }
-            Record::Exit { code, timed_out, killed, ref setup_failure, .. } => {
+            Record::Exit {
+                code,
+                timed_out,
+                killed,
+                ref setup_failure,
+                ..
+            } => {
                 summary.exit = Some(code);
                 summary.status = Some(if setup_failure.is_some() {
                     EndStatus::SetupFailed

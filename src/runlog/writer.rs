@@ -161,9 +161,9 @@ impl RunlogWriter {
                     s: chunk.stream.into(),
                     p: chunk.phase.into(),
                     d: text,
-                    b: text.is_none().then(|| {
-                        base64::engine::general_purpose::STANDARD.encode(&chunk.data)
-                    }),
+                    b: text
+                        .is_none()
+                        .then(|| base64::engine::general_purpose::STANDARD.encode(&chunk.data)),
                 };
                 self.write_value(&line)
             }
@@ -284,6 +284,9 @@ mod tests {
         assert_eq!(as_text(b"hello\n\tworld\r\n"), Some("hello\n\tworld\r\n"));
         assert_eq!(as_text(b"\xff"), None);
         assert_eq!(as_text(&[0u8; 64]), None);
-        assert_eq!(as_text(b"\x1b[31mred\x1b[0m and some more text"), Some("\x1b[31mred\x1b[0m and some more text"));
+        assert_eq!(
+            as_text(b"\x1b[31mred\x1b[0m and some more text"),
+            Some("\x1b[31mred\x1b[0m and some more text")
+        );
     }
 }

@@ -5,10 +5,14 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-/// The `subrt` binary built for these tests, with no config of the caller's.
+/// The `subrt` binary built for these tests, with no config of the caller's
+/// and its built-in store in a temporary folder.
 pub fn subrt() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_subrt"));
-    cmd.current_dir(std::env::temp_dir());
+    cmd.current_dir(std::env::temp_dir()).env(
+        "XDG_STATE_HOME",
+        std::env::temp_dir().join("subrt-test-state"),
+    );
     cmd
 }
 
