@@ -69,18 +69,36 @@ fn main() {
 
     println!("moving {MOVE} of zeros (GB/s, median of {ROUNDS}); ratio = subrt / baseline speed\n");
     let pipe = median(|| timed(|| shell(&format!("head -c {MOVE} /dev/zero | cat >/dev/null"))));
-    let cli = median(|| {
-        timed(|| {
-            let status = Command::new(env!("CARGO_BIN_EXE_subrt"))
-                .args(["run", "--", &format!("head -c {MOVE} /dev/zero")])
-                .current_dir(std::env::temp_dir())
-                .stdout(Stdio::null())
-                .status()
-                .unwrap();
-            assert!(status.success());
-        })
-    });
-    row("subrt run vs raw pipe", pipe, cli, "GB/s", gb_per_s);
+    let state = std::env::temp_dir().join(format!("subrt-bench-{}", std::process::id()));
+    let subrt_run = |extra: &[&str]| {
+        let status = Command::new(env!("CARGO_BIN_EXE_subrt"))
+            .arg("run")
+            .args(extra)
+            .args(["--", &format!("head -c {MOVE} /dev/zero")])
+            .current_dir(std::env::temp_dir())
+            .env("XDG_STATE_HOME", &state)
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let _ = std::fs::remove_dir_all(&state);
+    };
+    let unrecorded = median(|| timed(|| subrt_run(&["--no-log"])));
+    row(
+        "subrt run --no-log vs raw pipe",
+        pipe,
+        unrecorded,
+        "GB/s",
+        gb_per_s,
+    );
+    let recorded = median(|| timed(|| subrt_run(&[])));
+    row(
+        "subrt run (recorded) vs raw pipe",
+        pipe,
+        recorded,
+        "GB/s",
+        gb_per_s,
+    );
     let library = median(|| {
         timed(|| {
             let command = format!("head -c {MOVE} /dev/zero");

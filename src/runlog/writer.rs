@@ -26,7 +26,8 @@ pub struct RunlogWriter {
     last_exit: Option<(EndStatus, i32)>,
 }
 
-/// An output line, serialised from borrowed data (no copy of the text).
+/// An output line, serialised from borrowed data (no copy of the text); `b`
+/// is appended by hand.
 #[derive(Serialize)]
 struct OutLine<'a> {
     e: &'static str,
@@ -37,8 +38,6 @@ struct OutLine<'a> {
     p: PhaseTag,
     #[serde(skip_serializing_if = "Option::is_none")]
     d: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    b: Option<String>,
 }
 
 impl RunlogWriter {
@@ -104,6 +103,11 @@ impl RunlogWriter {
         self.line.clear();
         serde_json::to_writer(&mut self.line, value).expect("records serialise");
         self.line.push(b'\n');
+        self.write_line()
+    }
+
+    /// Appends the line in `self.line` with a single write.
+    fn write_line(&mut self) -> Result<(), RunlogError> {
         let result = self.file.write_all(&self.line);
         if self.line.capacity() > 1 << 20 {
             self.line = Vec::with_capacity(4096); // do not keep a flood's buffer
@@ -152,20 +156,48 @@ impl RunlogWriter {
             RuntimeEvent::Output(chunk) => {
                 let index = usize::from(chunk.stream == StreamKind::Stderr);
                 self.bytes[index] += chunk.data.len() as u64;
-                let text = as_text(&chunk.data);
-                let line = OutLine {
-                    e: "out",
-                    seq,
-                    t,
-                    c,
-                    s: chunk.stream.into(),
-                    p: chunk.phase.into(),
-                    d: text,
-                    b: text
-                        .is_none()
-                        .then(|| base64::engine::general_purpose::STANDARD.encode(&chunk.data)),
-                };
-                self.write_value(&line)
+                let (s, p) = (chunk.stream.into(), chunk.phase.into());
+                match as_text(&chunk.data) {
+                    Some(text) => {
+                        let d = Some(text);
+                        let line = OutLine {
+                            e: "out",
+                            seq,
+                            t,
+                            c,
+                            s,
+                            p,
+                            d,
+                        };
+                        self.write_value(&line)
+                    }
+                    None => {
+                        self.line.clear();
+                        let prefix = OutLine {
+                            e: "out",
+                            seq,
+                            t,
+                            c,
+                            s,
+                            p,
+                            d: None,
+                        };
+                        serde_json::to_writer(&mut self.line, &prefix).expect("serialises");
+                        // Base64 needs no JSON escaping: encode straight into
+                        // the line, replacing the closing brace.
+                        self.line.pop();
+                        self.line.extend_from_slice(b",\"b\":\"");
+                        let start = self.line.len();
+                        let engine = &base64::engine::general_purpose::STANDARD;
+                        let len = base64::encoded_len(chunk.data.len(), true).expect("fits");
+                        self.line.resize(start + len, 0);
+                        engine
+                            .encode_slice(&chunk.data, &mut self.line[start..])
+                            .expect("sized by encoded_len");
+                        self.line.extend_from_slice(b"\"}\n");
+                        self.write_line()
+                    }
+                }
             }
             RuntimeEvent::SetupStarted { command } => self.write_value(&Record::Setup {
                 seq,
