@@ -23,18 +23,18 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::capture::Capture;
+use super::driver::{self, Exit, Lifecycle, Process, Runner, sleep_until};
 use super::placeholders::expand_static;
 use super::process_group::{die_with_parent, group_exists, kill_group};
 use super::{
     EventStream, ExecRequest, LaunchSpec, OutputChunk, Phase, RuntimeBackend, RuntimeError,
-    RuntimeEvent, RuntimeInfo, RuntimeResult, RuntimeState, SetupFailure, StreamKind,
-    SubmissionRuntime,
+    RuntimeEvent, RuntimeInfo, RuntimeState, StreamKind, SubmissionRuntime,
 };
 use crate::spec::EnvironmentSpec;
 
@@ -63,43 +63,18 @@ struct Inner {
     launch_env: BTreeMap<String, String>,
     setup_commands: Vec<String>,
     assets: BTreeMap<String, PathBuf>,
-    state: Mutex<State>,
+    /// Locked before `groups` when both are needed.
+    life: Mutex<Lifecycle>,
+    groups: Mutex<Groups>,
 }
 
-#[derive(Debug)]
-struct State {
-    phase: RuntimeState,
-    /// Pid (and pgid) of the shell of the running command.
+/// The host processes of the runtime.
+#[derive(Debug, Default)]
+struct Groups {
+    /// Pid (and pgid) of the shell of the running process.
     current: Option<u32>,
     /// Groups started by this runtime that may still have members.
-    groups: Vec<i32>,
-    last_exit: Option<i32>,
-    setup_done: bool,
-    kill_requested: bool,
-    /// Warnings not yet reported; sent with the next command's events.
-    notes: Vec<String>,
-}
-
-/// How one process ended.
-#[derive(Debug, Clone, Copy)]
-struct Exit {
-    code: i32,
-    signal: Option<i32>,
-    timed_out: bool,
-}
-
-impl Exit {
-    fn success(self) -> bool {
-        self.code == 0 && self.signal.is_none()
-    }
-
-    fn killed_before_start() -> Self {
-        Self {
-            code: 128 + libc::SIGKILL,
-            signal: Some(libc::SIGKILL),
-            timed_out: false,
-        }
-    }
+    started: Vec<i32>,
 }
 
 impl RuntimeBackend for LocalRuntime {
@@ -129,15 +104,8 @@ impl RuntimeBackend for LocalRuntime {
                 working_dir,
                 launch_env: launch.env_vars,
                 assets,
-                state: Mutex::new(State {
-                    phase: RuntimeState::Idle,
-                    current: None,
-                    groups: Vec::new(),
-                    last_exit: None,
-                    setup_done: false,
-                    kill_requested: false,
-                    notes,
-                }),
+                life: Mutex::new(Lifecycle::new(notes)),
+                groups: Mutex::new(Groups::default()),
             }),
         })
     }
@@ -180,61 +148,33 @@ impl SubmissionRuntime for LocalRuntime {
         let inner = &self.inner;
         check_working_dir(&inner.working_dir)?;
         let command = inner.expand(&request.command)?;
-        let (setup, notes) = {
-            let mut state = inner.lock();
-            match state.phase {
-                RuntimeState::Cleaned => return Err(RuntimeError::CleanedUp),
-                RuntimeState::Setup | RuntimeState::Running => return Err(RuntimeError::Busy),
-                RuntimeState::Idle => {}
-            }
-            let setup = if state.setup_done {
-                Vec::new()
-            } else {
-                inner
-                    .setup_commands
-                    .iter()
-                    .map(|c| inner.expand(c))
-                    .collect::<Result<Vec<_>, _>>()?
-            };
-            state.phase = if setup.is_empty() {
-                RuntimeState::Running
-            } else {
-                RuntimeState::Setup
-            };
-            state.kill_requested = false;
-            (setup, std::mem::take(&mut state.notes))
-        };
-        let (tx, events) = EventStream::channel();
-        tokio::spawn(Arc::clone(inner).drive(request, command, setup, notes, tx));
-        Ok(events)
+        driver::start(inner, request, command, || {
+            inner
+                .setup_commands
+                .iter()
+                .map(|c| inner.expand(c))
+                .collect()
+        })
     }
 
     fn poll(&self) -> Option<i32> {
-        let state = self.inner.lock();
-        match state.phase {
-            RuntimeState::Setup | RuntimeState::Running => None,
-            RuntimeState::Idle | RuntimeState::Cleaned => state.last_exit,
-        }
+        self.inner.lifecycle().poll()
     }
 
     async fn kill(&self) -> Result<(), RuntimeError> {
-        let mut state = self.inner.lock();
-        if matches!(state.phase, RuntimeState::Setup | RuntimeState::Running) {
-            state.kill_requested = true;
-        }
-        kill_groups(&mut state)
+        self.inner.lifecycle().request_kill();
+        kill_groups(&mut self.inner.groups())
     }
 
     async fn cleanup(&self) -> Result<(), RuntimeError> {
         let groups = {
-            let mut state = self.inner.lock();
-            if matches!(state.phase, RuntimeState::Setup | RuntimeState::Running) {
-                state.kill_requested = true;
-            }
-            state.phase = RuntimeState::Cleaned;
-            let groups = state.groups.clone();
-            kill_groups(&mut state)?;
-            groups
+            let mut life = self.inner.lifecycle();
+            life.request_kill();
+            life.phase = RuntimeState::Cleaned;
+            let mut groups = self.inner.groups();
+            let started = groups.started.clone();
+            kill_groups(&mut groups)?;
+            started
         };
         // SIGKILL is asynchronous: wait (briefly) until the processes are gone
         // so that "cleaned up" means what it says.
@@ -246,12 +186,13 @@ impl SubmissionRuntime for LocalRuntime {
     }
 
     fn info(&self) -> RuntimeInfo {
-        let state = self.inner.lock();
+        let state = self.inner.lifecycle().phase;
+        let current = self.inner.groups().current;
         RuntimeInfo {
             kind: self.inner.environment.kind.clone(),
-            state: state.phase,
-            pid: state.current,
-            pgid: state.current.map(|pid| pid as i32),
+            state,
+            pid: current,
+            pgid: current.map(|pid| pid as i32),
             container_id: None,
         }
     }
@@ -259,14 +200,14 @@ impl SubmissionRuntime for LocalRuntime {
 
 impl Drop for LocalRuntime {
     fn drop(&mut self) {
-        let _ = kill_groups(&mut self.inner.lock());
+        let _ = kill_groups(&mut self.inner.groups());
     }
 }
 
 /// Kills every group the runtime started and forgets the ones that are gone.
-fn kill_groups(state: &mut State) -> Result<(), RuntimeError> {
+fn kill_groups(groups: &mut Groups) -> Result<(), RuntimeError> {
     let mut first_error = None;
-    for &pgid in &state.groups {
+    for &pgid in &groups.started {
         if let Err(source) = kill_group(pgid) {
             first_error.get_or_insert(RuntimeError::Io {
                 context: format!("cannot kill process group {pgid}"),
@@ -274,15 +215,19 @@ fn kill_groups(state: &mut State) -> Result<(), RuntimeError> {
             });
         }
     }
-    state.groups.retain(|&g| group_exists(g));
+    groups.started.retain(|&g| group_exists(g));
     first_error.map_or(Ok(()), Err)
 }
 
+/// Locks `mutex`, also after a panic elsewhere: the state stays consistent
+/// enough to kill and clean up, which is all that matters then.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 impl Inner {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic while holding the lock leaves the state consistent enough
-        // to kill and clean up, which is all that matters then.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    fn groups(&self) -> MutexGuard<'_, Groups> {
+        lock(&self.groups)
     }
 
     fn expand(&self, command: &str) -> Result<String, RuntimeError> {
@@ -292,105 +237,28 @@ impl Inner {
             |name| Some(self.assets.get(name)?.display().to_string()),
         )
     }
+}
 
-    /// Runs the setup commands (if any) then the command, and reports.
-    async fn drive(
-        self: Arc<Self>,
-        request: ExecRequest,
-        command: String,
-        setup: Vec<String>,
-        notes: Vec<String>,
-        tx: mpsc::Sender<RuntimeEvent>,
-    ) {
-        let started = Instant::now();
-        let deadline = request.timeout.map(|t| started + t);
-        let env = self.environment.merged_env(&self.launch_env, &request.env);
-        for note in notes {
-            let _ = tx.send(RuntimeEvent::Note(note)).await;
-        }
-        let mut result = RuntimeResult::empty();
-        let limit = request.capture_limit;
+impl Runner for Inner {
+    fn lifecycle(&self) -> MutexGuard<'_, Lifecycle> {
+        lock(&self.life)
+    }
 
-        let mut setup_exit = None;
-        if !setup.is_empty() {
-            let mut captures = [Capture::new(limit), Capture::new(limit)];
-            for line in &setup {
-                let _ = tx
-                    .send(RuntimeEvent::SetupStarted {
-                        command: line.clone(),
-                    })
-                    .await;
-                let exit;
-                (exit, captures) = self
-                    .run(line, Phase::Setup, None, &env, deadline, &tx, captures)
-                    .await;
-                if !exit.success() {
-                    result.setup_failure = Some(SetupFailure {
-                        command: line.clone(),
-                        exit_code: exit.code,
-                    });
-                    setup_exit = Some(exit);
-                    break;
-                }
-            }
-            let [out, err] = captures;
-            result.setup_stdout = out.finish();
-            result.setup_stderr = err.finish();
-            let mut state = self.lock();
-            state.setup_done = setup_exit.is_none();
-            if state.phase == RuntimeState::Setup {
-                state.phase = RuntimeState::Running;
-            }
-        }
-
-        let exit = match setup_exit {
-            Some(exit) => exit,
-            None => {
-                let captures = [Capture::new(limit), Capture::new(limit)];
-                let (exit, [out, err]) = self
-                    .run(
-                        &command,
-                        Phase::Command,
-                        request.stdin,
-                        &env,
-                        deadline,
-                        &tx,
-                        captures,
-                    )
-                    .await;
-                result.stdout = out.finish();
-                result.stderr = err.finish();
-                exit
-            }
-        };
-        result.exit_code = exit.code;
-        result.signal = exit.signal;
-        result.timed_out = exit.timed_out;
-        result.elapsed = started.elapsed();
-        {
-            let mut state = self.lock();
-            result.killed = state.kill_requested && !exit.timed_out;
-            state.last_exit = Some(exit.code);
-            if state.phase != RuntimeState::Cleaned {
-                state.phase = RuntimeState::Idle;
-            }
-        }
-        let _ = tx.send(RuntimeEvent::Finished(result)).await;
+    fn env(&self, request_env: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+        self.environment.merged_env(&self.launch_env, request_env)
     }
 
     /// Runs one process to its end and reads its output until the pipes
     /// close or go quiet.
-    #[allow(clippy::too_many_arguments)]
-    async fn run(
-        &self,
-        line: &str,
-        phase: Phase,
-        stdin: Option<Bytes>,
-        env: &BTreeMap<String, String>,
-        deadline: Option<Instant>,
-        tx: &mpsc::Sender<RuntimeEvent>,
-        captures: [Capture; 2],
-    ) -> (Exit, [Capture; 2]) {
+    async fn run(&self, process: Process<'_>, captures: [Capture; 2]) -> (Exit, [Capture; 2]) {
+        let Process {
+            line,
+            phase,
+            stdin,
+            env,
+            deadline,
+            tx,
+        } = process;
         let shell = &self.environment.local.shell;
         let mut cmd = tokio::process::Command::new(shell);
         cmd.arg("-c")
@@ -410,16 +278,17 @@ impl Inner {
         unsafe { cmd.pre_exec(die_with_parent) };
 
         let spawned = {
-            // Spawn under the lock, so that a concurrent kill() either stops
+            // Spawn under the locks, so that a concurrent kill() either stops
             // us from starting or sees the new group.
-            let mut state = self.lock();
-            if state.kill_requested {
-                return (Exit::killed_before_start(), captures);
+            let life = self.lifecycle();
+            if life.kill_requested {
+                return (Exit::killed(false), captures);
             }
+            let mut groups = self.groups();
             cmd.spawn().inspect(|child| {
                 let pid = child.id().expect("a child that was just spawned has a pid");
-                state.current = Some(pid);
-                state.groups.push(pid as i32);
+                groups.current = Some(pid);
+                groups.started.push(pid as i32);
             })
         };
         let mut child = match spawned {
@@ -427,18 +296,12 @@ impl Inner {
             Err(e) => {
                 let note = format!("cannot start {} -c {line:?}: {e}", shell.display());
                 let _ = tx.send(RuntimeEvent::Note(note)).await;
-                let exit = Exit {
-                    code: 126,
-                    signal: None,
-                    timed_out: false,
-                };
-                return (exit, captures);
+                return (Exit::not_started(), captures);
             }
         };
         let pid = child.id().expect("not yet reaped");
         let pgid = pid as i32;
         let _ = tx.send(RuntimeEvent::ProcessStarted { pid, pgid }).await;
-
         // `None` while the shell runs; then how long silent pipes are read.
         let (exited_tx, exited_rx) = watch::channel(None);
         let [out_capture, err_capture] = captures;
@@ -483,7 +346,7 @@ impl Inner {
                 child.wait().await
             }
         };
-        let killed = timed_out || self.lock().kill_requested;
+        let killed = timed_out || self.lifecycle().kill_requested;
         let _ = exited_tx.send(Some(if killed {
             DRAIN_AFTER_KILL
         } else {
@@ -495,10 +358,10 @@ impl Inner {
         }
 
         {
-            let mut state = self.lock();
-            state.current = None;
+            let mut groups = self.groups();
+            groups.current = None;
             if !group_exists(pgid) {
-                state.groups.retain(|&g| g != pgid);
+                groups.started.retain(|&g| g != pgid);
             }
         }
         let exit = match status {
@@ -534,13 +397,6 @@ impl Inner {
 fn enlarge_pipe(pipe: &impl std::os::fd::AsRawFd) {
     // SAFETY: F_SETPIPE_SZ on a pipe fd we own; no pointers are passed.
     unsafe { libc::fcntl(pipe.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_SIZE) };
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
-    }
 }
 
 /// Reads a pipe into events until it closes, the stream's reader goes away,

@@ -39,6 +39,7 @@
 //! ```
 
 mod capture;
+mod driver;
 mod error;
 mod events;
 pub mod local;
