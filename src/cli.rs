@@ -15,6 +15,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use subrt::config::Config;
 use subrt::runlog::{self, ExportFormat, RunState, RunlogWriter, Store};
 use subrt::runtime::{ExecRequest, LaunchSpec, RuntimeEvent, RuntimeResult, StreamKind, registry};
+use subrt::runtime::{docker, leftovers};
 use subrt::supervisor::{SessionEvent, Supervisor};
 
 /// Exit status of a command that timed out, as coreutils `timeout` uses.
@@ -46,6 +47,19 @@ pub enum Command {
     Export(ExportArgs),
     /// Play a run's output back with its original timing.
     Replay(ReplayArgs),
+    /// Remove subrt containers whose owning process is gone.
+    Gc(GcArgs),
+}
+
+/// Arguments of `subrt gc`.
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Only say what would be removed.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Every subrt container, whether its owner runs or not.
+    #[arg(long)]
+    pub all: bool,
 }
 
 /// Arguments of `subrt ls`.
@@ -152,6 +166,7 @@ pub async fn main(cli: Cli) -> Result<i32> {
         Some(Command::Ls(args)) => ls(&config, &args),
         Some(Command::Export(args)) => export(&config, &args),
         Some(Command::Replay(args)) => replay(&config, &args),
+        Some(Command::Gc(args)) => gc(&config, &args).await,
         None => {
             specs(&config).await?;
             println!(
@@ -392,6 +407,65 @@ fn replay(config: &Config, args: &ReplayArgs) -> Result<i32> {
     }
     played.wrap_err("cannot write the output back")?;
     Ok(0)
+}
+
+async fn gc(config: &Config, args: &GcArgs) -> Result<i32> {
+    // The default daemon, and every other one an environment names.
+    let mut hosts: Vec<Option<String>> = vec![None];
+    for spec in &config.environments {
+        let host = spec.docker.as_ref().and_then(|d| d.host.clone());
+        if host.is_some() && !hosts.contains(&host) {
+            hosts.push(host);
+        }
+    }
+    let mut status = 0;
+    let (mut found, mut removed) = (0, 0);
+    for host in hosts {
+        let docker = match docker::connect(host.as_deref()).await {
+            Ok(docker) => docker,
+            Err(e) => {
+                eprintln!("subrt: {e}");
+                status = 1;
+                continue;
+            }
+        };
+        for container in leftovers::leftovers(&docker, args.all).await? {
+            found += 1;
+            let what = format!(
+                "{} ({}) run {} env {}: {}",
+                container.name,
+                container.id.get(..12).unwrap_or(&container.id),
+                container.run_id,
+                container.environment,
+                container.verdict
+            );
+            if args.dry_run {
+                println!("would remove {what}");
+            } else {
+                match leftovers::remove(&docker, &container.id).await {
+                    Ok(()) => {
+                        removed += 1;
+                        println!("removed {what}");
+                    }
+                    Err(e) => {
+                        eprintln!("subrt: {e}");
+                        status = 1;
+                    }
+                }
+            }
+        }
+    }
+    let scope = if args.all {
+        "subrt containers"
+    } else {
+        "leftover containers"
+    };
+    match (found, args.dry_run) {
+        (0, _) => println!("no {scope}"),
+        (n, true) => println!("{n} {scope} (dry run: none removed)"),
+        (n, false) => println!("{removed} of {n} {scope} removed"),
+    }
+    Ok(status)
 }
 
 /// The exit status `subrt run` reports for `result`: the command's own,

@@ -157,6 +157,26 @@ pub struct DockerConfig {
     pub host: Option<String>,
 }
 
+impl DockerConfig {
+    /// Settings for `image` with every default: workspace mounted at
+    /// `/workspace`, no network, no limits.
+    pub fn new(image: impl Into<String>) -> Self {
+        Self {
+            image: image.into(),
+            workdir: default_workdir(),
+            mount_workspace: true,
+            extra_mounts: Vec::new(),
+            network: default_network(),
+            user: None,
+            keep_container_after_clean: false,
+            memory: None,
+            cpus: None,
+            pids_limit: None,
+            host: None,
+        }
+    }
+}
+
 fn default_workdir() -> String {
     "/workspace".to_owned()
 }

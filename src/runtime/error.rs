@@ -48,6 +48,33 @@ pub enum RuntimeError {
         /// What is wrong.
         reason: String,
     },
+    /// The Docker daemon cannot be reached.
+    #[error(
+        "cannot reach the Docker daemon at {host}: {reason} \
+             (set DOCKER_HOST, or `docker.host` in the environment)"
+    )]
+    DockerUnreachable {
+        /// The socket or URL tried.
+        host: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The image is missing and could not be pulled.
+    #[error("image `{image}`: {reason}")]
+    Image {
+        /// The image.
+        image: String,
+        /// What was tried and what the daemon said.
+        reason: String,
+    },
+    /// A Docker Engine API call failed.
+    #[error("docker: {action}: {reason}")]
+    Docker {
+        /// What subrt was doing, e.g. "creating container for run 01J…".
+        action: String,
+        /// What the daemon said.
+        reason: String,
+    },
     /// A command was started while another one runs on the same runtime.
     #[error("a command is already running on this runtime")]
     Busy,

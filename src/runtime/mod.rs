@@ -39,9 +39,11 @@
 //! ```
 
 mod capture;
+pub mod docker;
 mod driver;
 mod error;
 mod events;
+pub mod leftovers;
 pub mod local;
 mod models;
 mod placeholders;

@@ -8,6 +8,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::OnceLock;
 
+use super::docker::DockerRuntime;
 use super::local::LocalRuntime;
 use super::{LaunchSpec, RuntimeError, SubmissionRuntime};
 use crate::spec::EnvironmentSpec;
@@ -53,6 +54,7 @@ impl Registry {
     pub fn with_builtins() -> Self {
         let mut registry = Self::empty();
         registry.register::<LocalRuntime>("local");
+        registry.register::<DockerRuntime>("docker");
         registry
     }
 

@@ -1,0 +1,336 @@
+//! DockerRuntime against the real daemon: the shared contract, then what
+//! only containers do (mounts, limits, labels, errors).
+
+mod common;
+mod contract;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bollard::query_parameters::ListContainersOptionsBuilder;
+use subrt::runtime::docker::connect;
+use subrt::runtime::{ExecRequest, LaunchSpec, StaticAsset, SubmissionRuntime, spawn_runtime};
+use subrt::spec::{DockerConfig, EnvironmentSpec, Mount, MountMode};
+
+use common::docker::test_image;
+
+fn spec(image: &str) -> EnvironmentSpec {
+    let mut spec = EnvironmentSpec::local("docker-test");
+    spec.kind = "docker".into();
+    spec.docker = Some(DockerConfig::new(image));
+    spec
+}
+
+/// A workspace folder that outlives the test's runtimes.
+fn workspace() -> std::path::PathBuf {
+    tempfile::tempdir().unwrap().keep()
+}
+
+struct Docker {
+    image: &'static str,
+    runs: Mutex<Vec<String>>,
+}
+
+impl Docker {
+    fn new() -> Option<Self> {
+        Some(Self {
+            image: test_image()?,
+            runs: Mutex::new(Vec::new()),
+        })
+    }
+}
+
+impl contract::Target for Docker {
+    async fn runtime(&self, setup: &[&str]) -> Arc<dyn SubmissionRuntime> {
+        let mut spec = spec(self.image);
+        spec.setup.commands = setup.iter().map(|s| s.to_string()).collect();
+        let launch = LaunchSpec::new(spec, workspace());
+        self.runs.lock().unwrap().push(launch.run_id.clone());
+        Arc::from(spawn_runtime(launch).await.unwrap())
+    }
+
+    /// Looks in every running container of the runs this target made, so a
+    /// container that should have been killed is looked in too.
+    async fn alive(&self, _: &Arc<dyn SubmissionRuntime>, needle: &str) -> bool {
+        let docker = connect(None).await.unwrap();
+        let runs = self.runs.lock().unwrap().clone();
+        for run in runs {
+            let filters = HashMap::from([("label", vec![format!("subrt.run={run}")])]);
+            let options = ListContainersOptionsBuilder::default()
+                .filters(&filters)
+                .build();
+            for container in docker.list_containers(Some(options)).await.unwrap() {
+                let id = container.id.unwrap();
+                let Ok(top) = docker
+                    .top_processes(&id, None::<bollard::query_parameters::TopOptions>)
+                    .await
+                else {
+                    continue;
+                };
+                let rows = top.processes.unwrap_or_default();
+                if rows.iter().any(|row| row.join(" ").contains(needle)) {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+}
+
+contract_tests!(match Docker::new() {
+    Some(docker) => docker,
+    None => return,
+});
+
+async fn runtime_with(edit: impl FnOnce(&mut LaunchSpec)) -> Option<Box<dyn SubmissionRuntime>> {
+    let image = test_image()?;
+    let mut launch = LaunchSpec::new(spec(image), workspace());
+    edit(&mut launch);
+    Some(spawn_runtime(launch).await.unwrap())
+}
+
+#[tokio::test]
+async fn the_container_is_labelled_and_shown_at_spawn() {
+    let Some(image) = test_image() else { return };
+    let launch = LaunchSpec::new(spec(image), workspace());
+    let run_id = launch.run_id.clone();
+    let rt = spawn_runtime(launch).await.unwrap();
+    let id = rt
+        .info()
+        .container_id
+        .expect("the container exists from spawn on");
+    assert_eq!(common::docker::containers_of(&run_id, false), [id.clone()]);
+    let docker = connect(None).await.unwrap();
+    let inspect = docker.inspect_container(&id, None).await.unwrap();
+    let labels = inspect.config.unwrap().labels.unwrap();
+    assert_eq!(labels["subrt.managed"], "true");
+    assert_eq!(labels["subrt.env"], "docker-test");
+    assert!(labels["subrt.owner"].contains(&format!("/{}/", std::process::id())));
+    let host = inspect.host_config.unwrap();
+    assert_eq!(host.network_mode.as_deref(), Some("none"));
+    assert!(
+        host.security_opt
+            .unwrap()
+            .contains(&"no-new-privileges".to_owned())
+    );
+    rt.cleanup().await.unwrap();
+    assert!(
+        common::docker::containers_of(&run_id, true).is_empty(),
+        "cleanup removes the container"
+    );
+}
+
+#[tokio::test]
+async fn the_workspace_is_mounted_read_write_at_workdir() {
+    let dir = workspace();
+    std::fs::write(dir.join("input.txt"), "from the host").unwrap();
+    let Some(rt) = runtime_with(|l| l.working_dir = dir.clone()).await else {
+        return;
+    };
+    let result = rt
+        .execute(ExecRequest::new(
+            "pwd; cat input.txt; echo written > output.txt",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(&result.stdout.data[..], b"/workspace\nfrom the host");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("output.txt")).unwrap(),
+        "written\n"
+    );
+    rt.cleanup().await.unwrap();
+}
+
+#[tokio::test]
+async fn static_assets_are_read_only() {
+    let dir = workspace();
+    std::fs::write(dir.join("data.csv"), "a,b\n").unwrap();
+    let Some(rt) = runtime_with(|l| {
+        l.working_dir = dir.clone();
+        l.static_assets.insert(
+            "data".into(),
+            StaticAsset {
+                path: "data.csv".into(),
+                save_path: "inputs/data.csv".into(),
+            },
+        );
+    })
+    .await
+    else {
+        return;
+    };
+    let read = rt
+        .execute(ExecRequest::new("cat {{static:data}}"))
+        .await
+        .unwrap();
+    assert_eq!(&read.stdout.data[..], b"a,b\n");
+    let write = rt
+        .execute(ExecRequest::new("echo changed > /static/inputs/data.csv"))
+        .await
+        .unwrap();
+    assert_ne!(write.exit_code, 0, "writing a static asset must fail");
+    assert!(
+        String::from_utf8_lossy(&write.stderr.data).contains("Read-only"),
+        "{write:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("data.csv")).unwrap(),
+        "a,b\n"
+    );
+    rt.cleanup().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_mount_under_the_workdir_is_rejected_clearly() {
+    let Some(image) = test_image() else { return };
+    let mut spec = spec(image);
+    spec.docker.as_mut().unwrap().extra_mounts = vec![Mount {
+        source: "/tmp".into(),
+        target: "/workspace/data".into(),
+        mode: MountMode::Ro,
+    }];
+    let err = spawn_runtime(LaunchSpec::new(spec, workspace()))
+        .await
+        .unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.contains("/workspace/data") && message.contains("inside the workdir"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn extra_mounts_resolve_relative_sources_against_the_workspace() {
+    let dir = workspace();
+    std::fs::create_dir(dir.join("shared")).unwrap();
+    std::fs::write(dir.join("shared/note"), "mounted").unwrap();
+    let Some(image) = test_image() else { return };
+    let mut spec = spec(image);
+    spec.docker.as_mut().unwrap().extra_mounts = vec![Mount {
+        source: "shared".into(),
+        target: "/mnt/shared".into(),
+        mode: MountMode::Ro,
+    }];
+    let rt = spawn_runtime(LaunchSpec::new(spec, dir)).await.unwrap();
+    let result = rt
+        .execute(ExecRequest::new("cat /mnt/shared/note"))
+        .await
+        .unwrap();
+    assert_eq!(&result.stdout.data[..], b"mounted");
+    rt.cleanup().await.unwrap();
+}
+
+#[tokio::test]
+async fn network_none_leaves_only_loopback() {
+    let Some(rt) = runtime_with(|_| {}).await else {
+        return;
+    };
+    let result = rt
+        .execute(ExecRequest::new("ls /sys/class/net"))
+        .await
+        .unwrap();
+    assert_eq!(&result.stdout.data[..], b"lo\n");
+    rt.cleanup().await.unwrap();
+}
+
+#[tokio::test]
+async fn limits_and_user_are_applied() {
+    let Some(image) = test_image() else { return };
+    let mut spec = spec(image);
+    let settings = spec.docker.as_mut().unwrap();
+    settings.memory = Some("256m".into());
+    settings.cpus = Some(0.5);
+    settings.pids_limit = Some(64);
+    settings.user = Some("1234:1234".into());
+    let launch = LaunchSpec::new(spec, workspace());
+    let rt = spawn_runtime(launch).await.unwrap();
+    let result = rt.execute(ExecRequest::new("id -u")).await.unwrap();
+    assert_eq!(&result.stdout.data[..], b"1234\n");
+    let docker = connect(None).await.unwrap();
+    let id = rt.info().container_id.unwrap();
+    let host = docker
+        .inspect_container(&id, None)
+        .await
+        .unwrap()
+        .host_config
+        .unwrap();
+    assert_eq!(host.memory, Some(256 << 20));
+    assert_eq!(host.nano_cpus, Some(500_000_000));
+    assert_eq!(host.pids_limit, Some(64));
+    rt.cleanup().await.unwrap();
+}
+
+#[tokio::test]
+async fn kill_replaces_the_container_for_the_next_command() {
+    let Some(rt) = runtime_with(|_| {}).await else {
+        return;
+    };
+    let first = rt.info().container_id.unwrap();
+    rt.kill().await.unwrap();
+    let result = rt.execute(ExecRequest::new("echo fresh")).await.unwrap();
+    assert_eq!(&result.stdout.data[..], b"fresh\n");
+    let second = rt.info().container_id.unwrap();
+    assert_ne!(first, second, "the next command starts a fresh container");
+    rt.cleanup().await.unwrap();
+}
+
+#[tokio::test]
+async fn keep_container_after_clean_keeps_it() {
+    let Some(image) = test_image() else { return };
+    let mut spec = spec(image);
+    spec.docker.as_mut().unwrap().keep_container_after_clean = true;
+    let launch = LaunchSpec::new(spec, workspace());
+    let run_id = launch.run_id.clone();
+    let rt = spawn_runtime(launch).await.unwrap();
+    rt.execute(ExecRequest::new("echo kept > /tmp/evidence"))
+        .await
+        .unwrap();
+    rt.cleanup().await.unwrap();
+    let kept = common::docker::containers_of(&run_id, true);
+    assert_eq!(kept.len(), 1, "the container is kept");
+    assert!(
+        common::docker::containers_of(&run_id, false).is_empty(),
+        "and stopped"
+    );
+    let docker = connect(None).await.unwrap();
+    subrt::runtime::leftovers::remove(&docker, &kept[0])
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn an_unreachable_daemon_names_what_was_tried() {
+    let mut spec = spec("any");
+    spec.docker.as_mut().unwrap().host = Some("unix:///nonexistent/docker.sock".into());
+    let err = spawn_runtime(LaunchSpec::new(spec.clone(), workspace()))
+        .await
+        .unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.contains("unix:///nonexistent/docker.sock"),
+        "{message}"
+    );
+    assert!(
+        message.contains("DOCKER_HOST"),
+        "says how to point elsewhere: {message}"
+    );
+    let check = subrt::runtime::registry::builtins()
+        .check(&spec)
+        .await
+        .unwrap_err();
+    assert!(check.to_string().contains("/nonexistent/docker.sock"));
+}
+
+#[tokio::test]
+async fn a_missing_image_names_the_image_and_the_pull_failure() {
+    if test_image().is_none() {
+        return;
+    }
+    let spec = spec("subrt-no-such-image:404");
+    let err = spawn_runtime(LaunchSpec::new(spec, workspace()))
+        .await
+        .unwrap_err();
+    let message = err.to_string();
+    assert!(message.contains("subrt-no-such-image:404"), "{message}");
+    assert!(message.contains("pulling it failed"), "{message}");
+}
