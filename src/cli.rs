@@ -60,6 +60,9 @@ pub struct GcArgs {
     /// Every subrt container, whether its owner runs or not.
     #[arg(long)]
     pub all: bool,
+    /// Only containers of this environment.
+    #[arg(long, value_name = "NAME")]
+    pub env: Option<String>,
 }
 
 /// Arguments of `subrt ls`.
@@ -429,7 +432,11 @@ async fn gc(config: &Config, args: &GcArgs) -> Result<i32> {
                 continue;
             }
         };
-        for container in leftovers::leftovers(&docker, args.all).await? {
+        let mut containers = leftovers::leftovers(&docker, args.all).await?;
+        if let Some(env) = &args.env {
+            containers.retain(|c| &c.environment == env);
+        }
+        for container in containers {
             found += 1;
             let what = format!(
                 "{} ({}) run {} env {}: {}",

@@ -99,7 +99,10 @@ async fn the_container_is_labelled_and_shown_at_spawn() {
         .info()
         .container_id
         .expect("the container exists from spawn on");
-    assert_eq!(common::docker::containers_of(&run_id, false), std::slice::from_ref(&id));
+    assert_eq!(
+        common::docker::containers_of(&run_id, false),
+        std::slice::from_ref(&id)
+    );
     let docker = connect(None).await.unwrap();
     let inspect = docker.inspect_container(&id, None).await.unwrap();
     let labels = inspect.config.unwrap().labels.unwrap();

@@ -51,6 +51,8 @@ pub mod labels {
     pub const ENV: &str = "subrt.env";
     /// The owning subrt process: `host/pid/start_time`.
     pub const OWNER: &str = "subrt.owner";
+    /// `"true"` when the spec keeps the container after cleanup.
+    pub const KEEP: &str = "subrt.keep";
 }
 
 /// The daemon tried when neither the spec nor `DOCKER_HOST` names one.
@@ -357,7 +359,7 @@ fn container_body(
     };
 
     let owner = Owner::this_process();
-    let labels = HashMap::from([
+    let mut labels = HashMap::from([
         (labels::MANAGED.to_owned(), "true".to_owned()),
         (labels::RUN.to_owned(), launch.run_id.clone()),
         (labels::ENV.to_owned(), environment.clone()),
@@ -371,6 +373,9 @@ fn container_body(
             ),
         ),
     ]);
+    if settings.keep_container_after_clean {
+        labels.insert(labels::KEEP.to_owned(), "true".to_owned());
+    }
     Ok(ContainerCreateBody {
         image: Some(settings.image.clone()),
         // PID 1 (docker-init) keeps the container alive and reaps orphans.

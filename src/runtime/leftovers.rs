@@ -4,7 +4,9 @@
 //! Every container subrt makes carries `subrt.owner = host/pid/start_time`.
 //! A container is a leftover when that process is gone: on this host, no
 //! process has that pid with that start time. Containers owned on another
-//! host cannot be checked from here and count as owned (unless `all`).
+//! host cannot be checked from here and count as owned, and containers kept
+//! on purpose (`keep_container_after_clean`) are not leftovers either; `all`
+//! takes every subrt container.
 
 use std::collections::HashMap;
 
@@ -45,6 +47,8 @@ pub enum Verdict {
     OwnerAlive,
     /// Owned on another host; cannot be checked from here.
     OtherHost,
+    /// Kept after cleanup on purpose (`keep_container_after_clean`).
+    Kept,
 }
 
 impl std::fmt::Display for Verdict {
@@ -53,6 +57,7 @@ impl std::fmt::Display for Verdict {
             Verdict::OwnerGone => "owner gone",
             Verdict::OwnerAlive => "owner running",
             Verdict::OtherHost => "owner on another host",
+            Verdict::Kept => "kept by its spec",
         })
     }
 }
@@ -101,6 +106,10 @@ pub async fn managed_containers(docker: &Docker) -> Result<Vec<ManagedContainer>
             let labels = c.labels.unwrap_or_default();
             let label = |key: &str| labels.get(key).cloned().unwrap_or_default();
             let owner = label(labels::OWNER);
+            let verdict = match verdict(&owner) {
+                Verdict::OwnerGone if label(labels::KEEP) == "true" => Verdict::Kept,
+                other => other,
+            };
             ManagedContainer {
                 id: c.id.unwrap_or_default(),
                 name: c
@@ -111,7 +120,7 @@ pub async fn managed_containers(docker: &Docker) -> Result<Vec<ManagedContainer>
                 run_id: label(labels::RUN),
                 environment: label(labels::ENV),
                 state: c.state.map(|s| s.to_string()).unwrap_or_default(),
-                verdict: verdict(&owner),
+                verdict,
                 owner,
             }
         })

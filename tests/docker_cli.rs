@@ -1,0 +1,229 @@
+//! `subrt run` on a Docker environment, and `subrt gc`, on the real binary
+//! and daemon. Each test uses an environment name of its own, so `gc`
+//! (filtered by `--env`) never touches another test's containers.
+
+mod common;
+
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::docker::{containers_of, test_image};
+use common::eventually;
+
+struct Setup {
+    dir: tempfile::TempDir,
+    env: String,
+}
+
+impl Setup {
+    /// A config with one Docker environment named `env`; `extra` goes into
+    /// its `docker` table.
+    fn new(env: &str, extra: &str) -> Option<Self> {
+        let image = test_image()?;
+        let dir = tempfile::tempdir().unwrap();
+        let config = format!(
+            "[[environments]]\nname = \"{env}\"\ntype = \"docker\"\n\
+             docker = {{ image = \"{image}\"{extra} }}\n"
+        );
+        std::fs::write(dir.path().join("config.toml"), config).unwrap();
+        Some(Self {
+            dir,
+            env: env.to_owned(),
+        })
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_subrt"));
+        cmd.arg("--config")
+            .arg(self.dir.path().join("config.toml"))
+            .args(args)
+            .current_dir(self.dir.path());
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    fn run_ids(&self) -> Vec<String> {
+        std::fs::read_dir(self.dir.path().join("runs"))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.path().file_stem().unwrap().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+#[test]
+fn run_on_docker_behaves_like_local() {
+    let Some(setup) = Setup::new("cli-like-local", "") else {
+        return;
+    };
+    let out = setup.run(&["run", "--", r"printf 'a\377\000'; printf 'e\n' >&2; exit 3"]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert_eq!(out.stdout, b"a\xff\0");
+    assert_eq!(out.stderr, b"e\n");
+    assert_eq!(
+        setup.run(&["run", "--", "kill -9 $$"]).status.code(),
+        Some(137)
+    );
+
+    let mut child = setup
+        .cmd(&["run", "--stdin", "-", "--", "cat"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"through the container").unwrap();
+    assert_eq!(
+        child.wait_with_output().unwrap().stdout,
+        b"through the container"
+    );
+
+    let started = Instant::now();
+    let out = setup.run(&[
+        "run",
+        "--timeout",
+        "1",
+        "--",
+        "sh -c 'sleep 300 & sleep 300'",
+    ]);
+    assert_eq!(out.status.code(), Some(124));
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    for run in setup.run_ids() {
+        assert!(
+            containers_of(&run, true).is_empty(),
+            "run {run} left a container"
+        );
+    }
+    let exported = setup.run(&["export", "last", "--format", "json"]);
+    let doc: serde_json::Value = serde_json::from_slice(&exported.stdout).unwrap();
+    assert_eq!(doc["commands"][0]["timed_out"], true);
+}
+
+#[test]
+fn a_killed_subrt_leaves_a_container_that_gc_removes() {
+    let Some(setup) = Setup::new("cli-gc-victim", "") else {
+        return;
+    };
+    let mut child = setup
+        .cmd(&["run", "--", "echo started; sleep 300"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 8];
+    std::io::Read::read_exact(child.stdout.as_mut().unwrap(), &mut first).unwrap();
+    assert_eq!(&first, b"started\n");
+    child.kill().unwrap(); // SIGKILL: no cleanup
+    child.wait().unwrap();
+    let run = setup.run_ids().pop().unwrap();
+    assert_eq!(
+        containers_of(&run, false).len(),
+        1,
+        "the container outlives its owner"
+    );
+
+    let dry = setup.run(&["gc", "--dry-run", "--env", &setup.env]);
+    let listing = String::from_utf8_lossy(&dry.stdout);
+    assert!(
+        listing.contains("would remove") && listing.contains(&run),
+        "{listing}"
+    );
+    assert_eq!(
+        containers_of(&run, true).len(),
+        1,
+        "a dry run removes nothing"
+    );
+
+    let gc = setup.run(&["gc", "--env", &setup.env]);
+    let report = String::from_utf8_lossy(&gc.stdout);
+    assert!(gc.status.success(), "{gc:?}");
+    assert!(
+        report.contains("removed") && report.contains("owner gone"),
+        "{report}"
+    );
+    assert!(containers_of(&run, true).is_empty(), "gc removed it");
+    assert_eq!(setup.run(&["ls", "--json"]).status.code(), Some(0));
+}
+
+#[test]
+fn gc_leaves_containers_whose_owner_runs() {
+    let Some(setup) = Setup::new("cli-gc-owned", "") else {
+        return;
+    };
+    let mut child = setup
+        .cmd(&["run", "--", "sleep 300"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(eventually(Duration::from_secs(10), || {
+        setup
+            .run_ids()
+            .first()
+            .is_some_and(|run| containers_of(run, false).len() == 1)
+    }));
+    let gc = setup.run(&["gc", "--env", &setup.env]);
+    assert!(
+        String::from_utf8_lossy(&gc.stdout).contains("no leftover containers"),
+        "{gc:?}"
+    );
+    let run = setup.run_ids().pop().unwrap();
+    assert_eq!(containers_of(&run, false).len(), 1);
+    // SAFETY: signalling a child we own; SIGTERM makes subrt clean up.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert_eq!(child.wait().unwrap().code(), Some(143));
+    assert!(
+        containers_of(&run, true).is_empty(),
+        "SIGTERM cleaned the container up"
+    );
+}
+
+#[test]
+fn a_kept_container_stays_until_gc_all() {
+    let Some(setup) = Setup::new("cli-gc-kept", ", keep_container_after_clean = true") else {
+        return;
+    };
+    assert!(setup.run(&["run", "--", "echo kept"]).status.success());
+    let run = setup.run_ids().pop().unwrap();
+    assert_eq!(containers_of(&run, true).len(), 1, "kept after cleanup");
+    let gc = setup.run(&["gc", "--env", &setup.env]);
+    assert!(
+        String::from_utf8_lossy(&gc.stdout).contains("no leftover"),
+        "plain gc removed a container kept on purpose: {gc:?}"
+    );
+    assert_eq!(containers_of(&run, true).len(), 1);
+    let gc = setup.run(&["gc", "--all", "--env", &setup.env]);
+    assert!(
+        String::from_utf8_lossy(&gc.stdout).contains("removed"),
+        "{gc:?}"
+    );
+    assert!(containers_of(&run, true).is_empty());
+}
+
+#[test]
+fn specs_says_why_docker_is_unavailable() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("config.toml"),
+        "[[environments]]\nname = \"far\"\ntype = \"docker\"\n\
+         docker = { image = \"x\", host = \"unix:///nonexistent/docker.sock\" }\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_subrt"))
+        .arg("--config")
+        .arg(dir.path().join("config.toml"))
+        .arg("specs")
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        listing.contains("unavailable") && listing.contains("/nonexistent/docker.sock"),
+        "{listing}"
+    );
+}
