@@ -490,18 +490,27 @@ impl Inner {
         };
         self.container().unremoved.push(id.clone());
         self.lifecycle().setup_done = false;
+        if !self.settings.keep_container_after_clean {
+            // A forced remove kills and removes in one call.
+            self.remove_unremoved().await;
+            if self.container().unremoved.contains(&id) {
+                return Err(RuntimeError::Docker {
+                    action: format!("removing container {id}"),
+                    reason: "the daemon refused; `subrt gc` will find it".into(),
+                });
+            }
+            return Ok(());
+        }
         let options = KillContainerOptionsBuilder::default()
             .signal("SIGKILL")
             .build();
-        let killed = match self.docker.kill_container(&id, Some(options)).await {
+        match self.docker.kill_container(&id, Some(options)).await {
             // Already stopped: nothing runs in it, which is what we want.
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 409, ..
             }) => Ok(()),
             other => other.map_err(docker_error(format!("killing container {id}"))),
-        };
-        self.remove_unremoved().await;
-        killed
+        }
     }
 
     /// Removes the killed containers, unless the spec keeps them.
