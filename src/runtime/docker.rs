@@ -33,7 +33,6 @@ use tokio::io::AsyncWriteExt;
 
 use super::capture::Capture;
 use super::driver::{self, Exit, Lifecycle, Process, Runner, sleep_until};
-use super::placeholders::expand_static;
 use super::{
     EventStream, ExecRequest, LaunchSpec, OutputChunk, RuntimeBackend, RuntimeError, RuntimeEvent,
     RuntimeInfo, RuntimeState, StreamKind, SubmissionRuntime,
@@ -437,14 +436,6 @@ impl Inner {
         self.container.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn expand(&self, command: &str) -> Result<String, RuntimeError> {
-        expand_static(
-            command,
-            || self.assets.keys().cloned().collect(),
-            |name| self.assets.get(name).cloned(),
-        )
-    }
-
     /// The running container, made and started if there is none.
     async fn ensure_container(&self) -> Result<String, RuntimeError> {
         let name = {
@@ -700,14 +691,7 @@ impl Inner {
 impl SubmissionRuntime for DockerRuntime {
     async fn stream(&self, request: ExecRequest) -> Result<EventStream, RuntimeError> {
         let inner = &self.inner;
-        let command = inner.expand(&request.command)?;
-        driver::start(inner, request, command, || {
-            inner
-                .setup_commands
-                .iter()
-                .map(|c| inner.expand(c))
-                .collect()
-        })
+        driver::start(inner, request, &inner.setup_commands, &inner.assets)
     }
 
     fn poll(&self) -> Option<i32> {

@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::capture::Capture;
+use super::placeholders::expand_static;
 use super::{
     EventStream, ExecRequest, Phase, RuntimeError, RuntimeEvent, RuntimeResult, RuntimeState,
     SetupFailure,
@@ -118,14 +119,23 @@ pub(crate) trait Runner: Send + Sync + 'static {
     ) -> impl Future<Output = (Exit, [Capture; 2])> + Send;
 }
 
-/// Starts a call: checks that none runs, decides whether setup runs, and
-/// spawns the task that drives it. `setup` expands the setup commands.
+/// Starts a call: expands `{{static:NAME}}` with `assets` (name to path as
+/// the command sees it), checks that no call runs, decides whether the
+/// `setup` commands run, and spawns the task that drives the call.
 pub(crate) fn start<R: Runner>(
     runner: &Arc<R>,
     request: ExecRequest,
-    command: String,
-    setup: impl FnOnce() -> Result<Vec<String>, RuntimeError>,
+    setup: &[String],
+    assets: &BTreeMap<String, String>,
 ) -> Result<EventStream, RuntimeError> {
+    let expand = |command: &str| {
+        expand_static(
+            command,
+            || assets.keys().cloned().collect(),
+            |name| assets.get(name).cloned(),
+        )
+    };
+    let command = expand(&request.command)?;
     let (setup, notes) = {
         let mut life = runner.lifecycle();
         match life.phase {
@@ -136,7 +146,7 @@ pub(crate) fn start<R: Runner>(
         let setup = if life.setup_done {
             Vec::new()
         } else {
-            setup()?
+            setup.iter().map(|c| expand(c)).collect::<Result<_, _>>()?
         };
         life.phase = if setup.is_empty() {
             RuntimeState::Running

@@ -30,7 +30,6 @@ use tokio::time::Instant;
 
 use super::capture::Capture;
 use super::driver::{self, Exit, Lifecycle, Process, Runner, sleep_until};
-use super::placeholders::expand_static;
 use super::process_group::{die_with_parent, group_exists, kill_group};
 use super::{
     EventStream, ExecRequest, LaunchSpec, OutputChunk, Phase, RuntimeBackend, RuntimeError,
@@ -62,7 +61,8 @@ struct Inner {
     working_dir: PathBuf,
     launch_env: BTreeMap<String, String>,
     setup_commands: Vec<String>,
-    assets: BTreeMap<String, PathBuf>,
+    /// Asset name to its host path.
+    assets: BTreeMap<String, String>,
     /// Locked before `groups` when both are needed.
     life: Mutex<Lifecycle>,
     groups: Mutex<Groups>,
@@ -85,7 +85,10 @@ impl RuntimeBackend for LocalRuntime {
         let assets = launch
             .static_assets
             .iter()
-            .map(|(name, asset)| (name.clone(), working_dir.join(&asset.path)))
+            .map(|(name, asset)| {
+                let path = working_dir.join(&asset.path);
+                (name.clone(), path.display().to_string())
+            })
             .collect();
         let mut notes = Vec::new();
         if !launch.ports.is_empty() {
@@ -147,14 +150,7 @@ impl SubmissionRuntime for LocalRuntime {
     async fn stream(&self, request: ExecRequest) -> Result<EventStream, RuntimeError> {
         let inner = &self.inner;
         check_working_dir(&inner.working_dir)?;
-        let command = inner.expand(&request.command)?;
-        driver::start(inner, request, command, || {
-            inner
-                .setup_commands
-                .iter()
-                .map(|c| inner.expand(c))
-                .collect()
-        })
+        driver::start(inner, request, &inner.setup_commands, &inner.assets)
     }
 
     fn poll(&self) -> Option<i32> {
@@ -228,14 +224,6 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Inner {
     fn groups(&self) -> MutexGuard<'_, Groups> {
         lock(&self.groups)
-    }
-
-    fn expand(&self, command: &str) -> Result<String, RuntimeError> {
-        expand_static(
-            command,
-            || self.assets.keys().cloned().collect(),
-            |name| Some(self.assets.get(name)?.display().to_string()),
-        )
     }
 }
 
