@@ -49,6 +49,8 @@ pub enum Command {
     Replay(ReplayArgs),
     /// Remove subrt containers whose owning process is gone.
     Gc(GcArgs),
+    /// Open the terminal dashboard (also what `subrt` alone does).
+    Tui,
 }
 
 /// Arguments of `subrt gc`.
@@ -170,14 +172,26 @@ pub async fn main(cli: Cli) -> Result<i32> {
         Some(Command::Export(args)) => export(&config, &args),
         Some(Command::Replay(args)) => replay(&config, &args),
         Some(Command::Gc(args)) => gc(&config, &args).await,
-        None => {
-            specs(&config).await?;
-            println!(
-                "\nThe terminal dashboard is not built yet; `subrt run --help` runs commands."
-            );
-            Ok(0)
-        }
+        Some(Command::Tui) | None => tui(config).await,
     }
+}
+
+async fn tui(config: Config) -> Result<i32> {
+    // Diagnostics go to a file: nothing may write over the dashboard.
+    std::fs::create_dir_all(&config.store_dir)
+        .wrap_err_with(|| format!("cannot create the store {}", config.store_dir.display()))?;
+    let log_path = config.store_dir.join("subrt-tui.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .wrap_err_with(|| format!("cannot open {}", log_path.display()))?;
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::sync::Mutex::new(log))
+        .with_ansi(false)
+        .try_init();
+    subrt::tui::run(config).await?;
+    Ok(0)
 }
 
 async fn specs(config: &Config) -> Result<i32> {

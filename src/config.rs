@@ -26,6 +26,9 @@ pub struct Config {
     pub store_dir: PathBuf,
     /// The environments, in the order of the file.
     pub environments: Vec<EnvironmentSpec>,
+    /// Commands the TUI starts on the default environment when it opens
+    /// (`[ui] startup`), run in the config file's folder.
+    pub startup: Vec<String>,
 }
 
 /// What went wrong while loading a configuration.
@@ -121,6 +124,15 @@ struct RawConfig {
     store: RawStore,
     #[serde(default)]
     environments: Vec<Spanned<EnvironmentSpec>>,
+    #[serde(default)]
+    ui: RawUi,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUi {
+    #[serde(default)]
+    startup: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -174,6 +186,7 @@ impl Config {
             default_environment: local.name.clone(),
             store_dir: user_store_dir(),
             environments: vec![local],
+            startup: Vec::new(),
         }
     }
 
@@ -238,6 +251,7 @@ impl Config {
             default_environment,
             store_dir: base.join(raw.store.dir),
             environments,
+            startup: raw.ui.startup,
         })
     }
 

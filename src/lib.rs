@@ -6,10 +6,12 @@
 //!   contract, the registry and the runtimes;
 //! - [`supervisor`]: one task per session that owns a runtime and fans its
 //!   events out to the CLI, the run log and the TUI;
-//! - [`runlog`]: the saved log of every session, its reader and exports.
+//! - [`runlog`]: the saved log of every session, its reader and exports;
+//! - [`tui`]: the terminal dashboard.
 
 pub mod config;
 pub mod runlog;
 pub mod runtime;
 pub mod spec;
 pub mod supervisor;
+pub mod tui;

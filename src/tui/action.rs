@@ -1,0 +1,123 @@
+//! What a key means: input is turned into an [`Action`], and only actions
+//! change the [`App`](super::app::App).
+//!
+//! `k` kills (it asks first), as the status bar says; moving up is `↑`,
+//! since `k` cannot mean both. `j`/`↓` move down, `h`/`l`/`←`/`→` and Tab move
+//! between panes.
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+use super::app::Modal;
+
+/// Something the user asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Quit (asks when sessions this process started still run).
+    Quit,
+    /// Show or hide the key help.
+    Help,
+    /// Close the dialog.
+    Close,
+    /// Focus the next pane.
+    FocusNext,
+    /// Focus the previous pane.
+    FocusPrev,
+    /// Move up in a list, or scroll up in an output pane.
+    Up,
+    /// Move down, or scroll down.
+    Down,
+    /// A page up.
+    PageUp,
+    /// A page down.
+    PageDown,
+    /// To the top.
+    Top,
+    /// To the bottom (and follow again).
+    Bottom,
+    /// Kill the selected session (asks).
+    Kill,
+    /// Clean up the selected session (asks when it runs).
+    Cleanup,
+    /// Ask the selected session's runtime `poll()`.
+    Poll,
+    /// Follow new output or stay where the view is.
+    ToggleFollow,
+    /// Wrap long lines or cut them.
+    ToggleWrap,
+    /// Show when each line was printed.
+    ToggleTimestamps,
+    /// Side by side, stacked, merged.
+    CycleLayout,
+    /// Yes, in a dialog.
+    Yes,
+    /// No, in a dialog.
+    No,
+    /// Quit leaving this process's sessions as they are.
+    Leave,
+}
+
+/// The action of `key` in the current dialog (or on the main screen).
+pub fn action_for(key: KeyEvent, modal: &Modal) -> Option<Action> {
+    if key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('c') {
+        return Some(Action::Quit);
+    }
+    match modal {
+        Modal::None => main_action(key),
+        Modal::Help => match key.code {
+            KeyCode::Esc | KeyCode::Char('?') | KeyCode::Char('q') => Some(Action::Close),
+            _ => None,
+        },
+        Modal::ConfirmKill(_) | Modal::ConfirmCleanup(_) => match key.code {
+            KeyCode::Char('y') | KeyCode::Enter => Some(Action::Yes),
+            KeyCode::Char('n') | KeyCode::Esc => Some(Action::No),
+            _ => None,
+        },
+        Modal::ConfirmQuit => match key.code {
+            KeyCode::Char('y') | KeyCode::Enter => Some(Action::Yes),
+            KeyCode::Char('l') => Some(Action::Leave),
+            KeyCode::Char('n') | KeyCode::Esc => Some(Action::No),
+            _ => None,
+        },
+    }
+}
+
+fn main_action(key: KeyEvent) -> Option<Action> {
+    Some(match key.code {
+        KeyCode::Char('q') => Action::Quit,
+        KeyCode::Char('?') => Action::Help,
+        KeyCode::Tab | KeyCode::Char('l') | KeyCode::Right => Action::FocusNext,
+        KeyCode::BackTab | KeyCode::Char('h') | KeyCode::Left => Action::FocusPrev,
+        KeyCode::Up => Action::Up,
+        KeyCode::Down | KeyCode::Char('j') => Action::Down,
+        KeyCode::PageUp => Action::PageUp,
+        KeyCode::PageDown => Action::PageDown,
+        KeyCode::Char('g') | KeyCode::Home => Action::Top,
+        KeyCode::Char('G') | KeyCode::End => Action::Bottom,
+        KeyCode::Char('k') => Action::Kill,
+        KeyCode::Char('c') => Action::Cleanup,
+        KeyCode::Char('p') => Action::Poll,
+        KeyCode::Char('f') => Action::ToggleFollow,
+        KeyCode::Char('w') => Action::ToggleWrap,
+        KeyCode::Char('t') => Action::ToggleTimestamps,
+        KeyCode::Char('s') => Action::CycleLayout,
+        KeyCode::Esc => Action::Close,
+        _ => return None,
+    })
+}
+
+/// Every key, for the help screen: (keys, what they do).
+pub const KEYS: &[(&str, &str)] = &[
+    ("Tab h l ← →", "move between panes"),
+    ("j ↓  ↑", "move down / up, scroll output"),
+    ("PgUp PgDn", "scroll a page"),
+    ("g G", "top / bottom (G follows again)"),
+    ("k", "kill the selected session (asks)"),
+    ("c", "clean up the selected session"),
+    ("p", "poll: ask the runtime how it is"),
+    ("f", "follow new output on / off"),
+    ("w", "wrap long lines on / off"),
+    ("t", "timestamps on / off"),
+    ("s", "layout: side by side, stacked, merged"),
+    ("?", "this help"),
+    ("q  Ctrl-C", "quit (asks when sessions run)"),
+];

@@ -1,0 +1,498 @@
+//! The TUI's state, changed only by [`App::update`] (an [`Action`]) and
+//! [`App::apply`] (a session's event). Whatever needs the runtime (kill,
+//! cleanup, poll, quit) comes back as an [`Effect`] for the event loop.
+
+use std::time::{Duration, Instant};
+
+use crate::runlog::{self, EndStatus, Record, RunState, RunSummary, StreamTag};
+use crate::runtime::{RuntimeEvent, StreamKind};
+use crate::supervisor::{SessionEvent, Supervisor};
+
+use super::action::Action;
+use super::sanitize::OutputBuffer;
+
+/// Lines kept per stream and session; the run log has everything.
+pub const PANE_LINES: usize = 5000;
+
+/// The panes, in Tab order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Focus {
+    /// Environment specs.
+    Environments,
+    /// Sessions.
+    Sessions,
+    /// The stdout pane (or the merged one).
+    Stdout,
+    /// The stderr pane.
+    Stderr,
+}
+
+/// How the two output streams are laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// stdout left, stderr right.
+    SideBySide,
+    /// stdout above stderr.
+    Stacked,
+    /// One pane, lines in order of arrival, stderr tinted.
+    Merged,
+}
+
+/// A dialog over the main screen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Modal {
+    /// None.
+    None,
+    /// The key help.
+    Help,
+    /// Kill session N?
+    ConfirmKill(usize),
+    /// Clean up running session N?
+    ConfirmCleanup(usize),
+    /// Quit while sessions run?
+    ConfirmQuit,
+}
+
+/// What the event loop must do for an action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    /// Kill session N.
+    Kill(usize),
+    /// Clean up session N.
+    Cleanup(usize),
+    /// Poll session N.
+    Poll(usize),
+    /// Quit; clean up this process's sessions first when `cleanup`.
+    Quit {
+        /// Clean up (true) or leave them (false).
+        cleanup: bool,
+    },
+}
+
+/// An environment as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvironmentRow {
+    /// Its name.
+    pub name: String,
+    /// Its runtime type.
+    pub kind: String,
+    /// `None` when it can run here; else why not.
+    pub problem: Option<String>,
+}
+
+/// Where a session is, as the Sessions pane shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionState {
+    /// Running setup commands.
+    Setup,
+    /// Running its command.
+    Running,
+    /// Exited with this code.
+    Exited(i32),
+    /// Ended by its timeout.
+    TimedOut,
+    /// Ended by a kill.
+    Killed,
+    /// A setup command failed with this code.
+    SetupFailed(i32),
+    /// Another process writes it right now.
+    Live,
+    /// Its writer died before it ended.
+    Interrupted,
+    /// Known from the store, no command recorded.
+    Empty,
+}
+
+impl SessionState {
+    /// Still running somewhere.
+    pub fn is_running(self) -> bool {
+        matches!(self, Self::Setup | Self::Running | Self::Live)
+    }
+
+    /// The words shown for it.
+    pub fn label(self) -> String {
+        match self {
+            Self::Setup => "setup".into(),
+            Self::Running => "running".into(),
+            Self::Exited(code) => format!("exited {code}"),
+            Self::TimedOut => "timed out".into(),
+            Self::Killed => "killed".into(),
+            Self::SetupFailed(code) => format!("setup failed {code}"),
+            Self::Live => "live".into(),
+            Self::Interrupted => "interrupted".into(),
+            Self::Empty => "empty".into(),
+        }
+    }
+}
+
+/// One session: its identity, state and what it printed.
+#[derive(Debug)]
+pub struct Session {
+    /// Run id.
+    pub run_id: String,
+    /// Environment name.
+    pub environment: String,
+    /// Its (first) command.
+    pub command: String,
+    /// Where it is.
+    pub state: SessionState,
+    /// When this process started it (own sessions).
+    pub started: Option<Instant>,
+    /// How long it ran (ended or stored sessions).
+    pub elapsed: Duration,
+    /// Sanitised stdout.
+    pub stdout: OutputBuffer,
+    /// Sanitised stderr.
+    pub stderr: OutputBuffer,
+    /// Present for sessions this process runs.
+    pub supervisor: Option<Supervisor>,
+    /// The run log of a stored session, loaded on first view.
+    pub log: Option<std::path::PathBuf>,
+}
+
+impl Session {
+    /// A session this process starts.
+    pub fn own(
+        run_id: String,
+        environment: String,
+        command: String,
+        supervisor: Option<Supervisor>,
+    ) -> Self {
+        Self {
+            run_id,
+            environment,
+            command,
+            state: SessionState::Running,
+            started: Some(Instant::now()),
+            elapsed: Duration::ZERO,
+            stdout: OutputBuffer::new(PANE_LINES),
+            stderr: OutputBuffer::new(PANE_LINES),
+            supervisor,
+            log: None,
+        }
+    }
+
+    /// A session known from the store.
+    pub fn stored(run: &RunSummary) -> Self {
+        let state = match (run.state, run.status, run.exit) {
+            (RunState::Live, _, _) => SessionState::Live,
+            (RunState::Interrupted, _, _) => SessionState::Interrupted,
+            (_, Some(EndStatus::TimedOut), _) => SessionState::TimedOut,
+            (_, Some(EndStatus::Killed), _) => SessionState::Killed,
+            (_, Some(EndStatus::SetupFailed), code) => {
+                SessionState::SetupFailed(code.unwrap_or(-1))
+            }
+            (_, Some(EndStatus::Exited), code) => SessionState::Exited(code.unwrap_or(-1)),
+            _ => SessionState::Empty,
+        };
+        Self {
+            run_id: run.run_id.clone(),
+            environment: run.environment.clone(),
+            command: run.command.clone().unwrap_or_default(),
+            state,
+            started: None,
+            elapsed: run.duration,
+            stdout: OutputBuffer::new(PANE_LINES),
+            stderr: OutputBuffer::new(PANE_LINES),
+            supervisor: None,
+            log: Some(run.path.clone()),
+        }
+    }
+
+    /// Time since it started, or how long it ran.
+    pub fn elapsed(&self) -> Duration {
+        match (self.started, self.state.is_running()) {
+            (Some(started), true) => started.elapsed(),
+            _ => self.elapsed,
+        }
+    }
+
+    fn since_start(&self) -> Duration {
+        self.started.map(|s| s.elapsed()).unwrap_or_default()
+    }
+
+    /// Reads a stored session's output from its log (once). Returns the
+    /// reader's warnings.
+    pub fn load(&mut self) -> Vec<String> {
+        let Some(path) = self.log.take() else {
+            return Vec::new();
+        };
+        let mut reader = match runlog::open(&path) {
+            Ok(reader) => reader,
+            Err(e) => return vec![e.to_string()],
+        };
+        for record in reader.by_ref() {
+            if let Record::Out { s, t, .. } = &record {
+                let bytes = record.output_bytes().unwrap_or_default();
+                let at = Duration::from_micros(*t);
+                match s {
+                    StreamTag::Out => self.stdout.push(&bytes, at),
+                    StreamTag::Err => self.stderr.push(&bytes, at),
+                }
+            }
+        }
+        reader.warnings
+    }
+}
+
+/// Everything the TUI shows.
+#[derive(Debug)]
+pub struct App {
+    /// The environments.
+    pub environments: Vec<EnvironmentRow>,
+    /// Sessions: this process's first, newest first, then the store's.
+    pub sessions: Vec<Session>,
+    /// Selected environment.
+    pub selected_environment: usize,
+    /// Selected session.
+    pub selected_session: usize,
+    /// The focused pane.
+    pub focus: Focus,
+    /// The output layout.
+    pub layout: Layout,
+    /// The open dialog.
+    pub modal: Modal,
+    /// Keep the output views at the bottom.
+    pub follow: bool,
+    /// Wrap long lines.
+    pub wrap: bool,
+    /// Prefix lines with their time.
+    pub timestamps: bool,
+    /// Lines scrolled up from the bottom, per output pane (stdout, stderr).
+    pub scroll: [usize; 2],
+    /// The last message for the status bar.
+    pub message: String,
+    /// Something changed since the last frame.
+    pub dirty: bool,
+}
+
+impl App {
+    /// An app showing `environments` and `sessions`.
+    pub fn new(environments: Vec<EnvironmentRow>, sessions: Vec<Session>) -> Self {
+        Self {
+            environments,
+            sessions,
+            selected_environment: 0,
+            selected_session: 0,
+            focus: Focus::Sessions,
+            layout: Layout::SideBySide,
+            modal: Modal::None,
+            follow: true,
+            wrap: false,
+            timestamps: false,
+            scroll: [0, 0],
+            message: "? for keys".into(),
+            dirty: true,
+        }
+    }
+
+    /// The selected session.
+    pub fn selected(&self) -> Option<&Session> {
+        self.sessions.get(self.selected_session)
+    }
+
+    /// Sessions this process runs that have not ended.
+    pub fn running_own(&self) -> usize {
+        self.sessions
+            .iter()
+            .filter(|s| s.supervisor.is_some() && s.state.is_running())
+            .count()
+    }
+
+    /// Shows `message` in the status bar.
+    pub fn say(&mut self, message: impl Into<String>) {
+        self.message = message.into();
+        self.dirty = true;
+    }
+
+    fn select_session(&mut self, index: usize) {
+        self.selected_session = index.min(self.sessions.len().saturating_sub(1));
+        self.scroll = [0, 0];
+        let warnings = match self.sessions.get_mut(self.selected_session) {
+            Some(session) => session.load(),
+            None => Vec::new(),
+        };
+        if let Some(warning) = warnings.first() {
+            self.message = format!("warning: {warning}");
+        }
+    }
+
+    /// Applies `action`; returns what the event loop must do, if anything.
+    pub fn update(&mut self, action: Action) -> Option<Effect> {
+        self.dirty = true;
+        let selected = (!self.sessions.is_empty()).then_some(self.selected_session);
+        let output_index = match self.focus {
+            Focus::Stderr => Some(1),
+            Focus::Stdout => Some(0),
+            _ => None,
+        };
+        match action {
+            Action::Quit if self.running_own() > 0 => self.modal = Modal::ConfirmQuit,
+            Action::Quit => return Some(Effect::Quit { cleanup: true }),
+            Action::Help => self.modal = Modal::Help,
+            Action::Close | Action::No => self.modal = Modal::None,
+            Action::FocusNext | Action::FocusPrev => {
+                let mut order = vec![Focus::Environments, Focus::Sessions, Focus::Stdout];
+                if self.layout != Layout::Merged {
+                    order.push(Focus::Stderr);
+                }
+                let at = order.iter().position(|f| *f == self.focus).unwrap_or(0);
+                let step = if action == Action::FocusNext {
+                    1
+                } else {
+                    order.len() - 1
+                };
+                self.focus = order[(at + step) % order.len()];
+            }
+            Action::Up
+            | Action::Down
+            | Action::PageUp
+            | Action::PageDown
+            | Action::Top
+            | Action::Bottom => {
+                let delta: isize = match action {
+                    Action::Up => -1,
+                    Action::Down => 1,
+                    Action::PageUp => -20,
+                    Action::PageDown => 20,
+                    Action::Top => isize::MIN / 2,
+                    _ => isize::MAX / 2,
+                };
+                match (self.focus, output_index) {
+                    (Focus::Environments, _) => {
+                        let last = self.environments.len().saturating_sub(1) as isize;
+                        self.selected_environment =
+                            (self.selected_environment as isize + delta).clamp(0, last) as usize;
+                    }
+                    (Focus::Sessions, _) => {
+                        let last = self.sessions.len().saturating_sub(1) as isize;
+                        let index = (self.selected_session as isize + delta).clamp(0, last);
+                        self.select_session(index as usize);
+                    }
+                    (_, Some(i)) => {
+                        // Scrolling is counted from the bottom; up means more.
+                        let scroll = (self.scroll[i] as isize - delta).max(0) as usize;
+                        self.scroll[i] = scroll;
+                        self.follow = scroll == 0;
+                    }
+                    _ => {}
+                }
+            }
+            Action::Kill => match selected {
+                Some(i)
+                    if self.sessions[i].supervisor.is_some()
+                        && self.sessions[i].state.is_running() =>
+                {
+                    self.modal = Modal::ConfirmKill(i)
+                }
+                Some(i) if self.sessions[i].state.is_running() => self
+                    .say("that run belongs to another process; it cannot be killed from here yet"),
+                Some(_) => self.say("the selected session is not running"),
+                None => self.say("no session selected"),
+            },
+            Action::Cleanup => match selected {
+                Some(i) if self.sessions[i].supervisor.is_none() => {
+                    self.say("only sessions started here can be cleaned up")
+                }
+                Some(i) if self.sessions[i].state.is_running() => {
+                    self.modal = Modal::ConfirmCleanup(i)
+                }
+                Some(i) => return Some(Effect::Cleanup(i)),
+                None => self.say("no session selected"),
+            },
+            Action::Poll => match selected {
+                Some(i) if self.sessions[i].supervisor.is_some() => return Some(Effect::Poll(i)),
+                Some(_) => {
+                    self.say("poll() asks a runtime this process owns; this run is from the store")
+                }
+                None => self.say("no session selected"),
+            },
+            Action::ToggleFollow => {
+                self.follow = !self.follow;
+                if self.follow {
+                    self.scroll = [0, 0];
+                }
+            }
+            Action::ToggleWrap => self.wrap = !self.wrap,
+            Action::ToggleTimestamps => self.timestamps = !self.timestamps,
+            Action::CycleLayout => {
+                self.layout = match self.layout {
+                    Layout::SideBySide => Layout::Stacked,
+                    Layout::Stacked => Layout::Merged,
+                    Layout::Merged => Layout::SideBySide,
+                };
+                if self.layout == Layout::Merged && self.focus == Focus::Stderr {
+                    self.focus = Focus::Stdout;
+                }
+            }
+            Action::Yes => {
+                let modal = std::mem::replace(&mut self.modal, Modal::None);
+                match modal {
+                    Modal::ConfirmKill(i) => return Some(Effect::Kill(i)),
+                    Modal::ConfirmCleanup(i) => return Some(Effect::Cleanup(i)),
+                    Modal::ConfirmQuit => return Some(Effect::Quit { cleanup: true }),
+                    Modal::None | Modal::Help => {}
+                }
+            }
+            Action::Leave if self.modal == Modal::ConfirmQuit => {
+                self.modal = Modal::None;
+                return Some(Effect::Quit { cleanup: false });
+            }
+            Action::Leave => {}
+        }
+        None
+    }
+
+    /// Applies an event of session `index`.
+    pub fn apply(&mut self, index: usize, event: SessionEvent) {
+        let Some(session) = self.sessions.get_mut(index) else {
+            return;
+        };
+        let at = session.since_start();
+        match event {
+            SessionEvent::CommandStarted { .. } => session.state = SessionState::Running,
+            SessionEvent::Failed { error, .. } => {
+                session.state = SessionState::Exited(126);
+                self.message = format!("{}: {error}", short_id(&session.run_id));
+            }
+            SessionEvent::Runtime { event, .. } => match event {
+                RuntimeEvent::SetupStarted { .. } => session.state = SessionState::Setup,
+                RuntimeEvent::ProcessStarted { .. } => {}
+                RuntimeEvent::Output(chunk) => {
+                    if chunk.phase == crate::runtime::Phase::Command {
+                        session.state = SessionState::Running;
+                    }
+                    match chunk.stream {
+                        StreamKind::Stdout => session.stdout.push(&chunk.data, at),
+                        StreamKind::Stderr => session.stderr.push(&chunk.data, at),
+                    }
+                }
+                RuntimeEvent::Note(note) => {
+                    self.message = format!("{}: {note}", short_id(&session.run_id));
+                }
+                RuntimeEvent::Finished(result) => {
+                    session.elapsed = result.elapsed;
+                    session.state = if let Some(failure) = &result.setup_failure {
+                        SessionState::SetupFailed(failure.exit_code)
+                    } else if result.timed_out {
+                        SessionState::TimedOut
+                    } else if result.killed {
+                        SessionState::Killed
+                    } else {
+                        SessionState::Exited(result.exit_code)
+                    };
+                }
+            },
+        }
+        self.dirty = true;
+    }
+}
+
+/// The first characters of a run id, enough to tell runs apart on screen.
+pub fn short_id(run_id: &str) -> &str {
+    let end = run_id
+        .char_indices()
+        .nth(10)
+        .map_or(run_id.len(), |(i, _)| i);
+    &run_id[..end]
+}

@@ -1,0 +1,219 @@
+//! The terminal dashboard: the event loop that ties input, sessions and
+//! drawing together. State lives in [`app`], keys in [`action`], drawing in
+//! [`panes`], output sanitising in [`sanitize`].
+//!
+//! Redraws happen only when something changed, at most every
+//! [`FRAME`]; idle, the loop waits on input, session events and signals,
+//! nothing else (a 1 s tick only while sessions run, for their clocks).
+
+pub mod action;
+pub mod app;
+pub mod panes;
+pub mod sanitize;
+
+use std::io;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crossterm::event::{Event, EventStream, KeyEventKind};
+use futures_util::StreamExt;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::config::Config;
+use crate::runlog::{RunlogWriter, Store};
+use crate::runtime::{ExecRequest, LaunchSpec, registry};
+use crate::spec::EnvironmentSpec;
+use crate::supervisor::{SessionEvent, Supervisor};
+
+use action::action_for;
+use app::{App, Effect, EnvironmentRow, Session};
+
+/// The shortest time between two frames (about 30 a second).
+pub const FRAME: Duration = Duration::from_millis(33);
+/// Stored runs listed at start.
+const HISTORY: usize = 200;
+
+/// Events of this process's sessions, by run id.
+type Events = mpsc::Sender<(String, SessionEvent)>;
+
+/// Starts `command` on `spec` in `working_dir`, recorded in `store`.
+async fn launch(
+    spec: &EnvironmentSpec,
+    working_dir: PathBuf,
+    store: &std::path::Path,
+    command: &str,
+    events: &Events,
+) -> Result<Session, String> {
+    let launch = LaunchSpec::new(spec.clone(), working_dir);
+    let run_id = launch.run_id.clone();
+    let runtime = registry::builtins()
+        .spawn(launch.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    let log = RunlogWriter::create(store, &launch, &runtime.info()).map_err(|e| e.to_string())?;
+    let supervisor = Supervisor::start_recorded(runtime, log);
+    let mut rx = supervisor.subscribe();
+    let events = events.clone();
+    let id = run_id.clone();
+    tokio::spawn(async move {
+        while let Some(event) = rx.recv().await {
+            if events.send((id.clone(), event)).await.is_err() {
+                break;
+            }
+        }
+    });
+    let request = ExecRequest::new(command).capture_limit(0);
+    drop(supervisor.submit(request).await);
+    Ok(Session::own(
+        run_id,
+        spec.name.clone(),
+        command.to_owned(),
+        Some(supervisor),
+    ))
+}
+
+async fn environment_rows(config: &Config) -> Vec<EnvironmentRow> {
+    let mut rows = Vec::new();
+    for spec in &config.environments {
+        let problem = registry::builtins()
+            .check(spec)
+            .await
+            .err()
+            .map(|e| e.to_string());
+        rows.push(EnvironmentRow {
+            name: spec.name.clone(),
+            kind: spec.kind.clone(),
+            problem,
+        });
+    }
+    rows
+}
+
+/// Runs the dashboard on `config` until the user quits.
+pub async fn run(config: Config) -> io::Result<()> {
+    let environments = environment_rows(&config).await;
+    let store = Store::new(&config.store_dir);
+    let (history, warnings) = store.list().unwrap_or_default();
+    let sessions = history.iter().take(HISTORY).map(Session::stored).collect();
+    let mut app = App::new(environments, sessions);
+    if let Some(warning) = warnings.first() {
+        app.say(format!("warning: {warning}"));
+    }
+
+    let (events_tx, mut events) = mpsc::channel(1024);
+    let base = config
+        .path
+        .as_deref()
+        .and_then(|p| p.parent())
+        .map(|p| {
+            if p.as_os_str().is_empty() {
+                std::path::Path::new(".")
+            } else {
+                p
+            }
+        })
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    if let Ok(spec) = config.environment(None) {
+        for command in config.startup.iter().rev() {
+            match launch(spec, base.clone(), &config.store_dir, command, &events_tx).await {
+                Ok(session) => app.sessions.insert(0, session),
+                Err(e) => app.say(format!("cannot start `{command}`: {e}")),
+            }
+        }
+    }
+
+    let mut terminal = ratatui::init();
+    let mut input = EventStream::new();
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut next_frame = Instant::now();
+    let mut clock = tokio::time::interval(Duration::from_secs(1));
+    let quit = loop {
+        if app.dirty && Instant::now() >= next_frame {
+            terminal.draw(|frame| panes::draw(frame, &app))?;
+            app.dirty = false;
+            next_frame = Instant::now() + FRAME;
+        }
+        let running = app.sessions.iter().any(|s| s.state.is_running());
+        let effect = tokio::select! {
+            Some(Ok(event)) = input.next() => match event {
+                Event::Key(key) if key.kind == KeyEventKind::Press => {
+                    action_for(key, &app.modal).and_then(|a| app.update(a))
+                }
+                Event::Resize(..) => {
+                    app.dirty = true;
+                    None
+                }
+                _ => None,
+            },
+            Some((run_id, event)) = events.recv() => {
+                apply(&mut app, &run_id, event);
+                // Take what else is queued before drawing again.
+                while let Ok((run_id, event)) = events.try_recv() {
+                    apply(&mut app, &run_id, event);
+                }
+                None
+            }
+            () = tokio::time::sleep_until(next_frame), if app.dirty => None,
+            _ = clock.tick(), if running => {
+                app.dirty = true;
+                None
+            }
+            _ = terminate.recv() => Some(Effect::Quit { cleanup: true }),
+        };
+        match effect {
+            Some(Effect::Quit { cleanup }) => break cleanup,
+            Some(effect) => perform(&mut app, effect).await,
+            None => {}
+        }
+    };
+    ratatui::restore();
+    if quit {
+        for session in &app.sessions {
+            if let Some(supervisor) = &session.supervisor {
+                let _ = supervisor.cleanup().await;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn apply(app: &mut App, run_id: &str, event: SessionEvent) {
+    if let Some(index) = app.sessions.iter().position(|s| s.run_id == run_id) {
+        app.apply(index, event);
+    }
+}
+
+/// Carries out what an action asked of a runtime.
+async fn perform(app: &mut App, effect: Effect) {
+    let (index, what) = match effect {
+        Effect::Kill(i) => (i, "kill"),
+        Effect::Cleanup(i) => (i, "cleanup"),
+        Effect::Poll(i) => (i, "poll"),
+        Effect::Quit { .. } => return,
+    };
+    let Some(session) = app.sessions.get(index) else {
+        return;
+    };
+    let Some(supervisor) = session.supervisor.clone() else {
+        return;
+    };
+    let id = app::short_id(&session.run_id).to_owned();
+    let message = match what {
+        "kill" => match supervisor.kill().await {
+            Ok(()) => format!("{id}: killed"),
+            Err(e) => format!("{id}: kill failed: {e}"),
+        },
+        "cleanup" => match supervisor.cleanup().await {
+            Ok(()) => format!("{id}: cleaned up"),
+            Err(e) => format!("{id}: cleanup failed: {e}"),
+        },
+        _ => match supervisor.poll() {
+            None => format!("{id}: poll() = None (running)"),
+            Some(code) => format!("{id}: poll() = {code}"),
+        },
+    };
+    app.say(message);
+}

@@ -1,0 +1,94 @@
+//! Dialogs over the main screen: help and the confirmations.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Flex, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
+
+use crate::tui::action::KEYS;
+use crate::tui::app::{App, short_id};
+
+/// A centred box of at most `width` x `height`, cleared.
+fn popup(frame: &mut Frame, area: Rect, width: u16, height: u16, title: &str) -> Rect {
+    let [row] = Layout::vertical([Constraint::Length(height.min(area.height))])
+        .flex(Flex::Center)
+        .areas(area);
+    let [rect] = Layout::horizontal([Constraint::Length(width.min(area.width))])
+        .flex(Flex::Center)
+        .areas(row);
+    frame.render_widget(Clear, rect);
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .border_style(Style::default().fg(Color::Yellow))
+        .title(format!(" {title} "));
+    let inner = block.inner(rect);
+    frame.render_widget(block, rect);
+    inner
+}
+
+fn text(frame: &mut Frame, area: Rect, lines: Vec<Line<'static>>) {
+    frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), area);
+}
+
+pub(super) fn help(frame: &mut Frame, area: Rect) {
+    let inner = popup(frame, area, 60, KEYS.len() as u16 + 4, "Keys (Esc closes)");
+    let lines = KEYS
+        .iter()
+        .map(|(keys, what)| {
+            Line::from(vec![
+                Span::styled(
+                    format!("{keys:<14}"),
+                    Style::default().add_modifier(Modifier::BOLD),
+                ),
+                Span::raw(*what),
+            ])
+        })
+        .collect();
+    text(frame, inner, lines);
+}
+
+fn question(frame: &mut Frame, area: Rect, title: &str, lines: Vec<String>) {
+    let inner = popup(frame, area, 56, lines.len() as u16 + 2, title);
+    text(frame, inner, lines.into_iter().map(Line::from).collect());
+}
+
+pub(super) fn confirm_kill(frame: &mut Frame, area: Rect, app: &App, index: usize) {
+    let id = app.sessions.get(index).map_or("", |s| short_id(&s.run_id));
+    question(
+        frame,
+        area,
+        "Kill",
+        vec![
+            format!("Kill session {id} and everything it started?"),
+            "y: kill   n: cancel".into(),
+        ],
+    );
+}
+
+pub(super) fn confirm_cleanup(frame: &mut Frame, area: Rect, app: &App, index: usize) {
+    let id = app.sessions.get(index).map_or("", |s| short_id(&s.run_id));
+    question(
+        frame,
+        area,
+        "Clean up",
+        vec![
+            format!("Session {id} is running. Kill it and clean up?"),
+            "y: clean up   n: cancel".into(),
+        ],
+    )
+}
+
+pub(super) fn confirm_quit(frame: &mut Frame, area: Rect, app: &App) {
+    question(
+        frame,
+        area,
+        "Quit",
+        vec![
+            format!("{} session(s) started here still run.", app.running_own()),
+            "y: clean them up and quit".into(),
+            "l: leave them (local commands end with subrt; containers stay for `subrt gc`)".into(),
+            "n: cancel".into(),
+        ],
+    );
+}

@@ -1,0 +1,138 @@
+//! The output panes: stdout and stderr of the selected session, or both
+//! merged in order of arrival with stderr tinted.
+
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::style::{Color, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Paragraph, Wrap};
+
+use super::block;
+use crate::tui::app::{App, Focus};
+use crate::tui::sanitize::OutputLine;
+
+/// Which stream a pane shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Pane {
+    Stdout,
+    Stderr,
+}
+
+fn flags(app: &App) -> String {
+    let mut flags = Vec::new();
+    if app.follow {
+        flags.push("follow");
+    }
+    if app.wrap {
+        flags.push("wrap");
+    }
+    if app.timestamps {
+        flags.push("time");
+    }
+    if flags.is_empty() {
+        String::new()
+    } else {
+        format!("[{}] ", flags.join(" "))
+    }
+}
+
+fn render(line: &OutputLine, app: &App, tint: Option<Color>) -> Line<'static> {
+    let mut rendered = line.to_line();
+    if let Some(tint) = tint {
+        for span in &mut rendered.spans {
+            if span.style.fg.is_none() {
+                span.style = span.style.fg(tint);
+            }
+        }
+    }
+    if app.timestamps {
+        let stamp = format!("{:>8.3} ", line.at.as_secs_f64());
+        rendered
+            .spans
+            .insert(0, Span::styled(stamp, Style::default().fg(Color::DarkGray)));
+    }
+    rendered
+}
+
+fn paragraph(
+    lines: Vec<Line<'static>>,
+    area: Rect,
+    app: &App,
+    scroll: usize,
+    title: String,
+    focus: Focus,
+) -> Paragraph<'static> {
+    let visible = area.height.saturating_sub(2) as usize;
+    // Without wrapping, show the window that ends `scroll` lines above the end.
+    let end = lines.len().saturating_sub(scroll);
+    let start = end.saturating_sub(visible);
+    let window: Vec<Line<'static>> = lines.into_iter().skip(start).take(end - start).collect();
+    let mut paragraph = Paragraph::new(window).block(block(title, app, focus));
+    if app.wrap {
+        paragraph = paragraph.wrap(Wrap { trim: false });
+    }
+    paragraph
+}
+
+pub(super) fn draw_stream(frame: &mut Frame, area: Rect, app: &App, pane: Pane) {
+    let (name, focus, index) = match pane {
+        Pane::Stdout => ("stdout", Focus::Stdout, 0),
+        Pane::Stderr => ("stderr", Focus::Stderr, 1),
+    };
+    let (lines, title) = match app.selected() {
+        Some(session) => {
+            let buffer = if pane == Pane::Stdout {
+                &session.stdout
+            } else {
+                &session.stderr
+            };
+            let lines: Vec<Line> = buffer.lines().map(|l| render(l, app, None)).collect();
+            let title = format!(
+                " {name} {} {}",
+                crate::tui::app::short_id(&session.run_id),
+                flags(app)
+            );
+            (lines, title)
+        }
+        None => (Vec::new(), format!(" {name} ")),
+    };
+    let widget = paragraph(lines, area, app, app.scroll[index], title, focus);
+    frame.render_widget(widget, area);
+}
+
+pub(super) fn draw_merged(frame: &mut Frame, area: Rect, app: &App) {
+    let (lines, title) = match app.selected() {
+        Some(session) => {
+            // Merge by the time each line started; stdout first on ties.
+            let mut out = session.stdout.lines().peekable();
+            let mut err = session.stderr.lines().peekable();
+            let mut lines = Vec::with_capacity(session.stdout.len() + session.stderr.len());
+            loop {
+                let take_out = match (out.peek(), err.peek()) {
+                    (Some(o), Some(e)) => o.at <= e.at,
+                    (Some(_), None) => true,
+                    (None, Some(_)) => false,
+                    (None, None) => break,
+                };
+                if take_out {
+                    lines.push(render(out.next().expect("peeked"), app, None));
+                } else {
+                    lines.push(render(
+                        err.next().expect("peeked"),
+                        app,
+                        Some(Color::LightRed),
+                    ));
+                }
+            }
+            let title = format!(
+                " stdout+stderr {} {}",
+                crate::tui::app::short_id(&session.run_id),
+                flags(app)
+            );
+            (lines, title)
+        }
+        None => (Vec::new(), " stdout+stderr ".to_owned()),
+    };
+    let widget = paragraph(lines, area, app, app.scroll[0], title, Focus::Stdout);
+    frame.render_widget(widget, area);
+}

@@ -1,0 +1,37 @@
+//! The status bar: key hints, then the last message.
+
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Paragraph;
+
+use crate::tui::app::App;
+
+const HINTS: &[(&str, &str)] = &[
+    ("p", "poll"),
+    ("k", "kill"),
+    ("c", "cleanup"),
+    ("s", "layout"),
+    ("f", "follow"),
+    ("?", "help"),
+    ("q", "quit"),
+];
+
+pub(super) fn draw(frame: &mut Frame, area: Rect, app: &App) {
+    let mut spans = Vec::new();
+    for (key, what) in HINTS {
+        spans.push(Span::styled(
+            format!(" {key}"),
+            Style::default()
+                .fg(Color::Cyan)
+                .add_modifier(Modifier::BOLD),
+        ));
+        spans.push(Span::raw(format!(" {what} ")));
+    }
+    spans.push(Span::styled(
+        format!(" │ {}", app.message),
+        Style::default().fg(Color::Gray),
+    ));
+    frame.render_widget(Paragraph::new(Line::from(spans)), area);
+}
