@@ -488,11 +488,9 @@ impl App {
     }
 }
 
-/// The first characters of a run id, enough to tell runs apart on screen.
+/// How a run id is shown. Whole: the first 10 characters of a ULID are its
+/// time, so runs started together share them, and the whole id is what
+/// `subrt export` and `replay` take.
 pub fn short_id(run_id: &str) -> &str {
-    let end = run_id
-        .char_indices()
-        .nth(10)
-        .map_or(run_id.len(), |(i, _)| i);
-    &run_id[..end]
+    run_id
 }

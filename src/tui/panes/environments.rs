@@ -10,6 +10,18 @@ use super::block;
 use crate::tui::app::{App, Focus};
 
 pub(super) fn draw(frame: &mut Frame, area: Rect, app: &App) {
+    let name_width = app
+        .environments
+        .iter()
+        .map(|e| e.name.chars().count())
+        .max()
+        .unwrap_or(0);
+    let kind_width = app
+        .environments
+        .iter()
+        .map(|e| e.kind.chars().count())
+        .max()
+        .unwrap_or(0);
     let items: Vec<ListItem> = app
         .environments
         .iter()
@@ -19,7 +31,10 @@ pub(super) fn draw(frame: &mut Frame, area: Rect, app: &App) {
                 Some(_) => ("unavailable", Color::Red),
             };
             ListItem::new(Line::from(vec![
-                Span::raw(format!("{:<14} {:<7} ", env.name, env.kind)),
+                Span::raw(format!(
+                    "{:<name_width$} {:<kind_width$} ",
+                    env.name, env.kind
+                )),
                 Span::styled(status, Style::default().fg(color)),
             ]))
         })

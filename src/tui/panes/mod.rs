@@ -32,9 +32,11 @@ pub fn draw(frame: &mut Frame, app: &App) {
             Constraint::Length(1),
         ])
         .areas(area);
+    // Sessions matter more: environments get 30%, from 24 to 40 columns.
+    let env_width = (area.width * 3 / 10).clamp(24.min(area.width), 40);
     let [envs, sessions] = Split::default()
         .direction(Direction::Horizontal)
-        .constraints([Constraint::Percentage(28), Constraint::Percentage(72)])
+        .constraints([Constraint::Length(env_width), Constraint::Min(0)])
         .areas(top);
     environments::draw(frame, envs, app);
     sessions::draw(frame, sessions, app);

@@ -28,7 +28,22 @@ pub(crate) fn clock(d: std::time::Duration) -> String {
     }
 }
 
+/// The RUN column: the whole id when there is room, else `…` and its last
+/// 8 characters (the random part of the ULID, which tells runs apart; the
+/// output pane's title shows the whole id).
+fn run_column(run_id: &str, wide: bool) -> String {
+    let id = short_id(run_id);
+    let count = id.chars().count();
+    if wide || count <= 9 {
+        id.to_owned()
+    } else {
+        let tail: String = id.chars().skip(count - 8).collect();
+        format!("…{tail}")
+    }
+}
+
 pub(super) fn draw(frame: &mut Frame, area: Rect, app: &App) {
+    let wide = area.width >= 100;
     let rows: Vec<Row> = app
         .sessions
         .iter()
@@ -41,7 +56,7 @@ pub(super) fn draw(frame: &mut Frame, area: Rect, app: &App) {
                 .map(|c| if c.is_control() { '?' } else { c })
                 .collect();
             Row::new(vec![
-                short_id(&s.run_id).to_owned(),
+                run_column(&s.run_id, wide),
                 s.environment.clone(),
                 command,
                 s.state.label(),
@@ -50,14 +65,21 @@ pub(super) fn draw(frame: &mut Frame, area: Rect, app: &App) {
             .style(Style::default().fg(state_color(s.state)))
         })
         .collect();
+    // Exact widths that add up to the room there is: a layout solver left
+    // to shrink competing columns picks differently from run to run.
+    let room = area.width.saturating_sub(2 + 2 + 4); // borders, marker, gaps
+    let (run, state, time) = (if wide { 26 } else { 9 }, 14, 7);
+    let fixed = run + state + time;
+    let env = if room >= fixed + 12 + 12 { 12 } else { 0 };
+    let command = room.saturating_sub(fixed + env);
     let table = Table::new(
         rows,
         [
-            Constraint::Length(10),
-            Constraint::Length(12),
-            Constraint::Min(10),
-            Constraint::Length(16),
-            Constraint::Length(7),
+            Constraint::Length(run),
+            Constraint::Length(env),
+            Constraint::Length(command),
+            Constraint::Length(state),
+            Constraint::Length(time),
         ],
     )
     .header(

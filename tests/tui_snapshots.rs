@@ -1,0 +1,207 @@
+//! Every pane and state of the TUI, drawn on a fixed-size TestBackend and
+//! compared with insta snapshots (tests/snapshots/).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use subrt::runlog::{EndStatus, RunState, RunSummary};
+use subrt::tui::action::Action;
+use subrt::tui::app::{App, EnvironmentRow, Session, SessionState};
+use subrt::tui::panes;
+
+fn summary(
+    n: u32,
+    command: &str,
+    state: RunState,
+    status: Option<EndStatus>,
+    exit: Option<i32>,
+) -> RunSummary {
+    RunSummary {
+        run_id: format!("01JD0000000000000000000{n:03}"),
+        path: PathBuf::from("/nonexistent"),
+        environment: "local".into(),
+        command: Some(command.into()),
+        state,
+        status,
+        exit,
+        started_at: "2026-11-24T12:00:00Z".into(),
+        duration: Duration::from_secs(u64::from(n) * 7),
+        bytes_out: 0,
+        bytes_err: 0,
+    }
+}
+
+fn session(n: u32, command: &str, state: SessionState) -> Session {
+    let mut s = Session::stored(&summary(
+        n,
+        command,
+        RunState::Finished,
+        Some(EndStatus::Exited),
+        Some(0),
+    ));
+    s.log = None; // nothing to load: the output is fed below
+    s.state = state;
+    s
+}
+
+/// An app with sessions in every state; the first prints on both streams.
+fn app() -> App {
+    let environments = vec![
+        EnvironmentRow {
+            name: "local".into(),
+            kind: "local".into(),
+            problem: None,
+        },
+        EnvironmentRow {
+            name: "python-docker".into(),
+            kind: "docker".into(),
+            problem: Some("cannot reach the Docker daemon".into()),
+        },
+    ];
+    let mut first = session(1, "python3 main.py", SessionState::Running);
+    for i in 0..30u64 {
+        let at = Duration::from_millis(i * 250);
+        first
+            .stdout
+            .push(format!("step {i}: \x1b[32mok\x1b[0m\n").as_bytes(), at);
+        if i % 3 == 0 {
+            first.stderr.push(
+                format!("warning {i}: slow\x1b]0;pwned\x07\n").as_bytes(),
+                at,
+            );
+        }
+    }
+    first.stdout.push(
+        b"a line long enough to need wrapping in a narrow pane, and then some more text\n",
+        Duration::from_secs(8),
+    );
+    let sessions = vec![
+        first,
+        session(2, "sh setup-heavy.sh", SessionState::Setup),
+        session(3, "python3 ok.py", SessionState::Exited(0)),
+        session(4, "python3 broken.py", SessionState::Exited(1)),
+        session(5, "sleep 1000", SessionState::TimedOut),
+        session(6, "yes", SessionState::Killed),
+        session(7, "make test", SessionState::SetupFailed(2)),
+        session(8, "other-harness run", SessionState::Live),
+        session(9, "crashed run", SessionState::Interrupted),
+    ];
+    let mut app = App::new(environments, sessions);
+    app.message = "ready".into();
+    app
+}
+
+fn render(app: &App, width: u16, height: u16) -> String {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+    terminal.draw(|frame| panes::draw(frame, app)).unwrap();
+    terminal.backend().to_string()
+}
+
+#[test]
+fn main_screen_with_sessions_in_every_state() {
+    insta::assert_snapshot!(render(&app(), 120, 36));
+}
+
+#[test]
+fn stacked_layout() {
+    let mut app = app();
+    app.update(Action::CycleLayout);
+    insta::assert_snapshot!(render(&app, 120, 36));
+}
+
+#[test]
+fn merged_layout_interleaves_by_time() {
+    let mut app = app();
+    app.update(Action::CycleLayout);
+    app.update(Action::CycleLayout);
+    let screen = render(&app, 120, 36);
+    assert!(screen.contains("stdout+stderr"));
+    insta::assert_snapshot!(screen);
+}
+
+#[test]
+fn help_lists_every_key() {
+    let mut app = app();
+    app.update(Action::Help);
+    let screen = render(&app, 100, 30);
+    for (keys, _) in subrt::tui::action::KEYS {
+        assert!(screen.contains(keys), "help lacks {keys}");
+    }
+    insta::assert_snapshot!(screen);
+}
+
+#[test]
+fn kill_asks_first() {
+    let mut app = app();
+    // Only sessions this process runs can be killed: the first one poses as
+    // one by being running; without a supervisor the app refuses politely.
+    app.update(Action::Kill);
+    assert!(app.message.contains("another process"), "{}", app.message);
+    app.modal = subrt::tui::app::Modal::ConfirmKill(0);
+    insta::assert_snapshot!(render(&app, 100, 30));
+}
+
+#[test]
+fn quit_confirmation() {
+    let mut app = app();
+    app.modal = subrt::tui::app::Modal::ConfirmQuit;
+    insta::assert_snapshot!(render(&app, 100, 30));
+}
+
+#[test]
+fn timestamps_and_wrap() {
+    let mut app = app();
+    app.update(Action::ToggleTimestamps);
+    app.update(Action::ToggleWrap);
+    insta::assert_snapshot!(render(&app, 100, 30));
+}
+
+#[test]
+fn scrolling_up_stops_following() {
+    let mut app = app();
+    app.update(Action::FocusNext); // stdout
+    for _ in 0..5 {
+        app.update(Action::Up);
+    }
+    assert!(!app.follow);
+    let screen = render(&app, 100, 30);
+    assert!(!screen.contains("[follow]"));
+    insta::assert_snapshot!(screen);
+    app.update(Action::Bottom);
+    assert!(app.follow);
+}
+
+#[test]
+fn an_80x24_terminal() {
+    insta::assert_snapshot!(render(&app(), 80, 24));
+}
+
+#[test]
+fn a_200x50_terminal() {
+    insta::assert_snapshot!(render(&app(), 200, 50));
+}
+
+#[test]
+fn a_tiny_terminal_does_not_panic() {
+    let mut app = app();
+    // Drawing only: TestBackend cannot print a 0x0 buffer itself.
+    let draw = |app: &App, w, h| {
+        let mut terminal = Terminal::new(TestBackend::new(w, h)).unwrap();
+        terminal.draw(|frame| panes::draw(frame, app)).unwrap();
+    };
+    for (w, h) in [(20, 6), (1, 1), (0, 0), (5, 40)] {
+        draw(&app, w, h);
+        app.update(Action::Help);
+        draw(&app, w, h);
+        app.update(Action::Close);
+    }
+    insta::assert_snapshot!(render(&app, 20, 6));
+}
+
+#[test]
+fn no_escape_sequence_reaches_the_screen() {
+    let screen = render(&app(), 120, 36);
+    assert!(!screen.contains("pwned") && !screen.contains('\x1b'));
+}
