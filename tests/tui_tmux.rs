@@ -1,0 +1,241 @@
+//! The real binary in a real terminal: tmux runs it, send-keys types,
+//! capture-pane reads the screen.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{live_processes, unique_sleep};
+
+/// A tmux session running the TUI; killed on drop.
+struct Tui {
+    name: String,
+    dir: tempfile::TempDir,
+}
+
+const WIDTH: u16 = 160;
+
+fn tmux(args: &[&str]) -> String {
+    let out = Command::new("tmux").args(args).output().expect("tmux runs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn tmux_available() -> bool {
+    let ok = Command::new("tmux")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok && std::env::var_os("CI").is_some() {
+        panic!("CI is set and tmux is missing (.ci/run installs it)");
+    }
+    if !ok {
+        eprintln!("skipping: tmux is not installed");
+    }
+    ok
+}
+
+impl Tui {
+    /// Starts the TUI on a config whose `[ui] startup` runs `startup`.
+    fn start(startup: &[String]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let list: Vec<String> = startup.iter().map(|c| format!("{c:?}")).collect();
+        let config = format!(
+            "[[environments]]\nname = \"local\"\ntype = \"local\"\n\
+             environment = {{ include_os_env = true }}\n\
+             [ui]\nstartup = [{}]\n",
+            list.join(", ")
+        );
+        std::fs::write(dir.path().join("config.toml"), config).unwrap();
+        let name = format!("subrt-test-{}-{}", std::process::id(), unique_sleep());
+        let command = format!(
+            "{} --config {}; echo SUBRT-EXITED; sleep 60",
+            env!("CARGO_BIN_EXE_subrt"),
+            dir.path().join("config.toml").display()
+        );
+        let width = WIDTH.to_string();
+        tmux(&[
+            "new-session",
+            "-d",
+            "-s",
+            &name,
+            "-x",
+            &width,
+            "-y",
+            "45",
+            &command,
+        ]);
+        Self { name, dir }
+    }
+
+    fn screen(&self) -> String {
+        tmux(&["capture-pane", "-p", "-t", &self.name])
+    }
+
+    fn screen_with_colours(&self) -> String {
+        tmux(&["capture-pane", "-p", "-e", "-t", &self.name])
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", &self.name];
+        args.extend_from_slice(keys);
+        tmux(&args);
+    }
+
+    /// Waits until the screen contains `text`; the screen, or a panic.
+    fn wait_for(&self, text: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let screen = self.screen();
+            if screen.contains(text) {
+                return screen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "`{text}` never showed:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Tui {
+    fn drop(&mut self) {
+        tmux(&["kill-session", "-t", &self.name]);
+    }
+}
+
+/// The column where `text` starts on the line that holds it.
+fn column_of(screen: &str, text: &str) -> usize {
+    let line = screen.lines().find(|l| l.contains(text)).unwrap();
+    line[..line.find(text).unwrap()].chars().count()
+}
+
+#[test]
+fn watch_kill_and_quit_in_a_real_terminal() {
+    if !tmux_available() {
+        return;
+    }
+    let n = unique_sleep();
+    let hostile = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/demo/hostile.sh");
+    let tui = Tui::start(&[
+        // Markers built at run time, so the command line shown in the
+        // Sessions pane does not contain them.
+        "printf 'OUT%s\\n' -MARK; printf 'ERR%s\\n' -MARK >&2".into(),
+        format!("echo hanging; sleep {n}"),
+        format!("sh {}", hostile.display()),
+    ]);
+    // The first session is selected: its streams in their own panes.
+    let screen = tui.wait_for("ERR-MARK");
+    assert!(screen.contains("OUT-MARK"));
+    assert!(
+        column_of(&screen, "OUT-MARK") < usize::from(WIDTH) / 2,
+        "stdout on the left"
+    );
+    assert!(
+        column_of(&screen, "ERR-MARK") > usize::from(WIDTH) / 2,
+        "stderr on the right"
+    );
+
+    // The hostile run: colours show, the title and the screen are untouched.
+    tui.keys(&["j", "j"]);
+    let screen = tui.wait_for("after the hostile sequences");
+    assert!(
+        screen.contains("Sessions"),
+        "the screen was cleared:\n{screen}"
+    );
+    let colours = tui.screen_with_colours();
+    assert!(
+        colours.contains("green") && colours.contains("\x1b["),
+        "no colours"
+    );
+    let title = tmux(&["display", "-p", "-t", &tui.name, "#{pane_title}"]);
+    assert!(!title.contains("pwned"), "the pane title was set: {title}");
+
+    // Kill the hung run: k asks, y kills, and its process is gone.
+    assert!(!live_processes(&format!("sleep {n}")).is_empty());
+    tui.keys(&["Up"]);
+    tui.wait_for("hanging");
+    tui.keys(&["k"]);
+    tui.wait_for("Kill session");
+    tui.keys(&["y"]);
+    tui.wait_for("killed");
+    assert!(
+        common::eventually(Duration::from_secs(2), || live_processes(&format!(
+            "sleep {n}"
+        ))
+        .is_empty()),
+        "the killed run's process survived"
+    );
+
+    // Quit: nothing runs any more, so no question; the terminal is restored.
+    tui.keys(&["q"]);
+    let screen = tui.wait_for("SUBRT-EXITED");
+    assert!(
+        !screen.contains("Sessions"),
+        "the dashboard is still on screen"
+    );
+}
+
+#[test]
+fn quitting_with_runs_asks_and_cleans_them_up() {
+    if !tmux_available() {
+        return;
+    }
+    let n = unique_sleep();
+    let tui = Tui::start(&[format!("sleep {n}")]);
+    tui.wait_for("running");
+    assert!(common::eventually(Duration::from_secs(2), || {
+        !live_processes(&format!("sleep {n}")).is_empty()
+    }));
+    tui.keys(&["q"]);
+    tui.wait_for("still run");
+    tui.keys(&["y"]);
+    tui.wait_for("SUBRT-EXITED");
+    assert!(
+        common::eventually(Duration::from_secs(2), || live_processes(&format!(
+            "sleep {n}"
+        ))
+        .is_empty()),
+        "quit left the run's process behind"
+    );
+}
+
+/// utime + stime of `pid`, in clock ticks.
+fn cpu_ticks(pid: &str) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    // Fields 14 and 15 of stat, counted after the name (which is field 2).
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn idle_it_uses_under_one_percent_of_a_core() {
+    if !tmux_available() {
+        return;
+    }
+    let tui = Tui::start(&[]);
+    tui.wait_for("Sessions");
+    let config = tui.dir.path().join("config.toml");
+    let pid = Command::new("pgrep")
+        .args(["-f", &format!("subrt --config {}", config.display())])
+        .output()
+        .unwrap();
+    let pid = String::from_utf8(pid.stdout).unwrap();
+    let pid = pid.lines().next().expect("the TUI's pid").to_owned();
+    let before = cpu_ticks(&pid);
+    std::thread::sleep(Duration::from_secs(10));
+    let used = cpu_ticks(&pid) - before;
+    // SAFETY: sysconf has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    assert!(
+        used * 100 < per_second * 10,
+        "{used} ticks in 10 s: over 1% of a core"
+    );
+}
