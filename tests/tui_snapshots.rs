@@ -205,3 +205,54 @@ fn no_escape_sequence_reaches_the_screen() {
     let screen = render(&app(), 120, 36);
     assert!(!screen.contains("pwned") && !screen.contains('\x1b'));
 }
+
+#[test]
+fn new_run_form_prefills_and_checks() {
+    let mut app = app();
+    app.default_dir = "/".into();
+    app.update(Action::NewRun);
+    for c in "python3 main.py".chars() {
+        app.update(Action::Type(c));
+    }
+    insta::assert_snapshot!(render(&app, 100, 30));
+    // A timeout that is not a number is refused, with the reason.
+    app.update(Action::NextField);
+    app.update(Action::Type('x'));
+    assert_eq!(app.update(Action::Yes), None);
+    assert!(app.form.error.as_deref().unwrap().contains("`x`"));
+    app.update(Action::Erase);
+    app.update(Action::Type('5'));
+    assert_eq!(
+        app.update(Action::Yes),
+        Some(subrt::tui::app::Effect::Launch)
+    );
+    let run = app.pending_run.clone().unwrap();
+    assert_eq!(
+        (run.environment.as_str(), run.command.as_str()),
+        ("local", "python3 main.py")
+    );
+    assert_eq!(run.timeout, Some(Duration::from_secs(5)));
+}
+
+#[test]
+fn new_run_names_an_unknown_environment() {
+    let mut app = app();
+    app.update(Action::NewRun);
+    app.update(Action::PrevField);
+    app.update(Action::PrevField);
+    for _ in 0.."local".len() {
+        app.update(Action::Erase);
+    }
+    for c in "gpu".chars() {
+        app.update(Action::Type(c));
+    }
+    app.update(Action::NextField);
+    app.update(Action::NextField);
+    app.update(Action::Type('x'));
+    assert_eq!(app.update(Action::Yes), None);
+    let error = app.form.error.clone().unwrap();
+    assert!(
+        error.contains("`gpu`") && error.contains("local"),
+        "{error}"
+    );
+}

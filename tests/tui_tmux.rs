@@ -239,3 +239,30 @@ fn idle_it_uses_under_one_percent_of_a_core() {
         "{used} ticks in 10 s: over 1% of a core"
     );
 }
+
+#[test]
+fn n_starts_a_run_and_r_runs_it_again() {
+    if !tmux_available() {
+        return;
+    }
+    let tui = Tui::start(&[]);
+    tui.wait_for("Sessions (0)");
+    tui.keys(&["n"]);
+    tui.wait_for("New run");
+    tui.keys(&["-l", "printf 'NEW%s\\n' -RUN; printf 'ERR%s\\n' -OUT >&2"]);
+    tui.keys(&["Enter"]);
+    let screen = tui.wait_for("ERR-OUT");
+    assert!(screen.contains("NEW-RUN"));
+    assert!(
+        column_of(&screen, "NEW-RUN") < usize::from(WIDTH) / 2,
+        "stdout on the left"
+    );
+    assert!(
+        column_of(&screen, "ERR-OUT") > usize::from(WIDTH) / 2,
+        "stderr on the right"
+    );
+    tui.keys(&["r"]);
+    tui.wait_for("Sessions (2)");
+    tui.keys(&["q"]);
+    tui.wait_for("SUBRT-EXITED");
+}

@@ -54,6 +54,20 @@ pub enum Action {
     No,
     /// Quit leaving this process's sessions as they are.
     Leave,
+    /// Open the new-run form (on the selected environment).
+    NewRun,
+    /// Run the selected session's command again.
+    Rerun,
+    /// Enter on a list: open the selected environment in the new-run form.
+    Open,
+    /// Type a character into the form.
+    Type(char),
+    /// Delete the character before the cursor in the form.
+    Erase,
+    /// Next form field.
+    NextField,
+    /// Previous form field.
+    PrevField,
 }
 
 /// The action of `key` in the current dialog (or on the main screen).
@@ -70,6 +84,15 @@ pub fn action_for(key: KeyEvent, modal: &Modal) -> Option<Action> {
         Modal::ConfirmKill(_) | Modal::ConfirmCleanup(_) => match key.code {
             KeyCode::Char('y') | KeyCode::Enter => Some(Action::Yes),
             KeyCode::Char('n') | KeyCode::Esc => Some(Action::No),
+            _ => None,
+        },
+        Modal::NewRun => match key.code {
+            KeyCode::Esc => Some(Action::Close),
+            KeyCode::Enter => Some(Action::Yes),
+            KeyCode::Tab | KeyCode::Down => Some(Action::NextField),
+            KeyCode::BackTab | KeyCode::Up => Some(Action::PrevField),
+            KeyCode::Backspace => Some(Action::Erase),
+            KeyCode::Char(c) => Some(Action::Type(c)),
             _ => None,
         },
         Modal::ConfirmQuit => match key.code {
@@ -100,6 +123,9 @@ fn main_action(key: KeyEvent) -> Option<Action> {
         KeyCode::Char('w') => Action::ToggleWrap,
         KeyCode::Char('t') => Action::ToggleTimestamps,
         KeyCode::Char('s') => Action::CycleLayout,
+        KeyCode::Char('n') => Action::NewRun,
+        KeyCode::Char('r') => Action::Rerun,
+        KeyCode::Enter => Action::Open,
         KeyCode::Esc => Action::Close,
         _ => return None,
     })
@@ -111,6 +137,8 @@ pub const KEYS: &[(&str, &str)] = &[
     ("j ↓  ↑", "move down / up, scroll output"),
     ("PgUp PgDn", "scroll a page"),
     ("g G", "top / bottom (G follows again)"),
+    ("n  Enter", "new run (Enter: on the selected environment)"),
+    ("r", "run the selected session's command again"),
     ("k", "kill the selected session (asks)"),
     ("c", "clean up the selected session"),
     ("p", "poll: ask the runtime how it is"),

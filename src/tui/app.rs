@@ -51,6 +51,35 @@ pub enum Modal {
     ConfirmCleanup(usize),
     /// Quit while sessions run?
     ConfirmQuit,
+    /// The new-run form ([`App::form`]).
+    NewRun,
+}
+
+/// The fields of the new-run form, in Tab order.
+pub const FORM_FIELDS: [&str; 4] = ["environment", "working dir", "command", "timeout (s)"];
+
+/// What the new-run form holds.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NewRunForm {
+    /// Field texts, as [`FORM_FIELDS`].
+    pub fields: [String; 4],
+    /// The field being edited.
+    pub focus: usize,
+    /// Why the last submit was refused.
+    pub error: Option<String>,
+}
+
+/// A run to start, from the form or a re-run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunRequest {
+    /// Environment name.
+    pub environment: String,
+    /// Working directory.
+    pub working_dir: std::path::PathBuf,
+    /// Command line.
+    pub command: String,
+    /// Timeout.
+    pub timeout: Option<Duration>,
 }
 
 /// What the event loop must do for an action.
@@ -67,6 +96,8 @@ pub enum Effect {
         /// Clean up (true) or leave them (false).
         cleanup: bool,
     },
+    /// Start the run in [`App::pending_run`].
+    Launch,
 }
 
 /// An environment as listed.
@@ -264,6 +295,12 @@ pub struct App {
     pub message: String,
     /// Something changed since the last frame.
     pub dirty: bool,
+    /// The new-run form, while it is open.
+    pub form: NewRunForm,
+    /// The run [`Effect::Launch`] starts.
+    pub pending_run: Option<RunRequest>,
+    /// The working dir the form starts with.
+    pub default_dir: String,
 }
 
 impl App {
@@ -283,7 +320,78 @@ impl App {
             scroll: [0, 0],
             message: "? for keys".into(),
             dirty: true,
+            form: NewRunForm::default(),
+            pending_run: None,
+            default_dir: ".".into(),
         }
+    }
+
+    fn open_form(&mut self, environment: Option<String>, command: String) {
+        let environment = environment
+            .or_else(|| {
+                self.environments
+                    .get(self.selected_environment)
+                    .map(|e| e.name.clone())
+            })
+            .unwrap_or_default();
+        self.form = NewRunForm {
+            fields: [
+                environment,
+                self.default_dir.clone(),
+                command,
+                String::new(),
+            ],
+            focus: 2,
+            error: None,
+        };
+        self.modal = Modal::NewRun;
+    }
+
+    /// Checks the form; on success the run waits in `pending_run`.
+    fn submit_form(&mut self) -> Option<Effect> {
+        let [environment, dir, command, timeout] = &self.form.fields;
+        let error = if !self.environments.iter().any(|e| &e.name == environment) {
+            Some(format!(
+                "no environment `{environment}` (configured: {})",
+                self.environments
+                    .iter()
+                    .map(|e| e.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        } else if command.trim().is_empty() {
+            Some("the command is empty".to_owned())
+        } else if !std::path::Path::new(dir).is_dir() {
+            Some(format!("working dir `{dir}` is not a directory"))
+        } else {
+            None
+        };
+        let timeout = match timeout.trim() {
+            "" => None,
+            text => match text
+                .parse::<f64>()
+                .ok()
+                .and_then(|s| Duration::try_from_secs_f64(s).ok())
+            {
+                Some(t) => Some(t),
+                None => {
+                    self.form.error = Some(format!("timeout `{text}` is not a number of seconds"));
+                    return None;
+                }
+            },
+        };
+        if let Some(error) = error {
+            self.form.error = Some(error);
+            return None;
+        }
+        self.pending_run = Some(RunRequest {
+            environment: environment.clone(),
+            working_dir: dir.into(),
+            command: command.clone(),
+            timeout,
+        });
+        self.modal = Modal::None;
+        Some(Effect::Launch)
     }
 
     /// The selected session.
@@ -326,7 +434,46 @@ impl App {
             Focus::Stdout => Some(0),
             _ => None,
         };
+        if self.modal == Modal::NewRun {
+            let form = &mut self.form;
+            match action {
+                Action::Type(c) => form.fields[form.focus].push(c),
+                Action::Erase => {
+                    form.fields[form.focus].pop();
+                }
+                Action::NextField => form.focus = (form.focus + 1) % FORM_FIELDS.len(),
+                Action::PrevField => {
+                    form.focus = (form.focus + FORM_FIELDS.len() - 1) % FORM_FIELDS.len()
+                }
+                Action::Yes => return self.submit_form(),
+                Action::Close | Action::Quit => self.modal = Modal::None,
+                _ => {}
+            }
+            return None;
+        }
         match action {
+            Action::NewRun => self.open_form(None, String::new()),
+            Action::Open if self.focus == Focus::Environments => {
+                self.open_form(None, String::new())
+            }
+            Action::Open => {}
+            Action::Rerun => match selected {
+                Some(i) => {
+                    let (environment, command) = (
+                        self.sessions[i].environment.clone(),
+                        self.sessions[i].command.clone(),
+                    );
+                    self.pending_run = Some(RunRequest {
+                        environment,
+                        working_dir: self.default_dir.clone().into(),
+                        command,
+                        timeout: None,
+                    });
+                    return Some(Effect::Launch);
+                }
+                None => self.say("no session selected"),
+            },
+            Action::Type(_) | Action::Erase | Action::NextField | Action::PrevField => {}
             Action::Quit if self.running_own() > 0 => self.modal = Modal::ConfirmQuit,
             Action::Quit => return Some(Effect::Quit { cleanup: true }),
             Action::Help => self.modal = Modal::Help,
@@ -431,7 +578,7 @@ impl App {
                     Modal::ConfirmKill(i) => return Some(Effect::Kill(i)),
                     Modal::ConfirmCleanup(i) => return Some(Effect::Cleanup(i)),
                     Modal::ConfirmQuit => return Some(Effect::Quit { cleanup: true }),
-                    Modal::None | Modal::Help => {}
+                    Modal::None | Modal::Help | Modal::NewRun => {}
                 }
             }
             Action::Leave if self.modal == Modal::ConfirmQuit => {

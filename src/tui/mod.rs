@@ -44,6 +44,7 @@ async fn launch(
     working_dir: PathBuf,
     store: &std::path::Path,
     command: &str,
+    timeout: Option<Duration>,
     events: &Events,
 ) -> Result<Session, String> {
     let launch = LaunchSpec::new(spec.clone(), working_dir);
@@ -64,7 +65,8 @@ async fn launch(
             }
         }
     });
-    let request = ExecRequest::new(command).capture_limit(0);
+    let mut request = ExecRequest::new(command).capture_limit(0);
+    request.timeout = timeout;
     drop(supervisor.submit(request).await);
     Ok(Session::own(
         run_id,
@@ -93,15 +95,6 @@ async fn environment_rows(config: &Config) -> Vec<EnvironmentRow> {
 
 /// Runs the dashboard on `config` until the user quits.
 pub async fn run(config: Config) -> io::Result<()> {
-    let environments = environment_rows(&config).await;
-    let store = Store::new(&config.store_dir);
-    let (history, warnings) = store.list().unwrap_or_default();
-    let sessions = history.iter().take(HISTORY).map(Session::stored).collect();
-    let mut app = App::new(environments, sessions);
-    if let Some(warning) = warnings.first() {
-        app.say(format!("warning: {warning}"));
-    }
-
     let (events_tx, mut events) = mpsc::channel(1024);
     let base = config
         .path
@@ -116,9 +109,28 @@ pub async fn run(config: Config) -> io::Result<()> {
         })
         .map(std::path::Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."));
+    let environments = environment_rows(&config).await;
+    let store = Store::new(&config.store_dir);
+    let (history, warnings) = store.list().unwrap_or_default();
+    let sessions = history.iter().take(HISTORY).map(Session::stored).collect();
+    let mut app = App::new(environments, sessions);
+    app.default_dir = base.display().to_string();
+    if let Some(warning) = warnings.first() {
+        app.say(format!("warning: {warning}"));
+    }
+
     if let Ok(spec) = config.environment(None) {
         for command in config.startup.iter().rev() {
-            match launch(spec, base.clone(), &config.store_dir, command, &events_tx).await {
+            match launch(
+                spec,
+                base.clone(),
+                &config.store_dir,
+                command,
+                None,
+                &events_tx,
+            )
+            .await
+            {
                 Ok(session) => app.sessions.insert(0, session),
                 Err(e) => app.say(format!("cannot start `{command}`: {e}")),
             }
@@ -165,6 +177,7 @@ pub async fn run(config: Config) -> io::Result<()> {
         };
         match effect {
             Some(Effect::Quit { cleanup }) => break cleanup,
+            Some(Effect::Launch) => start_pending(&mut app, &config, &events_tx).await,
             Some(effect) => perform(&mut app, effect).await,
             None => {}
         }
@@ -180,6 +193,35 @@ pub async fn run(config: Config) -> io::Result<()> {
     Ok(())
 }
 
+/// Starts the run the form or a re-run left in `app.pending_run`.
+async fn start_pending(app: &mut App, config: &Config, events: &Events) {
+    let Some(run) = app.pending_run.take() else {
+        return;
+    };
+    let spec = match config.environment(Some(&run.environment)) {
+        Ok(spec) => spec,
+        Err(e) => return app.say(e.to_string()),
+    };
+    match launch(
+        spec,
+        run.working_dir,
+        &config.store_dir,
+        &run.command,
+        run.timeout,
+        events,
+    )
+    .await
+    {
+        Ok(session) => {
+            app.sessions.insert(0, session);
+            app.selected_session = 0;
+            app.scroll = [0, 0];
+            app.say(format!("started `{}` on {}", run.command, run.environment));
+        }
+        Err(e) => app.say(format!("cannot start `{}`: {e}", run.command)),
+    }
+}
+
 fn apply(app: &mut App, run_id: &str, event: SessionEvent) {
     if let Some(index) = app.sessions.iter().position(|s| s.run_id == run_id) {
         app.apply(index, event);
@@ -192,7 +234,7 @@ async fn perform(app: &mut App, effect: Effect) {
         Effect::Kill(i) => (i, "kill"),
         Effect::Cleanup(i) => (i, "cleanup"),
         Effect::Poll(i) => (i, "poll"),
-        Effect::Quit { .. } => return,
+        Effect::Quit { .. } | Effect::Launch => return,
     };
     let Some(session) = app.sessions.get(index) else {
         return;

@@ -7,7 +7,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 
 use crate::tui::action::KEYS;
-use crate::tui::app::{App, short_id};
+use crate::tui::app::{App, FORM_FIELDS, short_id};
 
 /// A centred box of at most `width` x `height`, cleared.
 fn popup(frame: &mut Frame, area: Rect, width: u16, height: u16, title: &str) -> Rect {
@@ -91,4 +91,38 @@ pub(super) fn confirm_quit(frame: &mut Frame, area: Rect, app: &App) {
             "n: cancel".into(),
         ],
     );
+}
+
+pub(super) fn new_run(frame: &mut Frame, area: Rect, app: &App) {
+    let form = &app.form;
+    let inner = popup(frame, area, 72, 9, "New run (Enter starts, Esc cancels)");
+    let mut lines: Vec<Line> = FORM_FIELDS
+        .iter()
+        .zip(&form.fields)
+        .enumerate()
+        .map(|(i, (label, value))| {
+            let focused = i == form.focus;
+            let cursor = if focused { "█" } else { "" };
+            let style = if focused {
+                Style::default()
+                    .fg(Color::Cyan)
+                    .add_modifier(Modifier::BOLD)
+            } else {
+                Style::default()
+            };
+            Line::from(vec![
+                Span::styled(format!("{label:>12}: "), style),
+                Span::raw(format!("{value}{cursor}")),
+            ])
+        })
+        .collect();
+    lines.push(Line::from(""));
+    lines.push(match &form.error {
+        Some(error) => Line::styled(error.clone(), Style::default().fg(Color::Red)),
+        None => Line::styled(
+            "Tab / ↑ ↓ move between fields",
+            Style::default().fg(Color::DarkGray),
+        ),
+    });
+    text(frame, inner, lines);
 }

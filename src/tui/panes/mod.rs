@@ -63,6 +63,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
         Modal::ConfirmKill(i) => dialog::confirm_kill(frame, area, app, i),
         Modal::ConfirmCleanup(i) => dialog::confirm_cleanup(frame, area, app, i),
         Modal::ConfirmQuit => dialog::confirm_quit(frame, area, app),
+        Modal::NewRun => dialog::new_run(frame, area, app),
     }
 }
 
