@@ -256,3 +256,37 @@ fn new_run_names_an_unknown_environment() {
         "{error}"
     );
 }
+
+#[test]
+fn search_highlights_and_jumps_between_matches() {
+    let mut app = app();
+    app.update(Action::FocusNext); // stdout
+    app.update(Action::Search);
+    for c in "step 1".chars() {
+        app.update(Action::Type(c));
+    }
+    let typing = render(&app, 100, 30);
+    assert!(typing.contains("/step 1█"), "the query shows while typed");
+    app.update(Action::Yes);
+    // Matches: step 1 and step 10..19: Enter goes to the newest (19).
+    assert!(app.message.contains("match 11 of 11"), "{}", app.message);
+    app.update(Action::PrevMatch);
+    assert!(app.message.contains("match 10 of 11"), "{}", app.message);
+    app.update(Action::NewRun); // n: next match while searching
+    assert!(app.message.contains("match 11 of 11"), "{}", app.message);
+
+    let mut terminal = Terminal::new(TestBackend::new(100, 30)).unwrap();
+    terminal.draw(|frame| panes::draw(frame, &app)).unwrap();
+    let buffer = terminal.backend().buffer().clone();
+    let highlighted = (0..buffer.area.height)
+        .flat_map(|y| (0..buffer.area.width).map(move |x| (x, y)))
+        .filter(|&(x, y)| buffer[(x, y)].bg == ratatui::style::Color::Yellow)
+        .count();
+    assert!(
+        highlighted >= "step 1".len() * 3,
+        "matches are highlighted ({highlighted} cells)"
+    );
+    insta::assert_snapshot!(terminal.backend().to_string());
+    app.update(Action::Close);
+    assert!(app.search.is_empty(), "Esc ends the search");
+}

@@ -68,6 +68,12 @@ pub enum Action {
     NextField,
     /// Previous form field.
     PrevField,
+    /// Start typing a search in the focused output.
+    Search,
+    /// Next search match (`n` while a search is active in an output pane).
+    NextMatch,
+    /// Previous search match.
+    PrevMatch,
 }
 
 /// The action of `key` in the current dialog (or on the main screen).
@@ -84,6 +90,13 @@ pub fn action_for(key: KeyEvent, modal: &Modal) -> Option<Action> {
         Modal::ConfirmKill(_) | Modal::ConfirmCleanup(_) => match key.code {
             KeyCode::Char('y') | KeyCode::Enter => Some(Action::Yes),
             KeyCode::Char('n') | KeyCode::Esc => Some(Action::No),
+            _ => None,
+        },
+        Modal::Search => match key.code {
+            KeyCode::Esc => Some(Action::Close),
+            KeyCode::Enter => Some(Action::Yes),
+            KeyCode::Backspace => Some(Action::Erase),
+            KeyCode::Char(c) => Some(Action::Type(c)),
             _ => None,
         },
         Modal::NewRun => match key.code {
@@ -123,6 +136,8 @@ fn main_action(key: KeyEvent) -> Option<Action> {
         KeyCode::Char('w') => Action::ToggleWrap,
         KeyCode::Char('t') => Action::ToggleTimestamps,
         KeyCode::Char('s') => Action::CycleLayout,
+        KeyCode::Char('/') => Action::Search,
+        KeyCode::Char('N') => Action::PrevMatch,
         KeyCode::Char('n') => Action::NewRun,
         KeyCode::Char('r') => Action::Rerun,
         KeyCode::Enter => Action::Open,
@@ -142,6 +157,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("k", "kill the selected session (asks)"),
     ("c", "clean up the selected session"),
     ("p", "poll: ask the runtime how it is"),
+    ("/  n N", "search the focused output; next / previous match"),
     ("f", "follow new output on / off"),
     ("w", "wrap long lines on / off"),
     ("t", "timestamps on / off"),

@@ -53,6 +53,8 @@ pub enum Modal {
     ConfirmQuit,
     /// The new-run form ([`App::form`]).
     NewRun,
+    /// Typing a search ([`App::search`]).
+    Search,
 }
 
 /// The fields of the new-run form, in Tab order.
@@ -301,6 +303,8 @@ pub struct App {
     pub pending_run: Option<RunRequest>,
     /// The working dir the form starts with.
     pub default_dir: String,
+    /// The search in the output panes; empty when none.
+    pub search: String,
 }
 
 impl App {
@@ -323,6 +327,67 @@ impl App {
             form: NewRunForm::default(),
             pending_run: None,
             default_dir: ".".into(),
+            search: String::new(),
+        }
+    }
+
+    /// The output pane searches and scrolls apply to: stdout (0) or stderr (1).
+    fn output_pane(&self) -> usize {
+        usize::from(self.focus == Focus::Stderr)
+    }
+
+    /// Lines of the focused output that contain the search, oldest first.
+    pub fn matches(&self) -> Vec<usize> {
+        let Some(session) = self.selected() else {
+            return Vec::new();
+        };
+        if self.search.is_empty() {
+            return Vec::new();
+        }
+        let buffer = if self.output_pane() == 1 {
+            &session.stderr
+        } else {
+            &session.stdout
+        };
+        buffer
+            .lines()
+            .enumerate()
+            .filter(|(_, line)| line.text().contains(&self.search))
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// Scrolls the focused output to the next match above (`older`) or below
+    /// the one in view.
+    fn jump(&mut self, older: bool) {
+        let matches = self.matches();
+        let pane = self.output_pane();
+        let total = self.selected().map_or(0, |s| {
+            if pane == 1 {
+                s.stderr.len()
+            } else {
+                s.stdout.len()
+            }
+        });
+        // The line at the bottom of the view, counted from the top.
+        let bottom = total.saturating_sub(self.scroll[pane] + 1);
+        let target = if older {
+            matches
+                .iter()
+                .rev()
+                .find(|&&m| m < bottom)
+                .or(matches.last())
+        } else {
+            matches.iter().find(|&&m| m > bottom).or(matches.first())
+        };
+        match target {
+            Some(&line) => {
+                self.scroll[pane] = total - 1 - line;
+                self.follow = self.scroll[pane] == 0;
+                let at = matches.iter().position(|&m| m == line).unwrap_or(0) + 1;
+                self.say(format!("/{}: match {at} of {}", self.search, matches.len()));
+            }
+            None => self.say(format!("/{}: no match", self.search)),
         }
     }
 
@@ -434,6 +499,30 @@ impl App {
             Focus::Stdout => Some(0),
             _ => None,
         };
+        if self.modal == Modal::Search {
+            match action {
+                Action::Type(c) => self.search.push(c),
+                Action::Erase => {
+                    self.search.pop();
+                }
+                Action::Yes => {
+                    self.modal = Modal::None;
+                    self.jump(true);
+                }
+                Action::Close => {
+                    self.modal = Modal::None;
+                    self.search.clear();
+                }
+                _ => {}
+            }
+            return None;
+        }
+        let in_output = matches!(self.focus, Focus::Stdout | Focus::Stderr);
+        let action = match action {
+            // Like less: n and N move between matches while a search is on.
+            Action::NewRun if in_output && !self.search.is_empty() => Action::NextMatch,
+            other => other,
+        };
         if self.modal == Modal::NewRun {
             let form = &mut self.form;
             match action {
@@ -452,6 +541,14 @@ impl App {
             return None;
         }
         match action {
+            Action::Search if in_output => {
+                self.search.clear();
+                self.modal = Modal::Search;
+            }
+            Action::Search => self.say("search works in an output pane: Tab to one first"),
+            Action::NextMatch => self.jump(false),
+            Action::PrevMatch => self.jump(true),
+            Action::Close if !self.search.is_empty() => self.search.clear(),
             Action::NewRun => self.open_form(None, String::new()),
             Action::Open if self.focus == Focus::Environments => {
                 self.open_form(None, String::new())
@@ -578,7 +675,7 @@ impl App {
                     Modal::ConfirmKill(i) => return Some(Effect::Kill(i)),
                     Modal::ConfirmCleanup(i) => return Some(Effect::Cleanup(i)),
                     Modal::ConfirmQuit => return Some(Effect::Quit { cleanup: true }),
-                    Modal::None | Modal::Help | Modal::NewRun => {}
+                    Modal::None | Modal::Help | Modal::NewRun | Modal::Search => {}
                 }
             }
             Action::Leave if self.modal == Modal::ConfirmQuit => {

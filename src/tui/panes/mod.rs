@@ -58,7 +58,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
     }
     status::draw(frame, status_line, app);
     match app.modal {
-        Modal::None => {}
+        Modal::None | Modal::Search => {}
         Modal::Help => dialog::help(frame, area),
         Modal::ConfirmKill(i) => dialog::confirm_kill(frame, area, app, i),
         Modal::ConfirmCleanup(i) => dialog::confirm_cleanup(frame, area, app, i),

@@ -36,8 +36,33 @@ fn flags(app: &App) -> String {
     }
 }
 
+/// Splits spans so that every occurrence of `needle` is highlighted.
+fn highlight(line: Line<'static>, needle: &str) -> Line<'static> {
+    let mark = Style::default().bg(Color::Yellow).fg(Color::Black);
+    let mut spans = Vec::new();
+    for span in line.spans {
+        let text = span.content.into_owned();
+        let mut rest = text.as_str();
+        while let Some(at) = rest.find(needle) {
+            if at > 0 {
+                spans.push(Span::styled(rest[..at].to_owned(), span.style));
+            }
+            spans.push(Span::styled(needle.to_owned(), mark));
+            rest = &rest[at + needle.len()..];
+        }
+        if !rest.is_empty() {
+            spans.push(Span::styled(rest.to_owned(), span.style));
+        }
+    }
+    Line::from(spans)
+}
+
 fn render(line: &OutputLine, app: &App, tint: Option<Color>) -> Line<'static> {
     let mut rendered = line.to_line();
+    // A match split across two differently styled spans is not marked.
+    if !app.search.is_empty() && line.text().contains(&app.search) {
+        rendered = highlight(rendered, &app.search);
+    }
     if let Some(tint) = tint {
         for span in &mut rendered.spans {
             if span.style.fg.is_none() {

@@ -6,7 +6,7 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
-use crate::tui::app::App;
+use crate::tui::app::{App, Modal};
 
 const HINTS: &[(&str, &str)] = &[
     ("p", "poll"),
@@ -19,6 +19,23 @@ const HINTS: &[(&str, &str)] = &[
 ];
 
 pub(super) fn draw(frame: &mut Frame, area: Rect, app: &App) {
+    if app.modal == Modal::Search {
+        let prompt = Line::from(vec![
+            Span::styled(
+                "/",
+                Style::default()
+                    .fg(Color::Yellow)
+                    .add_modifier(Modifier::BOLD),
+            ),
+            Span::raw(format!("{}█", app.search)),
+            Span::styled(
+                "   Enter: find   Esc: cancel",
+                Style::default().fg(Color::DarkGray),
+            ),
+        ]);
+        frame.render_widget(Paragraph::new(prompt), area);
+        return;
+    }
     let mut spans = Vec::new();
     for (key, what) in HINTS {
         spans.push(Span::styled(
