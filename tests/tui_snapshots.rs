@@ -290,3 +290,36 @@ fn search_highlights_and_jumps_between_matches() {
     app.update(Action::Close);
     assert!(app.search.is_empty(), "Esc ends the search");
 }
+
+#[test]
+fn leaked_containers_view() {
+    use subrt::runtime::leftovers::{ManagedContainer, Verdict};
+    let container = |n: u32, verdict| ManagedContainer {
+        id: format!("{n:064x}"),
+        name: format!("subrt-box-01jd000000000000000000000{n}-1"),
+        run_id: format!("01JD00000000000000000000{n:02}"),
+        environment: "box".into(),
+        state: "running".into(),
+        owner: "vm/4242/1".into(),
+        verdict,
+    };
+    let mut app = app();
+    app.update(Action::Leftovers);
+    app.set_leftovers(Ok(vec![
+        container(1, Verdict::OwnerGone),
+        container(2, Verdict::OwnerAlive),
+        container(3, Verdict::Kept),
+    ]));
+    let list = app.leftovers.as_ref().unwrap();
+    assert_eq!(list.len(), 2, "containers of running owners are not leaks");
+    app.update(Action::Down);
+    assert_eq!(
+        app.update(Action::Remove),
+        Some(subrt::tui::app::Effect::RemoveContainer(1))
+    );
+    insta::assert_snapshot!(render(&app, 140, 30));
+    app.set_leftovers(Err(
+        "cannot reach the Docker daemon at unix:///var/run/docker.sock".into(),
+    ));
+    assert!(render(&app, 140, 30).contains("cannot reach the Docker daemon"));
+}

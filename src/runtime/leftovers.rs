@@ -11,7 +11,9 @@
 use std::collections::HashMap;
 
 use bollard::Docker;
-use bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOptionsBuilder};
+use bollard::query_parameters::{
+    KillContainerOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
+};
 use serde::Serialize;
 
 use super::RuntimeError;
@@ -133,6 +135,23 @@ pub async fn leftovers(docker: &Docker, all: bool) -> Result<Vec<ManagedContaine
     let mut containers = managed_containers(docker).await?;
     containers.retain(|c| all || c.verdict == Verdict::OwnerGone);
     Ok(containers)
+}
+
+/// Kills a container with SIGKILL; it stays, stopped, until removed.
+pub async fn kill(docker: &Docker, id: &str) -> Result<(), RuntimeError> {
+    let options = KillContainerOptionsBuilder::default()
+        .signal("SIGKILL")
+        .build();
+    match docker.kill_container(id, Some(options)).await {
+        // Not running: there is nothing left to kill.
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 409, ..
+        }) => Ok(()),
+        other => other.map_err(|e| RuntimeError::Docker {
+            action: format!("killing container {id}"),
+            reason: e.to_string(),
+        }),
+    }
 }
 
 /// Kills and removes a container.

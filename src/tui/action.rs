@@ -74,6 +74,12 @@ pub enum Action {
     NextMatch,
     /// Previous search match.
     PrevMatch,
+    /// Open the leaked-containers view.
+    Leftovers,
+    /// Remove the selected container (leaked-containers view).
+    Remove,
+    /// Load the list again (leaked-containers view).
+    Refresh,
 }
 
 /// The action of `key` in the current dialog (or on the main screen).
@@ -90,6 +96,15 @@ pub fn action_for(key: KeyEvent, modal: &Modal) -> Option<Action> {
         Modal::ConfirmKill(_) | Modal::ConfirmCleanup(_) => match key.code {
             KeyCode::Char('y') | KeyCode::Enter => Some(Action::Yes),
             KeyCode::Char('n') | KeyCode::Esc => Some(Action::No),
+            _ => None,
+        },
+        Modal::Leftovers => match key.code {
+            KeyCode::Esc | KeyCode::Char('o') | KeyCode::Char('q') => Some(Action::Close),
+            KeyCode::Down | KeyCode::Char('j') => Some(Action::Down),
+            KeyCode::Up => Some(Action::Up),
+            KeyCode::Char('k') => Some(Action::Kill),
+            KeyCode::Char('x') => Some(Action::Remove),
+            KeyCode::Char('r') => Some(Action::Refresh),
             _ => None,
         },
         Modal::Search => match key.code {
@@ -137,6 +152,7 @@ fn main_action(key: KeyEvent) -> Option<Action> {
         KeyCode::Char('t') => Action::ToggleTimestamps,
         KeyCode::Char('s') => Action::CycleLayout,
         KeyCode::Char('/') => Action::Search,
+        KeyCode::Char('o') => Action::Leftovers,
         KeyCode::Char('N') => Action::PrevMatch,
         KeyCode::Char('n') => Action::NewRun,
         KeyCode::Char('r') => Action::Rerun,
@@ -162,6 +178,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("w", "wrap long lines on / off"),
     ("t", "timestamps on / off"),
     ("s", "layout: side by side, stacked, merged"),
+    ("o", "leaked containers: k kill, x remove, r refresh"),
     ("?", "this help"),
     ("q  Ctrl-C", "quit (asks when sessions run)"),
 ];

@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use crate::runlog::{self, EndStatus, Record, RunState, RunSummary, StreamTag};
+use crate::runtime::leftovers::{ManagedContainer, Verdict};
 use crate::runtime::{RuntimeEvent, StreamKind};
 use crate::supervisor::{SessionEvent, Supervisor};
 
@@ -55,6 +56,8 @@ pub enum Modal {
     NewRun,
     /// Typing a search ([`App::search`]).
     Search,
+    /// Containers whose owner is gone ([`App::leftovers`]).
+    Leftovers,
 }
 
 /// The fields of the new-run form, in Tab order.
@@ -100,6 +103,12 @@ pub enum Effect {
     },
     /// Start the run in [`App::pending_run`].
     Launch,
+    /// (Re)load the leaked containers.
+    LoadLeftovers,
+    /// Kill leaked container N (it stays, stopped).
+    KillContainer(usize),
+    /// Remove leaked container N.
+    RemoveContainer(usize),
 }
 
 /// An environment as listed.
@@ -305,6 +314,10 @@ pub struct App {
     pub default_dir: String,
     /// The search in the output panes; empty when none.
     pub search: String,
+    /// Leaked containers, once loaded; the error when they could not be.
+    pub leftovers: Result<Vec<ManagedContainer>, String>,
+    /// Selected leaked container.
+    pub selected_leftover: usize,
 }
 
 impl App {
@@ -328,6 +341,8 @@ impl App {
             pending_run: None,
             default_dir: ".".into(),
             search: String::new(),
+            leftovers: Ok(Vec::new()),
+            selected_leftover: 0,
         }
     }
 
@@ -499,6 +514,23 @@ impl App {
             Focus::Stdout => Some(0),
             _ => None,
         };
+        if self.modal == Modal::Leftovers {
+            let count = self.leftovers.as_ref().map_or(0, Vec::len);
+            let selected = (count > 0).then_some(self.selected_leftover.min(count - 1));
+            match action {
+                Action::Close => self.modal = Modal::None,
+                Action::Down => {
+                    self.selected_leftover =
+                        (self.selected_leftover + 1).min(count.saturating_sub(1))
+                }
+                Action::Up => self.selected_leftover = self.selected_leftover.saturating_sub(1),
+                Action::Refresh => return Some(Effect::LoadLeftovers),
+                Action::Kill => return selected.map(Effect::KillContainer),
+                Action::Remove => return selected.map(Effect::RemoveContainer),
+                _ => {}
+            }
+            return None;
+        }
         if self.modal == Modal::Search {
             match action {
                 Action::Type(c) => self.search.push(c),
@@ -550,6 +582,11 @@ impl App {
             Action::PrevMatch => self.jump(true),
             Action::Close if !self.search.is_empty() => self.search.clear(),
             Action::NewRun => self.open_form(None, String::new()),
+            Action::Leftovers => {
+                self.modal = Modal::Leftovers;
+                return Some(Effect::LoadLeftovers);
+            }
+            Action::Remove | Action::Refresh => {}
             Action::Open if self.focus == Focus::Environments => {
                 self.open_form(None, String::new())
             }
@@ -675,7 +712,11 @@ impl App {
                     Modal::ConfirmKill(i) => return Some(Effect::Kill(i)),
                     Modal::ConfirmCleanup(i) => return Some(Effect::Cleanup(i)),
                     Modal::ConfirmQuit => return Some(Effect::Quit { cleanup: true }),
-                    Modal::None | Modal::Help | Modal::NewRun | Modal::Search => {}
+                    Modal::None
+                    | Modal::Help
+                    | Modal::NewRun
+                    | Modal::Search
+                    | Modal::Leftovers => {}
                 }
             }
             Action::Leave if self.modal == Modal::ConfirmQuit => {
@@ -728,6 +769,21 @@ impl App {
                 }
             },
         }
+        self.dirty = true;
+    }
+}
+
+impl App {
+    /// Replaces the leaked-container list: those whose owner is gone, and
+    /// those kept on purpose (containers of running owners are not leaks).
+    pub fn set_leftovers(&mut self, found: Result<Vec<ManagedContainer>, String>) {
+        self.leftovers = found.map(|all| {
+            all.into_iter()
+                .filter(|c| c.verdict != Verdict::OwnerAlive)
+                .collect()
+        });
+        let count = self.leftovers.as_ref().map_or(0, Vec::len);
+        self.selected_leftover = self.selected_leftover.min(count.saturating_sub(1));
         self.dirty = true;
     }
 }

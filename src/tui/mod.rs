@@ -23,7 +23,7 @@ use tokio::time::Instant;
 
 use crate::config::Config;
 use crate::runlog::{RunlogWriter, Store};
-use crate::runtime::{ExecRequest, LaunchSpec, registry};
+use crate::runtime::{ExecRequest, LaunchSpec, docker, leftovers, registry};
 use crate::spec::EnvironmentSpec;
 use crate::supervisor::{SessionEvent, Supervisor};
 
@@ -178,6 +178,9 @@ pub async fn run(config: Config) -> io::Result<()> {
         match effect {
             Some(Effect::Quit { cleanup }) => break cleanup,
             Some(Effect::Launch) => start_pending(&mut app, &config, &events_tx).await,
+            Some(Effect::LoadLeftovers) => load_leftovers(&mut app).await,
+            Some(Effect::KillContainer(i)) => container_action(&mut app, i, false).await,
+            Some(Effect::RemoveContainer(i)) => container_action(&mut app, i, true).await,
             Some(effect) => perform(&mut app, effect).await,
             None => {}
         }
@@ -191,6 +194,41 @@ pub async fn run(config: Config) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Lists the subrt containers of the default daemon into the leaked view.
+async fn load_leftovers(app: &mut App) {
+    let found = match docker::connect(None).await {
+        Ok(docker) => leftovers::managed_containers(&docker)
+            .await
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    app.set_leftovers(found);
+}
+
+/// Kills (`remove` false) or removes leaked container `index`, then reloads.
+async fn container_action(app: &mut App, index: usize, remove: bool) {
+    let Some(container) = app
+        .leftovers
+        .as_ref()
+        .ok()
+        .and_then(|l| l.get(index))
+        .cloned()
+    else {
+        return;
+    };
+    let outcome = match docker::connect(None).await {
+        Ok(docker) if remove => leftovers::remove(&docker, &container.id).await,
+        Ok(docker) => leftovers::kill(&docker, &container.id).await,
+        Err(e) => Err(e),
+    };
+    app.say(match outcome {
+        Ok(()) if remove => format!("removed {}", container.name),
+        Ok(()) => format!("killed {}", container.name),
+        Err(e) => e.to_string(),
+    });
+    load_leftovers(app).await;
 }
 
 /// Starts the run the form or a re-run left in `app.pending_run`.
@@ -234,7 +272,11 @@ async fn perform(app: &mut App, effect: Effect) {
         Effect::Kill(i) => (i, "kill"),
         Effect::Cleanup(i) => (i, "cleanup"),
         Effect::Poll(i) => (i, "poll"),
-        Effect::Quit { .. } | Effect::Launch => return,
+        Effect::Quit { .. }
+        | Effect::Launch
+        | Effect::LoadLeftovers
+        | Effect::KillContainer(_)
+        | Effect::RemoveContainer(_) => return,
     };
     let Some(session) = app.sessions.get(index) else {
         return;

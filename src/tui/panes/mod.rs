@@ -10,6 +10,7 @@
 
 mod dialog;
 mod environments;
+mod leftovers;
 mod output;
 mod sessions;
 mod status;
@@ -64,6 +65,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
         Modal::ConfirmCleanup(i) => dialog::confirm_cleanup(frame, area, app, i),
         Modal::ConfirmQuit => dialog::confirm_quit(frame, area, app),
         Modal::NewRun => dialog::new_run(frame, area, app),
+        Modal::Leftovers => leftovers::draw(frame, area, app),
     }
 }
 
