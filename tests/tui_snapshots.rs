@@ -323,3 +323,92 @@ fn leaked_containers_view() {
     ));
     assert!(render(&app, 140, 30).contains("cannot reach the Docker daemon"));
 }
+
+/// A run log with output at known times: "one" at 0 s, "err" at 1 s (stderr),
+/// "two" at 2 s, "three" at 9 s.
+fn timed_log(dir: &std::path::Path) -> PathBuf {
+    use subrt::runlog::{Header, Owner, PhaseTag, Record, StreamTag};
+    let header = Header {
+        format: subrt::runlog::FORMAT.into(),
+        version: subrt::runlog::VERSION,
+        run_id: "01JDREPLAY0000000000000000".into(),
+        started_at: "2026-11-24T12:00:00Z".into(),
+        subrt_version: "test".into(),
+        environment: subrt::spec::EnvironmentSpec::local("local"),
+        working_dir: "/".into(),
+        owner: Owner {
+            host: "elsewhere".into(),
+            pid: 1,
+            start_time: None,
+        },
+        container_id: None,
+    };
+    let out = |seq, secs: u64, s, text: &str| Record::Out {
+        seq,
+        t: secs * 1_000_000,
+        c: 1,
+        s,
+        p: PhaseTag::Cmd,
+        d: Some(text.into()),
+        b: None,
+    };
+    let records = [
+        out(1, 0, StreamTag::Out, "one\n"),
+        out(2, 1, StreamTag::Err, "err\n"),
+        out(3, 2, StreamTag::Out, "two\n"),
+        out(4, 9, StreamTag::Out, "three\n"),
+    ];
+    let mut text = serde_json::to_string(&header).unwrap() + "\n";
+    for record in records {
+        text += &(serde_json::to_string(&record).unwrap() + "\n");
+    }
+    let path = dir.join("01JDREPLAY0000000000000000.jsonl");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn replay_plays_a_finished_run_with_its_timing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = timed_log(dir.path());
+    let mut stored = summary(
+        20,
+        "python3 slow.py",
+        RunState::Finished,
+        Some(EndStatus::Exited),
+        Some(0),
+    );
+    stored.path = path;
+    let mut app = App::new(vec![], vec![Session::stored(&stored)]);
+    let texts =
+        |app: &App| -> Vec<String> { app.sessions[0].stdout.lines().map(|l| l.text()).collect() };
+    app.update(Action::Open);
+    assert!(app.replay.is_some(), "{}", app.message);
+    assert_eq!(texts(&app), ["one"], "only what was printed at 0 s");
+    app.tick_replay(Duration::from_millis(2500));
+    assert_eq!(texts(&app), ["one", "two"]);
+    assert_eq!(app.sessions[0].stderr.lines().count(), 1);
+    app.update(Action::Pause);
+    app.tick_replay(Duration::from_secs(60));
+    assert_eq!(texts(&app), ["one", "two"], "paused");
+    app.update(Action::Pause);
+    app.update(Action::Faster); // x2
+    app.tick_replay(Duration::from_secs(1)); // 2.5 s + 2 s
+    assert_eq!(
+        app.replay.as_ref().unwrap().position,
+        Duration::from_millis(4500)
+    );
+    insta::assert_snapshot!(render(&app, 100, 20));
+    app.update(Action::SeekBack);
+    assert_eq!(texts(&app), ["one"], "seeking back rebuilds the panes");
+    app.update(Action::Bottom);
+    assert_eq!(texts(&app), ["one", "two", "three"]);
+    assert!(app.replay.as_ref().unwrap().finished());
+    app.update(Action::Close);
+    assert!(app.replay.is_none());
+    assert_eq!(
+        texts(&app),
+        ["one", "two", "three"],
+        "back to the whole output"
+    );
+}

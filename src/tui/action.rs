@@ -80,14 +80,27 @@ pub enum Action {
     Remove,
     /// Load the list again (leaked-containers view).
     Refresh,
+    /// Pause or resume the replay.
+    Pause,
+    /// Replay faster.
+    Faster,
+    /// Replay slower.
+    Slower,
+    /// Replay: 5 s back.
+    SeekBack,
+    /// Replay: 5 s on.
+    SeekForward,
 }
 
-/// The action of `key` in the current dialog (or on the main screen).
-pub fn action_for(key: KeyEvent, modal: &Modal) -> Option<Action> {
+/// The action of `key` in the current dialog (or on the main screen, where
+/// `←` and `→` seek while a replay plays).
+pub fn action_for(key: KeyEvent, modal: &Modal, replaying: bool) -> Option<Action> {
     if key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('c') {
         return Some(Action::Quit);
     }
     match modal {
+        Modal::None if replaying && key.code == KeyCode::Left => Some(Action::SeekBack),
+        Modal::None if replaying && key.code == KeyCode::Right => Some(Action::SeekForward),
         Modal::None => main_action(key),
         Modal::Help => match key.code {
             KeyCode::Esc | KeyCode::Char('?') | KeyCode::Char('q') => Some(Action::Close),
@@ -153,6 +166,9 @@ fn main_action(key: KeyEvent) -> Option<Action> {
         KeyCode::Char('s') => Action::CycleLayout,
         KeyCode::Char('/') => Action::Search,
         KeyCode::Char('o') => Action::Leftovers,
+        KeyCode::Char(' ') => Action::Pause,
+        KeyCode::Char('+') => Action::Faster,
+        KeyCode::Char('-') => Action::Slower,
         KeyCode::Char('N') => Action::PrevMatch,
         KeyCode::Char('n') => Action::NewRun,
         KeyCode::Char('r') => Action::Rerun,
@@ -168,7 +184,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("j ↓  ↑", "move down / up, scroll output"),
     ("PgUp PgDn", "scroll a page"),
     ("g G", "top / bottom (G follows again)"),
-    ("n  Enter", "new run (Enter: on the selected environment)"),
+    ("n", "new run (Enter on an environment: on that one)"),
     ("r", "run the selected session's command again"),
     ("k", "kill the selected session (asks)"),
     ("c", "clean up the selected session"),
@@ -179,6 +195,9 @@ pub const KEYS: &[(&str, &str)] = &[
     ("t", "timestamps on / off"),
     ("s", "layout: side by side, stacked, merged"),
     ("o", "leaked containers: k kill, x remove, r refresh"),
+    ("Enter", "on a finished run: replay it with its timing"),
+    ("Space + -", "replay: pause, faster, slower"),
+    ("← → Home End", "replay: seek 5 s, start, end; Esc stops"),
     ("?", "this help"),
     ("q  Ctrl-C", "quit (asks when sessions run)"),
 ];

@@ -188,8 +188,10 @@ pub struct Session {
     pub stderr: OutputBuffer,
     /// Present for sessions this process runs.
     pub supervisor: Option<Supervisor>,
-    /// The run log of a stored session, loaded on first view.
+    /// Its run log, if it has one.
     pub log: Option<std::path::PathBuf>,
+    /// The log's output is in the buffers (stored sessions load on view).
+    pub loaded: bool,
 }
 
 impl Session {
@@ -211,6 +213,7 @@ impl Session {
             stderr: OutputBuffer::new(PANE_LINES),
             supervisor,
             log: None,
+            loaded: true,
         }
     }
 
@@ -238,6 +241,7 @@ impl Session {
             stderr: OutputBuffer::new(PANE_LINES),
             supervisor: None,
             log: Some(run.path.clone()),
+            loaded: false,
         }
     }
 
@@ -256,7 +260,11 @@ impl Session {
     /// Reads a stored session's output from its log (once). Returns the
     /// reader's warnings.
     pub fn load(&mut self) -> Vec<String> {
-        let Some(path) = self.log.take() else {
+        if self.loaded {
+            return Vec::new();
+        }
+        self.loaded = true;
+        let Some(path) = self.log.clone() else {
             return Vec::new();
         };
         let mut reader = match runlog::open(&path) {
@@ -274,6 +282,91 @@ impl Session {
             }
         }
         reader.warnings
+    }
+}
+
+/// Output a replay holds at most; a larger log replays its first part.
+pub const REPLAY_BYTES: usize = 64 << 20;
+
+/// A finished run played back in the output panes with its timing.
+#[derive(Debug)]
+pub struct Replay {
+    /// The session being replayed.
+    pub session: usize,
+    /// Its output, in order: when, which stream, the bytes.
+    chunks: Vec<(Duration, StreamKind, Vec<u8>)>,
+    /// How many chunks are in the panes.
+    shown: usize,
+    /// Where the replay is.
+    pub position: Duration,
+    /// The time of the last chunk.
+    pub duration: Duration,
+    /// Speed factor.
+    pub speed: f64,
+    /// Paused.
+    pub paused: bool,
+    /// The log held more than [`REPLAY_BYTES`].
+    pub cut: bool,
+}
+
+impl Replay {
+    /// Reads the output of the log at `path`.
+    pub fn load(session: usize, path: &std::path::Path) -> Result<Self, String> {
+        let mut reader = runlog::open(path).map_err(|e| e.to_string())?;
+        let mut chunks = Vec::new();
+        let (mut bytes, mut cut) = (0, false);
+        for record in reader.by_ref() {
+            if let Record::Out { s, t, .. } = &record {
+                let data = record.output_bytes().unwrap_or_default();
+                bytes += data.len();
+                if bytes > REPLAY_BYTES {
+                    cut = true;
+                    break;
+                }
+                let stream = match s {
+                    StreamTag::Out => StreamKind::Stdout,
+                    StreamTag::Err => StreamKind::Stderr,
+                };
+                chunks.push((Duration::from_micros(*t), stream, data));
+            }
+        }
+        let duration = chunks.last().map_or(Duration::ZERO, |c| c.0);
+        Ok(Self {
+            session,
+            chunks,
+            shown: 0,
+            position: Duration::ZERO,
+            duration,
+            speed: 1.0,
+            paused: false,
+            cut,
+        })
+    }
+
+    /// Moves the replay to `position` and updates the session's panes.
+    fn seek(&mut self, session: &mut Session, position: Duration) {
+        let position = position.min(self.duration);
+        if position < self.position {
+            session.stdout = OutputBuffer::new(PANE_LINES);
+            session.stderr = OutputBuffer::new(PANE_LINES);
+            self.shown = 0;
+        }
+        self.position = position;
+        while let Some((at, stream, data)) = self.chunks.get(self.shown) {
+            if *at > position {
+                break;
+            }
+            match stream {
+                StreamKind::Stdout => session.stdout.push(data, *at),
+                StreamKind::Stderr => session.stderr.push(data, *at),
+            }
+            self.shown += 1;
+        }
+    }
+
+    /// True when it reached the end.
+    pub fn finished(&self) -> bool {
+        self.position >= self.duration
     }
 }
 
@@ -318,6 +411,8 @@ pub struct App {
     pub leftovers: Result<Vec<ManagedContainer>, String>,
     /// Selected leaked container.
     pub selected_leftover: usize,
+    /// The replay in progress.
+    pub replay: Option<Replay>,
 }
 
 impl App {
@@ -343,7 +438,81 @@ impl App {
             search: String::new(),
             leftovers: Ok(Vec::new()),
             selected_leftover: 0,
+            replay: None,
         }
+    }
+
+    /// Starts replaying session `index` from its log.
+    pub fn start_replay(&mut self, index: usize) {
+        let Some(session) = self.sessions.get_mut(index) else {
+            return;
+        };
+        let Some(path) = session.log.clone() else {
+            return self.say("this session has no run log to replay");
+        };
+        match Replay::load(index, &path) {
+            Ok(mut replay) => {
+                session.stdout = OutputBuffer::new(PANE_LINES);
+                session.stderr = OutputBuffer::new(PANE_LINES);
+                session.loaded = true;
+                replay.seek(session, Duration::ZERO);
+                if replay.cut {
+                    self.message =
+                        format!("replaying the first {} MiB of output", REPLAY_BYTES >> 20);
+                }
+                self.follow = true;
+                self.scroll = [0, 0];
+                self.replay = Some(replay);
+            }
+            Err(e) => self.say(format!("cannot replay: {e}")),
+        }
+        self.dirty = true;
+    }
+
+    /// Advances a playing replay by `elapsed` of wall time.
+    pub fn tick_replay(&mut self, elapsed: Duration) {
+        let Some(replay) = &mut self.replay else {
+            return;
+        };
+        if replay.paused || replay.finished() {
+            return;
+        }
+        let Some(session) = self.sessions.get_mut(replay.session) else {
+            return;
+        };
+        let to = replay.position + elapsed.mul_f64(replay.speed);
+        replay.seek(session, to);
+        self.dirty = true;
+    }
+
+    fn replay_action(&mut self, action: Action) -> bool {
+        let Some(replay) = &mut self.replay else {
+            return false;
+        };
+        let Some(session) = self.sessions.get_mut(replay.session) else {
+            return false;
+        };
+        let step = Duration::from_secs(5);
+        match action {
+            Action::Pause => replay.paused = !replay.paused,
+            Action::Faster => replay.speed = (replay.speed * 2.0).min(64.0),
+            Action::Slower => replay.speed = (replay.speed / 2.0).max(1.0 / 16.0),
+            Action::SeekForward => replay.seek(session, replay.position + step),
+            Action::SeekBack => replay.seek(session, replay.position.saturating_sub(step)),
+            Action::Top => replay.seek(session, Duration::ZERO),
+            Action::Bottom => replay.seek(session, replay.duration),
+            Action::Close => {
+                // Back to the whole output.
+                self.replay = None;
+                session.loaded = false;
+                session.stdout = OutputBuffer::new(PANE_LINES);
+                session.stderr = OutputBuffer::new(PANE_LINES);
+                session.load();
+            }
+            _ => return false,
+        }
+        self.dirty = true;
+        true
     }
 
     /// The output pane searches and scrolls apply to: stdout (0) or stderr (1).
@@ -494,6 +663,9 @@ impl App {
     }
 
     fn select_session(&mut self, index: usize) {
+        if self.replay.is_some() {
+            self.replay_action(Action::Close);
+        }
         self.selected_session = index.min(self.sessions.len().saturating_sub(1));
         self.scroll = [0, 0];
         let warnings = match self.sessions.get_mut(self.selected_session) {
@@ -555,6 +727,9 @@ impl App {
             Action::NewRun if in_output && !self.search.is_empty() => Action::NextMatch,
             other => other,
         };
+        if self.modal == Modal::None && self.replay_action(action) {
+            return None;
+        }
         if self.modal == Modal::NewRun {
             let form = &mut self.form;
             match action {
@@ -590,7 +765,16 @@ impl App {
             Action::Open if self.focus == Focus::Environments => {
                 self.open_form(None, String::new())
             }
-            Action::Open => {}
+            Action::Open => match selected {
+                Some(i) if !self.sessions[i].state.is_running() => self.start_replay(i),
+                Some(_) => self.say("it is still running: its output is live already"),
+                None => {}
+            },
+            Action::Pause
+            | Action::Faster
+            | Action::Slower
+            | Action::SeekBack
+            | Action::SeekForward => {}
             Action::Rerun => match selected {
                 Some(i) => {
                     let (environment, command) = (

@@ -149,10 +149,16 @@ pub async fn run(config: Config) -> io::Result<()> {
             next_frame = Instant::now() + FRAME;
         }
         let running = app.sessions.iter().any(|s| s.state.is_running());
+        let replaying = app
+            .replay
+            .as_ref()
+            .is_some_and(|r| !r.paused && !r.finished());
+        let tick_from = Instant::now();
         let effect = tokio::select! {
             Some(Ok(event)) = input.next() => match event {
                 Event::Key(key) if key.kind == KeyEventKind::Press => {
-                    action_for(key, &app.modal).and_then(|a| app.update(a))
+                    let replaying = app.replay.is_some();
+                    action_for(key, &app.modal, replaying).and_then(|a| app.update(a))
                 }
                 Event::Resize(..) => {
                     app.dirty = true;
@@ -169,6 +175,10 @@ pub async fn run(config: Config) -> io::Result<()> {
                 None
             }
             () = tokio::time::sleep_until(next_frame), if app.dirty => None,
+            () = tokio::time::sleep(FRAME), if replaying => {
+                app.tick_replay(tick_from.elapsed());
+                None
+            }
             _ = clock.tick(), if running => {
                 app.dirty = true;
                 None

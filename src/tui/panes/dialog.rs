@@ -32,7 +32,7 @@ fn text(frame: &mut Frame, area: Rect, lines: Vec<Line<'static>>) {
 }
 
 pub(super) fn help(frame: &mut Frame, area: Rect) {
-    let inner = popup(frame, area, 60, KEYS.len() as u16 + 4, "Keys (Esc closes)");
+    let inner = popup(frame, area, 76, KEYS.len() as u16 + 2, "Keys (Esc closes)");
     let lines = KEYS
         .iter()
         .map(|(keys, what)| {

@@ -8,6 +8,12 @@ use ratatui::widgets::Paragraph;
 
 use crate::tui::app::{App, Modal};
 
+/// `m:ss.s`.
+fn clock(d: std::time::Duration) -> String {
+    let s = d.as_secs_f64();
+    format!("{}:{:04.1}", (s / 60.0) as u64, s % 60.0)
+}
+
 const HINTS: &[(&str, &str)] = &[
     ("p", "poll"),
     ("k", "kill"),
@@ -34,6 +40,34 @@ pub(super) fn draw(frame: &mut Frame, area: Rect, app: &App) {
             ),
         ]);
         frame.render_widget(Paragraph::new(prompt), area);
+        return;
+    }
+    if let Some(replay) = &app.replay {
+        let state = if replay.paused {
+            "⏸"
+        } else if replay.finished() {
+            "■"
+        } else {
+            "▶"
+        };
+        let line = Line::from(vec![
+            Span::styled(
+                format!(
+                    " {state} replay {} / {} ×{}",
+                    clock(replay.position),
+                    clock(replay.duration),
+                    replay.speed
+                ),
+                Style::default()
+                    .fg(Color::Yellow)
+                    .add_modifier(Modifier::BOLD),
+            ),
+            Span::styled(
+                "   Space pause  + - speed  ← → 5 s  Home End  Esc stop",
+                Style::default().fg(Color::DarkGray),
+            ),
+        ]);
+        frame.render_widget(Paragraph::new(line), area);
         return;
     }
     let mut spans = Vec::new();
