@@ -135,12 +135,18 @@ fn help_lists_every_key() {
 #[test]
 fn kill_asks_first() {
     let mut app = app();
-    // Only sessions this process runs can be killed: the first one poses as
-    // one by being running; without a supervisor the app refuses politely.
     app.update(Action::Kill);
-    assert!(app.message.contains("another process"), "{}", app.message);
-    app.modal = subrt::tui::app::Modal::ConfirmKill(0);
+    assert_eq!(
+        app.modal,
+        subrt::tui::app::Modal::ConfirmKill(0),
+        "k asks first"
+    );
     insta::assert_snapshot!(render(&app, 100, 30));
+    app.update(Action::No);
+    assert_eq!(app.modal, subrt::tui::app::Modal::None);
+    app.selected_session = 2; // exited: nothing to kill
+    app.update(Action::Kill);
+    assert!(app.message.contains("not running"), "{}", app.message);
 }
 
 #[test]

@@ -266,3 +266,42 @@ fn n_starts_a_run_and_r_runs_it_again() {
     tui.keys(&["q"]);
     tui.wait_for("SUBRT-EXITED");
 }
+
+#[test]
+fn another_processes_run_shows_live_and_can_be_killed() {
+    if !tmux_available() {
+        return;
+    }
+    let tui = Tui::start(&[]);
+    tui.wait_for("Sessions (0)");
+    let n = unique_sleep();
+    let mut other = Command::new(env!("CARGO_BIN_EXE_subrt"))
+        .arg("--config")
+        .arg(tui.dir.path().join("config.toml"))
+        .args([
+            "run",
+            "--",
+            &format!("printf 'OTHER%s\\n' -LIVE; sleep {n}"),
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let screen = tui.wait_for("OTHER-LIVE");
+    assert!(screen.contains("live"), "listed as live:\n{screen}");
+    tui.keys(&["k"]);
+    tui.wait_for("Kill session");
+    tui.keys(&["y"]);
+    tui.wait_for("killed process group");
+    assert!(
+        common::eventually(Duration::from_secs(2), || live_processes(&format!(
+            "sleep {n}"
+        ))
+        .is_empty()),
+        "the other run's command survived"
+    );
+    // Its own subrt sees the command die by SIGKILL.
+    assert_eq!(other.wait().unwrap().code(), Some(137));
+    tui.wait_for("exited 137");
+    tui.keys(&["q"]);
+    tui.wait_for("SUBRT-EXITED");
+}

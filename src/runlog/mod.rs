@@ -23,8 +23,8 @@ mod store;
 mod writer;
 
 pub use export::{ExportFormat, export, replay_print};
-pub use reader::{RunlogReader, open};
-pub use store::{RunState, RunSummary, Store};
+pub use reader::{RunlogReader, Tail, open};
+pub use store::{RunState, RunSummary, Store, summarize};
 pub use writer::RunlogWriter;
 
 use std::path::PathBuf;

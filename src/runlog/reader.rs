@@ -199,3 +199,53 @@ mod tests {
         assert_eq!(got[2], (Line::Torn, b"thr".to_vec()));
     }
 }
+
+/// Follows a log another process is still writing: each [`poll`](Tail::poll)
+/// returns the records completed since the last one. A line being written
+/// is not an error here: it waits for the next poll.
+#[derive(Debug)]
+pub struct Tail {
+    path: PathBuf,
+    offset: u64,
+    pending: Vec<u8>,
+}
+
+/// Bytes read per poll at most, so a flood cannot stall the caller.
+const TAIL_READ: u64 = 8 << 20;
+
+impl Tail {
+    /// Follows `path` from its first record (after the header).
+    pub fn new(path: &Path) -> Self {
+        Self {
+            path: path.to_owned(),
+            offset: 0,
+            pending: Vec::new(),
+        }
+    }
+
+    /// The records completed since the last poll (the header is skipped).
+    pub fn poll(&mut self) -> std::io::Result<Vec<Record>> {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut file = File::open(&self.path)?;
+        file.seek(SeekFrom::Start(self.offset))?;
+        let mut chunk = Vec::new();
+        file.take(TAIL_READ).read_to_end(&mut chunk)?;
+        self.offset += chunk.len() as u64;
+        self.pending.extend_from_slice(&chunk);
+        let mut records = Vec::new();
+        let mut start = 0;
+        while let Some(end) = memchr(&self.pending[start..]) {
+            let line = &self.pending[start..start + end];
+            // The header and unreadable lines are not records: skip them.
+            if let Ok(record) = serde_json::from_slice::<Record>(line) {
+                records.push(record);
+            }
+            start += end + 1;
+        }
+        self.pending.drain(..start);
+        if self.pending.len() > MAX_LINE {
+            self.pending.clear(); // a corrupt endless line
+        }
+        Ok(records)
+    }
+}

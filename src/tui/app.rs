@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::runlog::{self, EndStatus, Record, RunState, RunSummary, StreamTag};
+use crate::runlog::{self, EndStatus, Owner, Record, RunState, RunSummary, Store, StreamTag, Tail};
 use crate::runtime::leftovers::{ManagedContainer, Verdict};
 use crate::runtime::{RuntimeEvent, StreamKind};
 use crate::supervisor::{SessionEvent, Supervisor};
@@ -192,6 +192,14 @@ pub struct Session {
     pub log: Option<std::path::PathBuf>,
     /// The log's output is in the buffers (stored sessions load on view).
     pub loaded: bool,
+    /// Follows the log of a run another process is writing.
+    pub tail: Option<Tail>,
+    /// The last host process the log recorded: pid, process group, start time.
+    pub last_process: Option<(u32, i32, Option<u64>)>,
+    /// The process writing the log (runs of other processes).
+    pub owner: Option<Owner>,
+    /// The runtime type of a followed run, from its log header.
+    pub kind: Option<String>,
 }
 
 impl Session {
@@ -214,6 +222,10 @@ impl Session {
             supervisor,
             log: None,
             loaded: true,
+            tail: None,
+            last_process: None,
+            owner: None,
+            kind: None,
         }
     }
 
@@ -242,6 +254,10 @@ impl Session {
             supervisor: None,
             log: Some(run.path.clone()),
             loaded: false,
+            tail: None,
+            last_process: None,
+            owner: None,
+            kind: None,
         }
     }
 
@@ -255,6 +271,58 @@ impl Session {
 
     fn since_start(&self) -> Duration {
         self.started.map(|s| s.elapsed()).unwrap_or_default()
+    }
+
+    /// For a run another process writes: reads what its log gained since
+    /// the last call, and notices when it ended or its writer died.
+    pub fn follow(&mut self) {
+        let Some(path) = self.log.clone() else { return };
+        if self.tail.is_none() {
+            self.stdout = OutputBuffer::new(PANE_LINES);
+            self.stderr = OutputBuffer::new(PANE_LINES);
+            self.loaded = true;
+            if let Ok(reader) = runlog::open(&path) {
+                self.owner = Some(reader.header.owner);
+                self.kind = Some(reader.header.environment.kind);
+            }
+            self.tail = Some(Tail::new(&path));
+        }
+        let Some(tail) = &mut self.tail else { return };
+        let records = tail.poll().unwrap_or_default();
+        let mut ended = false;
+        for record in records {
+            self.elapsed = Duration::from_micros(record.time_us());
+            match &record {
+                Record::Out { s, t, .. } => {
+                    let bytes = record.output_bytes().unwrap_or_default();
+                    let at = Duration::from_micros(*t);
+                    match s {
+                        StreamTag::Out => self.stdout.push(&bytes, at),
+                        StreamTag::Err => self.stderr.push(&bytes, at),
+                    }
+                }
+                Record::Proc {
+                    pid, pgid, start, ..
+                } => self.last_process = Some((*pid, *pgid, *start)),
+                Record::End { status, exit, .. } => {
+                    ended = true;
+                    self.state = match status {
+                        EndStatus::TimedOut => SessionState::TimedOut,
+                        EndStatus::Killed => SessionState::Killed,
+                        EndStatus::SetupFailed => SessionState::SetupFailed(exit.unwrap_or(-1)),
+                        EndStatus::Exited => SessionState::Exited(exit.unwrap_or(-1)),
+                        EndStatus::Empty => SessionState::Empty,
+                    };
+                }
+                _ => {}
+            }
+        }
+        if ended {
+            self.tail = None;
+        } else if !self.owner.as_ref().is_some_and(Owner::is_alive) {
+            self.state = SessionState::Interrupted;
+            self.tail = None;
+        }
     }
 
     /// Reads a stored session's output from its log (once). Returns the
@@ -850,8 +918,9 @@ impl App {
                 {
                     self.modal = Modal::ConfirmKill(i)
                 }
-                Some(i) if self.sessions[i].state.is_running() => self
-                    .say("that run belongs to another process; it cannot be killed from here yet"),
+                Some(i) if self.sessions[i].state.is_running() => {
+                    self.modal = Modal::ConfirmKill(i)
+                }
                 Some(_) => self.say("the selected session is not running"),
                 None => self.say("no session selected"),
             },
@@ -958,6 +1027,45 @@ impl App {
 }
 
 impl App {
+    /// Picks up runs that appeared in `store` since the last call, and
+    /// follows the live ones (runs other processes are writing).
+    pub fn refresh_store(&mut self, store: &Store) {
+        let Ok(files) = store.files() else { return };
+        // Newest first, after this process's own sessions.
+        let first_stored = self
+            .sessions
+            .iter()
+            .position(|s| s.supervisor.is_none())
+            .unwrap_or(self.sessions.len());
+        let mut insert_at = first_stored;
+        for path in files {
+            let id = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if self.sessions.iter().any(|s| s.run_id == id) {
+                continue;
+            }
+            if let Ok((run, _)) = runlog::summarize(&path) {
+                self.sessions.insert(insert_at, Session::stored(&run));
+                if self.selected_session >= insert_at
+                    && !self.sessions.is_empty()
+                    && self.sessions.len() > 1
+                {
+                    self.selected_session += 1;
+                }
+                insert_at += 1;
+                self.dirty = true;
+            }
+        }
+        for session in &mut self.sessions {
+            if session.state == SessionState::Live {
+                session.follow();
+                self.dirty = true;
+            }
+        }
+    }
+
     /// Replaces the leaked-container list: those whose owner is gone, and
     /// those kept on purpose (containers of running owners are not leaks).
     pub fn set_leftovers(&mut self, found: Result<Vec<ManagedContainer>, String>) {

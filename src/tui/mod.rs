@@ -23,7 +23,7 @@ use tokio::time::Instant;
 
 use crate::config::Config;
 use crate::runlog::{RunlogWriter, Store};
-use crate::runtime::{ExecRequest, LaunchSpec, docker, leftovers, registry};
+use crate::runtime::{ExecRequest, LaunchSpec, docker, leftovers, process_group, registry};
 use crate::spec::EnvironmentSpec;
 use crate::supervisor::{SessionEvent, Supervisor};
 
@@ -32,6 +32,8 @@ use app::{App, Effect, EnvironmentRow, Session};
 
 /// The shortest time between two frames (about 30 a second).
 pub const FRAME: Duration = Duration::from_millis(33);
+/// How often the store is checked for new and live runs.
+const STORE_REFRESH: Duration = Duration::from_secs(1);
 /// Stored runs listed at start.
 const HISTORY: usize = 200;
 
@@ -142,6 +144,8 @@ pub async fn run(config: Config) -> io::Result<()> {
     let mut terminate = signal(SignalKind::terminate())?;
     let mut next_frame = Instant::now();
     let mut clock = tokio::time::interval(Duration::from_secs(1));
+    // Runs other processes start or write show up within a second.
+    let mut store_tick = tokio::time::interval(STORE_REFRESH);
     let quit = loop {
         if app.dirty && Instant::now() >= next_frame {
             terminal.draw(|frame| panes::draw(frame, &app))?;
@@ -181,6 +185,10 @@ pub async fn run(config: Config) -> io::Result<()> {
             }
             _ = clock.tick(), if running => {
                 app.dirty = true;
+                None
+            }
+            _ = store_tick.tick() => {
+                app.refresh_store(&store);
                 None
             }
             _ = terminate.recv() => Some(Effect::Quit { cleanup: true }),
@@ -276,6 +284,44 @@ fn apply(app: &mut App, run_id: &str, event: SessionEvent) {
     }
 }
 
+/// Kills a run another process writes: its containers (Docker), or its
+/// process group once the recorded pid is checked to still be the recorded
+/// process (same start time), so a recycled pid is never signalled.
+async fn kill_other(session: &Session) -> String {
+    let id = &session.run_id;
+    if session.kind.as_deref() == Some("docker") {
+        let docker = match docker::connect(None).await {
+            Ok(docker) => docker,
+            Err(e) => return e.to_string(),
+        };
+        let containers = match leftovers::managed_containers(&docker).await {
+            Ok(all) => all
+                .into_iter()
+                .filter(|c| &c.run_id == id)
+                .collect::<Vec<_>>(),
+            Err(e) => return e.to_string(),
+        };
+        for container in &containers {
+            if let Err(e) = leftovers::kill(&docker, &container.id).await {
+                return e.to_string();
+            }
+        }
+        return format!("{id}: killed {} container(s)", containers.len());
+    }
+    match session.last_process {
+        Some((pid, pgid, Some(start))) if process_group::process_start_time(pid) == Some(start) => {
+            match process_group::kill_group(pgid) {
+                Ok(()) => format!("{id}: killed process group {pgid}"),
+                Err(e) => format!("{id}: cannot kill process group {pgid}: {e}"),
+            }
+        }
+        Some((pid, ..)) => {
+            format!("{id}: process {pid} is gone or is not the one recorded; nothing killed")
+        }
+        None => format!("{id}: its log names no process yet; nothing killed"),
+    }
+}
+
 /// Carries out what an action asked of a runtime.
 async fn perform(app: &mut App, effect: Effect) {
     let (index, what) = match effect {
@@ -292,6 +338,10 @@ async fn perform(app: &mut App, effect: Effect) {
         return;
     };
     let Some(supervisor) = session.supervisor.clone() else {
+        if what == "kill" {
+            let message = kill_other(session).await;
+            app.say(message);
+        }
         return;
     };
     let id = app::short_id(&session.run_id).to_owned();
