@@ -7,11 +7,18 @@ mod cli;
 fn main() -> color_eyre::Result<()> {
     color_eyre::install()?;
     let cli = cli::Cli::parse();
-    // One thread: subrt's tasks share a core and leave the other to the
-    // command. Measured in BENCHMARKS.md (fewer context switches).
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let runtime = match cli.command {
+        // One thread: subrt's tasks share a core and leave the other to the
+        // command. Measured in BENCHMARKS.md (fewer context switches).
+        Some(cli::Command::Run(_)) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?,
+        // The dashboard runs many sessions at once; its event loop must not
+        // wait behind their readers (measured: key latency under 20 floods).
+        _ => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?,
+    };
     let status = match runtime.block_on(cli::main(cli)) {
         Ok(status) => status,
         Err(report) => {

@@ -305,3 +305,71 @@ fn another_processes_run_shows_live_and_can_be_killed() {
     tui.keys(&["q"]);
     tui.wait_for("SUBRT-EXITED");
 }
+
+/// Peak resident memory of `pid` in bytes (VmHWM).
+fn peak_rss(pid: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse::<u64>()
+        .unwrap()
+        * 1024
+}
+
+#[test]
+fn under_twenty_floods_keys_answer_and_memory_stays_bounded() {
+    if !tmux_available() {
+        return;
+    }
+    let floods: Vec<String> = (0..20)
+        .map(|i| format!("yes 'flood {i}: the quick brown fox'"))
+        .collect();
+    let tui = Tui::start(&floods);
+    tui.wait_for("Sessions (20)");
+    tui.wait_for("the quick brown fox");
+    std::thread::sleep(Duration::from_secs(2)); // let the floods run
+    let config = tui.dir.path().join("config.toml");
+    let pid = Command::new("pgrep")
+        .args(["-f", &format!("subrt --config {}", config.display())])
+        .output()
+        .unwrap();
+    let pid = String::from_utf8(pid.stdout)
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .to_owned();
+
+    // A key's effect shows within 200 ms (loose: capture-pane polling included).
+    let mut slowest = Duration::ZERO;
+    for _ in 0..3 {
+        let sent = Instant::now();
+        tui.keys(&["?"]);
+        tui.wait_for("Keys (Esc closes)");
+        slowest = slowest.max(sent.elapsed());
+        tui.keys(&["Escape"]);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while tui.screen().contains("Keys (Esc closes)") && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    assert!(
+        slowest < Duration::from_millis(200),
+        "a key took {slowest:?} under the flood"
+    );
+    let peak = peak_rss(&pid);
+    eprintln!("slowest key {slowest:?}, peak RSS {} MB", peak / 1_000_000);
+    assert!(peak < 300_000_000, "peak RSS {} MB", peak / 1_000_000);
+
+    tui.keys(&["q"]);
+    tui.wait_for("still run");
+    tui.keys(&["y"]);
+    tui.wait_for("SUBRT-EXITED");
+    assert!(
+        common::eventually(Duration::from_secs(3), || live_processes("flood 1")
+            .is_empty()),
+        "a flood survived quit"
+    );
+}

@@ -32,6 +32,10 @@ use app::{App, Effect, EnvironmentRow, Session};
 
 /// The shortest time between two frames (about 30 a second).
 pub const FRAME: Duration = Duration::from_millis(33);
+/// Time spent applying queued session events before input is looked at.
+const DRAIN_BUDGET: Duration = Duration::from_millis(10);
+/// Events applied in one turn at most.
+const DRAIN_EVENTS: usize = 512;
 /// How often the store is checked for new and live runs.
 const STORE_REFRESH: Duration = Duration::from_secs(1);
 /// Stored runs listed at start.
@@ -172,9 +176,16 @@ pub async fn run(config: Config) -> io::Result<()> {
             },
             Some((run_id, event)) = events.recv() => {
                 apply(&mut app, &run_id, event);
-                // Take what else is queued before drawing again.
-                while let Ok((run_id, event)) = events.try_recv() {
+                // Take what else is queued before drawing again, within a
+                // budget: under a flood the queue never empties, and keys
+                // must still get their turn.
+                let budget = Instant::now() + DRAIN_BUDGET;
+                for _ in 0..DRAIN_EVENTS {
+                    let Ok((run_id, event)) = events.try_recv() else { break };
                     apply(&mut app, &run_id, event);
+                    if Instant::now() > budget {
+                        break;
+                    }
                 }
                 None
             }
@@ -204,12 +215,16 @@ pub async fn run(config: Config) -> io::Result<()> {
         }
     };
     ratatui::restore();
+    // Nobody reads session events any more: close the channel so that the
+    // sessions' publishers do not wait on it (cleanup queues behind them).
+    drop(events);
     if quit {
-        for session in &app.sessions {
-            if let Some(supervisor) = &session.supervisor {
-                let _ = supervisor.cleanup().await;
-            }
-        }
+        let cleanups = app
+            .sessions
+            .iter()
+            .filter_map(|s| s.supervisor.clone())
+            .map(|supervisor| async move { supervisor.cleanup().await });
+        futures_util::future::join_all(cleanups).await;
     }
     Ok(())
 }

@@ -79,20 +79,21 @@ fn render(line: &OutputLine, app: &App, tint: Option<Color>) -> Line<'static> {
     rendered
 }
 
+/// The lines of a `total`-line buffer to show in `area`: the window that
+/// ends `scroll` lines above the end. Only these are rendered.
+fn window(total: usize, area: Rect, scroll: usize) -> std::ops::Range<usize> {
+    let visible = area.height.saturating_sub(2) as usize;
+    let end = total.saturating_sub(scroll);
+    end.saturating_sub(visible)..end
+}
+
 fn paragraph(
     lines: Vec<Line<'static>>,
-    area: Rect,
     app: &App,
-    scroll: usize,
     title: String,
     focus: Focus,
 ) -> Paragraph<'static> {
-    let visible = area.height.saturating_sub(2) as usize;
-    // Without wrapping, show the window that ends `scroll` lines above the end.
-    let end = lines.len().saturating_sub(scroll);
-    let start = end.saturating_sub(visible);
-    let window: Vec<Line<'static>> = lines.into_iter().skip(start).take(end - start).collect();
-    let mut paragraph = Paragraph::new(window).block(block(title, app, focus));
+    let mut paragraph = Paragraph::new(lines).block(block(title, app, focus));
     if app.wrap {
         paragraph = paragraph.wrap(Wrap { trim: false });
     }
@@ -111,7 +112,13 @@ pub(super) fn draw_stream(frame: &mut Frame, area: Rect, app: &App, pane: Pane) 
             } else {
                 &session.stderr
             };
-            let lines: Vec<Line> = buffer.lines().map(|l| render(l, app, None)).collect();
+            let range = window(buffer.len(), area, app.scroll[index]);
+            let lines: Vec<Line> = buffer
+                .lines()
+                .skip(range.start)
+                .take(range.len())
+                .map(|l| render(l, app, None))
+                .collect();
             let title = format!(
                 " {name} {} {}",
                 crate::tui::app::short_id(&session.run_id),
@@ -121,32 +128,33 @@ pub(super) fn draw_stream(frame: &mut Frame, area: Rect, app: &App, pane: Pane) 
         }
         None => (Vec::new(), format!(" {name} ")),
     };
-    let widget = paragraph(lines, area, app, app.scroll[index], title, focus);
-    frame.render_widget(widget, area);
+    frame.render_widget(paragraph(lines, app, title, focus), area);
 }
 
 pub(super) fn draw_merged(frame: &mut Frame, area: Rect, app: &App) {
     let (lines, title) = match app.selected() {
         Some(session) => {
-            // Merge by the time each line started; stdout first on ties.
+            // Merge by the time each line started (stdout first on ties);
+            // render only the window.
+            let total = session.stdout.len() + session.stderr.len();
+            let range = window(total, area, app.scroll[0]);
             let mut out = session.stdout.lines().peekable();
             let mut err = session.stderr.lines().peekable();
-            let mut lines = Vec::with_capacity(session.stdout.len() + session.stderr.len());
-            loop {
+            let mut lines = Vec::with_capacity(range.len());
+            for position in 0..range.end {
                 let take_out = match (out.peek(), err.peek()) {
                     (Some(o), Some(e)) => o.at <= e.at,
                     (Some(_), None) => true,
                     (None, Some(_)) => false,
                     (None, None) => break,
                 };
-                if take_out {
-                    lines.push(render(out.next().expect("peeked"), app, None));
+                let (line, tint) = if take_out {
+                    (out.next().expect("peeked"), None)
                 } else {
-                    lines.push(render(
-                        err.next().expect("peeked"),
-                        app,
-                        Some(Color::LightRed),
-                    ));
+                    (err.next().expect("peeked"), Some(Color::LightRed))
+                };
+                if position >= range.start {
+                    lines.push(render(line, app, tint));
                 }
             }
             let title = format!(
@@ -158,6 +166,5 @@ pub(super) fn draw_merged(frame: &mut Frame, area: Rect, app: &App) {
         }
         None => (Vec::new(), " stdout+stderr ".to_owned()),
     };
-    let widget = paragraph(lines, area, app, app.scroll[0], title, Focus::Stdout);
-    frame.render_widget(widget, area);
+    frame.render_widget(paragraph(lines, app, title, Focus::Stdout), area);
 }
