@@ -69,6 +69,25 @@ impl Tui {
         Self { name, dir }
     }
 
+    /// The pid of the subrt process itself (not the shell tmux started it
+    /// from, whose command line names the same config).
+    fn pid(&self) -> String {
+        let config = self.dir.path().join("config.toml");
+        let found = Command::new("pgrep")
+            .args(["-f", &format!("subrt --config {}", config.display())])
+            .output()
+            .unwrap();
+        String::from_utf8(found.stdout)
+            .unwrap()
+            .lines()
+            .find(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                    .is_ok_and(|c| c.trim() == "subrt")
+            })
+            .expect("the TUI's pid")
+            .to_owned()
+    }
+
     fn screen(&self) -> String {
         tmux(&["capture-pane", "-p", "-t", &self.name])
     }
@@ -222,16 +241,11 @@ fn idle_it_uses_under_one_percent_of_a_core() {
     }
     let tui = Tui::start(&[]);
     tui.wait_for("Sessions");
-    let config = tui.dir.path().join("config.toml");
-    let pid = Command::new("pgrep")
-        .args(["-f", &format!("subrt --config {}", config.display())])
-        .output()
-        .unwrap();
-    let pid = String::from_utf8(pid.stdout).unwrap();
-    let pid = pid.lines().next().expect("the TUI's pid").to_owned();
+    let pid = tui.pid();
     let before = cpu_ticks(&pid);
     std::thread::sleep(Duration::from_secs(10));
     let used = cpu_ticks(&pid) - before;
+    eprintln!("idle: {used} ticks of CPU in 10 s");
     // SAFETY: sysconf has no preconditions.
     let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
     assert!(
@@ -330,17 +344,7 @@ fn under_twenty_floods_keys_answer_and_memory_stays_bounded() {
     tui.wait_for("Sessions (20)");
     tui.wait_for("the quick brown fox");
     std::thread::sleep(Duration::from_secs(2)); // let the floods run
-    let config = tui.dir.path().join("config.toml");
-    let pid = Command::new("pgrep")
-        .args(["-f", &format!("subrt --config {}", config.display())])
-        .output()
-        .unwrap();
-    let pid = String::from_utf8(pid.stdout)
-        .unwrap()
-        .lines()
-        .next()
-        .unwrap()
-        .to_owned();
+    let pid = tui.pid();
 
     // A key's effect shows within 200 ms (loose: capture-pane polling included).
     let mut slowest = Duration::ZERO;
