@@ -418,3 +418,24 @@ fn replay_plays_a_finished_run_with_its_timing() {
         "back to the whole output"
     );
 }
+
+#[test]
+fn clicks_select_and_focus_and_the_wheel_scrolls() {
+    use ratatui::layout::Rect;
+    use subrt::tui::app::Focus;
+    let mut app = app();
+    let screen = Rect::new(0, 0, 120, 36);
+    let areas = panes::areas(screen, &app);
+    // The third row of the Sessions table: border, header, then rows.
+    let (x, y) = (areas.sessions.x + 5, areas.sessions.y + 2 + 2);
+    app.click(screen, x, y);
+    assert_eq!((app.focus, app.selected_session), (Focus::Sessions, 2));
+    app.click(screen, areas.stderr.x + 3, areas.stderr.y + 3);
+    assert_eq!(app.focus, Focus::Stderr);
+    app.wheel(screen, areas.stdout.x + 3, areas.stdout.y + 3, true);
+    assert_eq!(app.focus, Focus::Stdout);
+    assert_eq!(app.scroll[0], 3, "the wheel scrolls three lines");
+    assert!(!app.follow);
+    app.update(Action::ToggleMouse);
+    assert!(!app.mouse && app.message.contains("released"));
+}

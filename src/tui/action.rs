@@ -90,6 +90,8 @@ pub enum Action {
     SeekBack,
     /// Replay: 5 s on.
     SeekForward,
+    /// Release the mouse (so text can be selected) or take it back.
+    ToggleMouse,
 }
 
 /// The action of `key` in the current dialog (or on the main screen, where
@@ -166,6 +168,7 @@ fn main_action(key: KeyEvent) -> Option<Action> {
         KeyCode::Char('s') => Action::CycleLayout,
         KeyCode::Char('/') => Action::Search,
         KeyCode::Char('o') => Action::Leftovers,
+        KeyCode::Char('m') => Action::ToggleMouse,
         KeyCode::Char(' ') => Action::Pause,
         KeyCode::Char('+') => Action::Faster,
         KeyCode::Char('-') => Action::Slower,
@@ -198,6 +201,8 @@ pub const KEYS: &[(&str, &str)] = &[
     ("Enter", "on a finished run: replay it with its timing"),
     ("Space + -", "replay: pause, faster, slower"),
     ("← → Home End", "replay: seek 5 s, start, end; Esc stops"),
+    ("m", "release the mouse to select text / take it back"),
+    ("click wheel", "select and focus / scroll"),
     ("?", "this help"),
     ("q  Ctrl-C", "quit (asks when sessions run)"),
 ];

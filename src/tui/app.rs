@@ -109,6 +109,8 @@ pub enum Effect {
     KillContainer(usize),
     /// Remove leaked container N.
     RemoveContainer(usize),
+    /// Capture the mouse (true) or release it.
+    Mouse(bool),
 }
 
 /// An environment as listed.
@@ -481,6 +483,8 @@ pub struct App {
     pub selected_leftover: usize,
     /// The replay in progress.
     pub replay: Option<Replay>,
+    /// The mouse is captured (clicks and the wheel go to the app).
+    pub mouse: bool,
 }
 
 impl App {
@@ -507,6 +511,52 @@ impl App {
             leftovers: Ok(Vec::new()),
             selected_leftover: 0,
             replay: None,
+            mouse: true,
+        }
+    }
+
+    /// A click at (`x`, `y`) on a screen of size `area`: focus the pane,
+    /// and in a list select the row clicked.
+    pub fn click(&mut self, area: ratatui::layout::Rect, x: u16, y: u16) {
+        let Some((focus, row)) = super::panes::hit(area, self, x, y) else {
+            return;
+        };
+        self.focus = focus;
+        self.dirty = true;
+        let visible =
+            |pane_height: u16, header: u16| pane_height.saturating_sub(2 + header) as usize;
+        let areas = super::panes::areas(area, self);
+        match focus {
+            Focus::Environments => {
+                let offset = self
+                    .selected_environment
+                    .saturating_sub(visible(areas.environments.height, 0).saturating_sub(1));
+                let index = offset + row as usize;
+                if index < self.environments.len() {
+                    self.selected_environment = index;
+                }
+            }
+            Focus::Sessions if row > 0 => {
+                // Row 0 is the header; the table scrolls to keep the selection in view.
+                let offset = self
+                    .selected_session
+                    .saturating_sub(visible(areas.sessions.height, 1).saturating_sub(1));
+                let index = offset + row as usize - 1;
+                if index < self.sessions.len() {
+                    self.select_session(index);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The wheel over (`x`, `y`): scroll the pane under it by three lines.
+    pub fn wheel(&mut self, area: ratatui::layout::Rect, x: u16, y: u16, up: bool) {
+        if let Some((focus, _)) = super::panes::hit(area, self, x, y) {
+            self.focus = focus;
+            for _ in 0..3 {
+                self.update(if up { Action::Up } else { Action::Down });
+            }
         }
     }
 
@@ -830,6 +880,15 @@ impl App {
                 return Some(Effect::LoadLeftovers);
             }
             Action::Remove | Action::Refresh => {}
+            Action::ToggleMouse => {
+                self.mouse = !self.mouse;
+                self.say(if self.mouse {
+                    "mouse on: click selects, the wheel scrolls (m releases it)"
+                } else {
+                    "mouse released: select text with it; m takes it back"
+                });
+                return Some(Effect::Mouse(self.mouse));
+            }
             Action::Open if self.focus == Focus::Environments => {
                 self.open_form(None, String::new())
             }

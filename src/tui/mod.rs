@@ -15,7 +15,7 @@ use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crossterm::event::{Event, EventStream, KeyEventKind};
+use crossterm::event::{Event, EventStream, KeyEventKind, MouseButton, MouseEventKind};
 use futures_util::StreamExt;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
@@ -144,6 +144,13 @@ pub async fn run(config: Config) -> io::Result<()> {
     }
 
     let mut terminal = ratatui::init();
+    mouse_capture(true);
+    // ratatui's panic hook restores the screen; the mouse is ours to release.
+    let previous_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        mouse_capture(false);
+        previous_hook(info);
+    }));
     let mut input = EventStream::new();
     let mut terminate = signal(SignalKind::terminate())?;
     let mut next_frame = Instant::now();
@@ -170,6 +177,16 @@ pub async fn run(config: Config) -> io::Result<()> {
                 }
                 Event::Resize(..) => {
                     app.dirty = true;
+                    None
+                }
+                Event::Mouse(mouse) => {
+                    let area = terminal.get_frame().area();
+                    match mouse.kind {
+                        MouseEventKind::Down(MouseButton::Left) => app.click(area, mouse.column, mouse.row),
+                        MouseEventKind::ScrollUp => app.wheel(area, mouse.column, mouse.row, true),
+                        MouseEventKind::ScrollDown => app.wheel(area, mouse.column, mouse.row, false),
+                        _ => {}
+                    }
                     None
                 }
                 _ => None,
@@ -208,12 +225,14 @@ pub async fn run(config: Config) -> io::Result<()> {
             Some(Effect::Quit { cleanup }) => break cleanup,
             Some(Effect::Launch) => start_pending(&mut app, &config, &events_tx).await,
             Some(Effect::LoadLeftovers) => load_leftovers(&mut app).await,
+            Some(Effect::Mouse(on)) => mouse_capture(on),
             Some(Effect::KillContainer(i)) => container_action(&mut app, i, false).await,
             Some(Effect::RemoveContainer(i)) => container_action(&mut app, i, true).await,
             Some(effect) => perform(&mut app, effect).await,
             None => {}
         }
     };
+    mouse_capture(false);
     ratatui::restore();
     // Nobody reads session events any more: close the channel so that the
     // sessions' publishers do not wait on it (cleanup queues behind them).
@@ -293,6 +312,16 @@ async fn start_pending(app: &mut App, config: &Config, events: &Events) {
     }
 }
 
+/// Takes (or releases) mouse events from the terminal.
+fn mouse_capture(on: bool) {
+    use crossterm::event::{DisableMouseCapture, EnableMouseCapture};
+    let _ = if on {
+        crossterm::execute!(io::stdout(), EnableMouseCapture)
+    } else {
+        crossterm::execute!(io::stdout(), DisableMouseCapture)
+    };
+}
+
 fn apply(app: &mut App, run_id: &str, event: SessionEvent) {
     if let Some(index) = app.sessions.iter().position(|s| s.run_id == run_id) {
         app.apply(index, event);
@@ -347,7 +376,8 @@ async fn perform(app: &mut App, effect: Effect) {
         | Effect::Launch
         | Effect::LoadLeftovers
         | Effect::KillContainer(_)
-        | Effect::RemoveContainer(_) => return,
+        | Effect::RemoveContainer(_)
+        | Effect::Mouse(_) => return,
     };
     let Some(session) = app.sessions.get(index) else {
         return;

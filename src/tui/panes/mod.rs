@@ -16,16 +16,30 @@ mod sessions;
 mod status;
 
 use ratatui::Frame;
-use ratatui::layout::{Constraint, Direction, Layout as Split};
+use ratatui::layout::{Constraint, Direction, Layout as Split, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::widgets::{Block, BorderType, Borders};
 
 use super::app::{App, Focus, Layout, Modal};
 
-/// Draws the whole screen.
-pub fn draw(frame: &mut Frame, app: &App) {
-    let area = frame.area();
-    let [top, bottom, status_line] = Split::default()
+/// Where each block is on a screen of size `area`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Areas {
+    /// The Environments pane.
+    pub environments: Rect,
+    /// The Sessions pane.
+    pub sessions: Rect,
+    /// The stdout pane (or the merged one).
+    pub stdout: Rect,
+    /// The stderr pane (empty when merged).
+    pub stderr: Rect,
+    /// The status line.
+    pub status: Rect,
+}
+
+/// The layout of the screen, for drawing and for mouse clicks.
+pub fn areas(area: Rect, app: &App) -> Areas {
+    let [top, bottom, status] = Split::default()
         .direction(Direction::Vertical)
         .constraints([
             Constraint::Percentage(30),
@@ -35,14 +49,12 @@ pub fn draw(frame: &mut Frame, app: &App) {
         .areas(area);
     // Sessions matter more: environments get 30%, from 24 to 40 columns.
     let env_width = (area.width * 3 / 10).clamp(24.min(area.width), 40);
-    let [envs, sessions] = Split::default()
+    let [environments, sessions] = Split::default()
         .direction(Direction::Horizontal)
         .constraints([Constraint::Length(env_width), Constraint::Min(0)])
         .areas(top);
-    environments::draw(frame, envs, app);
-    sessions::draw(frame, sessions, app);
-    match app.layout {
-        Layout::Merged => output::draw_merged(frame, bottom, app),
+    let (stdout, stderr) = match app.layout {
+        Layout::Merged => (bottom, Rect::default()),
         layout => {
             let direction = if layout == Layout::SideBySide {
                 Direction::Horizontal
@@ -53,8 +65,51 @@ pub fn draw(frame: &mut Frame, app: &App) {
                 .direction(direction)
                 .constraints([Constraint::Percentage(50), Constraint::Percentage(50)])
                 .areas(bottom);
-            output::draw_stream(frame, out, app, output::Pane::Stdout);
-            output::draw_stream(frame, err, app, output::Pane::Stderr);
+            (out, err)
+        }
+    };
+    Areas {
+        environments,
+        sessions,
+        stdout,
+        stderr,
+        status,
+    }
+}
+
+/// Which pane is at (`x`, `y`), and the row inside it (0 = first inside the
+/// border).
+pub fn hit(area: Rect, app: &App, x: u16, y: u16) -> Option<(Focus, u16)> {
+    let areas = areas(area, app);
+    let position = ratatui::layout::Position { x, y };
+    [
+        (areas.environments, Focus::Environments),
+        (areas.sessions, Focus::Sessions),
+        (areas.stdout, Focus::Stdout),
+        (areas.stderr, Focus::Stderr),
+    ]
+    .into_iter()
+    .find(|(rect, _)| rect.contains(position))
+    .map(|(rect, focus)| (focus, y.saturating_sub(rect.y + 1)))
+}
+
+/// Draws the whole screen.
+pub fn draw(frame: &mut Frame, app: &App) {
+    let area = frame.area();
+    let Areas {
+        environments: envs,
+        sessions,
+        stdout,
+        stderr,
+        status: status_line,
+    } = areas(area, app);
+    environments::draw(frame, envs, app);
+    sessions::draw(frame, sessions, app);
+    match app.layout {
+        Layout::Merged => output::draw_merged(frame, stdout, app),
+        _ => {
+            output::draw_stream(frame, stdout, app, output::Pane::Stdout);
+            output::draw_stream(frame, stderr, app, output::Pane::Stderr);
         }
     }
     status::draw(frame, status_line, app);
