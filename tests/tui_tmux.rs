@@ -377,3 +377,71 @@ fn under_twenty_floods_keys_answer_and_memory_stays_bounded() {
         "a flood survived quit"
     );
 }
+
+#[test]
+fn enter_replays_a_finished_run() {
+    if !tmux_available() {
+        return;
+    }
+    let tui = Tui::start(&["printf 'FIRST%s\\n' -LINE; sleep 1; printf 'LATER%s\\n' -LINE".into()]);
+    tui.wait_for("exited 0");
+    tui.keys(&["Enter"]);
+    let screen = tui.wait_for("replay 0:");
+    assert!(screen.contains("FIRST-LINE"));
+    assert!(
+        !screen.contains("LATER-LINE"),
+        "the replay starts at the start:\n{screen}"
+    );
+    tui.wait_for("LATER-LINE"); // one second later, as it was printed
+    tui.keys(&["Escape", "q"]);
+    tui.wait_for("SUBRT-EXITED");
+}
+
+#[test]
+fn quit_leaves_no_container_behind() {
+    if !tmux_available() {
+        return;
+    }
+    let Some(image) = common::docker::test_image() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let env = format!("tui-quit-{}", std::process::id());
+    let config = format!(
+        "default_environment = \"{env}\"\n[[environments]]\nname = \"{env}\"\ntype = \"docker\"\n\
+         docker = {{ image = \"{image}\" }}\n[ui]\nstartup = [\"sleep 300\"]\n"
+    );
+    std::fs::write(dir.path().join("config.toml"), config).unwrap();
+    let name = format!("subrt-test-docker-{}", std::process::id());
+    let command = format!(
+        "{} --config {}; echo SUBRT-EXITED; sleep 60",
+        env!("CARGO_BIN_EXE_subrt"),
+        dir.path().join("config.toml").display()
+    );
+    tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        &name,
+        "-x",
+        "160",
+        "-y",
+        "45",
+        &command,
+    ]);
+    let tui = Tui { name, dir };
+    tui.wait_for("running");
+    let containers = || {
+        let out = Command::new("docker")
+            .args(["ps", "-aq", "--filter", &format!("label=subrt.env={env}")])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    };
+    assert_eq!(containers(), 1, "the run's container exists");
+    tui.keys(&["q"]);
+    tui.wait_for("still run");
+    tui.keys(&["y"]);
+    tui.wait_for("SUBRT-EXITED");
+    assert_eq!(containers(), 0, "quit left a container behind");
+}

@@ -60,6 +60,7 @@ async fn launch(
         .await
         .map_err(|e| e.to_string())?;
     let log = RunlogWriter::create(store, &launch, &runtime.info()).map_err(|e| e.to_string())?;
+    let log_path = log.path().to_owned();
     let supervisor = Supervisor::start_recorded(runtime, log);
     let mut rx = supervisor.subscribe();
     let events = events.clone();
@@ -74,12 +75,14 @@ async fn launch(
     let mut request = ExecRequest::new(command).capture_limit(0);
     request.timeout = timeout;
     drop(supervisor.submit(request).await);
-    Ok(Session::own(
+    let mut session = Session::own(
         run_id,
         spec.name.clone(),
         command.to_owned(),
         Some(supervisor),
-    ))
+    );
+    session.log = Some(log_path);
+    Ok(session)
 }
 
 async fn environment_rows(config: &Config) -> Vec<EnvironmentRow> {
