@@ -249,9 +249,7 @@ fn sigterm_kills_the_command_and_exits_143() {
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let status = child.wait_with_output().unwrap().status;
     assert_eq!(status.code(), Some(143), "{status:?}");
-    assert!(common::eventually(Duration::from_secs(2), || {
-        live_processes(&format!("sleep {n}")).is_empty()
-    }));
+    assert!(common::gone(&format!("sleep {n}")));
 }
 
 #[test]

@@ -181,9 +181,7 @@ async fn output_of_a_background_process_does_not_hold_the_result() {
     );
     assert_eq!(&result.stdout.data[..], b"done\n");
     rt.cleanup().await.unwrap();
-    assert!(common::eventually(Duration::from_secs(2), || {
-        common::live_processes(&format!("sleep {n}")).is_empty()
-    }));
+    assert!(common::gone(&format!("sleep {n}")));
 }
 
 #[tokio::test]
@@ -195,7 +193,5 @@ async fn dropping_the_runtime_kills_what_it_started() {
         .unwrap();
     assert!(!common::live_processes(&format!("sleep {n}")).is_empty());
     drop(rt);
-    assert!(common::eventually(Duration::from_secs(2), || {
-        common::live_processes(&format!("sleep {n}")).is_empty()
-    }));
+    assert!(common::gone(&format!("sleep {n}")));
 }

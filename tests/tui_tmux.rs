@@ -181,10 +181,7 @@ fn watch_kill_and_quit_in_a_real_terminal() {
     tui.keys(&["y"]);
     tui.wait_for("killed");
     assert!(
-        common::eventually(Duration::from_secs(2), || live_processes(&format!(
-            "sleep {n}"
-        ))
-        .is_empty()),
+        common::gone(&format!("sleep {n}")),
         "the killed run's process survived"
     );
 
@@ -213,10 +210,7 @@ fn quitting_with_runs_asks_and_cleans_them_up() {
     tui.keys(&["y"]);
     tui.wait_for("SUBRT-EXITED");
     assert!(
-        common::eventually(Duration::from_secs(2), || live_processes(&format!(
-            "sleep {n}"
-        ))
-        .is_empty()),
+        common::gone(&format!("sleep {n}")),
         "quit left the run's process behind"
     );
 }
@@ -307,10 +301,7 @@ fn another_processes_run_shows_live_and_can_be_killed() {
     tui.keys(&["y"]);
     tui.wait_for("killed process group");
     assert!(
-        common::eventually(Duration::from_secs(2), || live_processes(&format!(
-            "sleep {n}"
-        ))
-        .is_empty()),
+        common::gone(&format!("sleep {n}")),
         "the other run's command survived"
     );
     // Its own subrt sees the command die by SIGKILL.

@@ -68,6 +68,12 @@ pub fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// True once no live process's command line contains `needle`, waiting
+/// up to 2 s (SIGKILL is asynchronous).
+pub fn gone(needle: &str) -> bool {
+    eventually(Duration::from_secs(2), || live_processes(needle).is_empty())
+}
+
 /// Deterministic pseudo-random bytes (xorshift), so a failure reproduces.
 pub fn random_bytes(len: usize, mut seed: u64) -> Vec<u8> {
     let mut out = Vec::with_capacity(len + 8);
