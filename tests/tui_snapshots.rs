@@ -333,11 +333,15 @@ fn leaked_containers_view() {
 /// A run log with output at known times: "one" at 0 s, "err" at 1 s (stderr),
 /// "two" at 2 s, "three" at 9 s.
 fn timed_log(dir: &std::path::Path) -> PathBuf {
+    timed_log_named(dir, "01JDREPLAY0000000000000000")
+}
+
+fn timed_log_named(dir: &std::path::Path, run_id: &str) -> PathBuf {
     use subrt::runlog::{Header, Owner, PhaseTag, Record, StreamTag};
     let header = Header {
         format: subrt::runlog::FORMAT.into(),
         version: subrt::runlog::VERSION,
-        run_id: "01JDREPLAY0000000000000000".into(),
+        run_id: run_id.into(),
         started_at: "2026-11-24T12:00:00Z".into(),
         subrt_version: "test".into(),
         environment: subrt::spec::EnvironmentSpec::local("local"),
@@ -368,7 +372,7 @@ fn timed_log(dir: &std::path::Path) -> PathBuf {
     for record in records {
         text += &(serde_json::to_string(&record).unwrap() + "\n");
     }
-    let path = dir.join("01JDREPLAY0000000000000000.jsonl");
+    let path = dir.join(format!("{run_id}.jsonl"));
     std::fs::write(&path, text).unwrap();
     path
 }
@@ -438,4 +442,33 @@ fn clicks_select_and_focus_and_the_wheel_scrolls() {
     assert!(!app.follow);
     app.update(Action::ToggleMouse);
     assert!(!app.mouse && app.message.contains("released"));
+}
+
+#[test]
+fn the_store_is_picked_up_above_the_history_floor_only() {
+    let dir = tempfile::tempdir().unwrap();
+    for id in [
+        "01JDA0000000000000000000OLD",
+        "01JDB000000000000000000LIST",
+        "01JDC0000000000000000000NEW",
+    ] {
+        timed_log_named(dir.path(), id);
+    }
+    std::fs::write(
+        dir.path().join("01JDD0000000000000000000BAD.jsonl"),
+        "not a log\n",
+    )
+    .unwrap();
+    let store = subrt::runlog::Store::new(dir.path());
+    let mut app = App::new(vec![], vec![]);
+    app.history_floor = "01JDA0000000000000000000OLD".into();
+    app.refresh_store(&store);
+    let ids: Vec<&str> = app.sessions.iter().map(|s| s.run_id.as_str()).collect();
+    assert_eq!(
+        ids,
+        ["01JDC0000000000000000000NEW", "01JDB000000000000000000LIST"],
+        "newest first, none at or below the floor, the bad file skipped"
+    );
+    app.refresh_store(&store);
+    assert_eq!(app.sessions.len(), 2, "nothing is added twice");
 }

@@ -485,6 +485,11 @@ pub struct App {
     pub replay: Option<Replay>,
     /// The mouse is captured (clicks and the wheel go to the app).
     pub mouse: bool,
+    /// Run ids at or below this one are not picked up from the store (the
+    /// history listed at start was cut there); empty: no floor.
+    pub history_floor: String,
+    /// Logs that could not be summarised; not tried again.
+    unreadable: std::collections::HashSet<String>,
 }
 
 impl App {
@@ -512,6 +517,8 @@ impl App {
             selected_leftover: 0,
             replay: None,
             mouse: true,
+            history_floor: String::new(),
+            unreadable: std::collections::HashSet::new(),
         }
     }
 
@@ -1091,31 +1098,41 @@ impl App {
     pub fn refresh_store(&mut self, store: &Store) {
         let Ok(files) = store.files() else { return };
         // Newest first, after this process's own sessions.
-        let first_stored = self
+        let mut insert_at = self
             .sessions
             .iter()
             .position(|s| s.supervisor.is_none())
             .unwrap_or(self.sessions.len());
-        let mut insert_at = first_stored;
         for path in files {
             let id = path
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            if self.sessions.iter().any(|s| s.run_id == id) {
+            // Older than what was listed at start, known, or unreadable.
+            if id <= self.history_floor
+                || self.unreadable.contains(&id)
+                || self.sessions.iter().any(|s| s.run_id == id)
+            {
                 continue;
             }
-            if let Ok((run, _)) = runlog::summarize(&path) {
-                self.sessions.insert(insert_at, Session::stored(&run));
-                if self.selected_session >= insert_at
-                    && !self.sessions.is_empty()
-                    && self.sessions.len() > 1
-                {
-                    self.selected_session += 1;
-                }
-                insert_at += 1;
-                self.dirty = true;
+            let run = match runlog::summarize(&path) {
+                // A copy of a known log (its header names a listed run).
+                Ok((run, _)) if self.sessions.iter().any(|s| s.run_id == run.run_id) => None,
+                Ok((run, _)) => Some(run),
+                Err(_) => None,
+            };
+            let Some(run) = run else {
+                self.unreadable.insert(id);
+                continue;
+            };
+            let had_sessions = !self.sessions.is_empty();
+            self.sessions.insert(insert_at, Session::stored(&run));
+            // Keep the same session selected.
+            if had_sessions && self.selected_session >= insert_at {
+                self.selected_session += 1;
             }
+            insert_at += 1;
+            self.dirty = true;
         }
         for session in &mut self.sessions {
             if session.state == SessionState::Live {

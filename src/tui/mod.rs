@@ -122,8 +122,14 @@ pub async fn run(config: Config) -> io::Result<()> {
     let store = Store::new(&config.store_dir);
     let (history, warnings) = store.list().unwrap_or_default();
     let sessions = history.iter().take(HISTORY).map(Session::stored).collect();
+    // Newer runs than the listed ones are picked up live; older ones are not.
+    let floor = match history.get(HISTORY) {
+        Some(first_left_out) => first_left_out.run_id.clone(),
+        None => String::new(),
+    };
     let mut app = App::new(environments, sessions);
     app.default_dir = base.display().to_string();
+    app.history_floor = floor;
     if let Some(warning) = warnings.first() {
         app.say(format!("warning: {warning}"));
     }
