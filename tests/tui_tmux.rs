@@ -436,3 +436,25 @@ fn quit_leaves_no_container_behind() {
     tui.wait_for("SUBRT-EXITED");
     assert_eq!(containers(), 0, "quit left a container behind");
 }
+
+#[test]
+fn sigterm_restores_the_terminal_and_cleans_up() {
+    if !tmux_available() {
+        return;
+    }
+    let n = unique_sleep();
+    let tui = Tui::start(&[format!("sleep {n}")]);
+    tui.wait_for("running");
+    let pid: i32 = tui.pid().parse().unwrap();
+    // SAFETY: signalling the TUI process this test started.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let screen = tui.wait_for("SUBRT-EXITED");
+    assert!(
+        !screen.contains("Sessions"),
+        "the dashboard is still on screen"
+    );
+    assert!(
+        common::gone(&format!("sleep {n}")),
+        "SIGTERM left the run's process"
+    );
+}

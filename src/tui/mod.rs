@@ -162,13 +162,20 @@ pub async fn run(config: Config) -> io::Result<()> {
     }));
     let mut input = EventStream::new();
     let mut terminate = signal(SignalKind::terminate())?;
+    // A closed terminal: quit as for SIGTERM, cleaning up.
+    let mut hangup = signal(SignalKind::hangup())?;
+    let mut draw_error = None;
     let mut next_frame = Instant::now();
     let mut clock = tokio::time::interval(Duration::from_secs(1));
     // Runs other processes start or write show up within a second.
     let mut store_tick = tokio::time::interval(STORE_REFRESH);
     let quit = loop {
         if app.dirty && Instant::now() >= next_frame {
-            terminal.draw(|frame| panes::draw(frame, &app))?;
+            // The terminal is gone: clean up, then report it.
+            if let Err(e) = terminal.draw(|frame| panes::draw(frame, &app)) {
+                draw_error = Some(e);
+                break true;
+            }
             app.dirty = false;
             next_frame = Instant::now() + FRAME;
         }
@@ -229,6 +236,7 @@ pub async fn run(config: Config) -> io::Result<()> {
                 None
             }
             _ = terminate.recv() => Some(Effect::Quit { cleanup: true }),
+            _ = hangup.recv() => Some(Effect::Quit { cleanup: true }),
         };
         match effect {
             Some(Effect::Quit { cleanup }) => break cleanup,
@@ -254,7 +262,7 @@ pub async fn run(config: Config) -> io::Result<()> {
             .map(|supervisor| async move { supervisor.cleanup().await });
         futures_util::future::join_all(cleanups).await;
     }
-    Ok(())
+    draw_error.map_or(Ok(()), Err)
 }
 
 /// Lists the subrt containers of the default daemon into the leaked view.
