@@ -17,8 +17,16 @@ struct Tui {
 
 const WIDTH: u16 = 160;
 
+/// The tests' own tmux server, so their options (and sessions) never touch
+/// the user's.
+const SERVER: &str = "subrt-tests";
+
 fn tmux(args: &[&str]) -> String {
-    let out = Command::new("tmux").args(args).output().expect("tmux runs");
+    let out = Command::new("tmux")
+        .args(["-L", SERVER])
+        .args(args)
+        .output()
+        .expect("tmux runs");
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -66,6 +74,9 @@ impl Tui {
             "45",
             &command,
         ]);
+        // Let applications write the clipboard (OSC 52), so that a hostile
+        // sequence reaching the terminal would show in a paste buffer.
+        tmux(&["set", "-s", "set-clipboard", "on"]);
         Self { name, dir }
     }
 
@@ -171,6 +182,12 @@ fn watch_kill_and_quit_in_a_real_terminal() {
     );
     let title = tmux(&["display", "-p", "-t", &tui.name, "#{pane_title}"]);
     assert!(!title.contains("pwned"), "the pane title was set: {title}");
+    // OSC 52 would have put "pwned" into a tmux paste buffer (the clipboard).
+    let buffers = tmux(&["list-buffers", "-F", "#{buffer_sample}"]);
+    assert!(
+        !buffers.contains("pwned"),
+        "the clipboard was written: {buffers}"
+    );
 
     // Kill the hung run: k asks, y kills, and its process is gone.
     assert!(!live_processes(&format!("sleep {n}")).is_empty());
@@ -377,8 +394,9 @@ fn enter_replays_a_finished_run() {
     let tui = Tui::start(&["printf 'FIRST%s\\n' -LINE; sleep 1; printf 'LATER%s\\n' -LINE".into()]);
     tui.wait_for("exited 0");
     tui.keys(&["Enter"]);
-    let screen = tui.wait_for("replay 0:");
-    assert!(screen.contains("FIRST-LINE"));
+    tui.wait_for("replay 0:");
+    // Printed a few ms in: it shows at once; the later line a second after.
+    let screen = tui.wait_for("FIRST-LINE");
     assert!(
         !screen.contains("LATER-LINE"),
         "the replay starts at the start:\n{screen}"
