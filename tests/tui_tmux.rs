@@ -13,6 +13,14 @@ use common::{live_processes, unique_sleep};
 struct Tui {
     name: String,
     dir: tempfile::TempDir,
+    /// One TUI at a time: the timing checks (key latency, idle CPU) must not
+    /// compete with another test's floods on two cores.
+    _serial: std::sync::MutexGuard<'static, ()>,
+}
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 const WIDTH: u16 = 160;
@@ -47,6 +55,7 @@ fn tmux_available() -> bool {
 impl Tui {
     /// Starts the TUI on a config whose `[ui] startup` runs `startup`.
     fn start(startup: &[String]) -> Self {
+        let serial = serial();
         let dir = tempfile::tempdir().unwrap();
         let list: Vec<String> = startup.iter().map(|c| format!("{c:?}")).collect();
         let config = format!(
@@ -77,7 +86,11 @@ impl Tui {
         // Let applications write the clipboard (OSC 52), so that a hostile
         // sequence reaching the terminal would show in a paste buffer.
         tmux(&["set", "-s", "set-clipboard", "on"]);
-        Self { name, dir }
+        Self {
+            name,
+            dir,
+            _serial: serial,
+        }
     }
 
     /// The pid of the subrt process itself (not the shell tmux started it
@@ -438,7 +451,11 @@ fn quit_leaves_no_container_behind() {
         "45",
         &command,
     ]);
-    let tui = Tui { name, dir };
+    let tui = Tui {
+        name,
+        dir,
+        _serial: serial(),
+    };
     tui.wait_for("running");
     let containers = || {
         let out = Command::new("docker")
