@@ -427,6 +427,7 @@ fn quit_leaves_no_container_behind() {
     let Some(image) = common::docker::test_image() else {
         return;
     };
+    let guard = serial();
     let dir = tempfile::tempdir().unwrap();
     let env = format!("tui-quit-{}", std::process::id());
     let config = format!(
@@ -454,7 +455,7 @@ fn quit_leaves_no_container_behind() {
     let tui = Tui {
         name,
         dir,
-        _serial: serial(),
+        _serial: guard,
     };
     tui.wait_for("running");
     let containers = || {
