@@ -105,19 +105,13 @@ async fn environment_rows(config: &Config) -> Vec<EnvironmentRow> {
 /// Runs the dashboard on `config` until the user quits.
 pub async fn run(config: Config) -> io::Result<()> {
     let (events_tx, mut events) = mpsc::channel(1024);
+    // Startup and new runs work in the config file's folder.
     let base = config
         .path
         .as_deref()
-        .and_then(|p| p.parent())
-        .map(|p| {
-            if p.as_os_str().is_empty() {
-                std::path::Path::new(".")
-            } else {
-                p
-            }
-        })
-        .map(std::path::Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."));
+        .and_then(std::path::Path::parent)
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), std::path::Path::to_path_buf);
     let environments = environment_rows(&config).await;
     let store = Store::new(&config.store_dir);
     let (history, warnings) = store.list().unwrap_or_default();
@@ -240,12 +234,7 @@ pub async fn run(config: Config) -> io::Result<()> {
         };
         match effect {
             Some(Effect::Quit { cleanup }) => break cleanup,
-            Some(Effect::Launch) => start_pending(&mut app, &config, &events_tx).await,
-            Some(Effect::LoadLeftovers) => load_leftovers(&mut app).await,
-            Some(Effect::Mouse(on)) => mouse_capture(on),
-            Some(Effect::KillContainer(i)) => container_action(&mut app, i, false).await,
-            Some(Effect::RemoveContainer(i)) => container_action(&mut app, i, true).await,
-            Some(effect) => perform(&mut app, effect).await,
+            Some(effect) => perform(&mut app, effect, &config, &events_tx).await,
             None => {}
         }
     };
@@ -383,42 +372,45 @@ async fn kill_other(session: &Session) -> String {
     }
 }
 
-/// Carries out what an action asked of a runtime.
-async fn perform(app: &mut App, effect: Effect) {
-    let (index, what) = match effect {
-        Effect::Kill(i) => (i, "kill"),
-        Effect::Cleanup(i) => (i, "cleanup"),
-        Effect::Poll(i) => (i, "poll"),
-        Effect::Quit { .. }
-        | Effect::Launch
-        | Effect::LoadLeftovers
-        | Effect::KillContainer(_)
-        | Effect::RemoveContainer(_)
-        | Effect::Mouse(_) => return,
+/// Carries out what an action asked of a runtime, the daemon or the
+/// terminal (quitting is the event loop's).
+async fn perform(app: &mut App, effect: Effect, config: &Config, events: &Events) {
+    let session = |app: &App, i: usize| {
+        let session = app.sessions.get(i)?;
+        Some((
+            app::short_id(&session.run_id).to_owned(),
+            session.supervisor.clone(),
+        ))
     };
-    let Some(session) = app.sessions.get(index) else {
-        return;
-    };
-    let Some(supervisor) = session.supervisor.clone() else {
-        if what == "kill" {
-            let message = kill_other(session).await;
-            app.say(message);
-        }
-        return;
-    };
-    let id = app::short_id(&session.run_id).to_owned();
-    let message = match what {
-        "kill" => match supervisor.kill().await {
-            Ok(()) => format!("{id}: killed"),
-            Err(e) => format!("{id}: kill failed: {e}"),
+    let message = match effect {
+        Effect::Quit { .. } => return,
+        Effect::Launch => return start_pending(app, config, events).await,
+        Effect::LoadLeftovers => return load_leftovers(app).await,
+        Effect::KillContainer(i) => return container_action(app, i, false).await,
+        Effect::RemoveContainer(i) => return container_action(app, i, true).await,
+        Effect::Mouse(on) => return mouse_capture(on),
+        Effect::Kill(i) => match session(app, i) {
+            Some((id, Some(supervisor))) => match supervisor.kill().await {
+                Ok(()) => format!("{id}: killed"),
+                Err(e) => format!("{id}: kill failed: {e}"),
+            },
+            // A run another process writes.
+            Some((_, None)) => kill_other(&app.sessions[i]).await,
+            None => return,
         },
-        "cleanup" => match supervisor.cleanup().await {
-            Ok(()) => format!("{id}: cleaned up"),
-            Err(e) => format!("{id}: cleanup failed: {e}"),
+        Effect::Cleanup(i) => match session(app, i) {
+            Some((id, Some(supervisor))) => match supervisor.cleanup().await {
+                Ok(()) => format!("{id}: cleaned up"),
+                Err(e) => format!("{id}: cleanup failed: {e}"),
+            },
+            _ => return,
         },
-        _ => match supervisor.poll() {
-            None => format!("{id}: poll() = None (running)"),
-            Some(code) => format!("{id}: poll() = {code}"),
+        Effect::Poll(i) => match session(app, i) {
+            Some((id, Some(supervisor))) => match supervisor.poll() {
+                None => format!("{id}: poll() = None (running)"),
+                Some(code) => format!("{id}: poll() = {code}"),
+            },
+            _ => return,
         },
     };
     app.say(message);
