@@ -4,15 +4,24 @@
 
 mod common;
 
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::docker::{containers_of, test_image};
 use common::eventually;
 
+/// A project with one Docker environment, and that environment's name.
 struct Setup {
-    dir: tempfile::TempDir,
+    project: common::Project,
     env: String,
+}
+
+impl std::ops::Deref for Setup {
+    type Target = common::Project;
+
+    fn deref(&self) -> &common::Project {
+        &self.project
+    }
 }
 
 impl Setup {
@@ -20,39 +29,14 @@ impl Setup {
     /// its `docker` table.
     fn new(env: &str, extra: &str) -> Option<Self> {
         let image = test_image()?;
-        let dir = tempfile::tempdir().unwrap();
-        let config = format!(
+        let project = common::Project::with_config(&format!(
             "[[environments]]\nname = \"{env}\"\ntype = \"docker\"\n\
              docker = {{ image = \"{image}\"{extra} }}\n"
-        );
-        std::fs::write(dir.path().join("config.toml"), config).unwrap();
+        ));
         Some(Self {
-            dir,
+            project,
             env: env.to_owned(),
         })
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_subrt"));
-        cmd.arg("--config")
-            .arg(self.dir.path().join("config.toml"))
-            .args(args)
-            .current_dir(self.dir.path());
-        cmd
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
-    }
-
-    fn run_ids(&self) -> Vec<String> {
-        std::fs::read_dir(self.dir.path().join("runs"))
-            .map(|d| {
-                d.flatten()
-                    .map(|e| e.path().file_stem().unwrap().to_string_lossy().into_owned())
-                    .collect()
-            })
-            .unwrap_or_default()
     }
 }
 

@@ -4,51 +4,24 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use common::{eventually, live_processes, random_bytes, unique_sleep};
 
-/// A config whose store is in a fresh temporary folder.
-struct Store {
-    dir: tempfile::TempDir,
-}
+/// A project with one local environment; its store is `runs/` in it.
+type Store = common::Project;
 
 impl Store {
     fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("config.toml"),
+        Self::with_config(
             "[[environments]]\nname = \"local\"\ntype = \"local\"\n\
              environment = { include_os_env = true }\n",
         )
-        .unwrap();
-        Self { dir }
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_subrt"));
-        cmd.arg("--config")
-            .arg(self.dir.path().join("config.toml"))
-            .args(args)
-            .current_dir(self.dir.path());
-        cmd
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
     }
 
     fn runs(&self) -> PathBuf {
         self.dir.path().join("runs")
-    }
-
-    fn logs(&self) -> Vec<PathBuf> {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(self.runs())
-            .map(|d| d.flatten().map(|e| e.path()).collect())
-            .unwrap_or_default();
-        files.sort();
-        files
     }
 
     fn ls(&self, args: &[&str]) -> Vec<serde_json::Value> {

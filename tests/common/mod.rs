@@ -86,3 +86,51 @@ pub fn random_bytes(len: usize, mut seed: u64) -> Vec<u8> {
     out.truncate(len);
     out
 }
+
+/// A temporary folder with a `config.toml`, and `subrt` run against it
+/// (its store is the folder's `runs/`).
+pub struct Project {
+    /// The folder; removed on drop.
+    pub dir: tempfile::TempDir,
+}
+
+impl Project {
+    /// A folder whose `config.toml` holds `config`.
+    pub fn with_config(config: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("config.toml"), config).unwrap();
+        Self { dir }
+    }
+
+    /// `subrt --config <the config> ARGS`, in the folder.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_subrt"));
+        cmd.arg("--config")
+            .arg(self.dir.path().join("config.toml"))
+            .args(args)
+            .current_dir(self.dir.path());
+        cmd
+    }
+
+    /// Runs `subrt ARGS` to the end.
+    pub fn run(&self, args: &[&str]) -> std::process::Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    /// The run logs in the store, oldest first.
+    pub fn logs(&self) -> Vec<std::path::PathBuf> {
+        let mut files: Vec<_> = std::fs::read_dir(self.dir.path().join("runs"))
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        files.sort();
+        files
+    }
+
+    /// The run ids in the store, oldest first.
+    pub fn run_ids(&self) -> Vec<String> {
+        self.logs()
+            .iter()
+            .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
+            .collect()
+    }
+}
