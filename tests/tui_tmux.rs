@@ -25,13 +25,12 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 
 const WIDTH: u16 = 160;
 
-/// The tests' own tmux server, so their options (and sessions) never touch
-/// the user's.
-const SERVER: &str = "subrt-tests";
-
-fn tmux(args: &[&str]) -> String {
+/// Runs tmux on `server`: every test has a server of its own (named like
+/// its session), so their options never touch the user's tmux, and no test
+/// starts a session on a server that another test's cleanup is shutting down.
+fn tmux(server: &str, args: &[&str]) -> String {
     let out = Command::new("tmux")
-        .args(["-L", SERVER])
+        .args(["-L", server])
         .args(args)
         .output()
         .expect("tmux runs");
@@ -72,20 +71,23 @@ impl Tui {
             dir.path().join("config.toml").display()
         );
         let width = WIDTH.to_string();
-        tmux(&[
-            "new-session",
-            "-d",
-            "-s",
+        tmux(
             &name,
-            "-x",
-            &width,
-            "-y",
-            "45",
-            &command,
-        ]);
+            &[
+                "new-session",
+                "-d",
+                "-s",
+                &name,
+                "-x",
+                &width,
+                "-y",
+                "45",
+                &command,
+            ],
+        );
         // Let applications write the clipboard (OSC 52), so that a hostile
         // sequence reaching the terminal would show in a paste buffer.
-        tmux(&["set", "-s", "set-clipboard", "on"]);
+        tmux(&name, &["set", "-s", "set-clipboard", "on"]);
         Self {
             name,
             dir,
@@ -113,17 +115,17 @@ impl Tui {
     }
 
     fn screen(&self) -> String {
-        tmux(&["capture-pane", "-p", "-t", &self.name])
+        tmux(&self.name, &["capture-pane", "-p", "-t", &self.name])
     }
 
     fn screen_with_colours(&self) -> String {
-        tmux(&["capture-pane", "-p", "-e", "-t", &self.name])
+        tmux(&self.name, &["capture-pane", "-p", "-e", "-t", &self.name])
     }
 
     fn keys(&self, keys: &[&str]) {
         let mut args = vec!["send-keys", "-t", &self.name];
         args.extend_from_slice(keys);
-        tmux(&args);
+        tmux(&self.name, &args);
     }
 
     /// Waits until the screen contains `text`; the screen, or a panic.
@@ -145,7 +147,10 @@ impl Tui {
 
 impl Drop for Tui {
     fn drop(&mut self) {
-        tmux(&["kill-session", "-t", &self.name]);
+        let socket = tmux(&self.name, &["display", "-p", "#{socket_path}"]);
+        tmux(&self.name, &["kill-server"]);
+        // tmux leaves the socket file of a killed server behind.
+        let _ = std::fs::remove_file(socket.trim());
     }
 }
 
@@ -193,10 +198,13 @@ fn watch_kill_and_quit_in_a_real_terminal() {
         colours.contains("green") && colours.contains("\x1b["),
         "no colours"
     );
-    let title = tmux(&["display", "-p", "-t", &tui.name, "#{pane_title}"]);
+    let title = tmux(
+        &tui.name,
+        &["display", "-p", "-t", &tui.name, "#{pane_title}"],
+    );
     assert!(!title.contains("pwned"), "the pane title was set: {title}");
     // OSC 52 would have put "pwned" into a tmux paste buffer (the clipboard).
-    let buffers = tmux(&["list-buffers", "-F", "#{buffer_sample}"]);
+    let buffers = tmux(&tui.name, &["list-buffers", "-F", "#{buffer_sample}"]);
     assert!(
         !buffers.contains("pwned"),
         "the clipboard was written: {buffers}"
@@ -441,17 +449,20 @@ fn quit_leaves_no_container_behind() {
         env!("CARGO_BIN_EXE_subrt"),
         dir.path().join("config.toml").display()
     );
-    tmux(&[
-        "new-session",
-        "-d",
-        "-s",
+    tmux(
         &name,
-        "-x",
-        "160",
-        "-y",
-        "45",
-        &command,
-    ]);
+        &[
+            "new-session",
+            "-d",
+            "-s",
+            &name,
+            "-x",
+            "160",
+            "-y",
+            "45",
+            &command,
+        ],
+    );
     let tui = Tui {
         name,
         dir,
