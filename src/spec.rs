@@ -104,6 +104,9 @@ pub struct LocalConfig {
     /// configs written for it still load).
     #[serde(default)]
     pub requires_tty: bool,
+    /// What holds a session's processes together (see [`LocalContainment`]).
+    #[serde(default)]
+    pub containment: LocalContainment,
 }
 
 impl Default for LocalConfig {
@@ -111,8 +114,23 @@ impl Default for LocalConfig {
         Self {
             shell: default_shell(),
             requires_tty: false,
+            containment: LocalContainment::default(),
         }
     }
+}
+
+/// `local.containment`: how a local session's processes are held together.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LocalContainment {
+    /// A PID namespace where the kernel allows one, else process groups
+    /// (with a note saying so).
+    #[default]
+    Auto,
+    /// A PID namespace, or the session does not start.
+    PidNamespace,
+    /// Process groups only (`setsid` escapes them).
+    ProcessGroup,
 }
 
 fn default_shell() -> PathBuf {

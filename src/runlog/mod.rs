@@ -26,6 +26,8 @@ pub use export::{ExportFormat, export, replay_print};
 pub use reader::{RunlogReader, Tail, open};
 pub use store::{RunState, RunSummary, Store, summarize};
 pub use writer::RunlogWriter;
+/// Kept here too: the run log's header names its owner.
+pub use crate::runtime::owner::Owner;
 
 use std::path::PathBuf;
 
@@ -62,19 +64,10 @@ pub struct Header {
     /// The container (Docker runs).
     #[serde(default)]
     pub container_id: Option<String>,
-}
-
-/// The process that owns a run, named so that another process can tell
-/// whether it still runs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Owner {
-    /// Host name.
-    pub host: String,
-    /// Process id.
-    pub pid: u32,
-    /// Start time in clock ticks since boot (see
-    /// [`process_start_time`](crate::runtime::process_group::process_start_time)).
-    pub start_time: Option<u64>,
+    /// What holds the session's processes together (absent in logs written
+    /// before subrt recorded it).
+    #[serde(default)]
+    pub containment: Option<crate::runtime::Containment>,
 }
 
 /// One line after the header. `seq` numbers every record from 1, `t` is
@@ -121,6 +114,13 @@ pub enum Record {
         /// Its start time in clock ticks since boot, if it was still alive
         /// when recorded.
         start: Option<u64>,
+        /// The init of the session's PID namespace: SIGKILL to it kills
+        /// every process of the session.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        init: Option<u32>,
+        /// The init's start time.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        init_start: Option<u64>,
     },
     /// Output.
     Out {

@@ -69,6 +69,7 @@ impl RunlogWriter {
             working_dir: launch.working_dir.clone(),
             owner: Owner::this_process(),
             container_id: runtime.container_id.clone(),
+            containment: Some(runtime.containment),
         };
         let mut writer = Self {
             file,
@@ -205,13 +206,15 @@ impl RunlogWriter {
                 c,
                 command: command.clone(),
             }),
-            RuntimeEvent::ProcessStarted { pid, pgid } => self.write_value(&Record::Proc {
+            RuntimeEvent::ProcessStarted { pid, pgid, init } => self.write_value(&Record::Proc {
                 seq,
                 t,
                 c,
                 pid: *pid,
                 pgid: *pgid,
                 start: process_start_time(*pid),
+                init: *init,
+                init_start: init.and_then(process_start_time),
             }),
             RuntimeEvent::Note(text) => self.write_value(&Record::Note {
                 seq,
@@ -273,38 +276,6 @@ fn as_text(data: &[u8]) -> Option<&str> {
         .filter(|&&b| b < 0x20 && !matches!(b, b'\n' | b'\t' | b'\r'))
         .count();
     (escaped * 8 <= data.len()).then_some(text)
-}
-
-impl Owner {
-    /// This process, on this host.
-    pub fn this_process() -> Self {
-        let pid = std::process::id();
-        Self {
-            host: hostname(),
-            pid,
-            start_time: process_start_time(pid),
-        }
-    }
-
-    /// True when the owner is a process on this host that still runs (same
-    /// pid and start time).
-    pub fn is_alive(&self) -> bool {
-        self.host == hostname()
-            && self.start_time.is_some()
-            && process_start_time(self.pid) == self.start_time
-    }
-}
-
-/// This machine's host name.
-pub(crate) fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates
-    // within it or truncates.
-    if unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } != 0 {
-        return "unknown".to_owned();
-    }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
 #[cfg(test)]

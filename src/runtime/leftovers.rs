@@ -11,14 +11,12 @@
 use std::collections::HashMap;
 
 use bollard::Docker;
-use bollard::query_parameters::{
-    KillContainerOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
-};
+use bollard::query_parameters::ListContainersOptionsBuilder;
 use serde::Serialize;
 
 use super::RuntimeError;
 use super::docker::labels;
-use crate::runlog::Owner;
+use super::owner::Owner;
 
 /// A subrt container and whether its owner still runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -64,22 +62,9 @@ impl std::fmt::Display for Verdict {
     }
 }
 
-/// Parses `host/pid/start_time`, as written by the Docker runtime.
-fn parse_owner(label: &str) -> Option<Owner> {
-    let mut parts = label.rsplitn(3, '/');
-    let start_time: u64 = parts.next()?.parse().ok()?;
-    let pid: u32 = parts.next()?.parse().ok()?;
-    let host = parts.next()?.to_owned();
-    Some(Owner {
-        host,
-        pid,
-        start_time: (start_time != 0).then_some(start_time),
-    })
-}
-
 fn verdict(owner_label: &str) -> Verdict {
-    match parse_owner(owner_label) {
-        Some(owner) if owner.host != crate::runlog::Owner::this_process().host => {
+    match Owner::parse_label(owner_label) {
+        Some(owner) if owner.host != super::owner::hostname() => {
             Verdict::OtherHost
         }
         Some(owner) if owner.is_alive() => Verdict::OwnerAlive,
@@ -100,7 +85,7 @@ pub async fn managed_containers(docker: &Docker) -> Result<Vec<ManagedContainer>
             .await
             .map_err(|e| RuntimeError::Docker {
                 action: "listing subrt containers".into(),
-                reason: e.to_string(),
+                reason: super::docker::daemon_message(&e),
             })?;
     Ok(summaries
         .into_iter()
@@ -137,37 +122,7 @@ pub async fn leftovers(docker: &Docker, all: bool) -> Result<Vec<ManagedContaine
     Ok(containers)
 }
 
-/// Kills a container with SIGKILL; it stays, stopped, until removed.
-pub async fn kill(docker: &Docker, id: &str) -> Result<(), RuntimeError> {
-    let options = KillContainerOptionsBuilder::default()
-        .signal("SIGKILL")
-        .build();
-    match docker.kill_container(id, Some(options)).await {
-        // Not running: there is nothing left to kill.
-        Err(bollard::errors::Error::DockerResponseServerError {
-            status_code: 409, ..
-        }) => Ok(()),
-        other => other.map_err(|e| RuntimeError::Docker {
-            action: format!("killing container {id}"),
-            reason: e.to_string(),
-        }),
-    }
-}
-
-/// Kills and removes a container.
-pub async fn remove(docker: &Docker, id: &str) -> Result<(), RuntimeError> {
-    let options = RemoveContainerOptionsBuilder::default()
-        .force(true)
-        .v(true)
-        .build();
-    docker
-        .remove_container(id, Some(options))
-        .await
-        .map_err(|e| RuntimeError::Docker {
-            action: format!("removing container {id}"),
-            reason: e.to_string(),
-        })
-}
+pub use super::docker::{kill, remove};
 
 #[cfg(test)]
 mod tests {
@@ -175,7 +130,7 @@ mod tests {
 
     #[test]
     fn owners_parse_and_dead_ones_are_leftovers() {
-        let owner = parse_owner("box/42/1234").unwrap();
+        let owner = Owner::parse_label("box/42/1234").unwrap();
         assert_eq!(
             (owner.host.as_str(), owner.pid, owner.start_time),
             ("box", 42, Some(1234))

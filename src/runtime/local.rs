@@ -1,18 +1,28 @@
 //! `LocalRuntime`: commands as host processes, through tokio.
 //!
-//! Each command runs as `<shell> -c <command>` in a process group of its own,
-//! in the working dir, with the environment merged as
-//! [`EnvironmentSpec::merged_env`] says. The group is what gets killed: at a
-//! timeout, on `kill`, on `cleanup`, when the stream is dropped and when the
-//! runtime is dropped. Every command also gets SIGKILL if the subrt thread
-//! that started it dies.
+//! Each command runs as `<shell> -c <command>` in the working dir, with the
+//! environment merged as [`EnvironmentSpec::merged_env`] says.
 //!
-//! A command's background processes (`server &`) outlive it until `kill`,
-//! `cleanup` or drop, so a setup command can start a service the command
-//! uses. Once the shell exits, its output is read until both pipes close or
-//! stay silent for [`DRAIN_AFTER_EXIT`], so a background process that keeps a
-//! pipe open cannot hold the result back. A process that leaves the group
-//! (`setsid`) escapes the group kill; containers are the answer to that.
+//! A session is contained (see [`Containment`]):
+//!
+//! - **`pid-namespace`** (where the kernel allows it; root or
+//!   `CAP_SYS_ADMIN`): the session is a [`PidNamespace`] made at spawn,
+//!   and every command is a member. `kill`, a timeout and a dropped stream
+//!   kill the whole namespace, background processes, double forks and
+//!   `setsid` included; the next command gets a fresh namespace, where setup
+//!   runs again (as a Docker session gets a fresh container). If subrt dies,
+//!   the namespace dies with it.
+//! - **`process-group`** (the fallback, and `local.containment =
+//!   "process-group"`): each command is a process group of its own, killed
+//!   as a group; only the shell gets SIGKILL when subrt dies, and a process
+//!   that leaves the group (`setsid`) escapes. A note says so on the first
+//!   command.
+//!
+//! Either way a command's background processes (`server &`) outlive it until
+//! `kill`, `cleanup` or drop, so a setup command can start a service the
+//! command uses. Once the shell exits, its output is read until both pipes
+//! close or stay silent for [`DRAIN_AFTER_EXIT`], so a background process
+//! that keeps a pipe open cannot hold the result back.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
@@ -30,10 +40,12 @@ use tokio::time::Instant;
 
 use super::capture::Capture;
 use super::driver::{self, Exit, Lifecycle, Process, Runner, sleep_until};
+use super::pid_namespace::PidNamespace;
 use super::process_group::{die_with_parent, group_exists, kill_group};
 use super::{
-    EventStream, ExecRequest, LaunchSpec, OutputChunk, Phase, RuntimeBackend, RuntimeError,
-    RuntimeEvent, RuntimeInfo, RuntimeState, StreamKind, SubmissionRuntime,
+    Containment, EventStream, ExecRequest, LaunchSpec, OutputChunk, Phase, RuntimeBackend,
+    RuntimeError, RuntimeEvent, RuntimeInfo, RuntimeState, StreamKind, SubmissionRuntime,
+    local_containment,
 };
 use crate::spec::EnvironmentSpec;
 
@@ -63,18 +75,52 @@ struct Inner {
     setup_commands: Vec<String>,
     /// Asset name to its host path.
     assets: BTreeMap<String, String>,
-    /// Locked before `groups` when both are needed.
+    containment: Containment,
+    /// Locked before `processes` when both are needed.
     life: Mutex<Lifecycle>,
-    groups: Mutex<Groups>,
+    processes: Mutex<Processes>,
 }
 
 /// The host processes of the runtime.
 #[derive(Debug, Default)]
-struct Groups {
+struct Processes {
     /// Pid (and pgid) of the shell of the running process.
     current: Option<u32>,
-    /// Groups started by this runtime that may still have members.
-    started: Vec<i32>,
+    /// `process-group`: groups started by this runtime that may still have
+    /// members.
+    groups: Vec<i32>,
+    /// `pid-namespace`: the session's namespace; `None` after a kill until
+    /// the next command makes a new one.
+    namespace: Option<PidNamespace>,
+    /// Namespaces killed whose members may not all be gone yet.
+    dying: Vec<PidNamespace>,
+}
+
+impl Processes {
+    /// Kills every process of the session. Returns whether a namespace was
+    /// killed (then setup has to run again in the next one).
+    fn kill_all(&mut self) -> Result<bool, RuntimeError> {
+        let killed_namespace = match self.namespace.take() {
+            Some(namespace) => {
+                namespace.kill();
+                self.dying.push(namespace);
+                true
+            }
+            None => false,
+        };
+        self.dying.retain(PidNamespace::is_alive);
+        let mut first_error = None;
+        for &pgid in &self.groups {
+            if let Err(source) = kill_group(pgid) {
+                first_error.get_or_insert(RuntimeError::Io {
+                    context: format!("cannot kill process group {pgid}"),
+                    source,
+                });
+            }
+        }
+        self.groups.retain(|&g| group_exists(g));
+        first_error.map_or(Ok(killed_namespace), Err)
+    }
 }
 
 impl RuntimeBackend for LocalRuntime {
@@ -100,6 +146,21 @@ impl RuntimeBackend for LocalRuntime {
         if launch.environment.local.requires_tty {
             notes.push("requires_tty is not supported yet; running without a terminal".to_owned());
         }
+        let containment =
+            local_containment(&launch.environment).map_err(|reason| RuntimeError::InvalidSpec {
+                environment: launch.environment.name.clone(),
+                reason,
+            })?;
+        let mut processes = Processes::default();
+        match containment {
+            Containment::PidNamespace => {
+                processes.namespace = Some(new_namespace()?);
+            }
+            _ => notes.push(format!(
+                "containment: {}; a process that calls setsid can outlive the session",
+                containment.describe()
+            )),
+        }
         Ok(Self {
             inner: Arc::new(Inner {
                 setup_commands: launch.setup_commands(),
@@ -107,8 +168,9 @@ impl RuntimeBackend for LocalRuntime {
                 working_dir,
                 launch_env: launch.env_vars,
                 assets,
+                containment,
                 life: Mutex::new(Lifecycle::new(notes)),
-                groups: Mutex::new(Groups::default()),
+                processes: Mutex::new(processes),
             }),
         })
     }
@@ -130,6 +192,13 @@ impl RuntimeBackend for LocalRuntime {
             }),
         }
     }
+}
+
+fn new_namespace() -> Result<PidNamespace, RuntimeError> {
+    PidNamespace::create().map_err(|source| RuntimeError::Io {
+        context: "cannot create the session's PID namespace".into(),
+        source,
+    })
 }
 
 fn check_working_dir(path: &Path) -> Result<(), RuntimeError> {
@@ -158,23 +227,22 @@ impl SubmissionRuntime for LocalRuntime {
     }
 
     async fn kill(&self) -> Result<(), RuntimeError> {
-        self.inner.lifecycle().request_kill();
-        kill_groups(&mut self.inner.groups())
+        self.inner.kill_all()
     }
 
     async fn cleanup(&self) -> Result<(), RuntimeError> {
-        let groups = {
-            let mut life = self.inner.lifecycle();
-            life.request_kill();
-            life.phase = RuntimeState::Cleaned;
-            let mut groups = self.inner.groups();
-            let started = groups.started.clone();
-            kill_groups(&mut groups)?;
-            started
+        let (groups, namespaces) = {
+            self.inner.lifecycle().phase = RuntimeState::Cleaned;
+            self.inner.kill_all()?;
+            let mut processes = self.inner.processes();
+            (processes.groups.clone(), std::mem::take(&mut processes.dying))
         };
         // SIGKILL is asynchronous: wait (briefly) until the processes are gone
         // so that "cleaned up" means what it says.
         let deadline = Instant::now() + CLEANUP_WAIT;
+        for namespace in &namespaces {
+            namespace.wait_gone(CLEANUP_WAIT).await;
+        }
         while groups.iter().any(|&g| group_exists(g)) && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
@@ -183,36 +251,25 @@ impl SubmissionRuntime for LocalRuntime {
 
     fn info(&self) -> RuntimeInfo {
         let state = self.inner.lifecycle().phase;
-        let current = self.inner.groups().current;
+        let processes = self.inner.processes();
+        let current = processes.current;
         RuntimeInfo {
             kind: self.inner.environment.kind.clone(),
             state,
             pid: current,
             pgid: current.map(|pid| pid as i32),
             container_id: None,
+            containment: self.inner.containment,
+            init_pid: processes.namespace.as_ref().map(PidNamespace::init_pid),
         }
     }
 }
 
 impl Drop for LocalRuntime {
+    /// Kills every process of the session (dropping a namespace kills it).
     fn drop(&mut self) {
-        let _ = kill_groups(&mut self.inner.groups());
+        let _ = self.inner.processes().kill_all();
     }
-}
-
-/// Kills every group the runtime started and forgets the ones that are gone.
-fn kill_groups(groups: &mut Groups) -> Result<(), RuntimeError> {
-    let mut first_error = None;
-    for &pgid in &groups.started {
-        if let Err(source) = kill_group(pgid) {
-            first_error.get_or_insert(RuntimeError::Io {
-                context: format!("cannot kill process group {pgid}"),
-                source,
-            });
-        }
-    }
-    groups.started.retain(|&g| group_exists(g));
-    first_error.map_or(Ok(()), Err)
 }
 
 /// Locks `mutex`, also after a panic elsewhere: the state stays consistent
@@ -222,8 +279,67 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Inner {
-    fn groups(&self) -> MutexGuard<'_, Groups> {
-        lock(&self.groups)
+    fn processes(&self) -> MutexGuard<'_, Processes> {
+        lock(&self.processes)
+    }
+
+    /// Kills every process of the session; a killed namespace means setup
+    /// runs again in the next one.
+    fn kill_all(&self) -> Result<(), RuntimeError> {
+        let mut life = self.lifecycle();
+        life.request_kill();
+        if self.processes().kill_all()? {
+            life.setup_done = false;
+        }
+        Ok(())
+    }
+
+    /// Spawns `cmd` in the session: into its namespace (made anew after a
+    /// kill), or as a process group. Under the locks, so that a concurrent
+    /// `kill` either stops it from starting or sees it.
+    fn spawn_contained(
+        &self,
+        cmd: &mut tokio::process::Command,
+    ) -> Result<Option<(tokio::process::Child, Option<u32>)>, std::io::Error> {
+        let life = self.lifecycle();
+        if life.kill_requested {
+            return Ok(None);
+        }
+        let mut processes = self.processes();
+        let child = match self.containment {
+            Containment::PidNamespace => {
+                if !processes.namespace.as_ref().is_some_and(PidNamespace::is_alive) {
+                    processes.namespace = Some(PidNamespace::create()?);
+                }
+                let namespace = processes.namespace.as_ref().expect("made above");
+                let child = namespace.spawn(cmd)?;
+                (child, Some(namespace.init_pid()))
+            }
+            _ => {
+                // SAFETY: die_with_parent only calls prctl, which is
+                // async-signal-safe.
+                unsafe { cmd.pre_exec(die_with_parent) };
+                let child = cmd.spawn()?;
+                let pid = child.id().expect("a child that was just spawned has a pid");
+                processes.groups.push(pid as i32);
+                (child, None)
+            }
+        };
+        processes.current = child.0.id();
+        Ok(Some(child))
+    }
+
+    /// Kills what runs the command that went over time or lost its reader:
+    /// the session's namespace, or the command's group.
+    fn kill_command(&self, pgid: i32) {
+        match self.containment {
+            Containment::PidNamespace => {
+                let _ = self.kill_all();
+            }
+            _ => {
+                let _ = kill_group(pgid);
+            }
+        }
     }
 }
 
@@ -262,25 +378,10 @@ impl Runner for Inner {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0);
-        // SAFETY: die_with_parent only calls prctl, which is async-signal-safe.
-        unsafe { cmd.pre_exec(die_with_parent) };
 
-        let spawned = {
-            // Spawn under the locks, so that a concurrent kill() either stops
-            // us from starting or sees the new group.
-            let life = self.lifecycle();
-            if life.kill_requested {
-                return (Exit::killed(false), captures);
-            }
-            let mut groups = self.groups();
-            cmd.spawn().inspect(|child| {
-                let pid = child.id().expect("a child that was just spawned has a pid");
-                groups.current = Some(pid);
-                groups.started.push(pid as i32);
-            })
-        };
-        let mut child = match spawned {
-            Ok(child) => child,
+        let (mut child, init) = match self.spawn_contained(&mut cmd) {
+            Ok(Some(spawned)) => spawned,
+            Ok(None) => return (Exit::killed(false), captures),
             Err(e) => {
                 let note = format!("cannot start {} -c {line:?}: {e}", shell.display());
                 let _ = tx.send(RuntimeEvent::Note(note)).await;
@@ -289,7 +390,9 @@ impl Runner for Inner {
         };
         let pid = child.id().expect("not yet reaped");
         let pgid = pid as i32;
-        let _ = tx.send(RuntimeEvent::ProcessStarted { pid, pgid }).await;
+        let _ = tx
+            .send(RuntimeEvent::ProcessStarted { pid, pgid, init })
+            .await;
         // `None` while the shell runs; then how long silent pipes are read.
         let (exited_tx, exited_rx) = watch::channel(None);
         let [out_capture, err_capture] = captures;
@@ -326,11 +429,11 @@ impl Runner for Inner {
             status = child.wait() => status,
             () = sleep_until(deadline) => {
                 timed_out = true;
-                let _ = kill_group(pgid);
+                self.kill_command(pgid);
                 child.wait().await
             }
             () = tx.closed() => {
-                let _ = kill_group(pgid);
+                self.kill_command(pgid);
                 child.wait().await
             }
         };
@@ -346,10 +449,10 @@ impl Runner for Inner {
         }
 
         {
-            let mut groups = self.groups();
-            groups.current = None;
+            let mut processes = self.processes();
+            processes.current = None;
             if !group_exists(pgid) {
-                groups.started.retain(|&g| g != pgid);
+                processes.groups.retain(|&g| g != pgid);
             }
         }
         let exit = match status {

@@ -14,8 +14,10 @@
 //!   bytes per stream and count the rest;
 //! - at a timeout the whole tree of the command is killed and `Finished`
 //!   follows promptly;
-//! - after `kill`, a timeout, `cleanup`, dropping the stream or dropping the
-//!   runtime, no process of the command survives;
+//! - after `kill`, a timeout, `cleanup`, dropping the stream, dropping the
+//!   runtime or the death of the subrt process, no process of the session
+//!   survives (see [`Containment`] for what each runtime uses, and what the
+//!   local runtime falls back to where namespaces are refused);
 //! - setup commands run once, as the first phase of the first command;
 //! - a command without stdin reads end-of-file.
 //!
@@ -39,6 +41,7 @@
 //! ```
 
 mod capture;
+mod containment;
 pub mod docker;
 mod driver;
 mod error;
@@ -46,11 +49,14 @@ mod events;
 pub mod leftovers;
 pub mod local;
 mod models;
+pub mod owner;
 mod placeholders;
+pub mod pid_namespace;
 pub mod process_group;
 pub mod registry;
 
 pub use capture::CapturedOutput;
+pub use containment::{Containment, local_containment, pid_namespaces};
 pub use error::RuntimeError;
 pub use events::EventStream;
 pub use models::{

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use super::capture::CapturedOutput;
+use super::containment::Containment;
 use crate::spec::{EnvironmentSpec, Mount};
 
 /// Bytes a result keeps per stream unless the request says otherwise: 64 MiB.
@@ -174,8 +175,11 @@ pub enum RuntimeEvent {
     ProcessStarted {
         /// Its pid.
         pid: u32,
-        /// Its process group, which holds everything it starts.
+        /// Its process group.
         pgid: i32,
+        /// The init of the session's PID namespace, when the session has
+        /// one: SIGKILL to it kills every process of the session.
+        init: Option<u32>,
     },
     /// The command wrote to stdout or stderr.
     Output(OutputChunk),
@@ -275,4 +279,8 @@ pub struct RuntimeInfo {
     pub pgid: Option<i32>,
     /// The container (Docker).
     pub container_id: Option<String>,
+    /// What holds the session's processes together.
+    pub containment: Containment,
+    /// The init of the session's PID namespace (local, `pid-namespace`).
+    pub init_pid: Option<u32>,
 }

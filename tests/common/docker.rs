@@ -7,11 +7,12 @@ use std::sync::OnceLock;
 
 /// The image the Docker tests run in: `sh`, coreutils and their libraries
 /// copied from the host into a `FROM scratch` image.
-pub const TEST_IMAGE: &str = "subrt-test-rootfs:1";
+pub const TEST_IMAGE: &str = "subrt-test-rootfs:2";
 
 /// Programs copied into the image (the shell is dash, as `/bin/sh`).
 const PROGRAMS: &[&str] = &[
-    "sh", "sleep", "cat", "head", "ls", "id", "touch", "tr", "dd", "wc", "mkdir", "rm", "true",
+    "sh", "sleep", "cat", "head", "ls", "id", "touch", "tr", "dd", "wc", "mkdir", "rm", "true", "setsid",
+    "nohup",
 ];
 
 /// `Some(image)` when the daemon answers and the test image is built.

@@ -15,19 +15,22 @@
 //! Containers carry the labels in [`labels`], so that `subrt gc` can find
 //! the ones whose owning process is gone (see [`super::leftovers`]).
 
-use std::collections::{BTreeMap, HashMap};
-use std::path::{Component, Path, PathBuf};
+mod daemon;
+mod settings;
+
+pub use daemon::{DEFAULT_HOST, connect, daemon_message, kill, remove};
+pub use settings::{labels, parse_memory};
+
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bollard::Docker;
 use bollard::exec::{CreateExecOptions, StartExecResults};
-use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
-use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, KillContainerOptionsBuilder,
-    RemoveContainerOptionsBuilder,
-};
+use bollard::models::ContainerCreateBody;
+use bollard::container::AttachContainerResults;
+use bollard::query_parameters::{AttachContainerOptionsBuilder, CreateContainerOptionsBuilder};
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 
@@ -37,28 +40,9 @@ use super::{
     EventStream, ExecRequest, LaunchSpec, OutputChunk, RuntimeBackend, RuntimeError, RuntimeEvent,
     RuntimeInfo, RuntimeState, StreamKind, SubmissionRuntime,
 };
-use crate::runlog::Owner;
-use crate::spec::{DockerConfig, EnvironmentSpec, Mount, MountMode};
-
-/// Labels on every container subrt creates.
-pub mod labels {
-    /// `"true"` on every subrt container.
-    pub const MANAGED: &str = "subrt.managed";
-    /// The run id.
-    pub const RUN: &str = "subrt.run";
-    /// The environment's name.
-    pub const ENV: &str = "subrt.env";
-    /// The owning subrt process: `host/pid/start_time`.
-    pub const OWNER: &str = "subrt.owner";
-    /// `"true"` when the spec keeps the container after cleanup.
-    pub const KEEP: &str = "subrt.keep";
-}
-
-/// The daemon tried when neither the spec nor `DOCKER_HOST` names one.
-pub const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
-
-/// How long connecting to the daemon may take before it counts as down.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+use crate::spec::{DockerConfig, EnvironmentSpec};
+use daemon::{docker_error, ensure_image};
+use settings::{container_body, static_path};
 
 /// Runs commands in a Docker container.
 #[derive(Debug)]
@@ -89,28 +73,9 @@ struct Container {
     made: u32,
     /// Killed containers not yet removed; `cleanup` removes them.
     unremoved: Vec<String>,
-}
-
-/// Connects to the daemon of `settings` (its `host`, else `DOCKER_HOST`,
-/// else the local socket) and agrees on an API version.
-pub async fn connect(host: Option<&str>) -> Result<Docker, RuntimeError> {
-    let target = match host {
-        Some(host) => host.to_owned(),
-        None => std::env::var("DOCKER_HOST")
-            .ok()
-            .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| DEFAULT_HOST.to_owned()),
-    };
-    let unreachable = |reason: String| RuntimeError::DockerUnreachable {
-        host: target.clone(),
-        reason,
-    };
-    let docker = Docker::connect_with_host(&target).map_err(|e| unreachable(e.to_string()))?;
-    match tokio::time::timeout(CONNECT_TIMEOUT, docker.negotiate_version()).await {
-        Ok(Ok(docker)) => Ok(docker),
-        Ok(Err(e)) => Err(unreachable(e.to_string())),
-        Err(_) => Err(unreachable(format!("no answer within {CONNECT_TIMEOUT:?}"))),
-    }
+    /// The attached stdin of the running container: while this connection
+    /// is open the container lives (see [`settings::container_body`]).
+    lifeline: Option<AttachContainerResults>,
 }
 
 fn settings_of(spec: &EnvironmentSpec) -> Result<&DockerConfig, RuntimeError> {
@@ -120,32 +85,6 @@ fn settings_of(spec: &EnvironmentSpec) -> Result<&DockerConfig, RuntimeError> {
             environment: spec.name.clone(),
             reason: "type \"docker\" needs a `docker` table with at least `image`".into(),
         })
-}
-
-fn docker_error(action: impl Into<String>) -> impl FnOnce(bollard::errors::Error) -> RuntimeError {
-    let action = action.into();
-    move |e| RuntimeError::Docker {
-        action,
-        reason: daemon_message(&e),
-    }
-}
-
-/// The daemon's own words when it gave some, else the client error.
-fn daemon_message(error: &bollard::errors::Error) -> String {
-    match error {
-        bollard::errors::Error::DockerResponseServerError { message, .. } => message.clone(),
-        other => other.to_string(),
-    }
-}
-
-fn is_not_found(error: &bollard::errors::Error) -> bool {
-    matches!(
-        error,
-        bollard::errors::Error::DockerResponseServerError {
-            status_code: 404,
-            ..
-        }
-    )
 }
 
 impl RuntimeBackend for DockerRuntime {
@@ -180,255 +119,13 @@ impl RuntimeBackend for DockerRuntime {
         let docker = connect(settings.host.as_deref()).await?;
         match docker.inspect_image(&settings.image).await {
             Ok(_) => Ok(()),
-            Err(e) if is_not_found(&e) => Err(RuntimeError::Image {
+            Err(e) if daemon::is_not_found(&e) => Err(RuntimeError::Image {
                 image: settings.image.clone(),
                 reason: "not present on the daemon; a pull will be tried when a run starts".into(),
             }),
             Err(e) => Err(docker_error(format!("inspecting image {}", settings.image))(e)),
         }
     }
-}
-
-/// Makes sure `image` is on the daemon, pulling it if not. Returns notes
-/// with the pull's progress.
-async fn ensure_image(docker: &Docker, image: &str) -> Result<Vec<String>, RuntimeError> {
-    match docker.inspect_image(image).await {
-        Ok(_) => return Ok(Vec::new()),
-        Err(e) if is_not_found(&e) => {}
-        Err(e) => return Err(docker_error(format!("inspecting image {image}"))(e)),
-    }
-    let mut notes = vec![format!("image {image} is not present; pulling it")];
-    let options = CreateImageOptionsBuilder::default()
-        .from_image(image)
-        .build();
-    let mut progress = docker.create_image(Some(options), None, None);
-    let mut last_status = String::new();
-    while let Some(item) = progress.next().await {
-        match item {
-            Ok(info) => {
-                if let Some(status) = info.status
-                    && status != last_status
-                {
-                    tracing::info!(image, status, "pull");
-                    last_status = status;
-                }
-            }
-            Err(e) => {
-                return Err(RuntimeError::Image {
-                    image: image.to_owned(),
-                    reason: format!(
-                        "not present on the daemon, and pulling it failed: {}",
-                        daemon_message(&e)
-                    ),
-                });
-            }
-        }
-    }
-    notes.push(format!("pulled {image}: {last_status}"));
-    Ok(notes)
-}
-
-/// `/static/<save_path>`.
-fn static_path(save_path: &Path) -> String {
-    Path::new("/static").join(save_path).display().to_string()
-}
-
-/// Parses a memory size: bytes, or a number with `k`, `m`, `g` (powers of
-/// 1024, as Docker reads them; an optional trailing `b` is accepted).
-pub fn parse_memory(text: &str) -> Option<i64> {
-    let lower = text.trim().to_ascii_lowercase();
-    let lower = lower.strip_suffix('b').unwrap_or(&lower);
-    let (digits, unit) = match lower
-        .char_indices()
-        .find(|(_, c)| !c.is_ascii_digit() && *c != '.')
-    {
-        Some((i, _)) => lower.split_at(i),
-        None => (lower, ""),
-    };
-    let number: f64 = digits.parse().ok()?;
-    let scale = match unit {
-        "" => 1.0,
-        "k" => 1024.0,
-        "m" => 1024.0 * 1024.0,
-        "g" => 1024.0 * 1024.0 * 1024.0,
-        _ => return None,
-    };
-    let bytes = number * scale;
-    (bytes >= 1.0 && bytes < i64::MAX as f64).then_some(bytes as i64)
-}
-
-/// A path with `.` and `..` resolved lexically.
-fn normalize(path: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for part in path.components() {
-        match part {
-            Component::ParentDir => {
-                out.pop();
-            }
-            Component::CurDir => {}
-            other => out.push(other),
-        }
-    }
-    out
-}
-
-/// The container to create for `launch`: image, labels, mounts, limits.
-fn container_body(
-    launch: &LaunchSpec,
-    settings: &DockerConfig,
-    notes: &mut Vec<String>,
-) -> Result<ContainerCreateBody, RuntimeError> {
-    let environment = &launch.environment.name;
-    let invalid = |reason: String| RuntimeError::InvalidSpec {
-        environment: environment.clone(),
-        reason,
-    };
-    let workdir = normalize(Path::new(&settings.workdir));
-    if !workdir.is_absolute() {
-        return Err(invalid(format!(
-            "docker.workdir `{}` is not an absolute path",
-            settings.workdir
-        )));
-    }
-    let working_dir =
-        std::path::absolute(&launch.working_dir).map_err(|e| RuntimeError::WorkingDir {
-            path: launch.working_dir.clone(),
-            reason: e.to_string(),
-        })?;
-    if settings.mount_workspace && !working_dir.is_dir() {
-        return Err(RuntimeError::WorkingDir {
-            path: working_dir,
-            reason: "it does not exist or is not a directory".into(),
-        });
-    }
-
-    let mut binds = Vec::new();
-    if settings.mount_workspace {
-        binds.push(format!(
-            "{}:{}:rw",
-            working_dir.display(),
-            workdir.display()
-        ));
-    }
-    for asset in launch.static_assets.values() {
-        let source = working_dir.join(&asset.path);
-        binds.push(format!(
-            "{}:{}:ro",
-            source.display(),
-            static_path(&asset.save_path)
-        ));
-    }
-    for mount in settings.extra_mounts.iter().chain(&launch.mounts) {
-        binds.push(bind_of(mount, &working_dir, &workdir).map_err(invalid)?);
-    }
-
-    let host_network = settings.network == "host";
-    let mut port_bindings = HashMap::new();
-    let mut exposed = Vec::new();
-    if host_network && !launch.ports.is_empty() {
-        notes.push("port mappings do not apply with network \"host\"; ignored".into());
-    } else {
-        for (container_port, host_port) in &launch.ports {
-            let key = format!("{container_port}/tcp");
-            exposed.push(key.clone());
-            let binding = PortBinding {
-                host_ip: Some("127.0.0.1".into()),
-                host_port: Some(host_port.to_string()),
-            };
-            port_bindings.insert(key, Some(vec![binding]));
-        }
-    }
-
-    let memory = match &settings.memory {
-        Some(text) => Some(parse_memory(text).ok_or_else(|| {
-            invalid(format!(
-                "docker.memory `{text}` is not a size like \"512m\" or \"1g\""
-            ))
-        })?),
-        None => None,
-    };
-    let nano_cpus = match settings.cpus {
-        Some(cpus) if cpus > 0.0 && cpus.is_finite() => Some((cpus * 1e9) as i64),
-        Some(cpus) => {
-            return Err(invalid(format!(
-                "docker.cpus {cpus} is not a positive number"
-            )));
-        }
-        None => None,
-    };
-
-    let owner = Owner::this_process();
-    let mut labels = HashMap::from([
-        (labels::MANAGED.to_owned(), "true".to_owned()),
-        (labels::RUN.to_owned(), launch.run_id.clone()),
-        (labels::ENV.to_owned(), environment.clone()),
-        (
-            labels::OWNER.to_owned(),
-            format!(
-                "{}/{}/{}",
-                owner.host,
-                owner.pid,
-                owner.start_time.unwrap_or(0)
-            ),
-        ),
-    ]);
-    if settings.keep_container_after_clean {
-        labels.insert(labels::KEEP.to_owned(), "true".to_owned());
-    }
-    Ok(ContainerCreateBody {
-        image: Some(settings.image.clone()),
-        // PID 1 (docker-init) keeps the container alive and reaps orphans.
-        entrypoint: Some(vec![]),
-        cmd: Some(vec![
-            "/bin/sh".into(),
-            "-c".into(),
-            "while :; do sleep 3600; done".into(),
-        ]),
-        working_dir: Some(workdir.display().to_string()),
-        user: settings.user.clone(),
-        labels: Some(labels),
-        exposed_ports: (!exposed.is_empty()).then_some(exposed),
-        host_config: Some(HostConfig {
-            binds: Some(binds),
-            network_mode: Some(settings.network.clone()),
-            memory,
-            nano_cpus,
-            pids_limit: settings.pids_limit,
-            security_opt: Some(vec!["no-new-privileges".into()]),
-            port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
-            init: Some(true),
-            ..Default::default()
-        }),
-        ..Default::default()
-    })
-}
-
-/// `source:target:mode` for a mount, checked: the target is absolute and not
-/// under the workdir (where it would hide or be hidden by the workspace).
-fn bind_of(mount: &Mount, working_dir: &Path, workdir: &Path) -> Result<String, String> {
-    let target = normalize(Path::new(&mount.target));
-    if !target.is_absolute() {
-        return Err(format!(
-            "mount target `{}` is not an absolute path",
-            mount.target
-        ));
-    }
-    if target.starts_with(workdir) {
-        return Err(format!(
-            "mount target `{}` is inside the workdir `{}`; mount it elsewhere",
-            mount.target,
-            workdir.display()
-        ));
-    }
-    let source = normalize(&working_dir.join(&mount.source));
-    if !source.exists() {
-        return Err(format!("mount source {} does not exist", source.display()));
-    }
-    let mode = match mount.mode {
-        MountMode::Ro => "ro",
-        MountMode::Rw => "rw",
-    };
-    Ok(format!("{}:{}:{mode}", source.display(), target.display()))
 }
 
 impl Inner {
@@ -465,21 +162,41 @@ impl Inner {
                 "creating container {name} from {}",
                 self.settings.image
             )))?;
+        // The lifeline: the container's main process waits for end-of-file
+        // on its stdin, which the daemon closes when this connection does
+        // (`stdin_once`), so the container stops when subrt dies.
+        let options = AttachContainerOptionsBuilder::default()
+            .stdin(true)
+            .stream(true)
+            .build();
+        let lifeline = match self.docker.attach_container(&created.id, Some(options)).await {
+            Ok(lifeline) => lifeline,
+            Err(e) => {
+                let _ = remove(&self.docker, &created.id).await;
+                return Err(docker_error(format!("attaching to container {name}"))(e));
+            }
+        };
         if let Err(e) = self.docker.start_container(&created.id, None).await {
-            self.remove(&created.id).await;
+            let _ = remove(&self.docker, &created.id).await;
             return Err(docker_error(format!("starting container {name}"))(e));
         }
-        self.container().id = Some(created.id.clone());
+        let mut container = self.container();
+        container.id = Some(created.id.clone());
+        container.lifeline = Some(lifeline);
         Ok(created.id)
     }
 
     /// Kills the container, if there is one, and forgets it: the next
     /// command gets a fresh one (and setup runs again).
     async fn kill_container(&self) -> Result<(), RuntimeError> {
-        let Some(id) = self.container().id.take() else {
-            return Ok(());
+        let (id, _lifeline) = {
+            let mut container = self.container();
+            let Some(id) = container.id.take() else {
+                return Ok(());
+            };
+            container.unremoved.push(id.clone());
+            (id, container.lifeline.take())
         };
-        self.container().unremoved.push(id.clone());
         self.lifecycle().setup_done = false;
         if !self.settings.keep_container_after_clean {
             // A forced remove kills and removes in one call.
@@ -492,16 +209,7 @@ impl Inner {
             }
             return Ok(());
         }
-        let options = KillContainerOptionsBuilder::default()
-            .signal("SIGKILL")
-            .build();
-        match self.docker.kill_container(&id, Some(options)).await {
-            // Already stopped: nothing runs in it, which is what we want.
-            Err(bollard::errors::Error::DockerResponseServerError {
-                status_code: 409, ..
-            }) => Ok(()),
-            other => other.map_err(docker_error(format!("killing container {id}"))),
-        }
+        kill(&self.docker, &id).await
     }
 
     /// Removes the killed containers, unless the spec keeps them.
@@ -519,13 +227,8 @@ impl Inner {
 
     /// Removes a container; true when it is gone.
     async fn remove(&self, id: &str) -> bool {
-        let options = RemoveContainerOptionsBuilder::default()
-            .force(true)
-            .v(true)
-            .build();
-        match self.docker.remove_container(id, Some(options)).await {
+        match remove(&self.docker, id).await {
             Ok(()) => true,
-            Err(e) if is_not_found(&e) => true,
             Err(e) => {
                 tracing::warn!(container = id, error = %e, "cannot remove container");
                 false
@@ -723,6 +426,8 @@ impl SubmissionRuntime for DockerRuntime {
             pid: None,
             pgid: None,
             container_id: self.inner.container().id.clone(),
+            containment: super::Containment::Container,
+            init_pid: None,
         }
     }
 }
@@ -746,42 +451,3 @@ impl Drop for DockerRuntime {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn memory_sizes_read_as_docker_reads_them() {
-        assert_eq!(parse_memory("512m"), Some(512 << 20));
-        assert_eq!(parse_memory("1g"), Some(1 << 30));
-        assert_eq!(parse_memory("1.5G"), Some(3 << 29));
-        assert_eq!(parse_memory("100kb"), Some(100 << 10));
-        assert_eq!(parse_memory("4096"), Some(4096));
-        assert_eq!(parse_memory("lots"), None);
-        assert_eq!(parse_memory("1t"), None);
-    }
-
-    #[test]
-    fn mounts_under_the_workdir_are_rejected() {
-        let mount = Mount {
-            source: "/tmp".into(),
-            target: "/workspace/data".into(),
-            mode: MountMode::Ro,
-        };
-        let err = bind_of(&mount, Path::new("/tmp"), Path::new("/workspace")).unwrap_err();
-        assert!(err.contains("inside the workdir"), "{err}");
-        let sneaky = Mount {
-            target: "/data/../workspace/x".into(),
-            ..mount.clone()
-        };
-        assert!(bind_of(&sneaky, Path::new("/tmp"), Path::new("/workspace")).is_err());
-        let fine = Mount {
-            target: "/data".into(),
-            ..mount
-        };
-        assert_eq!(
-            bind_of(&fine, Path::new("/tmp"), Path::new("/workspace")).unwrap(),
-            "/tmp:/data:ro"
-        );
-    }
-}

@@ -1,0 +1,148 @@
+//! The connection to the Docker daemon: connecting, what its errors mean,
+//! images, and the kill and remove calls that the runtime and `subrt gc`
+//! share.
+
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::query_parameters::{
+    CreateImageOptionsBuilder, KillContainerOptionsBuilder, RemoveContainerOptionsBuilder,
+};
+use futures_util::StreamExt;
+
+use crate::runtime::RuntimeError;
+
+/// The daemon tried when neither the spec nor `DOCKER_HOST` names one.
+pub const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
+
+/// How long connecting to the daemon may take before it counts as down.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Connects to the daemon of `settings` (its `host`, else `DOCKER_HOST`,
+/// else the local socket) and agrees on an API version.
+pub async fn connect(host: Option<&str>) -> Result<Docker, RuntimeError> {
+    let target = match host {
+        Some(host) => host.to_owned(),
+        None => std::env::var("DOCKER_HOST")
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| DEFAULT_HOST.to_owned()),
+    };
+    let unreachable = |reason: String| RuntimeError::DockerUnreachable {
+        host: target.clone(),
+        reason,
+    };
+    let docker = Docker::connect_with_host(&target).map_err(|e| unreachable(e.to_string()))?;
+    match tokio::time::timeout(CONNECT_TIMEOUT, docker.negotiate_version()).await {
+        Ok(Ok(docker)) => Ok(docker),
+        Ok(Err(e)) => Err(unreachable(e.to_string())),
+        Err(_) => Err(unreachable(format!("no answer within {CONNECT_TIMEOUT:?}"))),
+    }
+}
+
+pub(crate) fn docker_error(action: impl Into<String>) -> impl FnOnce(bollard::errors::Error) -> RuntimeError {
+    let action = action.into();
+    move |e| RuntimeError::Docker {
+        action,
+        reason: daemon_message(&e),
+    }
+}
+
+/// The daemon's own words when it gave some, else the client error.
+pub fn daemon_message(error: &bollard::errors::Error) -> String {
+    match error {
+        bollard::errors::Error::DockerResponseServerError { message, .. } => message.clone(),
+        other => other.to_string(),
+    }
+}
+
+pub(crate) fn is_not_found(error: &bollard::errors::Error) -> bool {
+    matches!(
+        error,
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
+}
+
+/// Makes sure `image` is on the daemon, pulling it if not. Returns notes
+/// with the pull's progress.
+pub(crate) async fn ensure_image(docker: &Docker, image: &str) -> Result<Vec<String>, RuntimeError> {
+    match docker.inspect_image(image).await {
+        Ok(_) => return Ok(Vec::new()),
+        Err(e) if is_not_found(&e) => {}
+        Err(e) => return Err(docker_error(format!("inspecting image {image}"))(e)),
+    }
+    let mut notes = vec![format!("image {image} is not present; pulling it")];
+    let options = CreateImageOptionsBuilder::default()
+        .from_image(image)
+        .build();
+    let mut progress = docker.create_image(Some(options), None, None);
+    let mut last_status = String::new();
+    while let Some(item) = progress.next().await {
+        match item {
+            Ok(info) => {
+                if let Some(status) = info.status
+                    && status != last_status
+                {
+                    tracing::info!(image, status, "pull");
+                    last_status = status;
+                }
+            }
+            Err(e) => {
+                return Err(RuntimeError::Image {
+                    image: image.to_owned(),
+                    reason: format!(
+                        "not present on the daemon, and pulling it failed: {}",
+                        daemon_message(&e)
+                    ),
+                });
+            }
+        }
+    }
+    notes.push(format!("pulled {image}: {last_status}"));
+    Ok(notes)
+}
+
+/// Kills a container with SIGKILL; it stays, stopped, until removed. A
+/// container that is not running is not an error.
+///
+/// # Errors
+///
+/// The daemon refused, with its words.
+pub async fn kill(docker: &Docker, id: &str) -> Result<(), RuntimeError> {
+    let options = KillContainerOptionsBuilder::default()
+        .signal("SIGKILL")
+        .build();
+    match docker.kill_container(id, Some(options)).await {
+        // Not running (409) or gone (404): there is nothing left to kill.
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404 | 409,
+            ..
+        }) => Ok(()),
+        other => other.map_err(docker_error(format!("killing container {id}"))),
+    }
+}
+
+/// Kills and removes a container (with its anonymous volumes). A container
+/// that is already gone is not an error.
+///
+/// # Errors
+///
+/// The daemon refused, with its words.
+pub async fn remove(docker: &Docker, id: &str) -> Result<(), RuntimeError> {
+    let options = RemoveContainerOptionsBuilder::default()
+        .force(true)
+        .v(true)
+        .build();
+    match docker.remove_container(id, Some(options)).await {
+        Err(e) if is_not_found(&e) => Ok(()),
+        // Removal already under way (auto-remove after the container stopped).
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 409,
+            ..
+        }) => Ok(()),
+        other => other.map_err(docker_error(format!("removing container {id}"))),
+    }
+}

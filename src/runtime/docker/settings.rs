@@ -1,0 +1,268 @@
+//! What a container of a launch looks like: image, labels, mounts, limits.
+//! Pure functions of the launch and the spec, so they are tested without a
+//! daemon.
+
+use std::collections::HashMap;
+use std::path::{Component, Path, PathBuf};
+
+use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
+
+use crate::runtime::owner::Owner;
+use crate::runtime::{LaunchSpec, RuntimeError};
+use crate::spec::{DockerConfig, Mount, MountMode};
+
+/// Labels on every container subrt creates.
+pub mod labels {
+    /// `"true"` on every subrt container.
+    pub const MANAGED: &str = "subrt.managed";
+    /// The run id.
+    pub const RUN: &str = "subrt.run";
+    /// The environment's name.
+    pub const ENV: &str = "subrt.env";
+    /// The owning subrt process: `host/pid/start_time`.
+    pub const OWNER: &str = "subrt.owner";
+    /// `"true"` when the spec keeps the container after cleanup.
+    pub const KEEP: &str = "subrt.keep";
+}
+
+/// `/static/<save_path>`.
+pub(crate) fn static_path(save_path: &Path) -> String {
+    Path::new("/static").join(save_path).display().to_string()
+}
+
+/// Parses a memory size: bytes, or a number with `k`, `m`, `g` (powers of
+/// 1024, as Docker reads them; an optional trailing `b` is accepted).
+pub fn parse_memory(text: &str) -> Option<i64> {
+    let lower = text.trim().to_ascii_lowercase();
+    let lower = lower.strip_suffix('b').unwrap_or(&lower);
+    let (digits, unit) = match lower
+        .char_indices()
+        .find(|(_, c)| !c.is_ascii_digit() && *c != '.')
+    {
+        Some((i, _)) => lower.split_at(i),
+        None => (lower, ""),
+    };
+    let number: f64 = digits.parse().ok()?;
+    let scale = match unit {
+        "" => 1.0,
+        "k" => 1024.0,
+        "m" => 1024.0 * 1024.0,
+        "g" => 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    let bytes = number * scale;
+    (bytes >= 1.0 && bytes < i64::MAX as f64).then_some(bytes as i64)
+}
+
+/// A path with `.` and `..` resolved lexically.
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for part in path.components() {
+        match part {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// The container to create for `launch`: image, labels, mounts, limits.
+pub(crate) fn container_body(
+    launch: &LaunchSpec,
+    settings: &DockerConfig,
+    notes: &mut Vec<String>,
+) -> Result<ContainerCreateBody, RuntimeError> {
+    let environment = &launch.environment.name;
+    let invalid = |reason: String| RuntimeError::InvalidSpec {
+        environment: environment.clone(),
+        reason,
+    };
+    let workdir = normalize(Path::new(&settings.workdir));
+    if !workdir.is_absolute() {
+        return Err(invalid(format!(
+            "docker.workdir `{}` is not an absolute path",
+            settings.workdir
+        )));
+    }
+    let working_dir =
+        std::path::absolute(&launch.working_dir).map_err(|e| RuntimeError::WorkingDir {
+            path: launch.working_dir.clone(),
+            reason: e.to_string(),
+        })?;
+    if settings.mount_workspace && !working_dir.is_dir() {
+        return Err(RuntimeError::WorkingDir {
+            path: working_dir,
+            reason: "it does not exist or is not a directory".into(),
+        });
+    }
+
+    let mut binds = Vec::new();
+    if settings.mount_workspace {
+        binds.push(format!(
+            "{}:{}:rw",
+            working_dir.display(),
+            workdir.display()
+        ));
+    }
+    for asset in launch.static_assets.values() {
+        let source = working_dir.join(&asset.path);
+        binds.push(format!(
+            "{}:{}:ro",
+            source.display(),
+            static_path(&asset.save_path)
+        ));
+    }
+    for mount in settings.extra_mounts.iter().chain(&launch.mounts) {
+        binds.push(bind_of(mount, &working_dir, &workdir).map_err(invalid)?);
+    }
+
+    let host_network = settings.network == "host";
+    let mut port_bindings = HashMap::new();
+    let mut exposed = Vec::new();
+    if host_network && !launch.ports.is_empty() {
+        notes.push("port mappings do not apply with network \"host\"; ignored".into());
+    } else {
+        for (container_port, host_port) in &launch.ports {
+            let key = format!("{container_port}/tcp");
+            exposed.push(key.clone());
+            let binding = PortBinding {
+                host_ip: Some("127.0.0.1".into()),
+                host_port: Some(host_port.to_string()),
+            };
+            port_bindings.insert(key, Some(vec![binding]));
+        }
+    }
+
+    let memory = match &settings.memory {
+        Some(text) => Some(parse_memory(text).ok_or_else(|| {
+            invalid(format!(
+                "docker.memory `{text}` is not a size like \"512m\" or \"1g\""
+            ))
+        })?),
+        None => None,
+    };
+    let nano_cpus = match settings.cpus {
+        Some(cpus) if cpus > 0.0 && cpus.is_finite() => Some((cpus * 1e9) as i64),
+        Some(cpus) => {
+            return Err(invalid(format!(
+                "docker.cpus {cpus} is not a positive number"
+            )));
+        }
+        None => None,
+    };
+
+    let owner = Owner::this_process();
+    let mut labels = HashMap::from([
+        (labels::MANAGED.to_owned(), "true".to_owned()),
+        (labels::RUN.to_owned(), launch.run_id.clone()),
+        (labels::ENV.to_owned(), environment.clone()),
+        (labels::OWNER.to_owned(), owner.label()),
+    ]);
+    if settings.keep_container_after_clean {
+        labels.insert(labels::KEEP.to_owned(), "true".to_owned());
+    }
+    Ok(ContainerCreateBody {
+        image: Some(settings.image.clone()),
+        // PID 1 (docker-init) reaps orphans; its child waits for end-of-file
+        // on stdin, which comes when the owner's attached connection closes
+        // (the owner died, or dropped the runtime). Then the container stops,
+        // and is removed unless the spec keeps it.
+        entrypoint: Some(vec![]),
+        cmd: Some(vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            "read -r _ || :".into(),
+        ]),
+        open_stdin: Some(true),
+        stdin_once: Some(true),
+        attach_stdin: Some(true),
+        working_dir: Some(workdir.display().to_string()),
+        user: settings.user.clone(),
+        labels: Some(labels),
+        exposed_ports: (!exposed.is_empty()).then_some(exposed),
+        host_config: Some(HostConfig {
+            binds: Some(binds),
+            network_mode: Some(settings.network.clone()),
+            memory,
+            nano_cpus,
+            pids_limit: settings.pids_limit,
+            security_opt: Some(vec!["no-new-privileges".into()]),
+            port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
+            init: Some(true),
+            auto_remove: Some(!settings.keep_container_after_clean),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+}
+
+/// `source:target:mode` for a mount, checked: the target is absolute and not
+/// under the workdir (where it would hide or be hidden by the workspace).
+fn bind_of(mount: &Mount, working_dir: &Path, workdir: &Path) -> Result<String, String> {
+    let target = normalize(Path::new(&mount.target));
+    if !target.is_absolute() {
+        return Err(format!(
+            "mount target `{}` is not an absolute path",
+            mount.target
+        ));
+    }
+    if target.starts_with(workdir) {
+        return Err(format!(
+            "mount target `{}` is inside the workdir `{}`; mount it elsewhere",
+            mount.target,
+            workdir.display()
+        ));
+    }
+    let source = normalize(&working_dir.join(&mount.source));
+    if !source.exists() {
+        return Err(format!("mount source {} does not exist", source.display()));
+    }
+    let mode = match mount.mode {
+        MountMode::Ro => "ro",
+        MountMode::Rw => "rw",
+    };
+    Ok(format!("{}:{}:{mode}", source.display(), target.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_sizes_read_as_docker_reads_them() {
+        assert_eq!(parse_memory("512m"), Some(512 << 20));
+        assert_eq!(parse_memory("1g"), Some(1 << 30));
+        assert_eq!(parse_memory("1.5G"), Some(3 << 29));
+        assert_eq!(parse_memory("100kb"), Some(100 << 10));
+        assert_eq!(parse_memory("4096"), Some(4096));
+        assert_eq!(parse_memory("lots"), None);
+        assert_eq!(parse_memory("1t"), None);
+    }
+
+    #[test]
+    fn mounts_under_the_workdir_are_rejected() {
+        let mount = Mount {
+            source: "/tmp".into(),
+            target: "/workspace/data".into(),
+            mode: MountMode::Ro,
+        };
+        let err = bind_of(&mount, Path::new("/tmp"), Path::new("/workspace")).unwrap_err();
+        assert!(err.contains("inside the workdir"), "{err}");
+        let sneaky = Mount {
+            target: "/data/../workspace/x".into(),
+            ..mount.clone()
+        };
+        assert!(bind_of(&sneaky, Path::new("/tmp"), Path::new("/workspace")).is_err());
+        let fine = Mount {
+            target: "/data".into(),
+            ..mount
+        };
+        assert_eq!(
+            bind_of(&fine, Path::new("/tmp"), Path::new("/workspace")).unwrap(),
+            "/tmp:/data:ro"
+        );
+    }
+}

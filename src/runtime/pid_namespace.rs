@@ -1,0 +1,517 @@
+//! A PID namespace per session, whose init is a small reaper of subrt's own.
+//!
+//! This is how a local session is contained. Every process of the session
+//! (setup, commands, their background children, double forks, `setsid`,
+//! `nohup`) is a member of the namespace, and the kernel kills every member
+//! when the namespace's init dies. The init dies:
+//!
+//! - when subrt kills it ([`PidNamespace::kill`], on `kill`, a timeout, a
+//!   dropped stream, `cleanup` and drop of the runtime);
+//! - when the subrt process dies in any way, SIGKILL included: the init has
+//!   `PR_SET_PDEATHSIG` bound to the [keeper](Keeper) thread, which lives as
+//!   long as the process, and it also watches a *lifeline* pipe whose write
+//!   end only the subrt process holds (so a parent that died before the
+//!   `prctl` took effect is noticed too);
+//! - on SIGTERM, SIGINT or SIGHUP sent to it.
+//!
+//! Until then it reaps the orphans reparented to it, so a killed background
+//! process never stays a zombie.
+//!
+//! Commands enter the namespace without a helper process: the thread that
+//! spawns a command points its `pid_for_children` at the namespace with
+//! `setns(2)`, forks, and points it back (see [`PidNamespace::spawn`]). That
+//! keeps the spawn on the fast `posix_spawn` path and costs no extra fork.
+//!
+//! Creating a PID namespace needs `CAP_SYS_ADMIN`. Where the kernel refuses
+//! (an unprivileged user), [`PidNamespace::create`] fails and the local
+//! runtime falls back to process groups, saying so (see
+//! [`Containment`](super::Containment)). The namespace has no mount
+//! namespace of its own: `/proc` still shows the host's processes, so `ps`
+//! inside a session lists host pids while `$!` and `kill` use the
+//! namespace's.
+//!
+//! # Caveats
+//!
+//! The init is made with a raw `clone(2)` from the keeper thread; between
+//! `clone` and `_exit` it only makes system calls (no allocation, no locks),
+//! as a child of a multi-threaded process must.
+
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::mpsc as std_mpsc;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::process_group::process_start_time;
+
+/// A PID namespace holding one session's processes.
+///
+/// Dropping it kills everything in it.
+#[derive(Debug)]
+pub struct PidNamespace {
+    /// The init's pid, as subrt sees it.
+    pid: u32,
+    /// The init's start time (see [`process_start_time`]).
+    start_time: Option<u64>,
+    /// A pidfd of the init: signals sent through it cannot hit a process
+    /// that inherited the pid.
+    pidfd: Arc<OwnedFd>,
+    /// `/proc/<init>/ns/pid`, for entering the namespace.
+    ns: File,
+    /// Becomes true once the init is dead and reaped, which the kernel
+    /// allows only after every member of the namespace is gone.
+    gone: watch::Receiver<bool>,
+}
+
+impl PidNamespace {
+    /// Makes a new namespace and its init.
+    ///
+    /// # Errors
+    ///
+    /// The kernel's refusal (EPERM for a user without `CAP_SYS_ADMIN`), or
+    /// an I/O error while opening the namespace.
+    pub fn create() -> io::Result<Self> {
+        let (reply, answer) = std_mpsc::sync_channel(1);
+        keeper()?.request(reply)?;
+        answer
+            .recv()
+            .map_err(|_| io::Error::other("the namespace keeper thread is gone"))?
+    }
+
+    /// The init's pid as subrt sees it: killing it kills the session.
+    pub fn init_pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// The init's start time in clock ticks since boot.
+    pub fn init_start_time(&self) -> Option<u64> {
+        self.start_time
+    }
+
+    /// True while the init (and so possibly a member) lives.
+    pub fn is_alive(&self) -> bool {
+        !*self.gone.borrow()
+    }
+
+    /// Kills the init, and with it every process of the namespace. Returns
+    /// at once; [`wait_gone`](Self::wait_gone) waits for the kernel to
+    /// finish. Idempotent.
+    pub fn kill(&self) {
+        if self.is_alive() {
+            // SAFETY: pidfd_send_signal takes a pidfd we own and no pointers
+            // (the siginfo may be null).
+            unsafe {
+                libc::syscall(
+                    libc::SYS_pidfd_send_signal,
+                    self.pidfd.as_raw_fd(),
+                    libc::SIGKILL,
+                    std::ptr::null::<libc::siginfo_t>(),
+                    0,
+                );
+            }
+        }
+    }
+
+    /// Waits until every process of the namespace is gone, at most
+    /// `limit`; true when they are.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: it only watches.
+    pub async fn wait_gone(&self, limit: Duration) -> bool {
+        let mut gone = self.gone.clone();
+        tokio::time::timeout(limit, gone.wait_for(|gone| *gone))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Spawns `command` as a member of the namespace.
+    ///
+    /// The calling thread's `pid_for_children` is pointed at the namespace
+    /// for the spawn only; the spawn is synchronous, so no other task runs
+    /// on this thread meanwhile.
+    ///
+    /// # Errors
+    ///
+    /// Entering the namespace failed, or the spawn did (ENOMEM once the
+    /// namespace's init has died).
+    pub fn spawn(
+        &self,
+        command: &mut tokio::process::Command,
+    ) -> io::Result<tokio::process::Child> {
+        let own = own_namespace()?;
+        enter(self.ns.as_raw_fd())?;
+        let spawned = command.spawn();
+        if let Err(e) = enter(own.as_raw_fd()) {
+            // This thread would now fork every later child into a session's
+            // namespace: nothing sound can go on.
+            eprintln!("subrt: cannot leave a session's PID namespace: {e}");
+            std::process::abort();
+        }
+        spawned
+    }
+}
+
+impl Drop for PidNamespace {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Points the calling thread's `pid_for_children` at namespace `fd`.
+fn enter(fd: RawFd) -> io::Result<()> {
+    // SAFETY: setns takes an fd and a flag; CLONE_NEWPID changes only the
+    // namespace of this thread's future children.
+    if unsafe { libc::setns(fd, libc::CLONE_NEWPID) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// subrt's own PID namespace, to return to after a spawn.
+fn own_namespace() -> io::Result<&'static File> {
+    static OWN: OnceLock<File> = OnceLock::new();
+    if let Some(file) = OWN.get() {
+        return Ok(file);
+    }
+    // `ns/pid` of a process is its active namespace, which never changes.
+    let file = File::open("/proc/self/ns/pid")?;
+    Ok(OWN.get_or_init(|| file))
+}
+
+/// What the keeper sends back for a request.
+type Reply = std_mpsc::SyncSender<io::Result<PidNamespace>>;
+
+/// The thread that makes inits and reaps them.
+///
+/// One per process, started on first use and never ended: the inits'
+/// `PR_SET_PDEATHSIG` fires when the thread that made them exits, so they
+/// must be made by a thread that lives as long as the process.
+struct Keeper {
+    requests: std_mpsc::Sender<Reply>,
+    /// Wakes the keeper's `poll` (an eventfd).
+    wake: OwnedFd,
+}
+
+/// The keeper of this process. A child made by `fork` (a Python worker,
+/// say) has no keeper thread even though it inherited the memory, so the
+/// keeper is remembered with the pid that started it.
+fn keeper() -> io::Result<Arc<Keeper>> {
+    static KEEPER: Mutex<Option<(u32, Arc<Keeper>)>> = Mutex::new(None);
+    let mut slot = KEEPER.lock().unwrap_or_else(|e| e.into_inner());
+    let pid = std::process::id();
+    if let Some((owner, keeper)) = slot.as_ref()
+        && *owner == pid
+    {
+        return Ok(Arc::clone(keeper));
+    }
+    let keeper = Arc::new(Keeper::start()?);
+    *slot = Some((pid, Arc::clone(&keeper)));
+    Ok(keeper)
+}
+
+impl Keeper {
+    fn start() -> io::Result<Self> {
+        // The lifeline: the keeper keeps the write end for good; an init sees
+        // end-of-file on the read end once no process holds it (subrt died).
+        let mut ends = [0; 2];
+        // SAFETY: pipe2 writes two fds into the array.
+        if unsafe { libc::pipe2(ends.as_mut_ptr(), libc::O_CLOEXEC) } == -1 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: both fds were just made and are owned here.
+        let (read_end, write_end) =
+            unsafe { (OwnedFd::from_raw_fd(ends[0]), OwnedFd::from_raw_fd(ends[1])) };
+        // SAFETY: eventfd has no pointer arguments.
+        let wake = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if wake == -1 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a fresh fd, owned here.
+        let wake = unsafe { OwnedFd::from_raw_fd(wake) };
+        let thread_wake = wake.try_clone()?;
+        let (requests, queue) = std_mpsc::channel();
+        std::thread::Builder::new()
+            .name("subrt-ns-keeper".into())
+            .spawn(move || keep(queue, thread_wake, read_end, write_end))?;
+        Ok(Self { requests, wake })
+    }
+
+    fn request(&self, reply: Reply) -> io::Result<()> {
+        self.requests
+            .send(reply)
+            .map_err(|_| io::Error::other("the namespace keeper thread is gone"))?;
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a valid u64 to our eventfd.
+        unsafe { libc::write(self.wake.as_raw_fd(), (&raw const one).cast(), 8) };
+        Ok(())
+    }
+}
+
+/// An init the keeper watches.
+struct Watched {
+    pid: libc::pid_t,
+    pidfd: Arc<OwnedFd>,
+    gone: watch::Sender<bool>,
+}
+
+/// The keeper's loop: make inits on request, reap them when they die.
+fn keep(
+    queue: std_mpsc::Receiver<Reply>,
+    wake: OwnedFd,
+    lifeline: OwnedFd,
+    _lifeline_write: OwnedFd,
+) {
+    let mut watched: Vec<Watched> = Vec::new();
+    loop {
+        let mut fds: Vec<libc::pollfd> = std::iter::once(wake.as_raw_fd())
+            .chain(watched.iter().map(|w| w.pidfd.as_raw_fd()))
+            .map(|fd| libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        // SAFETY: `fds` is a valid array of `fds.len()` pollfds.
+        let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
+        if ready == -1 {
+            continue; // EINTR
+        }
+        if fds[0].revents != 0 {
+            let mut counter = 0u64;
+            // SAFETY: reads 8 bytes into a valid u64 from our eventfd.
+            unsafe { libc::read(wake.as_raw_fd(), (&raw mut counter).cast(), 8) };
+            while let Ok(reply) = queue.try_recv() {
+                let made = make_init(lifeline.as_raw_fd());
+                let answer = made.map(|(namespace, watch)| {
+                    watched.push(watch);
+                    namespace
+                });
+                let _ = reply.send(answer);
+            }
+        }
+        let exited: Vec<bool> = fds[1..].iter().map(|fd| fd.revents != 0).collect();
+        let mut index = 0;
+        watched.retain(|w| {
+            let done = exited.get(index).copied().unwrap_or(false) && reap(w.pid);
+            index += 1;
+            if done {
+                let _ = w.gone.send(true);
+            }
+            !done
+        });
+    }
+}
+
+/// Reaps `pid` if it has exited; true when it is reaped.
+fn reap(pid: libc::pid_t) -> bool {
+    let mut status = 0;
+    // SAFETY: waitpid on our own child, writing into a valid int.
+    let reaped = unsafe { libc::waitpid(pid, &raw mut status, libc::WNOHANG) };
+    reaped == pid || (reaped == -1 && io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD))
+}
+
+/// Clones a new init in a new PID namespace, and opens what subrt needs of it.
+fn make_init(lifeline: RawFd) -> io::Result<(PidNamespace, Watched)> {
+    let flags = (libc::CLONE_NEWPID | libc::SIGCHLD) as libc::c_ulong;
+    // SAFETY: clone without CLONE_VM and with a null stack behaves as fork:
+    // the child gets a copy of this thread's stack and runs only `init_main`,
+    // which makes system calls and never returns.
+    let pid = unsafe { libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize) };
+    match pid {
+        -1 => return Err(io::Error::last_os_error()),
+        0 => init_main(lifeline),
+        _ => {}
+    }
+    let pid = pid as libc::pid_t;
+    let opened = (|| {
+        // SAFETY: pidfd_open of our own unreaped child; no pointers.
+        let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        if pidfd == -1 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a fresh fd, owned here (pidfds are close-on-exec).
+        let pidfd = Arc::new(unsafe { OwnedFd::from_raw_fd(pidfd as RawFd) });
+        let ns = File::open(format!("/proc/{pid}/ns/pid"))?;
+        Ok((pidfd, ns))
+    })();
+    let (pidfd, ns) = match opened {
+        Ok(opened) => opened,
+        Err(e) => {
+            // SAFETY: kill and waitpid of our own unreaped child.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, std::ptr::null_mut(), 0);
+            }
+            return Err(e);
+        }
+    };
+    let (gone_tx, gone) = watch::channel(false);
+    let namespace = PidNamespace {
+        pid: pid as u32,
+        start_time: process_start_time(pid as u32),
+        pidfd: Arc::clone(&pidfd),
+        ns,
+        gone,
+    };
+    let watched = Watched {
+        pid,
+        pidfd,
+        gone: gone_tx,
+    };
+    Ok((namespace, watched))
+}
+
+/// The init of a session's namespace: PID 1 there. Reaps orphans until the
+/// lifeline closes or a terminating signal arrives, then exits, which makes
+/// the kernel kill every other member.
+fn init_main(lifeline: RawFd) -> ! {
+    // SAFETY: only system calls on values of this stack frame, as a child
+    // of a multi-threaded process must; see the module's caveats.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        libc::prctl(libc::PR_SET_NAME, c"subrt-init".as_ptr());
+        // Hold nothing of subrt's: another session's pipe kept open here
+        // would keep that session's reader waiting for end-of-file.
+        if lifeline > 0 {
+            close_range(0, lifeline as u32 - 1);
+        }
+        close_range(lifeline as u32 + 1, u32::MAX);
+
+        // Signal handlers of subrt do not belong here. PID 1 only receives
+        // signals it handles, so the terminating ones get a handler.
+        for signal in 1..32 {
+            if signal != libc::SIGKILL && signal != libc::SIGSTOP {
+                libc::signal(signal, libc::SIG_DFL);
+            }
+        }
+        for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+            libc::signal(signal, exit_on_signal as *const () as libc::sighandler_t);
+        }
+        let mut children: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&raw mut children);
+        libc::sigaddset(&raw mut children, libc::SIGCHLD);
+        libc::sigprocmask(libc::SIG_SETMASK, &raw const children, std::ptr::null_mut());
+        let sigchld = libc::signalfd(-1, &raw const children, libc::SFD_NONBLOCK);
+
+        let mut fds = [
+            libc::pollfd {
+                fd: lifeline,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: sigchld,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        loop {
+            while libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) > 0 {}
+            fds[0].revents = 0;
+            fds[1].revents = 0;
+            if libc::poll(fds.as_mut_ptr(), 2, -1) == -1 {
+                continue;
+            }
+            if fds[0].revents != 0 {
+                // Nobody writes the lifeline: readable means end-of-file.
+                libc::_exit(0);
+            }
+            if fds[1].revents != 0 {
+                let mut info = [0u8; 128];
+                while libc::read(sigchld, info.as_mut_ptr().cast(), info.len()) > 0 {}
+            }
+        }
+    }
+}
+
+extern "C" fn exit_on_signal(_: libc::c_int) {
+    // SAFETY: _exit is async-signal-safe.
+    unsafe { libc::_exit(0) }
+}
+
+/// Closes every fd from `first` to `last`, falling back to closing them
+/// one by one where `close_range(2)` is missing.
+///
+/// # Safety
+///
+/// Closes fds without regard to who owns them: only for the init.
+unsafe fn close_range(first: u32, last: u32) {
+    // SAFETY: the caller owns every fd in the range.
+    unsafe {
+        if libc::syscall(libc::SYS_close_range, first, last, 0) == 0 {
+            return;
+        }
+        let mut limit: libc::rlimit = std::mem::zeroed();
+        libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut limit);
+        let end = (limit.rlim_cur.min(1 << 20) as u32).min(last.saturating_add(1));
+        for fd in first..end {
+            libc::close(fd as RawFd);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn can_create() -> bool {
+        // SAFETY: geteuid has no preconditions.
+        unsafe { libc::geteuid() == 0 }
+    }
+
+    #[tokio::test]
+    async fn members_die_with_the_init() {
+        if !can_create() {
+            eprintln!("skipped: creating a PID namespace needs CAP_SYS_ADMIN");
+            return;
+        }
+        let namespace = PidNamespace::create().unwrap();
+        let mut command = tokio::process::Command::new("/bin/sh");
+        command.args(["-c", "setsid sleep 1001 >/dev/null 2>&1 & echo $! $$"]);
+        command.stdout(std::process::Stdio::piped());
+        let child = namespace.spawn(&mut command).unwrap();
+        let output = child.wait_with_output().await.unwrap();
+        let text = String::from_utf8_lossy(&output.stdout).to_string();
+        let pids: Vec<u32> = text.split_whitespace().map(|p| p.parse().unwrap()).collect();
+        assert!(pids[1] > 1, "the shell has a pid of the namespace: {text}");
+        assert!(namespace.is_alive());
+        let sleeping = || {
+            std::fs::read_dir("/proc").unwrap().flatten().any(|entry| {
+                std::fs::read(entry.path().join("cmdline"))
+                    .is_ok_and(|cmdline| cmdline == b"sleep\x001001\x00")
+            })
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        while !sleeping() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(sleeping(), "the setsid sleep runs");
+        namespace.kill();
+        assert!(namespace.wait_gone(Duration::from_secs(2)).await);
+        assert!(!sleeping(), "the setsid sleep died with the namespace");
+    }
+
+    #[tokio::test]
+    async fn a_spawn_outside_stays_outside() {
+        if !can_create() {
+            return;
+        }
+        let namespace = PidNamespace::create().unwrap();
+        let mut inside = tokio::process::Command::new("true");
+        namespace.spawn(&mut inside).unwrap().wait().await.unwrap();
+        // The same thread spawns again, without the namespace.
+        let child = std::process::Command::new("sh")
+            .args(["-c", "readlink /proc/self/ns/pid"])
+            .output()
+            .unwrap();
+        let own = std::fs::read_link("/proc/self/ns/pid").unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&child.stdout).trim(),
+            own.display().to_string()
+        );
+    }
+}
