@@ -177,6 +177,13 @@ pub async fn main(cli: Cli) -> Result<i32> {
 }
 
 async fn tui(config: Config) -> Result<i32> {
+    use std::io::IsTerminal;
+    if !(std::io::stdin().is_terminal() && std::io::stdout().is_terminal()) {
+        bail!(
+            "the dashboard needs a terminal; without one, `subrt ls` lists the runs \
+             and `subrt run -- COMMAND` runs one"
+        );
+    }
     // Diagnostics go to a file: nothing may write over the dashboard.
     std::fs::create_dir_all(&config.store_dir)
         .wrap_err_with(|| format!("cannot create the store {}", config.store_dir.display()))?;
@@ -195,7 +202,8 @@ async fn tui(config: Config) -> Result<i32> {
 }
 
 async fn specs(config: &Config) -> Result<i32> {
-    println!("{:<20} {:<8} STATUS", "NAME", "TYPE");
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{:<20} {:<8} {:<14} STATUS", "NAME", "TYPE", "CONTAINMENT")?;
     for spec in &config.environments {
         let status = match registry::builtins().check(spec).await {
             Ok(()) => "ready".to_owned(),
@@ -206,9 +214,39 @@ async fn specs(config: &Config) -> Result<i32> {
         } else {
             ""
         };
-        println!("{:<20} {:<8} {status}{default}", spec.name, spec.kind);
+        let containment = containment_of(spec);
+        writeln!(
+            out,
+            "{:<20} {:<8} {containment:<14} {status}{default}",
+            spec.name, spec.kind
+        )?;
+    }
+    // What a weak containment means, once, below the table.
+    if config
+        .environments
+        .iter()
+        .any(|spec| containment_of(spec) == "process-group")
+    {
+        let reason = subrt::runtime::pid_namespaces().err().unwrap_or("chosen in the config");
+        writeln!(
+            out,
+            "\nprocess-group: PID namespaces are not used ({reason}); a process that calls \
+             setsid can outlive its session. Run as root (or with CAP_SYS_ADMIN) for pid-namespace."
+        )?;
     }
     Ok(0)
+}
+
+/// What holds the processes of a session of `spec` together, in a word.
+fn containment_of(spec: &subrt::spec::EnvironmentSpec) -> String {
+    match spec.kind.as_str() {
+        "local" => match subrt::runtime::local_containment(spec) {
+            Ok(containment) => containment.to_string(),
+            Err(_) => "none".to_owned(),
+        },
+        "docker" => subrt::runtime::Containment::Container.to_string(),
+        _ => "-".to_owned(),
+    }
 }
 
 async fn run(config: &Config, args: RunArgs) -> Result<i32> {
@@ -234,14 +272,25 @@ async fn run(config: &Config, args: RunArgs) -> Result<i32> {
     };
 
     // Handlers first: a signal must never find a command running without them.
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    let mut terminate = signal(SignalKind::terminate())?;
+    let mut signals = Signals::new()?;
     let mut launch = LaunchSpec::new(spec.clone(), working_dir);
     launch.is_evaluation = args.eval;
     launch.disable_setup = args.no_setup;
     let run_id = launch.run_id.clone();
     let log_launch = (!args.no_log).then(|| launch.clone());
-    let runtime = registry::builtins().spawn(launch).await?;
+    let spawning = registry::builtins().spawn(launch);
+    tokio::pin!(spawning);
+    let runtime = tokio::select! {
+        runtime = &mut spawning => runtime?,
+        signal = signals.recv() => {
+            // Let a spawn that is nearly done finish, so that what it made
+            // (a container) is cleaned up here rather than left to `gc`.
+            if let Ok(Ok(runtime)) = tokio::time::timeout(SPAWN_GRACE, spawning).await {
+                runtime.cleanup().await?;
+            }
+            return Ok(128 + signal);
+        }
+    };
     let supervisor = match log_launch {
         Some(launch) => {
             let log = RunlogWriter::create(&config.store_dir, &launch, &runtime.info());
@@ -267,14 +316,18 @@ async fn run(config: &Config, args: RunArgs) -> Result<i32> {
     request.stdin = stdin;
     let _reply = supervisor.submit(request).await;
 
-    let mut caught = None;
     let mut out = RawOutput::default();
     let mut result = None;
     while result.is_none() {
         let event = tokio::select! {
             event = events.recv() => event,
-            _ = interrupt.recv() => { caught = Some(libc::SIGINT); supervisor.kill().await?; continue }
-            _ = terminate.recv() => { caught = Some(libc::SIGTERM); supervisor.kill().await?; continue }
+            signal = signals.recv() => {
+                // Cleanup, not kill: a kill finds nothing to kill while the
+                // command is still on its way to the runtime, and cleanup
+                // also stops it from starting.
+                supervisor.cleanup().await?;
+                return Ok(128 + signal);
+            }
         };
         match event {
             Some(SessionEvent::Runtime { event, .. }) => match event {
@@ -309,10 +362,40 @@ async fn run(config: &Config, args: RunArgs) -> Result<i32> {
             failure.command, failure.exit_code
         );
     }
-    if let Some(signal) = caught {
-        return Ok(128 + signal);
-    }
     Ok(exit_status(&result))
+}
+
+/// How long a spawn under way may still take after a signal.
+const SPAWN_GRACE: Duration = Duration::from_millis(500);
+
+/// SIGINT, SIGTERM and SIGHUP, which end `subrt run` with 128+N.
+struct Signals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Self> {
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+            hangup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// The next of them to arrive.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: a signal not returned stays pending.
+    async fn recv(&mut self) -> i32 {
+        tokio::select! {
+            _ = self.interrupt.recv() => libc::SIGINT,
+            _ = self.terminate.recv() => libc::SIGTERM,
+            _ = self.hangup.recv() => libc::SIGHUP,
+        }
+    }
 }
 
 fn ls(config: &Config, args: &LsArgs) -> Result<i32> {
@@ -323,25 +406,27 @@ fn ls(config: &Config, args: &LsArgs) -> Result<i32> {
     let runs = runs
         .into_iter()
         .filter(|r| !args.live || r.state == RunState::Live);
+    let mut out = std::io::stdout().lock();
     if args.json {
-        let mut out = std::io::stdout().lock();
         for run in runs {
             serde_json::to_writer(&mut out, &run)?;
             writeln!(out)?;
         }
         return Ok(0);
     }
-    println!(
+    writeln!(
+        out,
         "{:<26} {:<14} {:<28} {:<12} {:>5} {:<20} {:>9} {:>10} {:>10}",
         "RUN", "ENV", "COMMAND", "STATE", "EXIT", "STARTED", "DURATION", "OUT", "ERR"
-    );
+    )?;
     for run in runs {
         let state = match (run.state, run.status) {
             (RunState::Finished, Some(status)) => status.to_string(),
             (state, _) => state.to_string(),
         };
         let exit = run.exit.map_or("-".to_owned(), |e| e.to_string());
-        println!(
+        writeln!(
+        out,
             "{:<26} {:<14} {:<28} {:<12} {:>5} {:<20} {:>8.1}s {:>10} {:>10}",
             run.run_id,
             clip(&run.environment, 14),
@@ -352,7 +437,7 @@ fn ls(config: &Config, args: &LsArgs) -> Result<i32> {
             run.duration.as_secs_f64(),
             run.bytes_out,
             run.bytes_err,
-        );
+        )?;
     }
     Ok(0)
 }
@@ -461,12 +546,12 @@ async fn gc(config: &Config, args: &GcArgs) -> Result<i32> {
                 container.verdict
             );
             if args.dry_run {
-                println!("would remove {what}");
+                writeln!(std::io::stdout(), "would remove {what}")?;
             } else {
                 match leftovers::remove(&docker, &container.id).await {
                     Ok(()) => {
                         removed += 1;
-                        println!("removed {what}");
+                        writeln!(std::io::stdout(), "removed {what}")?;
                     }
                     Err(e) => {
                         eprintln!("subrt: {e}");
@@ -482,9 +567,9 @@ async fn gc(config: &Config, args: &GcArgs) -> Result<i32> {
         "leftover containers"
     };
     match (found, args.dry_run) {
-        (0, _) => println!("no {scope}"),
-        (n, true) => println!("{n} {scope} (dry run: none removed)"),
-        (n, false) => println!("{removed} of {n} {scope} removed"),
+        (0, _) => writeln!(std::io::stdout(), "no {scope}")?,
+        (n, true) => writeln!(std::io::stdout(), "{n} {scope} (dry run: none removed)")?,
+        (n, false) => writeln!(std::io::stdout(), "{removed} of {n} {scope} removed")?,
     }
     Ok(status)
 }

@@ -21,15 +21,42 @@ fn main() -> color_eyre::Result<()> {
     };
     let status = match runtime.block_on(cli::main(cli)) {
         Ok(status) => status,
+        // The reader of our output went away (`subrt ls | head`): nothing
+        // more to say, and nobody to say it to.
+        Err(report) if is_broken_pipe(&report) => 0,
         Err(report) => {
             // Expected failures (bad config, missing dir, daemon down) are
-            // for the user, not a backtrace: print the chain of causes.
-            let causes: Vec<String> = report.chain().map(ToString::to_string).collect();
-            eprintln!("subrt: {}", causes.join(": "));
+            // for the user, not a backtrace: one line, each cause once.
+            eprintln!("subrt: {}", one_line(&report));
             cli::EXIT_USAGE
         }
     };
     // Dropping the runtime cancels what is left; the session was cleaned up.
     drop(runtime);
     std::process::exit(status);
+}
+
+/// Whether `report` comes from writing to a closed pipe.
+fn is_broken_pipe(report: &color_eyre::Report) -> bool {
+    report.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// The chain of causes on one line, leaving out a cause that the message
+/// before it already says (errors that print their source themselves).
+fn one_line(report: &color_eyre::Report) -> String {
+    let mut line = String::new();
+    for cause in report.chain() {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+    }
+    line
 }

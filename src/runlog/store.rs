@@ -56,6 +56,8 @@ pub struct RunSummary {
     pub bytes_out: u64,
     /// Stderr bytes, setup included.
     pub bytes_err: u64,
+    /// What held the session's processes together, when the log says.
+    pub containment: Option<crate::runtime::Containment>,
 }
 
 fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -82,6 +84,7 @@ pub fn summarize(path: &Path) -> Result<(RunSummary, Vec<String>), RunlogError> 
         duration: Duration::ZERO,
         bytes_out: 0,
         bytes_err: 0,
+        containment: header.containment,
     };
     if let Some(Record::End {
         t,

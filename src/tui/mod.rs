@@ -146,7 +146,7 @@ pub async fn run(config: Config) -> io::Result<()> {
         }
     }
 
-    let mut terminal = ratatui::init();
+    let mut terminal = ratatui::try_init()?;
     mouse_capture(true);
     // ratatui's panic hook restores the screen; the mouse is ours to release.
     let previous_hook = std::panic::take_hook();
@@ -180,26 +180,31 @@ pub async fn run(config: Config) -> io::Result<()> {
             .is_some_and(|r| !r.paused && !r.finished());
         let tick_from = Instant::now();
         let effect = tokio::select! {
-            Some(Ok(event)) = input.next() => match event {
-                Event::Key(key) if key.kind == KeyEventKind::Press => {
-                    let replaying = app.replay.is_some();
-                    action_for(key, &app.modal, replaying).and_then(|a| app.update(a))
-                }
-                Event::Resize(..) => {
-                    app.dirty = true;
-                    None
-                }
-                Event::Mouse(mouse) => {
-                    let area = terminal.get_frame().area();
-                    match mouse.kind {
-                        MouseEventKind::Down(MouseButton::Left) => app.click(area, mouse.column, mouse.row),
-                        MouseEventKind::ScrollUp => app.wheel(area, mouse.column, mouse.row, true),
-                        MouseEventKind::ScrollDown => app.wheel(area, mouse.column, mouse.row, false),
-                        _ => {}
+            read = input.next() => match read {
+                Some(Ok(event)) => match event {
+                    Event::Key(key) if key.kind == KeyEventKind::Press => {
+                        let replaying = app.replay.is_some();
+                        action_for(key, &app.modal, replaying).and_then(|a| app.update(a))
                     }
-                    None
-                }
-                _ => None,
+                    Event::Resize(..) => {
+                        app.dirty = true;
+                        None
+                    }
+                    Event::Mouse(mouse) => {
+                        let area = terminal.get_frame().area();
+                        match mouse.kind {
+                            MouseEventKind::Down(MouseButton::Left) => app.click(area, mouse.column, mouse.row),
+                            MouseEventKind::ScrollUp => app.wheel(area, mouse.column, mouse.row, true),
+                            MouseEventKind::ScrollDown => app.wheel(area, mouse.column, mouse.row, false),
+                            _ => {}
+                        }
+                        None
+                    }
+                    _ => None,
+                },
+                // The terminal is gone (EIO after a hangup, end of input):
+                // a quit that cleans up, as for SIGHUP.
+                Some(Err(_)) | None => Some(Effect::Quit { cleanup: true }),
             },
             Some((run_id, event)) = events.recv() => {
                 apply(&mut app, &run_id, event);

@@ -26,6 +26,27 @@ pub fn unique_sleep() -> u32 {
     100_000 + (std::process::id() % 40_000) * 20 + n % 20
 }
 
+/// A command line that leaves processes behind in every way a submission
+/// might: a background child, a double fork through `setsid`, and `nohup`;
+/// then it says `started` and sleeps in the foreground (unless `finish`).
+/// Returns it with the needles that find each process.
+pub fn escapes(finish: bool) -> (String, Vec<String>) {
+    let n: Vec<u32> = (0..4).map(|_| unique_sleep()).collect();
+    let quiet = ">/dev/null 2>&1";
+    let line = format!(
+        "sleep {a} {quiet} & setsid sh -c 'sleep {b} {quiet} &'; nohup sleep {c} {quiet} & echo started{tail}",
+        a = n[0],
+        b = n[1],
+        c = n[2],
+        tail = if finish { String::new() } else { format!("; sleep {}", n[3]) },
+    );
+    let needles = n[..if finish { 3 } else { 4 }]
+        .iter()
+        .map(|n| format!("sleep {n}"))
+        .collect();
+    (line, needles)
+}
+
 /// Host processes, not zombies, whose command line contains `needle`.
 pub fn live_processes(needle: &str) -> Vec<String> {
     let mut found = Vec::new();

@@ -344,6 +344,86 @@ pub async fn exit_codes_follow_the_shell_convention<T: Target>(target: T) {
     rt.cleanup().await.unwrap();
 }
 
+/// Waits until the `started` of [`crate::common::escapes`] is printed, then a moment for
+/// the double fork to finish.
+async fn wait_started(stream: &mut subrt::runtime::EventStream) {
+    loop {
+        match stream.next_event().await {
+            Some(RuntimeEvent::Output(c)) if c.data.starts_with(b"started") => break,
+            Some(RuntimeEvent::Finished(r)) => panic!("finished early: {r:?}"),
+            Some(_) => {}
+            None => panic!("the stream ended before `started`"),
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+}
+
+async fn assert_all_gone<T: Target>(
+    target: &T,
+    runtime: &Arc<dyn SubmissionRuntime>,
+    needles: &[String],
+    after: &str,
+) {
+    for needle in needles {
+        assert!(
+            eventually_gone(target, runtime, needle).await,
+            "`{needle}` survived {after}"
+        );
+    }
+}
+
+pub async fn nothing_escapes_a_timeout<T: Target>(target: T) {
+    let rt = target.runtime(&[]).await;
+    let (line, needles) = crate::common::escapes(false);
+    let events = collect(&rt, ExecRequest::new(line).timeout(Duration::from_secs(1))).await;
+    let (end, result) = finished(&events);
+    assert!(result.timed_out, "{result:?}");
+    assert!(end < Duration::from_secs(2), "Finished came {end:?} after the start");
+    assert_all_gone(&target, &rt, &needles, "the timeout").await;
+    rt.cleanup().await.unwrap();
+}
+
+pub async fn nothing_escapes_a_kill<T: Target>(target: T) {
+    let rt = target.runtime(&[]).await;
+    let (line, needles) = crate::common::escapes(false);
+    let mut stream = rt.stream(ExecRequest::new(line)).await.unwrap();
+    wait_started(&mut stream).await;
+    for needle in &needles {
+        assert!(target.alive(&rt, needle).await, "`{needle}` runs before the kill");
+    }
+    rt.kill().await.unwrap();
+    let result = stream.finish().await.unwrap();
+    assert!(result.killed, "{result:?}");
+    assert_all_gone(&target, &rt, &needles, "kill()").await;
+    rt.cleanup().await.unwrap();
+}
+
+pub async fn nothing_escapes_a_dropped_stream<T: Target>(target: T) {
+    let rt = target.runtime(&[]).await;
+    let (line, needles) = crate::common::escapes(false);
+    let mut stream = rt.stream(ExecRequest::new(line)).await.unwrap();
+    wait_started(&mut stream).await;
+    drop(stream);
+    assert_all_gone(&target, &rt, &needles, "dropping the stream").await;
+    rt.cleanup().await.unwrap();
+}
+
+pub async fn nothing_escapes_cleanup<T: Target>(target: T) {
+    let rt = target.runtime(&[]).await;
+    let (line, needles) = crate::common::escapes(true);
+    let result = rt.execute(ExecRequest::new(line)).await.unwrap();
+    assert_eq!(result.exit_code, 0, "{result:?}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for needle in &needles {
+        assert!(
+            target.alive(&rt, needle).await,
+            "`{needle}` outlives its command until cleanup"
+        );
+    }
+    rt.cleanup().await.unwrap();
+    assert_all_gone(&target, &rt, &needles, "cleanup()").await;
+}
+
 /// One `#[tokio::test]` per guarantee, for the target `$target`.
 #[macro_export]
 macro_rules! contract_tests {
@@ -360,6 +440,10 @@ macro_rules! contract_tests {
             setup_runs_once_as_the_first_phase,
             a_failing_setup_command_stops_the_run,
             exit_codes_follow_the_shell_convention,
+            nothing_escapes_a_timeout,
+            nothing_escapes_a_kill,
+            nothing_escapes_a_dropped_stream,
+            nothing_escapes_cleanup,
         );
     };
     (@each $target:expr; $($name:ident),* $(,)?) => {
