@@ -505,3 +505,64 @@ fn sigterm_restores_the_terminal_and_cleans_up() {
         "SIGTERM left the run's process"
     );
 }
+
+/// The dashboard running the escape tricks of [`common::escapes`], once
+/// they all run.
+fn dashboard_with_escapes() -> (Tui, Vec<String>) {
+    let (line, needles) = common::escapes(false);
+    let tui = Tui::start(&[line]);
+    tui.wait_for("started");
+    for needle in &needles {
+        assert!(
+            common::eventually(Duration::from_secs(5), || {
+                common::live_processes(needle)
+                    .iter()
+                    .any(|c| c.starts_with("sleep"))
+            }),
+            "`{needle}` never started"
+        );
+    }
+    (tui, needles)
+}
+
+#[test]
+fn sigkill_of_the_dashboard_leaves_nothing() {
+    if !tmux_available() {
+        return;
+    }
+    let (tui, needles) = dashboard_with_escapes();
+    let pid: i32 = tui.pid().parse().unwrap();
+    // SAFETY: signalling the TUI process this test started.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    for needle in &needles {
+        assert!(
+            common::gone(needle),
+            "`{needle}` outlived the SIGKILLed dashboard"
+        );
+    }
+}
+
+#[test]
+fn closing_the_terminal_cleans_up() {
+    if !tmux_available() {
+        return;
+    }
+    let (tui, needles) = dashboard_with_escapes();
+    let pid = tui.pid();
+    // The window goes away: tmux hangs up the dashboard's terminal.
+    tmux(&tui.name, &["kill-session", "-t", &tui.name]);
+    let ended = || match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')),
+    };
+    assert!(
+        common::eventually(Duration::from_secs(5), ended),
+        "the dashboard is still running after its terminal closed"
+    );
+    for needle in &needles {
+        assert!(
+            common::gone(needle),
+            "`{needle}` outlived the closed terminal"
+        );
+    }
+}
