@@ -140,4 +140,34 @@ fn main() {
         execute.as_secs_f64() * 1000.0 / SPAWNS as f64
     );
     tokio.block_on(runtime.cleanup()).unwrap();
+
+    println!("\nmaking and cleaning up a local session {SESSIONS} times (median of {ROUNDS})\n");
+    let sessions = median(|| {
+        timed(|| {
+            tokio.block_on(async {
+                for _ in 0..SESSIONS {
+                    let launch =
+                        LaunchSpec::new(EnvironmentSpec::local("bench"), std::env::temp_dir());
+                    let session = spawn_runtime(launch).await.unwrap();
+                    session.cleanup().await.unwrap();
+                }
+            })
+        })
+    });
+    let per_session = sessions.as_secs_f64() * 1000.0 / SESSIONS as f64;
+    println!(
+        "spawn_runtime + cleanup: {per_session:.2} ms per session ({}), sh -c true {:.2} ms",
+        runtime_containment(),
+        spawn.as_secs_f64() * 1000.0 / SPAWNS as f64,
+    );
+}
+
+/// Sessions made and cleaned up per round.
+const SESSIONS: usize = 100;
+
+fn runtime_containment() -> String {
+    match subrt::runtime::pid_namespaces() {
+        Ok(()) => "pid-namespace".into(),
+        Err(reason) => format!("process-group: {reason}"),
+    }
 }

@@ -232,3 +232,35 @@ fn specs_says_why_docker_is_unavailable() {
         "{listing}"
     );
 }
+
+#[test]
+fn sigint_while_the_container_starts_ends_the_run_at_once() {
+    let Some(setup) = Setup::new("cli-early-sigint", "") else {
+        return;
+    };
+    for delay_ms in [100u64, 300] {
+        let child = setup
+            .cmd(&["run", "--", "sleep 30; echo late"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let sent = Instant::now();
+        // SAFETY: signalling a child we own.
+        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            sent.elapsed() < Duration::from_secs(1),
+            "SIGINT after {delay_ms} ms took {:?}",
+            sent.elapsed()
+        );
+        assert_eq!(out.status.code(), Some(130), "after {delay_ms} ms: {out:?}");
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("late"));
+    }
+    for run in setup.run_ids() {
+        assert!(
+            eventually(Duration::from_secs(5), || containers_of(&run, true).is_empty()),
+            "run {run} left a container"
+        );
+    }
+}
