@@ -203,7 +203,11 @@ async fn tui(config: Config) -> Result<i32> {
 
 async fn specs(config: &Config) -> Result<i32> {
     let mut out = std::io::stdout().lock();
-    writeln!(out, "{:<20} {:<8} {:<14} STATUS", "NAME", "TYPE", "CONTAINMENT")?;
+    writeln!(
+        out,
+        "{:<20} {:<8} {:<14} STATUS",
+        "NAME", "TYPE", "CONTAINMENT"
+    )?;
     for spec in &config.environments {
         let status = match registry::builtins().check(spec).await {
             Ok(()) => "ready".to_owned(),
@@ -227,7 +231,9 @@ async fn specs(config: &Config) -> Result<i32> {
         .iter()
         .any(|spec| containment_of(spec) == "process-group")
     {
-        let reason = subrt::runtime::pid_namespaces().err().unwrap_or("chosen in the config");
+        let reason = subrt::runtime::pid_namespaces()
+            .err()
+            .unwrap_or("chosen in the config");
         writeln!(
             out,
             "\nprocess-group: PID namespaces are not used ({reason}); a process that calls \
@@ -426,7 +432,7 @@ fn ls(config: &Config, args: &LsArgs) -> Result<i32> {
         };
         let exit = run.exit.map_or("-".to_owned(), |e| e.to_string());
         writeln!(
-        out,
+            out,
             "{:<26} {:<14} {:<28} {:<12} {:>5} {:<20} {:>8.1}s {:>10} {:>10}",
             run.run_id,
             clip(&run.environment, 14),

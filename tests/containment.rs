@@ -18,7 +18,12 @@ fn start(line: &str) -> Child {
         .spawn()
         .unwrap();
     let mut first = [0u8; 8];
-    child.stdout.as_mut().unwrap().read_exact(&mut first).unwrap();
+    child
+        .stdout
+        .as_mut()
+        .unwrap()
+        .read_exact(&mut first)
+        .unwrap();
     assert_eq!(&first, b"started\n");
     // The double fork finishes after `started`.
     std::thread::sleep(Duration::from_millis(200));
@@ -43,7 +48,9 @@ fn assert_all_gone(needles: &[String], after: &str) {
 fn assert_all_alive(needles: &[String]) {
     for needle in needles {
         assert!(
-            live_processes(needle).iter().any(|c| c.starts_with("sleep")),
+            live_processes(needle)
+                .iter()
+                .any(|c| c.starts_with("sleep")),
             "`{needle}` is not running before the test's blow"
         );
     }
@@ -61,14 +68,22 @@ fn sigkill_of_subrt_run_leaves_nothing() {
 
 #[test]
 fn terminating_signals_end_the_run_with_128_plus_n_and_leave_nothing() {
-    for (sig, code) in [(libc::SIGTERM, 143), (libc::SIGINT, 130), (libc::SIGHUP, 129)] {
+    for (sig, code) in [
+        (libc::SIGTERM, 143),
+        (libc::SIGINT, 130),
+        (libc::SIGHUP, 129),
+    ] {
         let (line, needles) = escapes(false);
         let child = start(&line);
         assert_all_alive(&needles);
         let sent = Instant::now();
         signal(&child, sig);
         let status = child.wait_with_output().unwrap().status;
-        assert!(sent.elapsed() < Duration::from_secs(1), "{:?}", sent.elapsed());
+        assert!(
+            sent.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            sent.elapsed()
+        );
         assert_eq!(status.code(), Some(code), "signal {sig}: {status:?}");
         assert_all_gone(&needles, &format!("signal {sig}"));
     }
@@ -101,7 +116,10 @@ fn a_signal_at_any_moment_ends_the_run_within_a_second() {
             out.status
         );
         assert!(!String::from_utf8_lossy(&out.stdout).contains("late"));
-        assert!(common::gone(&format!("sleep {n}")), "sleep {n} left after {delay_ms} ms");
+        assert!(
+            common::gone(&format!("sleep {n}")),
+            "sleep {n} left after {delay_ms} ms"
+        );
     }
 }
 
@@ -118,7 +136,9 @@ fn the_process_group_fallback_says_so_and_is_weaker() {
     assert!(stderr.contains("containment: process-group"), "{stderr}");
     // What the namespace prevents: the setsid sleep survived its session.
     let survivors = live_processes(&format!("sleep {n}"));
-    let _ = Command::new("pkill").args(["-f", &format!("sleep {n}")]).status();
+    let _ = Command::new("pkill")
+        .args(["-f", &format!("sleep {n}")])
+        .status();
     assert!(!survivors.is_empty(), "setsid escapes process groups");
 
     let specs = project.run(&["specs"]);
@@ -138,9 +158,8 @@ fn specs_and_the_run_log_say_which_containment_applies() {
     };
     assert!(listing.contains(expected), "{listing}");
 
-    let project = common::Project::with_config(
-        "[[environments]]\nname = \"local\"\ntype = \"local\"\n",
-    );
+    let project =
+        common::Project::with_config("[[environments]]\nname = \"local\"\ntype = \"local\"\n");
     assert!(project.run(&["run", "--", "true"]).status.success());
     let ls = project.run(&["ls", "--json"]);
     let run: serde_json::Value =
@@ -153,7 +172,10 @@ fn the_dashboard_without_a_terminal_says_so_in_one_line() {
     let out = Command::new("setsid")
         .arg(env!("CARGO_BIN_EXE_subrt"))
         .current_dir(std::env::temp_dir())
-        .env("XDG_STATE_HOME", std::env::temp_dir().join("subrt-test-state"))
+        .env(
+            "XDG_STATE_HOME",
+            std::env::temp_dir().join("subrt-test-state"),
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -170,13 +192,17 @@ fn the_dashboard_without_a_terminal_says_so_in_one_line() {
 
 #[test]
 fn a_closed_stdout_ends_quietly() {
-    let project = common::Project::with_config(
-        "[[environments]]\nname = \"local\"\ntype = \"local\"\n",
-    );
+    let project =
+        common::Project::with_config("[[environments]]\nname = \"local\"\ntype = \"local\"\n");
     for _ in 0..3 {
         assert!(project.run(&["run", "--", "echo hi"]).status.success());
     }
-    for args in [&["ls"][..], &["specs"], &["ls", "--json"], &["export", "last", "--format", "stdout"]] {
+    for args in [
+        &["ls"][..],
+        &["specs"],
+        &["ls", "--json"],
+        &["export", "last", "--format", "stdout"],
+    ] {
         let mut child = project
             .cmd(args)
             .stdout(Stdio::piped())

@@ -105,15 +105,23 @@ fn a_killed_subrt_takes_its_container_down_without_gc() {
     std::io::Read::read_exact(child.stdout.as_mut().unwrap(), &mut first).unwrap();
     assert_eq!(&first, b"started\n");
     let run = setup.run_ids().pop().unwrap();
-    assert_eq!(containers_of(&run, false).len(), 1, "the run has its container");
+    assert_eq!(
+        containers_of(&run, false).len(),
+        1,
+        "the run has its container"
+    );
     child.kill().unwrap(); // SIGKILL: subrt cleans nothing up
     child.wait().unwrap();
     let killed = Instant::now();
     assert!(
-        eventually(Duration::from_secs(10), || containers_of(&run, true).is_empty()),
+        eventually(Duration::from_secs(10), || containers_of(&run, true)
+            .is_empty()),
         "a container of run {run} is still there 10 s after its owner's SIGKILL"
     );
-    eprintln!("container gone {:?} after the owner's SIGKILL", killed.elapsed());
+    eprintln!(
+        "container gone {:?} after the owner's SIGKILL",
+        killed.elapsed()
+    );
 }
 
 #[test]
@@ -145,7 +153,11 @@ fn gc_removes_a_container_whose_owner_is_gone() {
         listing.contains("would remove") && listing.contains(&run),
         "{listing}"
     );
-    assert_eq!(containers_of(&run, true).len(), 1, "a dry run removes nothing");
+    assert_eq!(
+        containers_of(&run, true).len(),
+        1,
+        "a dry run removes nothing"
+    );
 
     let gc = setup.run(&["gc", "--env", &setup.env]);
     let report = String::from_utf8_lossy(&gc.stdout);
@@ -259,7 +271,8 @@ fn sigint_while_the_container_starts_ends_the_run_at_once() {
     }
     for run in setup.run_ids() {
         assert!(
-            eventually(Duration::from_secs(5), || containers_of(&run, true).is_empty()),
+            eventually(Duration::from_secs(5), || containers_of(&run, true)
+                .is_empty()),
             "run {run} left a container"
         );
     }

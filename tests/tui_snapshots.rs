@@ -30,6 +30,7 @@ fn summary(
         duration: Duration::from_secs(u64::from(n) * 7),
         bytes_out: 0,
         bytes_err: 0,
+        containment: None,
     }
 }
 
@@ -352,6 +353,7 @@ fn timed_log_named(dir: &std::path::Path, run_id: &str) -> PathBuf {
             start_time: None,
         },
         container_id: None,
+        containment: None,
     };
     let out = |seq, secs: u64, s, text: &str| Record::Out {
         seq,

@@ -553,7 +553,10 @@ fn closing_the_terminal_cleans_up() {
     tmux(&tui.name, &["kill-session", "-t", &tui.name]);
     let ended = || match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Err(_) => true,
-        Ok(stat) => stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')),
+        Ok(stat) => stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
     };
     assert!(
         common::eventually(Duration::from_secs(5), ended),

@@ -22,12 +22,12 @@ mod reader;
 mod store;
 mod writer;
 
+/// Kept here too: the run log's header names its owner.
+pub use crate::runtime::owner::Owner;
 pub use export::{ExportFormat, export, replay_print};
 pub use reader::{RunlogReader, Tail, open};
 pub use store::{RunState, RunSummary, Store, summarize};
 pub use writer::RunlogWriter;
-/// Kept here too: the run log's header names its owner.
-pub use crate::runtime::owner::Owner;
 
 use std::path::PathBuf;
 

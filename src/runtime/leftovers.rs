@@ -64,9 +64,7 @@ impl std::fmt::Display for Verdict {
 
 fn verdict(owner_label: &str) -> Verdict {
     match Owner::parse_label(owner_label) {
-        Some(owner) if owner.host != super::owner::hostname() => {
-            Verdict::OtherHost
-        }
+        Some(owner) if owner.host != super::owner::hostname() => Verdict::OtherHost,
         Some(owner) if owner.is_alive() => Verdict::OwnerAlive,
         _ => Verdict::OwnerGone,
     }

@@ -235,7 +235,10 @@ impl SubmissionRuntime for LocalRuntime {
             self.inner.lifecycle().phase = RuntimeState::Cleaned;
             self.inner.kill_all()?;
             let mut processes = self.inner.processes();
-            (processes.groups.clone(), std::mem::take(&mut processes.dying))
+            (
+                processes.groups.clone(),
+                std::mem::take(&mut processes.dying),
+            )
         };
         // SIGKILL is asynchronous: wait (briefly) until the processes are gone
         // so that "cleaned up" means what it says.
@@ -308,7 +311,11 @@ impl Inner {
         let mut processes = self.processes();
         let child = match self.containment {
             Containment::PidNamespace => {
-                if !processes.namespace.as_ref().is_some_and(PidNamespace::is_alive) {
+                if !processes
+                    .namespace
+                    .as_ref()
+                    .is_some_and(PidNamespace::is_alive)
+                {
                     processes.namespace = Some(PidNamespace::create()?);
                 }
                 let namespace = processes.namespace.as_ref().expect("made above");

@@ -50,8 +50,8 @@ pub mod leftovers;
 pub mod local;
 mod models;
 pub mod owner;
-mod placeholders;
 pub mod pid_namespace;
+mod placeholders;
 pub mod process_group;
 pub mod registry;
 

@@ -36,10 +36,14 @@ impl Owner {
             && process_start_time(self.pid) == self.start_time
     }
 
-
     /// The `subrt.owner` label form: `host/pid/start_time` (0 when unknown).
     pub fn label(&self) -> String {
-        format!("{}/{}/{}", self.host, self.pid, self.start_time.unwrap_or(0))
+        format!(
+            "{}/{}/{}",
+            self.host,
+            self.pid,
+            self.start_time.unwrap_or(0)
+        )
     }
 
     /// Parses [`label`](Self::label)'s form.
@@ -67,4 +71,3 @@ pub fn hostname() -> String {
     let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
     String::from_utf8_lossy(&buf[..end]).into_owned()
 }
-

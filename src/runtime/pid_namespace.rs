@@ -311,7 +311,8 @@ fn reap(pid: libc::pid_t) -> bool {
     let mut status = 0;
     // SAFETY: waitpid on our own child, writing into a valid int.
     let reaped = unsafe { libc::waitpid(pid, &raw mut status, libc::WNOHANG) };
-    reaped == pid || (reaped == -1 && io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD))
+    reaped == pid
+        || (reaped == -1 && io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD))
 }
 
 /// Clones a new init in a new PID namespace, and opens what subrt needs of it.
@@ -476,7 +477,10 @@ mod tests {
         let child = namespace.spawn(&mut command).unwrap();
         let output = child.wait_with_output().await.unwrap();
         let text = String::from_utf8_lossy(&output.stdout).to_string();
-        let pids: Vec<u32> = text.split_whitespace().map(|p| p.parse().unwrap()).collect();
+        let pids: Vec<u32> = text
+            .split_whitespace()
+            .map(|p| p.parse().unwrap())
+            .collect();
         assert!(pids[1] > 1, "the shell has a pid of the namespace: {text}");
         assert!(namespace.is_alive());
         let sleeping = || {

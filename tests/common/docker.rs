@@ -11,8 +11,8 @@ pub const TEST_IMAGE: &str = "subrt-test-rootfs:2";
 
 /// Programs copied into the image (the shell is dash, as `/bin/sh`).
 const PROGRAMS: &[&str] = &[
-    "sh", "sleep", "cat", "head", "ls", "id", "touch", "tr", "dd", "wc", "mkdir", "rm", "true", "setsid",
-    "nohup",
+    "sh", "sleep", "cat", "head", "ls", "id", "touch", "tr", "dd", "wc", "mkdir", "rm", "true",
+    "setsid", "nohup",
 ];
 
 /// `Some(image)` when the daemon answers and the test image is built.

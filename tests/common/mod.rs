@@ -38,7 +38,11 @@ pub fn escapes(finish: bool) -> (String, Vec<String>) {
         a = n[0],
         b = n[1],
         c = n[2],
-        tail = if finish { String::new() } else { format!("; sleep {}", n[3]) },
+        tail = if finish {
+            String::new()
+        } else {
+            format!("; sleep {}", n[3])
+        },
     );
     let needles = n[..if finish { 3 } else { 4 }]
         .iter()

@@ -378,7 +378,10 @@ pub async fn nothing_escapes_a_timeout<T: Target>(target: T) {
     let events = collect(&rt, ExecRequest::new(line).timeout(Duration::from_secs(1))).await;
     let (end, result) = finished(&events);
     assert!(result.timed_out, "{result:?}");
-    assert!(end < Duration::from_secs(2), "Finished came {end:?} after the start");
+    assert!(
+        end < Duration::from_secs(2),
+        "Finished came {end:?} after the start"
+    );
     assert_all_gone(&target, &rt, &needles, "the timeout").await;
     rt.cleanup().await.unwrap();
 }
@@ -389,7 +392,10 @@ pub async fn nothing_escapes_a_kill<T: Target>(target: T) {
     let mut stream = rt.stream(ExecRequest::new(line)).await.unwrap();
     wait_started(&mut stream).await;
     for needle in &needles {
-        assert!(target.alive(&rt, needle).await, "`{needle}` runs before the kill");
+        assert!(
+            target.alive(&rt, needle).await,
+            "`{needle}` runs before the kill"
+        );
     }
     rt.kill().await.unwrap();
     let result = stream.finish().await.unwrap();

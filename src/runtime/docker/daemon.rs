@@ -40,7 +40,9 @@ pub async fn connect(host: Option<&str>) -> Result<Docker, RuntimeError> {
     }
 }
 
-pub(crate) fn docker_error(action: impl Into<String>) -> impl FnOnce(bollard::errors::Error) -> RuntimeError {
+pub(crate) fn docker_error(
+    action: impl Into<String>,
+) -> impl FnOnce(bollard::errors::Error) -> RuntimeError {
     let action = action.into();
     move |e| RuntimeError::Docker {
         action,
@@ -68,7 +70,10 @@ pub(crate) fn is_not_found(error: &bollard::errors::Error) -> bool {
 
 /// Makes sure `image` is on the daemon, pulling it if not. Returns notes
 /// with the pull's progress.
-pub(crate) async fn ensure_image(docker: &Docker, image: &str) -> Result<Vec<String>, RuntimeError> {
+pub(crate) async fn ensure_image(
+    docker: &Docker,
+    image: &str,
+) -> Result<Vec<String>, RuntimeError> {
     match docker.inspect_image(image).await {
         Ok(_) => return Ok(Vec::new()),
         Err(e) if is_not_found(&e) => {}
@@ -140,8 +145,7 @@ pub async fn remove(docker: &Docker, id: &str) -> Result<(), RuntimeError> {
         Err(e) if is_not_found(&e) => Ok(()),
         // Removal already under way (auto-remove after the container stopped).
         Err(bollard::errors::Error::DockerResponseServerError {
-            status_code: 409,
-            ..
+            status_code: 409, ..
         }) => Ok(()),
         other => other.map_err(docker_error(format!("removing container {id}"))),
     }

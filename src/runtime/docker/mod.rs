@@ -27,9 +27,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bollard::Docker;
+use bollard::container::AttachContainerResults;
 use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::models::ContainerCreateBody;
-use bollard::container::AttachContainerResults;
 use bollard::query_parameters::{AttachContainerOptionsBuilder, CreateContainerOptionsBuilder};
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
@@ -169,7 +169,11 @@ impl Inner {
             .stdin(true)
             .stream(true)
             .build();
-        let lifeline = match self.docker.attach_container(&created.id, Some(options)).await {
+        let lifeline = match self
+            .docker
+            .attach_container(&created.id, Some(options))
+            .await
+        {
             Ok(lifeline) => lifeline,
             Err(e) => {
                 let _ = remove(&self.docker, &created.id).await;
@@ -450,4 +454,3 @@ impl Drop for DockerRuntime {
         }
     }
 }
-

@@ -171,11 +171,7 @@ pub(crate) fn container_body(
         // (the owner died, or dropped the runtime). Then the container stops,
         // and is removed unless the spec keeps it.
         entrypoint: Some(vec![]),
-        cmd: Some(vec![
-            "/bin/sh".into(),
-            "-c".into(),
-            "read -r _ || :".into(),
-        ]),
+        cmd: Some(vec!["/bin/sh".into(), "-c".into(), "read -r _ || :".into()]),
         open_stdin: Some(true),
         stdin_once: Some(true),
         attach_stdin: Some(true),

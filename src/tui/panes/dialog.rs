@@ -87,7 +87,7 @@ pub(super) fn confirm_quit(frame: &mut Frame, area: Rect, app: &App) {
         vec![
             format!("{} session(s) started here still run.", app.running_own()),
             "y: clean them up and quit".into(),
-            "l: leave them (local commands end with subrt; containers stay for `subrt gc`)".into(),
+            "l: quit at once without cleaning up (their processes and containers end with subrt all the same)".into(),
             "n: cancel".into(),
         ],
     );
