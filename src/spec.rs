@@ -301,9 +301,45 @@ impl EnvironmentSpec {
     }
 }
 
+/// Parses a size: bytes, or a number with `k`, `m`, `g` (powers of 1024, as
+/// Docker reads them; an optional trailing `b` is accepted), as in
+/// `memory = "512m"` or `max_run_bytes = "1g"`.
+pub fn parse_size(text: &str) -> Option<u64> {
+    let lower = text.trim().to_ascii_lowercase();
+    let lower = lower.strip_suffix('b').unwrap_or(&lower);
+    let (digits, unit) = match lower
+        .char_indices()
+        .find(|(_, c)| !c.is_ascii_digit() && *c != '.')
+    {
+        Some((i, _)) => lower.split_at(i),
+        None => (lower, ""),
+    };
+    let number: f64 = digits.parse().ok()?;
+    let scale = match unit {
+        "" => 1.0,
+        "k" => 1024.0,
+        "m" => 1024.0 * 1024.0,
+        "g" => 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    let bytes = number * scale;
+    (bytes >= 1.0 && bytes < i64::MAX as f64).then_some(bytes as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_read_as_docker_reads_them() {
+        assert_eq!(parse_size("512m"), Some(512 << 20));
+        assert_eq!(parse_size("1g"), Some(1 << 30));
+        assert_eq!(parse_size("1.5G"), Some(3 << 29));
+        assert_eq!(parse_size("100kb"), Some(100 << 10));
+        assert_eq!(parse_size("4096"), Some(4096));
+        assert_eq!(parse_size("lots"), None);
+        assert_eq!(parse_size("1t"), None);
+    }
 
     #[test]
     fn compose_uses_agent_command_only_for_agents() {

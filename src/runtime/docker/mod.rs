@@ -19,7 +19,7 @@ mod daemon;
 mod settings;
 
 pub use daemon::{DEFAULT_HOST, connect, daemon_message, kill, remove};
-pub use settings::{labels, parse_memory};
+pub use settings::labels;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -9,7 +9,7 @@ use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
 
 use crate::runtime::owner::Owner;
 use crate::runtime::{LaunchSpec, RuntimeError};
-use crate::spec::{DockerConfig, Mount, MountMode};
+use crate::spec::{DockerConfig, Mount, MountMode, parse_size};
 
 /// Labels on every container subrt creates.
 pub mod labels {
@@ -28,30 +28,6 @@ pub mod labels {
 /// `/static/<save_path>`.
 pub(crate) fn static_path(save_path: &Path) -> String {
     Path::new("/static").join(save_path).display().to_string()
-}
-
-/// Parses a memory size: bytes, or a number with `k`, `m`, `g` (powers of
-/// 1024, as Docker reads them; an optional trailing `b` is accepted).
-pub fn parse_memory(text: &str) -> Option<i64> {
-    let lower = text.trim().to_ascii_lowercase();
-    let lower = lower.strip_suffix('b').unwrap_or(&lower);
-    let (digits, unit) = match lower
-        .char_indices()
-        .find(|(_, c)| !c.is_ascii_digit() && *c != '.')
-    {
-        Some((i, _)) => lower.split_at(i),
-        None => (lower, ""),
-    };
-    let number: f64 = digits.parse().ok()?;
-    let scale = match unit {
-        "" => 1.0,
-        "k" => 1024.0,
-        "m" => 1024.0 * 1024.0,
-        "g" => 1024.0 * 1024.0 * 1024.0,
-        _ => return None,
-    };
-    let bytes = number * scale;
-    (bytes >= 1.0 && bytes < i64::MAX as f64).then_some(bytes as i64)
 }
 
 /// A path with `.` and `..` resolved lexically.
@@ -137,7 +113,7 @@ pub(crate) fn container_body(
     }
 
     let memory = match &settings.memory {
-        Some(text) => Some(parse_memory(text).ok_or_else(|| {
+        Some(text) => Some(parse_size(text).map(|b| b as i64).ok_or_else(|| {
             invalid(format!(
                 "docker.memory `{text}` is not a size like \"512m\" or \"1g\""
             ))
@@ -226,17 +202,6 @@ fn bind_of(mount: &Mount, working_dir: &Path, workdir: &Path) -> Result<String, 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn memory_sizes_read_as_docker_reads_them() {
-        assert_eq!(parse_memory("512m"), Some(512 << 20));
-        assert_eq!(parse_memory("1g"), Some(1 << 30));
-        assert_eq!(parse_memory("1.5G"), Some(3 << 29));
-        assert_eq!(parse_memory("100kb"), Some(100 << 10));
-        assert_eq!(parse_memory("4096"), Some(4096));
-        assert_eq!(parse_memory("lots"), None);
-        assert_eq!(parse_memory("1t"), None);
-    }
 
     #[test]
     fn mounts_under_the_workdir_are_rejected() {
