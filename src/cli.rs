@@ -49,6 +49,8 @@ pub enum Command {
     Replay(ReplayArgs),
     /// Remove subrt containers whose owning process is gone.
     Gc(GcArgs),
+    /// Remove finished runs from the store.
+    Prune(PruneArgs),
     /// Open the terminal dashboard (also what `subrt` alone does).
     Tui,
 }
@@ -65,6 +67,25 @@ pub struct GcArgs {
     /// Only containers of this environment.
     #[arg(long, value_name = "NAME")]
     pub env: Option<String>,
+}
+
+/// Arguments of `subrt prune`.
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Only runs that started longer ago than this (`7d`, `12h`, `30m`).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub older_than: Option<Duration>,
+    /// Keep the newest N finished runs whatever their age.
+    #[arg(long, value_name = "N")]
+    pub keep: Option<usize>,
+    /// Only say what would be removed.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text)
+        .map_err(|e| format!("`{text}` is not a duration like 7d, 12h or 30m: {e}"))
 }
 
 /// Arguments of `subrt ls`.
@@ -172,6 +193,7 @@ pub async fn main(cli: Cli) -> Result<i32> {
         Some(Command::Export(args)) => export(&config, &args),
         Some(Command::Replay(args)) => replay(&config, &args),
         Some(Command::Gc(args)) => gc(&config, &args).await,
+        Some(Command::Prune(args)) => prune(&config, &args),
         Some(Command::Tui) | None => tui(config).await,
     }
 }
@@ -299,7 +321,12 @@ async fn run(config: &Config, args: RunArgs) -> Result<i32> {
     };
     let supervisor = match log_launch {
         Some(launch) => {
-            let log = RunlogWriter::create(&config.store_dir, &launch, &runtime.info());
+            let log = RunlogWriter::create(
+                &config.store_dir,
+                config.store_limits,
+                &launch,
+                &runtime.info(),
+            );
             let log = match log {
                 Ok(log) => log,
                 Err(e) => {
@@ -313,7 +340,8 @@ async fn run(config: &Config, args: RunArgs) -> Result<i32> {
     };
     let mut events = supervisor.subscribe();
 
-    let mut request = ExecRequest::new(args.command.join(" ")).capture_limit(if args.json {
+    let command = args.command.join(" ");
+    let mut request = ExecRequest::new(command.clone()).capture_limit(if args.json {
         subrt::runtime::DEFAULT_CAPTURE_LIMIT
     } else {
         0
@@ -358,8 +386,17 @@ async fn run(config: &Config, args: RunArgs) -> Result<i32> {
     if args.json {
         let stdout = std::io::stdout().lock();
         let mut writer = std::io::BufWriter::new(stdout);
-        let record = serde_json::json!({ "run_id": run_id, "result": result });
-        serde_json::to_writer(&mut writer, &record)?;
+        let document = RunJson {
+            run_id: &run_id,
+            command: &command,
+            elapsed: result.elapsed.as_secs_f64(),
+            outcome: result.outcome(),
+            stdout: &result.stdout,
+            stderr: &result.stderr,
+            setup_stdout: &result.setup_stdout,
+            setup_stderr: &result.setup_stderr,
+        };
+        serde_json::to_writer(&mut writer, &document)?;
         writeln!(writer)?;
         writer.flush()?;
     } else if let Some(failure) = &result.setup_failure {
@@ -369,6 +406,23 @@ async fn run(config: &Config, args: RunArgs) -> Result<i32> {
         );
     }
     Ok(exit_status(&result))
+}
+
+/// What `subrt run --json` prints: the run, its [`Outcome`] (the fields
+/// `ls --json` and `export --format json` use too) and the output.
+///
+/// [`Outcome`]: subrt::runtime::Outcome
+#[derive(serde::Serialize)]
+struct RunJson<'a> {
+    run_id: &'a str,
+    command: &'a str,
+    elapsed: f64,
+    #[serde(flatten)]
+    outcome: subrt::runtime::Outcome,
+    stdout: &'a subrt::runtime::CapturedOutput,
+    stderr: &'a subrt::runtime::CapturedOutput,
+    setup_stdout: &'a subrt::runtime::CapturedOutput,
+    setup_stderr: &'a subrt::runtime::CapturedOutput,
 }
 
 /// How long a spawn under way may still take after a signal.
@@ -409,9 +463,7 @@ fn ls(config: &Config, args: &LsArgs) -> Result<i32> {
     for warning in warnings {
         eprintln!("subrt: warning: {warning}");
     }
-    let runs = runs
-        .into_iter()
-        .filter(|r| !args.live || r.state == RunState::Live);
+    let runs = runs.into_iter().filter(|r| !args.live || r.state.is_live());
     let mut out = std::io::stdout().lock();
     if args.json {
         for run in runs {
@@ -426,11 +478,23 @@ fn ls(config: &Config, args: &LsArgs) -> Result<i32> {
         "RUN", "ENV", "COMMAND", "STATE", "EXIT", "STARTED", "DURATION", "OUT", "ERR"
     )?;
     for run in runs {
-        let state = match (run.state, run.status) {
+        let mut state = match (run.state, run.status) {
             (RunState::Finished, Some(status)) => status.to_string(),
             (state, _) => state.to_string(),
         };
-        let exit = run.exit.map_or("-".to_owned(), |e| e.to_string());
+        if run.truncated {
+            state.push_str(", truncated");
+        }
+        if run.log_incomplete.is_some() {
+            state.push_str(", log incomplete");
+        }
+        let exit = match &run.outcome {
+            Some(outcome) => match outcome.signal {
+                Some(signal) if outcome.killed || outcome.timed_out => format!("sig{signal}"),
+                _ => outcome.exit_code.to_string(),
+            },
+            None => "-".to_owned(),
+        };
         writeln!(
             out,
             "{:<26} {:<14} {:<28} {:<12} {:>5} {:<20} {:>8.1}s {:>10} {:>10}",
@@ -515,6 +579,45 @@ fn replay(config: &Config, args: &ReplayArgs) -> Result<i32> {
     }
     played.wrap_err("cannot write the output back")?;
     Ok(0)
+}
+
+fn prune(config: &Config, args: &PruneArgs) -> Result<i32> {
+    if args.older_than.is_none() && args.keep.is_none() {
+        bail!("say which runs go: --older-than DURATION, --keep N, or both");
+    }
+    let store = Store::new(&config.store_dir);
+    let runs = store.prunable(args.older_than, args.keep.unwrap_or(0))?;
+    let mut out = std::io::stdout().lock();
+    let mut status = 0;
+    let mut removed = 0;
+    for run in &runs {
+        let what = format!(
+            "{} {} {}",
+            run.run_id,
+            run.started_at.get(..19).unwrap_or(&run.started_at),
+            clip(run.command.as_deref().unwrap_or("-"), 40)
+        );
+        if args.dry_run {
+            writeln!(out, "would remove {what}")?;
+        } else {
+            match store.remove(run) {
+                Ok(()) => {
+                    removed += 1;
+                    writeln!(out, "removed {what}")?;
+                }
+                Err(e) => {
+                    eprintln!("subrt: {e}");
+                    status = 1;
+                }
+            }
+        }
+    }
+    match (runs.len(), args.dry_run) {
+        (0, _) => writeln!(out, "no runs to remove")?,
+        (n, true) => writeln!(out, "{n} runs (dry run: none removed)")?,
+        (n, false) => writeln!(out, "{removed} of {n} runs removed")?,
+    }
+    Ok(status)
 }
 
 async fn gc(config: &Config, args: &GcArgs) -> Result<i32> {

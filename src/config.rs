@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::spec::EnvironmentSpec;
+use crate::runlog::StoreLimits;
+use crate::spec::{EnvironmentSpec, parse_size};
 
 /// The default configuration file, looked up in the current directory.
 pub const DEFAULT_CONFIG_FILE: &str = "config.toml";
@@ -24,6 +25,8 @@ pub struct Config {
     pub default_environment: String,
     /// Where run logs are stored, resolved against the config file's folder.
     pub store_dir: PathBuf,
+    /// How much the store keeps (`[store] max_run_bytes`, `max_bytes`).
+    pub store_limits: StoreLimits,
     /// The environments, in the order of the file.
     pub environments: Vec<EnvironmentSpec>,
     /// Commands the TUI starts on the default environment when it opens
@@ -140,12 +143,24 @@ struct RawUi {
 struct RawStore {
     #[serde(default = "default_store_dir")]
     dir: PathBuf,
+    max_run_bytes: Option<Spanned<RawSize>>,
+    max_bytes: Option<Spanned<RawSize>>,
+}
+
+/// A size: bytes, or a string such as `"100m"`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawSize {
+    Bytes(u64),
+    Text(String),
 }
 
 impl Default for RawStore {
     fn default() -> Self {
         Self {
             dir: default_store_dir(),
+            max_run_bytes: None,
+            max_bytes: None,
         }
     }
 }
@@ -185,6 +200,7 @@ impl Config {
             path: None,
             default_environment: local.name.clone(),
             store_dir: user_store_dir(),
+            store_limits: StoreLimits::default(),
             environments: vec![local],
             startup: Vec::new(),
         }
@@ -245,10 +261,34 @@ impl Config {
                 .unwrap_or_default(),
         };
 
+        let size = |field: &str, value: Option<Spanned<RawSize>>| match value {
+            None => Ok(None),
+            Some(spanned) => {
+                let span = spanned.span();
+                let bytes = match spanned.into_inner() {
+                    RawSize::Bytes(bytes) => Some(bytes),
+                    RawSize::Text(text) => parse_size(&text),
+                };
+                match bytes {
+                    Some(bytes) if bytes > 0 => Ok(Some(bytes)),
+                    _ => Err(invalid(
+                        Some(span),
+                        format!("[store] {field} is not a size like \"100m\" or \"1g\""),
+                    )),
+                }
+            }
+        };
+        let store_limits = StoreLimits {
+            max_run_bytes: size("max_run_bytes", raw.store.max_run_bytes)?
+                .unwrap_or(StoreLimits::default().max_run_bytes),
+            max_bytes: size("max_bytes", raw.store.max_bytes)?,
+        };
+
         let base = path.parent().unwrap_or(Path::new("."));
         Ok(Self {
             path: Some(path.to_owned()),
             default_environment,
+            store_limits,
             store_dir: base.join(raw.store.dir),
             environments,
             startup: raw.ui.startup,

@@ -171,7 +171,7 @@ async fn serve(
             Job::Close { done } => {
                 if let Some(writer) = log.take() {
                     let path = writer.path().to_owned();
-                    if let Err(e) = writer.finish() {
+                    if let Err(e) = writer.finish().await {
                         note(
                             &subscribers,
                             number,
@@ -221,12 +221,19 @@ type Subscribers = Arc<Mutex<Vec<mpsc::Sender<SessionEvent>>>>;
 /// once to the subscribers and recording stops (the session goes on).
 async fn record(log: &mut Option<RunlogWriter>, event: &SessionEvent, subscribers: &Subscribers) {
     let Some(writer) = log else { return };
-    if let Err(e) = writer.record(event) {
-        let number = match event {
-            SessionEvent::CommandStarted { number, .. }
-            | SessionEvent::Runtime { number, .. }
-            | SessionEvent::Failed { number, .. } => *number,
-        };
+    let (number, recorded) = match event {
+        SessionEvent::CommandStarted {
+            number,
+            command,
+            timeout,
+        } => (
+            *number,
+            writer.command_started(*number, command, *timeout).await,
+        ),
+        SessionEvent::Runtime { number, event } => (*number, writer.event(*number, event).await),
+        SessionEvent::Failed { number, error } => (*number, writer.note(*number, error).await),
+    };
+    if let Err(e) = recorded {
         *log = None;
         note(
             subscribers,

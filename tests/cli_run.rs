@@ -105,8 +105,11 @@ fn json_prints_the_result() {
     assert_eq!(out.status.code(), Some(4));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["run_id"].as_str().map(str::len), Some(26), "a ULID: {v}");
-    let v = &v["result"];
     assert_eq!(v["exit_code"], 4);
+    assert_eq!(v["stdout_bytes"], 2);
+    assert_eq!(v["stderr_bytes"], 1);
+    assert_eq!(v["killed"], false);
+    assert_eq!(v["truncated"], false);
     assert_eq!(v["stdout"]["text"], "ok");
     assert_eq!(v["stderr"]["base64"], "/w==");
     assert_eq!(v["stderr"]["bytes"], 1);

@@ -23,14 +23,22 @@ fn summary(
         path: PathBuf::from("/nonexistent"),
         environment: "local".into(),
         command: Some(command.into()),
+        working_dir: PathBuf::from("/"),
         state,
         status,
-        exit,
+        outcome: exit.map(|exit_code| subrt::runtime::Outcome {
+            exit_code,
+            ..Default::default()
+        }),
         started_at: "2026-11-24T12:00:00Z".into(),
         duration: Duration::from_secs(u64::from(n) * 7),
+        silent_for: None,
         bytes_out: 0,
         bytes_err: 0,
+        truncated: false,
+        log_incomplete: None,
         containment: None,
+        labels: Default::default(),
     }
 }
 
@@ -338,7 +346,7 @@ fn timed_log(dir: &std::path::Path) -> PathBuf {
 }
 
 fn timed_log_named(dir: &std::path::Path, run_id: &str) -> PathBuf {
-    use subrt::runlog::{Header, Owner, PhaseTag, Record, StreamTag};
+    use subrt::runlog::{Body, Header, Owner, PhaseTag, Record, StreamTag};
     let header = Header {
         format: subrt::runlog::FORMAT.into(),
         version: subrt::runlog::VERSION,
@@ -354,29 +362,41 @@ fn timed_log_named(dir: &std::path::Path, run_id: &str) -> PathBuf {
         },
         container_id: None,
         containment: None,
+        max_run_bytes: Some(1 << 30),
+        labels: Default::default(),
     };
-    let out = |seq, secs: u64, s, text: &str| Record::Out {
-        seq,
-        t: secs * 1_000_000,
-        c: 1,
-        s,
-        p: PhaseTag::Cmd,
-        d: Some(text.into()),
-        b: None,
-    };
-    let records = [
-        out(1, 0, StreamTag::Out, "one\n"),
-        out(2, 1, StreamTag::Err, "err\n"),
-        out(3, 2, StreamTag::Out, "two\n"),
-        out(4, 9, StreamTag::Out, "three\n"),
-    ];
+    let run = dir.join(run_id);
+    std::fs::create_dir_all(&run).unwrap();
+    let mut streams = [Vec::new(), Vec::new()];
     let mut text = serde_json::to_string(&header).unwrap() + "\n";
-    for record in records {
+    let chunks = [
+        (0, StreamTag::Out, "one\n"),
+        (1, StreamTag::Err, "err\n"),
+        (2, StreamTag::Out, "two\n"),
+        (9, StreamTag::Out, "three\n"),
+    ];
+    for (seq, (secs, s, chunk)) in chunks.into_iter().enumerate() {
+        let stream = &mut streams[s.index()];
+        let record = Record {
+            seq: seq as u64 + 1,
+            t: secs * 1_000_000,
+            c: 1,
+            body: Body::Out {
+                s,
+                p: PhaseTag::Cmd,
+                o: Some(stream.len() as u64),
+                n: Some(chunk.len() as u64),
+                d: None,
+                b: None,
+            },
+        };
+        stream.extend_from_slice(chunk.as_bytes());
         text += &(serde_json::to_string(&record).unwrap() + "\n");
     }
-    let path = dir.join(format!("{run_id}.jsonl"));
-    std::fs::write(&path, text).unwrap();
-    path
+    std::fs::write(run.join("events.jsonl"), text).unwrap();
+    std::fs::write(run.join("stdout"), &streams[0]).unwrap();
+    std::fs::write(run.join("stderr"), &streams[1]).unwrap();
+    run
 }
 
 #[test]

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 use serde::Serialize;
 use serde_json::json;
 
-use super::{PhaseTag, Record, RunlogReader, StreamTag};
-use crate::runtime::SetupFailure;
+use super::{Body, PhaseTag, RunlogReader, StreamTag};
+use crate::runtime::Outcome;
 
 /// What `subrt export` writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,26 +22,26 @@ pub enum ExportFormat {
     Json,
 }
 
-/// The result of one command, for [`ExportFormat::Json`].
+/// One command of a run, for [`ExportFormat::Json`]: when, and its
+/// [`Outcome`] (bytes counted per command here).
 #[derive(Debug, Default, Serialize)]
 struct CommandResult {
     command: String,
     started_us: u64,
     ended_us: Option<u64>,
-    exit_code: Option<i32>,
-    signal: Option<i32>,
-    timed_out: bool,
-    killed: bool,
-    setup_failure: Option<SetupFailure>,
-    stdout_bytes: u64,
-    stderr_bytes: u64,
+    #[serde(flatten)]
+    outcome: Option<Outcome>,
     setup_stdout_bytes: u64,
     setup_stderr_bytes: u64,
 }
 
 /// Writes the run read by `reader` to `out` in `format`. Setup output is
 /// included unless `include_setup` is false. The reader's warnings say what
-/// was skipped.
+/// was skipped or not kept.
+///
+/// # Errors
+///
+/// Writing to `out` failed.
 pub fn export(
     reader: &mut RunlogReader,
     format: ExportFormat,
@@ -56,40 +56,38 @@ pub fn export(
             } else {
                 StreamTag::Err
             };
-            for record in reader.by_ref() {
-                if let Record::Out { s, p, .. } = &record
+            while let Some(record) = reader.next() {
+                if let Body::Out { s, p, .. } = &record.body
                     && *s == stream
                     && wanted(*p)
                 {
-                    out.write_all(&record.output_bytes().unwrap_or_default())?;
+                    out.write_all(&reader.bytes(&record))?;
                 }
             }
         }
         ExportFormat::Asciicast => asciicast(reader, wanted, out)?,
         ExportFormat::Json => {
             let mut results: Vec<CommandResult> = Vec::new();
-            for record in reader.by_ref() {
-                match &record {
-                    Record::Cmd { t, command, .. } => results.push(CommandResult {
-                        command: command.clone(),
-                        started_us: *t,
-                        ..Default::default()
-                    }),
-                    Record::Out { s, p, .. } => {
-                        let Some(current) = results.last_mut() else {
-                            continue;
-                        };
-                        let len = record.output_bytes().map_or(0, |b| b.len() as u64);
-                        let counter = match (s, p) {
-                            (StreamTag::Out, PhaseTag::Cmd) => &mut current.stdout_bytes,
-                            (StreamTag::Err, PhaseTag::Cmd) => &mut current.stderr_bytes,
-                            (StreamTag::Out, PhaseTag::Setup) => &mut current.setup_stdout_bytes,
-                            (StreamTag::Err, PhaseTag::Setup) => &mut current.setup_stderr_bytes,
-                        };
-                        *counter += len;
+            let mut bytes = [[0u64; 2]; 2];
+            while let Some(record) = reader.next() {
+                match &record.body {
+                    Body::Cmd { command, .. } => {
+                        bytes = [[0; 2]; 2];
+                        results.push(CommandResult {
+                            command: command.clone(),
+                            started_us: record.t,
+                            ..Default::default()
+                        })
                     }
-                    Record::Exit {
-                        t,
+                    Body::Out { s, p, o, n, .. } => {
+                        let len = match (o, n) {
+                            (Some(_), Some(n)) => *n,
+                            _ => reader.bytes(&record).len() as u64,
+                        };
+                        let phase = usize::from(*p == PhaseTag::Setup);
+                        bytes[phase][s.index()] += len;
+                    }
+                    Body::Exit {
                         code,
                         signal,
                         timed_out,
@@ -100,17 +98,35 @@ pub fn export(
                         let Some(current) = results.last_mut() else {
                             continue;
                         };
-                        current.ended_us = Some(*t);
-                        current.exit_code = Some(*code);
-                        current.signal = *signal;
-                        current.timed_out = *timed_out;
-                        current.killed = *killed;
-                        current.setup_failure = setup_failure.clone();
+                        current.ended_us = Some(record.t);
+                        current.setup_stdout_bytes = bytes[1][0];
+                        current.setup_stderr_bytes = bytes[1][1];
+                        current.outcome = Some(Outcome {
+                            exit_code: *code,
+                            signal: *signal,
+                            timed_out: *timed_out,
+                            killed: *killed,
+                            setup_failure: setup_failure.clone(),
+                            stdout_bytes: bytes[0][0] + bytes[1][0],
+                            stderr_bytes: bytes[0][1] + bytes[1][1],
+                            truncated: false,
+                        });
                     }
                     _ => {}
                 }
             }
-            let document = json!({ "run_id": reader.header.run_id, "commands": results });
+            let dropped = reader.dropped();
+            let truncated = dropped.iter().any(Option::is_some);
+            for result in &mut results {
+                if let Some(outcome) = &mut result.outcome {
+                    outcome.truncated = truncated;
+                }
+            }
+            let document = json!({
+                "run_id": reader.header.run_id,
+                "truncated": truncated,
+                "commands": results,
+            });
             serde_json::to_writer_pretty(&mut *out, &document)?;
             writeln!(out)?;
         }
@@ -144,26 +160,27 @@ fn asciicast(
     };
     let mut text = Utf8Carry::default();
     let mut exit = None;
-    for record in reader.by_ref() {
-        match &record {
-            Record::Cmd { command, t, .. } if exit.is_some() => {
+    while let Some(record) = reader.next() {
+        let t = record.t;
+        match &record.body {
+            Body::Cmd { command, .. } if exit.is_some() => {
                 // Later commands of the session: mark them in the recording.
                 let line = format!("\r\n$ {command}\r\n");
-                serde_json::to_writer(&mut *out, &json!([interval(*t), "o", line]))?;
+                serde_json::to_writer(&mut *out, &json!([interval(t), "o", line]))?;
                 writeln!(out)?;
             }
-            Record::Out { p, t, .. } if wanted(*p) => {
-                let bytes = record.output_bytes().unwrap_or_default();
+            Body::Out { p, .. } if wanted(*p) => {
+                let bytes = reader.bytes(&record);
                 let data = text
                     .decode(&bytes)
                     .replace("\r\n", "\n")
                     .replace('\n', "\r\n");
                 if !data.is_empty() {
-                    serde_json::to_writer(&mut *out, &json!([interval(*t), "o", data]))?;
+                    serde_json::to_writer(&mut *out, &json!([interval(t), "o", data]))?;
                     writeln!(out)?;
                 }
             }
-            Record::Exit { code, t, .. } => exit = Some((*t, *code)),
+            Body::Exit { code, .. } => exit = Some((t, *code)),
             _ => {}
         }
     }
@@ -224,20 +241,20 @@ pub fn replay_print(
     stderr: &mut impl Write,
 ) -> io::Result<()> {
     let started = Instant::now();
-    for record in reader.by_ref() {
-        let Record::Out { s, p, t, .. } = &record else {
+    while let Some(record) = reader.next() {
+        let Body::Out { s, p, .. } = &record.body else {
             continue;
         };
         if !include_setup && *p == PhaseTag::Setup {
             continue;
         }
         if speed > 0.0 {
-            let due = Duration::from_secs_f64(*t as f64 / 1e6 / speed);
+            let due = Duration::from_secs_f64(record.t as f64 / 1e6 / speed);
             if let Some(wait) = due.checked_sub(started.elapsed()) {
                 std::thread::sleep(wait);
             }
         }
-        let bytes = record.output_bytes().unwrap_or_default();
+        let bytes = reader.bytes(&record);
         match s {
             StreamTag::Out => {
                 stdout.write_all(&bytes)?;

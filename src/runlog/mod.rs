@@ -1,46 +1,89 @@
-//! The saved log of a session: `<store>/<run_id>.jsonl`, one JSON object a
-//! line.
+//! The saved log of a session.
 //!
-//! Line 1 is a [`Header`]; every other line is a [`Record`], tagged by `e`.
-//! Output records carry the bytes as `d` (text) when they are valid UTF-8
-//! and mostly printable, else as `b` (base64), so replay and export
-//! reproduce every byte exactly. Each line is written whole with one write
-//! to a file opened for append, so it is visible to other processes at once
-//! and a crash tears at most the last line.
+//! # Format, version 2
+//!
+//! A run is a folder in the store, named by its run id:
 //!
 //! ```text
-//! {"format":"subrt-runlog","version":1,"run_id":"01K…","started_at":"2026-11-24T15:00:00.000000Z",…}
-//! {"e":"cmd","seq":1,"t":12,"c":1,"command":"python3 main.py","timeout":30.0}
-//! {"e":"proc","seq":2,"t":950,"c":1,"pid":4242,"pgid":4242,"start":123456}
-//! {"e":"out","seq":3,"t":2001,"c":1,"s":"out","p":"cmd","d":"hello\n"}
-//! {"e":"exit","seq":4,"t":3500,"c":1,"code":0,"signal":null,"timed_out":false,"killed":false}
-//! {"e":"end","seq":5,"t":3600,"status":"exited","exit":0,"out":6,"err":0,"commands":1}
+//! runs/01KB…/events.jsonl   the index: a header line, then one record a line
+//! runs/01KB…/stdout         every byte the session wrote to stdout, as written
+//! runs/01KB…/stderr         the same for stderr
 //! ```
+//!
+//! The stream files hold the raw bytes, setup and commands in order: no
+//! escaping, no encoding, readable with `cat` and `grep`. The index says
+//! which bytes came when: an `out` record names the stream (`s`), the phase
+//! (`p`), and the range of the stream (`o` offset, `n` length) that arrived
+//! at time `t`. Chunks of one stream that arrive within a few milliseconds
+//! of each other share a record.
+//!
+//! ```text
+//! {"format":"subrt-runlog","version":2,"run_id":"01KB…","started_at":"2026-12-01T15:00:00.000000Z","max_run_bytes":1073741824,"containment":"pid-namespace",…}
+//! {"seq":1,"t":12,"c":1,"e":"cmd","command":"python3 main.py","timeout":30.0}
+//! {"seq":2,"t":950,"c":1,"e":"proc","pid":4242,"pgid":4242,"start":123456,"init":4240,"init_start":123455}
+//! {"seq":3,"t":2001,"c":1,"e":"out","s":"out","p":"cmd","o":0,"n":6}
+//! {"seq":4,"t":3500,"c":1,"e":"exit","code":0,"signal":null,"timed_out":false,"killed":false,"out":6,"err":0}
+//! {"seq":5,"t":3600,"c":1,"e":"end","status":"exited","exit":0,"out":6,"err":0,"commands":1}
+//! ```
+//!
+//! Every record has `seq` (from 1), `t` (microseconds since the session
+//! started) and `c` (the command's number, 0 outside commands). The `exit`
+//! of a command is written when it ends; `end` when the session is cleaned
+//! up. The header names the owner (host, pid, start time), so another
+//! process can tell a live run from an interrupted one, and the `proc`
+//! records say what to kill (the PID namespace's init, else the group).
+//!
+//! **Bounded.** Each stream keeps at most `max_run_bytes` (the header says
+//! how many): the first three quarters as written, then the last quarter in
+//! a ring, so a flood keeps its beginning and its end and the middle is
+//! counted, not kept. Readers know from the offsets which bytes were kept.
+//!
+//! **Crash-safe.** Bytes are written to a stream file before the record
+//! that points at them, and each index line is one `write` to a file opened
+//! for append: a reader trusts only ranges that a complete record names, so
+//! a log cut short at any moment exports as an exact prefix of what the
+//! command wrote (as long as nothing was dropped by the bound).
+//!
+//! **Off the hot path.** The session's task hands each chunk (a reference,
+//! not a copy) to a writer thread through a bounded queue
+//! ([`RunlogWriter`]); encoding and writing never happen on the task that
+//! reads the pipes.
+//!
+//! # Version 1
+//!
+//! `<store>/<run id>.jsonl`, output inline in `out` records as text `d` or
+//! base64 `b`. Readers still list, export and replay it.
 
 mod export;
 mod reader;
 mod store;
+mod streams;
 mod writer;
+
+pub use export::{ExportFormat, export, replay_print};
+pub use reader::{RunlogReader, Tail, open};
+pub use store::{RunState, RunSummary, Store, StoreLimits, summarize};
+pub use writer::RunlogWriter;
 
 /// Kept here too: the run log's header names its owner.
 pub use crate::runtime::owner::Owner;
-pub use export::{ExportFormat, export, replay_print};
-pub use reader::{RunlogReader, Tail, open};
-pub use store::{RunState, RunSummary, Store, summarize};
-pub use writer::RunlogWriter;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use base64::Engine;
 use serde::{Deserialize, Serialize};
 
-use crate::runtime::{Phase, SetupFailure, StreamKind};
+use crate::runtime::{Containment, Phase, SetupFailure, StreamKind};
 use crate::spec::EnvironmentSpec;
 
 /// The `format` of line 1.
 pub const FORMAT: &str = "subrt-runlog";
-/// The version this build writes and reads.
-pub const VERSION: u32 = 1;
+/// The version this build writes.
+pub const VERSION: u32 = 2;
+/// The index file of a version-2 run.
+pub const INDEX_FILE: &str = "events.jsonl";
+/// What `[store] max_run_bytes` is unless the config says otherwise: 1 GiB.
+pub const DEFAULT_MAX_RUN_BYTES: u64 = 1 << 30;
 
 /// Line 1 of a run log: what the run is, and who runs it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -67,22 +110,36 @@ pub struct Header {
     /// What holds the session's processes together (absent in logs written
     /// before subrt recorded it).
     #[serde(default)]
-    pub containment: Option<crate::runtime::Containment>,
+    pub containment: Option<Containment>,
+    /// Bytes kept per stream at most (version 2).
+    #[serde(default)]
+    pub max_run_bytes: Option<u64>,
+    /// Labels of the run (name, batch, submission, the user's).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
-/// One line after the header. `seq` numbers every record from 1, `t` is
-/// microseconds since the session started, `c` the command's number.
+/// One line after the header.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// Sequence number, from 1.
+    pub seq: u64,
+    /// Microseconds since the session started.
+    pub t: u64,
+    /// The command's number (0 outside commands).
+    #[serde(default)]
+    pub c: u32,
+    /// What happened.
+    #[serde(flatten)]
+    pub body: Body,
+}
+
+/// What a [`Record`] says, tagged by `e`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "e", rename_all = "snake_case")]
-pub enum Record {
+pub enum Body {
     /// A command starts.
     Cmd {
-        /// Sequence number.
-        seq: u64,
-        /// Microseconds since the start.
-        t: u64,
-        /// Command number.
-        c: u32,
         /// The command line.
         command: String,
         /// Its timeout in seconds.
@@ -90,23 +147,11 @@ pub enum Record {
     },
     /// A setup command starts.
     Setup {
-        /// Sequence number.
-        seq: u64,
-        /// Microseconds since the start.
-        t: u64,
-        /// Command number.
-        c: u32,
         /// The setup command line.
         command: String,
     },
     /// A host process of the command started.
     Proc {
-        /// Sequence number.
-        seq: u64,
-        /// Microseconds since the start.
-        t: u64,
-        /// Command number.
-        c: u32,
         /// Its pid.
         pid: u32,
         /// Its process group.
@@ -124,60 +169,50 @@ pub enum Record {
     },
     /// Output.
     Out {
-        /// Sequence number.
-        seq: u64,
-        /// Microseconds since the start.
-        t: u64,
-        /// Command number.
-        c: u32,
         /// `out` or `err`.
         s: StreamTag,
         /// `setup` or `cmd`.
         p: PhaseTag,
-        /// The bytes as text, when they are UTF-8.
+        /// Version 2: where in the stream the bytes start.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        o: Option<u64>,
+        /// Version 2: how many bytes.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        n: Option<u64>,
+        /// Version 1: the bytes as text, when they are UTF-8.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         d: Option<String>,
-        /// The bytes in base64, otherwise.
+        /// Version 1: the bytes in base64, otherwise.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         b: Option<String>,
     },
     /// A command ended.
     Exit {
-        /// Sequence number.
-        seq: u64,
-        /// Microseconds since the start.
-        t: u64,
-        /// Command number.
-        c: u32,
         /// Exit code (128+N for signal N).
         code: i32,
         /// The signal that ended it.
         signal: Option<i32>,
         /// The timeout ended it.
         timed_out: bool,
-        /// `kill` ended it.
+        /// `kill` ended it (also a kill from outside the session).
         killed: bool,
         /// The setup command that failed, if one did.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         setup_failure: Option<SetupFailure>,
+        /// Stdout bytes of the session so far (version 2).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        out: Option<u64>,
+        /// Stderr bytes of the session so far (version 2).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        err: Option<u64>,
     },
     /// A warning or error of the runtime or of subrt.
     Note {
-        /// Sequence number.
-        seq: u64,
-        /// Microseconds since the start.
-        t: u64,
-        /// Command number (0 outside commands).
-        c: u32,
         /// The message.
         text: String,
     },
     /// The session ended; always the last line of a complete log.
     End {
-        /// Sequence number.
-        seq: u64,
-        /// Microseconds since the start.
-        t: u64,
         /// How the last command ended.
         status: EndStatus,
         /// The last command's exit code.
@@ -188,33 +223,16 @@ pub enum Record {
         err: u64,
         /// Commands run.
         commands: u32,
+        /// Microseconds the commands ran, setup included (version 2).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        busy: Option<u64>,
     },
 }
 
 impl Record {
     /// Microseconds since the session started.
     pub fn time_us(&self) -> u64 {
-        match self {
-            Record::Cmd { t, .. }
-            | Record::Setup { t, .. }
-            | Record::Proc { t, .. }
-            | Record::Out { t, .. }
-            | Record::Exit { t, .. }
-            | Record::Note { t, .. }
-            | Record::End { t, .. } => *t,
-        }
-    }
-
-    /// The bytes of an output record (`None` for other records or a `b`
-    /// that is not base64).
-    pub fn output_bytes(&self) -> Option<Vec<u8>> {
-        match self {
-            Record::Out { d: Some(text), .. } => Some(text.clone().into_bytes()),
-            Record::Out { b: Some(b64), .. } => {
-                base64::engine::general_purpose::STANDARD.decode(b64).ok()
-            }
-            _ => None,
-        }
+        self.t
     }
 }
 
@@ -228,11 +246,38 @@ pub enum StreamTag {
     Err,
 }
 
+impl StreamTag {
+    /// 0 for stdout, 1 for stderr.
+    pub fn index(self) -> usize {
+        match self {
+            StreamTag::Out => 0,
+            StreamTag::Err => 1,
+        }
+    }
+
+    /// The stream file's name in a version-2 run.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            StreamTag::Out => "stdout",
+            StreamTag::Err => "stderr",
+        }
+    }
+}
+
 impl From<StreamKind> for StreamTag {
     fn from(stream: StreamKind) -> Self {
         match stream {
             StreamKind::Stdout => StreamTag::Out,
             StreamKind::Stderr => StreamTag::Err,
+        }
+    }
+}
+
+impl From<StreamTag> for StreamKind {
+    fn from(stream: StreamTag) -> Self {
+        match stream {
+            StreamTag::Out => StreamKind::Stdout,
+            StreamTag::Err => StreamKind::Stderr,
         }
     }
 }
@@ -256,20 +301,36 @@ impl From<Phase> for PhaseTag {
     }
 }
 
-/// How a session ended, from its last command.
+/// How a command (and so a session, from its last command) ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EndStatus {
-    /// The last command exited (with `exit`).
+    /// The command exited (with its code).
     Exited,
-    /// The last command timed out.
+    /// The timeout ended it.
     TimedOut,
-    /// The last command was killed.
+    /// It was killed.
     Killed,
     /// A setup command failed.
     SetupFailed,
     /// No command ran.
     Empty,
+}
+
+impl EndStatus {
+    /// How a command ended, from its exit record's flags: the one place
+    /// this is decided.
+    pub fn of(timed_out: bool, killed: bool, setup_failed: bool) -> Self {
+        if setup_failed {
+            EndStatus::SetupFailed
+        } else if timed_out {
+            EndStatus::TimedOut
+        } else if killed {
+            EndStatus::Killed
+        } else {
+            EndStatus::Exited
+        }
+    }
 }
 
 impl std::fmt::Display for EndStatus {
@@ -293,6 +354,7 @@ pub enum RunlogError {
         /// The file or folder.
         path: PathBuf,
         /// The error.
+        #[source]
         source: std::io::Error,
     },
     /// Line 1 is not a header this build understands.
@@ -301,6 +363,14 @@ pub enum RunlogError {
         /// The file.
         path: PathBuf,
         /// What is wrong with it.
+        reason: String,
+    },
+    /// A path in the store is not a run log (a FIFO, a folder, a link).
+    #[error("{}: {reason}; skipped", path.display())]
+    NotALog {
+        /// The path.
+        path: PathBuf,
+        /// What it is instead.
         reason: String,
     },
     /// No run matches what was asked for.

@@ -1,30 +1,51 @@
-//! The folder of run logs: listing, summarising and finding runs.
+//! The folder of run logs: listing, summarising, finding and pruning runs.
+//!
+//! Listing reads each run's index (the header, and the last record when
+//! the run is complete), never its output; anything in the folder that is
+//! not a run log (a FIFO, a folder named like a log, a symbolic link) is
+//! skipped with a warning, never opened.
 
+use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-use super::{EndStatus, Record, RunlogError, open};
+use super::reader::{describe, index_path, open_regular};
+use super::streams::Layout;
+use super::writer::INCOMPLETE_FILE;
+use super::{Body, DEFAULT_MAX_RUN_BYTES, EndStatus, INDEX_FILE, Record, RunlogError, open};
+use crate::runtime::{Containment, Outcome};
 
-/// Whether a run is over.
+/// What a run is doing, as far as its log and its owner tell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunState {
-    /// The log is complete (it has its `end` line).
+    /// A command runs (its owner is alive).
+    Running,
+    /// Between commands: no command runs, the session is alive.
+    Idle,
+    /// Over: cleaned up (the log has its `end`), or its owner is gone
+    /// while no command ran.
     Finished,
-    /// No `end` yet, and the process writing it still runs.
-    Live,
-    /// No `end`, and its writer is gone: it crashed or was killed.
+    /// Its owner died while a command ran.
     Interrupted,
+}
+
+impl RunState {
+    /// Running or idle: the session is alive.
+    pub fn is_live(self) -> bool {
+        matches!(self, RunState::Running | RunState::Idle)
+    }
 }
 
 impl std::fmt::Display for RunState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
+            RunState::Running => "running",
+            RunState::Idle => "idle",
             RunState::Finished => "finished",
-            RunState::Live => "live",
             RunState::Interrupted => "interrupted",
         })
     }
@@ -35,145 +56,304 @@ impl std::fmt::Display for RunState {
 pub struct RunSummary {
     /// The run's id.
     pub run_id: String,
-    /// Its log file.
+    /// Its folder (version 2) or file (version 1).
     pub path: PathBuf,
     /// The environment's name.
     pub environment: String,
     /// The first command.
     pub command: Option<String>,
-    /// Finished, live or interrupted.
+    /// The submission's working directory.
+    pub working_dir: PathBuf,
+    /// Running, idle, finished or interrupted.
     pub state: RunState,
-    /// How the last command ended, when one did.
+    /// How the last command that ended ended.
     pub status: Option<EndStatus>,
-    /// The last command's exit code.
-    pub exit: Option<i32>,
+    /// The last ended command's outcome; the byte counts are the session's.
+    #[serde(flatten)]
+    pub outcome: Option<Outcome>,
     /// When it started (RFC 3339).
     pub started_at: String,
-    /// From the start to the last line.
+    /// Wall time of its commands; for a running command, up to now.
     #[serde(serialize_with = "secs")]
     pub duration: Duration,
+    /// While a command runs: how long since it last printed.
+    #[serde(serialize_with = "opt_secs")]
+    pub silent_for: Option<Duration>,
     /// Stdout bytes, setup included.
     pub bytes_out: u64,
     /// Stderr bytes, setup included.
     pub bytes_err: u64,
+    /// The log kept only part of a stream (`max_run_bytes`).
+    pub truncated: bool,
+    /// Why the recording stopped early, when it did ("log incomplete").
+    pub log_incomplete: Option<String>,
     /// What held the session's processes together, when the log says.
-    pub containment: Option<crate::runtime::Containment>,
+    pub containment: Option<Containment>,
+    /// The run's labels.
+    pub labels: BTreeMap<String, String>,
 }
 
 fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64(d.as_secs_f64())
 }
 
-/// Bytes read from the end of a file to find its `end` line.
+fn opt_secs<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_f64(d.as_secs_f64()),
+        None => s.serialize_none(),
+    }
+}
+
+/// Bytes read from the end of an index to find its last record.
 const TAIL: u64 = 64 * 1024;
 
-/// Summarises the log at `path`: from its first lines and its `end` line
-/// when it has one, else from a pass over the whole file (streamed).
-pub fn summarize(path: &Path) -> Result<(RunSummary, Vec<String>), RunlogError> {
-    let mut reader = open(path)?;
-    let header = reader.header.clone();
-    let mut summary = RunSummary {
-        run_id: header.run_id.clone(),
-        path: path.to_owned(),
-        environment: header.environment.name.clone(),
-        command: None,
-        state: RunState::Finished,
-        status: None,
-        exit: None,
-        started_at: header.started_at.clone(),
-        duration: Duration::ZERO,
-        bytes_out: 0,
-        bytes_err: 0,
-        containment: header.containment,
-    };
-    if let Some(Record::End {
-        t,
-        status,
-        exit,
-        out,
-        err,
-        ..
-    }) = last_record(path)
-    {
-        summary.command = reader.by_ref().take(16).find_map(|r| match r {
-            Record::Cmd { command, .. } => Some(command),
-            _ => None,
-        });
-        summary.status = Some(status);
-        summary.exit = exit;
-        summary.duration = Duration::from_micros(t);
-        summary.bytes_out = out;
-        summary.bytes_err = err;
-        return Ok((summary, reader.warnings));
-    }
-    for record in reader.by_ref() {
-        summary.duration = Duration::from_micros(record.time_us());
-        match record {
-            Record::Cmd { command, .. } if summary.command.is_none() => {
-                summary.command = Some(command)
+/// What the summary pass has seen of a run's commands.
+#[derive(Default)]
+struct Pass {
+    command: Option<String>,
+    /// Start of the command that has not ended.
+    running_since: Option<u64>,
+    busy: u64,
+    last_output: Option<u64>,
+    bytes: [u64; 2],
+    last: Option<(EndStatus, Outcome)>,
+    ended: Option<Body>,
+}
+
+impl Pass {
+    fn see(&mut self, record: Record, inline_bytes: impl FnOnce(&Record) -> u64) {
+        match &record.body {
+            Body::Cmd { command, .. } => {
+                self.command.get_or_insert_with(|| command.clone());
+                self.running_since = Some(record.t);
             }
-            Record::Out {
-                s, ref d, ref b, ..
-            } => {
-                let len = match (d, b) {
-                    (Some(text), _) => text.len() as u64,
-                    _ => record.output_bytes().map_or(0, |v| v.len() as u64),
+            Body::Out { s, o, n, .. } => {
+                self.last_output = Some(record.t);
+                let index = s.index();
+                self.bytes[index] = match (o, n) {
+                    (Some(o), Some(n)) => self.bytes[index].max(o + n),
+                    _ => self.bytes[index] + inline_bytes(&record),
                 };
-                match s {
-                    super::StreamTag::Out => summary.bytes_out += len,
-                    super::StreamTag::Err => summary.bytes_err += len,
-                }
             }
-            Record::Exit {
+            Body::Exit {
                 code,
+                signal,
                 timed_out,
                 killed,
-                ref setup_failure,
+                setup_failure,
                 ..
             } => {
-                summary.exit = Some(code);
-                summary.status = Some(if setup_failure.is_some() {
-                    EndStatus::SetupFailed
-                } else if timed_out {
-                    EndStatus::TimedOut
-                } else if killed {
-                    EndStatus::Killed
-                } else {
-                    EndStatus::Exited
-                });
+                if let Some(start) = self.running_since.take() {
+                    self.busy += record.t.saturating_sub(start);
+                }
+                let status = EndStatus::of(*timed_out, *killed, setup_failure.is_some());
+                let outcome = Outcome {
+                    exit_code: *code,
+                    signal: *signal,
+                    timed_out: *timed_out,
+                    killed: *killed,
+                    setup_failure: setup_failure.clone(),
+                    ..Outcome::default()
+                };
+                self.last = Some((status, outcome));
             }
+            Body::End { .. } => self.ended = Some(record.body),
             _ => {}
         }
     }
-    summary.state = if header.owner.is_alive() {
-        RunState::Live
-    } else {
-        RunState::Interrupted
+}
+
+/// Summarises the run at `path` (a version-2 folder or a version-1 file)
+/// from its index.
+///
+/// # Errors
+///
+/// The index is missing, not a regular file, or has no usable header.
+pub fn summarize(path: &Path) -> Result<(RunSummary, Vec<String>), RunlogError> {
+    let mut reader = open(path)?;
+    let header = reader.header.clone();
+    let index = index_path(path);
+    let v2 = header.version >= 2;
+    let mut pass = Pass::default();
+    match last_record(&index) {
+        // A complete log: its end says the totals, the first lines say the
+        // command, and (version 1) the last exit is just before the end.
+        Some(
+            end @ Record {
+                body: Body::End { .. },
+                ..
+            },
+        ) => {
+            for record in reader.by_ref().take(16) {
+                if let Body::Cmd { command, .. } = &record.body {
+                    pass.command = Some(command.clone());
+                    break;
+                }
+            }
+            if let Some(exit) = exit_before_end(&index) {
+                pass.see(exit, |_| 0);
+            }
+            pass.see(end, |_| 0);
+        }
+        _ => {
+            while let Some(record) = reader.next() {
+                let inline = |r: &Record| reader_bytes_len(r);
+                pass.see(record, inline);
+            }
+        }
+    }
+
+    let now = SystemTime::now();
+    let started = humantime::parse_rfc3339(&header.started_at).ok();
+    let since_start = |t: u64| {
+        started
+            .and_then(|s| now.duration_since(s + Duration::from_micros(t)).ok())
+            .unwrap_or_default()
+    };
+    let owner_alive = header.owner.is_alive();
+    let (state, status, exit_code) = match &pass.ended {
+        Some(Body::End { status, exit, .. }) => (RunState::Finished, Some(*status), *exit),
+        _ => {
+            let (status, exit) = match &pass.last {
+                Some((status, outcome)) => (Some(*status), Some(outcome.exit_code)),
+                None => (None, None),
+            };
+            let state = match (owner_alive, pass.running_since.is_some()) {
+                (true, true) => RunState::Running,
+                (true, false) => RunState::Idle,
+                (false, true) => RunState::Interrupted,
+                (false, false) => RunState::Finished,
+            };
+            (state, status, exit)
+        }
+    };
+    let mut duration = Duration::from_micros(pass.busy);
+    let mut silent_for = None;
+    if let Some(Body::End { out, err, busy, .. }) = &pass.ended {
+        pass.bytes = [*out, *err];
+        // Version 1 has no busy time: from the start to the end, then.
+        let end_t = last_record(&index).map_or(0, |r| r.t);
+        duration = Duration::from_micros(busy.unwrap_or(end_t));
+    }
+    if let (RunState::Running, Some(start)) = (state, pass.running_since) {
+        duration += since_start(start);
+        silent_for = Some(since_start(pass.last_output.unwrap_or(start)));
+    }
+    let layout = header.max_run_bytes.map(Layout::new);
+    let truncated =
+        v2 && layout.is_some_and(|l| pass.bytes.iter().any(|&total| l.dropped(total).is_some()));
+    let outcome = pass.last.map(|(_, mut outcome)| {
+        if let Some(code) = exit_code {
+            outcome.exit_code = code;
+        }
+        outcome.stdout_bytes = pass.bytes[0];
+        outcome.stderr_bytes = pass.bytes[1];
+        outcome.truncated = truncated;
+        outcome
+    });
+    let log_incomplete = v2
+        .then(|| std::fs::read_to_string(path.join(INCOMPLETE_FILE)).ok())
+        .flatten()
+        .map(|reason| reason.trim().to_owned());
+    let summary = RunSummary {
+        run_id: header.run_id.clone(),
+        path: path.to_owned(),
+        environment: header.environment.name.clone(),
+        command: pass.command,
+        working_dir: header.working_dir.clone(),
+        state,
+        status,
+        outcome,
+        started_at: header.started_at.clone(),
+        duration,
+        silent_for,
+        bytes_out: pass.bytes[0],
+        bytes_err: pass.bytes[1],
+        truncated,
+        log_incomplete,
+        containment: header.containment,
+        labels: header.labels.clone(),
     };
     Ok((summary, reader.warnings))
 }
 
-/// The last complete line of the file, if it is a record.
-fn last_record(path: &Path) -> Option<Record> {
-    let mut file = std::fs::File::open(path).ok()?;
+/// Bytes of a version-1 output record, without decoding text.
+fn reader_bytes_len(record: &Record) -> u64 {
+    match &record.body {
+        Body::Out { d: Some(text), .. } => text.len() as u64,
+        // Base64: 3 bytes per 4 characters, less the padding.
+        Body::Out { b: Some(b64), .. } => {
+            let padding = b64.bytes().rev().take_while(|&c| c == b'=').count();
+            (b64.len() / 4 * 3).saturating_sub(padding) as u64
+        }
+        _ => 0,
+    }
+}
+
+/// The last two complete lines of the file at `index`.
+fn last_lines(index: &Path) -> Option<Vec<Vec<u8>>> {
+    let mut file = open_regular(index).ok()?;
     let len = file.metadata().ok()?.len();
     let start = len.saturating_sub(TAIL);
     file.seek(SeekFrom::Start(start)).ok()?;
     let mut tail = Vec::with_capacity((len - start) as usize);
     file.read_to_end(&mut tail).ok()?;
     let body = tail.strip_suffix(b"\n")?;
-    let line = match body.iter().rposition(|&b| b == b'\n') {
-        Some(i) => &body[i + 1..],
-        None if start == 0 => body,
-        None => return None,
-    };
-    serde_json::from_slice(line).ok()
+    let mut lines: Vec<Vec<u8>> = body
+        .rsplit(|&b| b == b'\n')
+        .take(2)
+        .map(<[u8]>::to_vec)
+        .collect();
+    // Without the start of the file, the first line found may be cut.
+    if start > 0 && lines.len() < 2 {
+        return None;
+    }
+    lines.truncate(2);
+    Some(lines)
+}
+
+/// The last complete line of the index at `index`, if it is a record.
+pub(super) fn last_record(index: &Path) -> Option<Record> {
+    serde_json::from_slice(last_lines(index)?.first()?).ok()
+}
+
+/// The record just before the last, when it is an `exit`.
+fn exit_before_end(index: &Path) -> Option<Record> {
+    let record: Record = serde_json::from_slice(last_lines(index)?.get(1)?).ok()?;
+    matches!(record.body, Body::Exit { .. }).then_some(record)
+}
+
+/// The store's bounds, from `[store]` in the config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreLimits {
+    /// Bytes kept per stream of one run (`max_run_bytes`, default 1 GiB).
+    pub max_run_bytes: u64,
+    /// When the store grows past this, the oldest finished runs go
+    /// (`max_bytes`, optional).
+    pub max_bytes: Option<u64>,
+}
+
+impl Default for StoreLimits {
+    fn default() -> Self {
+        Self {
+            max_run_bytes: DEFAULT_MAX_RUN_BYTES,
+            max_bytes: None,
+        }
+    }
 }
 
 /// A folder of run logs.
 #[derive(Debug, Clone)]
 pub struct Store {
     dir: PathBuf,
+}
+
+/// Whether `name` is a run id: 26 characters of Crockford's base32.
+fn looks_like_run_id(name: &str) -> bool {
+    name.len() == 26
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
 }
 
 impl Store {
@@ -187,11 +367,18 @@ impl Store {
         &self.dir
     }
 
-    /// The log files, newest first (run ids sort by time).
-    pub fn files(&self) -> Result<Vec<PathBuf>, RunlogError> {
+    /// The runs (folders of version 2, `.jsonl` files of version 1),
+    /// newest first (run ids sort by time), and what was skipped, said.
+    ///
+    /// # Errors
+    ///
+    /// The store's folder cannot be read.
+    pub fn entries(&self) -> Result<(Vec<PathBuf>, Vec<String>), RunlogError> {
         let entries = match std::fs::read_dir(&self.dir) {
             Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok((Vec::new(), Vec::new()));
+            }
             Err(source) => {
                 return Err(RunlogError::Io {
                     path: self.dir.clone(),
@@ -199,20 +386,52 @@ impl Store {
                 });
             }
         };
-        let mut files: Vec<PathBuf> = entries
-            .filter_map(|e| Some(e.ok()?.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
-            .collect();
-        files.sort_by(|a, b| b.file_name().cmp(&a.file_name()));
-        Ok(files)
-    }
-
-    /// Summaries of every run, newest first, and warnings about the files
-    /// that could not be read.
-    pub fn list(&self) -> Result<(Vec<RunSummary>, Vec<String>), RunlogError> {
         let mut runs = Vec::new();
         let mut warnings = Vec::new();
-        for path in self.files()? {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let is_v1 = name.ends_with(".jsonl");
+            // The entry itself, not what a link points at.
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            let skip = |reason: String| {
+                RunlogError::NotALog {
+                    path: path.clone(),
+                    reason,
+                }
+                .to_string()
+            };
+            if is_v1 {
+                match kind.is_file() {
+                    true => runs.push(path),
+                    false => warnings.push(skip(describe(kind))),
+                }
+            } else if kind.is_dir() && path.join(INDEX_FILE).exists() {
+                runs.push(path);
+            } else if looks_like_run_id(&name) {
+                warnings.push(skip(match kind.is_dir() {
+                    true => format!("a folder without {INDEX_FILE}, not a run"),
+                    false => describe(kind),
+                }));
+            }
+            // Anything else (the TUI's log, a user's notes) is not a run.
+        }
+        runs.sort_by(|a, b| b.file_name().cmp(&a.file_name()));
+        Ok((runs, warnings))
+    }
+
+    /// Summaries of every run, newest first, and warnings about what could
+    /// not be read.
+    ///
+    /// # Errors
+    ///
+    /// The store's folder cannot be read.
+    pub fn list(&self) -> Result<(Vec<RunSummary>, Vec<String>), RunlogError> {
+        let (paths, mut warnings) = self.entries()?;
+        let mut runs = Vec::with_capacity(paths.len());
+        for path in paths {
             match summarize(&path) {
                 Ok((summary, mut w)) => {
                     runs.push(summary);
@@ -224,13 +443,20 @@ impl Store {
         Ok((runs, warnings))
     }
 
-    /// The log of `query`: a full run id, a unique prefix of one, or `last`.
+    /// The run `query` names: a full run id, a unique prefix of one, or
+    /// `last`.
+    ///
+    /// # Errors
+    ///
+    /// No run, or more than one, matches.
     pub fn resolve(&self, query: &str) -> Result<PathBuf, RunlogError> {
-        let files = self.files()?;
+        let (paths, _) = self.entries()?;
         let id = |p: &PathBuf| {
-            p.file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default()
+            let name = p.file_name().map(|s| s.to_string_lossy().into_owned());
+            let name = name.unwrap_or_default();
+            name.strip_suffix(".jsonl")
+                .map(str::to_owned)
+                .unwrap_or(name)
         };
         let not_found = |reason: String| RunlogError::NotFound {
             query: query.to_owned(),
@@ -238,15 +464,15 @@ impl Store {
             reason,
         };
         if query == "last" {
-            return files
+            return paths
                 .into_iter()
                 .next()
                 .ok_or_else(|| not_found("the store has no runs".into()));
         }
-        if let Some(exact) = files.iter().find(|p| id(p) == query) {
+        if let Some(exact) = paths.iter().find(|p| id(p) == query) {
             return Ok(exact.clone());
         }
-        let matches: Vec<&PathBuf> = files.iter().filter(|p| id(p).starts_with(query)).collect();
+        let matches: Vec<&PathBuf> = paths.iter().filter(|p| id(p).starts_with(query)).collect();
         match matches.as_slice() {
             [one] => Ok((*one).clone()),
             [] => Err(not_found("no run id starts with it".into())),
@@ -255,5 +481,86 @@ impl Store {
                 many.iter().map(|p| id(p)).collect::<Vec<_>>().join(", ")
             ))),
         }
+    }
+
+    /// The runs that [`prune`](Self::prune) removes: runs that are over
+    /// (finished or interrupted), but the newest `keep` of them, and of the
+    /// rest only those that started more than `older_than` ago.
+    ///
+    /// # Errors
+    ///
+    /// The store's folder cannot be read.
+    pub fn prunable(
+        &self,
+        older_than: Option<Duration>,
+        keep: usize,
+    ) -> Result<Vec<RunSummary>, RunlogError> {
+        let (runs, _) = self.list()?;
+        let now = SystemTime::now();
+        Ok(runs
+            .into_iter()
+            .filter(|run| !run.state.is_live())
+            .skip(keep)
+            .filter(|run| match older_than {
+                None => true,
+                Some(age) => humantime::parse_rfc3339(&run.started_at)
+                    .ok()
+                    .and_then(|started| now.duration_since(started).ok())
+                    .is_some_and(|ran| ran > age),
+            })
+            .collect())
+    }
+
+    /// Removes a run's folder or file.
+    ///
+    /// # Errors
+    ///
+    /// It could not be removed.
+    pub fn remove(&self, run: &RunSummary) -> Result<(), RunlogError> {
+        let removed = if run.path.is_dir() {
+            std::fs::remove_dir_all(&run.path)
+        } else {
+            std::fs::remove_file(&run.path)
+        };
+        removed.map_err(|source| RunlogError::Io {
+            path: run.path.clone(),
+            source,
+        })
+    }
+
+    /// Bytes the run at `path` takes on disk.
+    fn size_of(path: &Path) -> u64 {
+        let size = |p: &Path| std::fs::symlink_metadata(p).map_or(0, |m| m.len());
+        match std::fs::read_dir(path) {
+            Ok(entries) => entries.flatten().map(|e| size(&e.path())).sum(),
+            Err(_) => size(path),
+        }
+    }
+
+    /// Removes the oldest runs that are over until the store takes at most
+    /// `max_bytes`; returns the ones removed.
+    ///
+    /// # Errors
+    ///
+    /// The store's folder cannot be read.
+    pub fn shrink_to(&self, max_bytes: u64) -> Result<Vec<RunSummary>, RunlogError> {
+        let (paths, _) = self.entries()?;
+        let mut total: u64 = paths.iter().map(|p| Self::size_of(p)).sum();
+        let mut removed = Vec::new();
+        if total <= max_bytes {
+            return Ok(removed);
+        }
+        let (runs, _) = self.list()?;
+        for run in runs.iter().rev().filter(|r| !r.state.is_live()) {
+            if total <= max_bytes {
+                break;
+            }
+            let size = Self::size_of(&run.path);
+            if self.remove(run).is_ok() {
+                total = total.saturating_sub(size);
+                removed.push(run.clone());
+            }
+        }
+        Ok(removed)
     }
 }

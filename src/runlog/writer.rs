@@ -1,50 +1,106 @@
-//! Writes a session's run log as it happens.
+//! Writes a session's run log as it happens, on a thread of its own.
+//!
+//! The session's task only stamps each event with its time and hands it to
+//! the writer thread through a bounded queue; output chunks go as
+//! reference-counted [`Bytes`], so nothing is copied on the way. The thread
+//! writes the bytes to the stream files (bounded by [`Layout`]), then the
+//! index record that points at them.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::time::{Instant, SystemTime};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
-use base64::Engine;
+use bytes::Bytes;
 use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
 
-use super::{EndStatus, FORMAT, Header, Owner, PhaseTag, Record, RunlogError, StreamTag, VERSION};
+use super::streams::Layout;
+use super::{
+    Body, EndStatus, FORMAT, Header, INDEX_FILE, Owner, PhaseTag, RunlogError, Store, StoreLimits,
+    StreamTag, VERSION,
+};
 use crate::runtime::process_group::process_start_time;
-use crate::runtime::{LaunchSpec, RuntimeEvent, RuntimeInfo, StreamKind};
-use crate::supervisor::SessionEvent;
+use crate::runtime::{LaunchSpec, RuntimeEvent, RuntimeInfo};
 
-/// Appends records to `<store>/<run_id>.jsonl`, one `write` per line.
+/// Messages queued per writer: with output chunks of at most 256 KiB, a
+/// session pins at most 16 MiB behind a slow disk.
+const QUEUE: usize = 64;
+/// Output chunks of one stream that arrive within this of the first share
+/// an index record.
+const COALESCE: Duration = Duration::from_millis(5);
+/// An index record covers at most this many bytes.
+const COALESCE_BYTES: u64 = 1 << 20;
+/// Written into a run's folder when recording failed, with the reason.
+pub(super) const INCOMPLETE_FILE: &str = "incomplete";
+
+/// Records one session in `<store>/<run id>/`; see the [format](super).
+///
+/// # Caveats
+///
+/// Dropping it without [`finish`](Self::finish) lets the thread write what
+/// is queued and stop without the `end` record: the run then reads as
+/// interrupted (or finished, if no command was running) once its owner is
+/// gone.
 #[derive(Debug)]
 pub struct RunlogWriter {
-    file: File,
-    path: PathBuf,
+    queue: mpsc::Sender<Message>,
     started: Instant,
-    seq: u64,
-    line: Vec<u8>,
-    bytes: [u64; 2],
-    commands: u32,
-    last_exit: Option<(EndStatus, i32)>,
+    dir: PathBuf,
+    failure: Arc<Mutex<Option<Failure>>>,
 }
 
-/// An output line, serialised from borrowed data (no copy of the text); `b`
-/// is appended by hand.
-#[derive(Serialize)]
-struct OutLine<'a> {
-    e: &'static str,
-    seq: u64,
-    t: u64,
-    c: u32,
-    s: StreamTag,
-    p: PhaseTag,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    d: Option<&'a str>,
+#[derive(Debug, Clone)]
+struct Failure {
+    path: PathBuf,
+    kind: std::io::ErrorKind,
+    message: String,
+}
+
+impl Failure {
+    fn error(&self) -> RunlogError {
+        RunlogError::Io {
+            path: self.path.clone(),
+            source: std::io::Error::new(self.kind, self.message.clone()),
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Message {
+    Record {
+        t: u64,
+        c: u32,
+        body: Body,
+    },
+    Output {
+        t: u64,
+        c: u32,
+        s: StreamTag,
+        p: PhaseTag,
+        data: Bytes,
+    },
+    Finish {
+        t: u64,
+        done: oneshot::Sender<()>,
+    },
 }
 
 impl RunlogWriter {
-    /// Creates the log of the run `launch` in `store_dir` (made if missing)
-    /// and writes its header.
+    /// Creates the folder of the run `launch` in `store_dir` (made if
+    /// missing), writes the header and starts the writer thread. Streams
+    /// keep at most `limits.max_run_bytes` each; with `limits.max_bytes`,
+    /// the oldest finished runs go first when the store is over it.
+    ///
+    /// # Errors
+    ///
+    /// The folder or its files cannot be made or written; nothing is left
+    /// behind then.
     pub fn create(
         store_dir: &Path,
+        limits: StoreLimits,
         launch: &LaunchSpec,
         runtime: &RuntimeInfo,
     ) -> Result<Self, RunlogError> {
@@ -53,12 +109,19 @@ impl RunlogWriter {
             move |source| RunlogError::Io { path, source }
         };
         std::fs::create_dir_all(store_dir).map_err(io(store_dir))?;
-        let path = store_dir.join(format!("{}.jsonl", launch.run_id));
-        let file = OpenOptions::new()
-            .append(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(io(&path))?;
+        if let Some(max_bytes) = limits.max_bytes {
+            match Store::new(store_dir).shrink_to(max_bytes) {
+                Ok(removed) if !removed.is_empty() => tracing::info!(
+                    removed = removed.len(),
+                    "[store] max_bytes: removed the oldest finished runs"
+                ),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "[store] max_bytes: cannot shrink the store"),
+            }
+        }
+        let max_run_bytes = limits.max_run_bytes;
+        let dir = store_dir.join(&launch.run_id);
+        std::fs::create_dir(&dir).map_err(io(&dir))?;
         let header = Header {
             format: FORMAT.to_owned(),
             version: VERSION,
@@ -70,226 +133,406 @@ impl RunlogWriter {
             owner: Owner::this_process(),
             container_id: runtime.container_id.clone(),
             containment: Some(runtime.containment),
+            max_run_bytes: Some(max_run_bytes),
+            labels: launch.labels.clone(),
         };
-        let mut writer = Self {
-            file,
-            path,
-            started: Instant::now(),
+        let opened = (|| {
+            let new = |name: &str| {
+                let path = dir.join(name);
+                OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&path)
+                    .map_err(io(&path))
+            };
+            let index_path = dir.join(INDEX_FILE);
+            let mut index = OpenOptions::new()
+                .append(true)
+                .create_new(true)
+                .open(&index_path)
+                .map_err(io(&index_path))?;
+            let streams = [
+                new(StreamTag::Out.file_name())?,
+                new(StreamTag::Err.file_name())?,
+            ];
+            let mut line = serde_json::to_vec(&header).expect("headers serialise");
+            line.push(b'\n');
+            index.write_all(&line).map_err(io(&index_path))?;
+            Ok((index, streams))
+        })();
+        let (index, streams) = match opened {
+            Ok(files) => files,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(e);
+            }
+        };
+        let failure = Arc::new(Mutex::new(None));
+        let (queue, messages) = mpsc::channel(QUEUE);
+        let thread = Thread {
+            dir: dir.clone(),
+            index,
+            streams,
+            layout: Layout::new(max_run_bytes),
+            written: [0, 0],
             seq: 0,
-            line: Vec::with_capacity(4096),
-            bytes: [0, 0],
             commands: 0,
             last_exit: None,
+            command_start: None,
+            busy: 0,
+            pending: None,
+            line: Vec::with_capacity(512),
+            failure: Arc::clone(&failure),
         };
-        writer.write_value(&header)?;
-        Ok(writer)
-    }
-
-    /// The file being written.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    fn elapsed_us(&self) -> u64 {
-        self.started.elapsed().as_micros() as u64
-    }
-
-    fn next_seq(&mut self) -> u64 {
-        self.seq += 1;
-        self.seq
-    }
-
-    /// Serialises `value` as one line and appends it with a single write.
-    fn write_value(&mut self, value: &impl Serialize) -> Result<(), RunlogError> {
-        self.line.clear();
-        serde_json::to_writer(&mut self.line, value).expect("records serialise");
-        self.line.push(b'\n');
-        self.write_line()
-    }
-
-    /// Appends the line in `self.line` with a single write.
-    fn write_line(&mut self) -> Result<(), RunlogError> {
-        let result = self.file.write_all(&self.line);
-        if self.line.capacity() > 1 << 20 {
-            self.line = Vec::with_capacity(4096); // do not keep a flood's buffer
-        }
-        result.map_err(|source| RunlogError::Io {
-            path: self.path.clone(),
-            source,
+        std::thread::Builder::new()
+            .name(format!("subrt-log-{}", launch.run_id))
+            .spawn(move || thread.run(messages))
+            .map_err(io(&dir))?;
+        Ok(Self {
+            queue,
+            started: Instant::now(),
+            dir,
+            failure,
         })
     }
 
-    /// Records one event of the session.
-    pub fn record(&mut self, event: &SessionEvent) -> Result<(), RunlogError> {
-        let t = self.elapsed_us();
-        match event {
-            SessionEvent::CommandStarted {
-                number,
-                command,
-                timeout,
-            } => {
-                self.commands = *number;
-                let record = Record::Cmd {
-                    seq: self.next_seq(),
-                    t,
-                    c: *number,
-                    command: command.clone(),
-                    timeout: timeout.map(|d| d.as_secs_f64()),
-                };
-                self.write_value(&record)
-            }
-            SessionEvent::Failed { number, error } => {
-                let record = Record::Note {
-                    seq: self.next_seq(),
-                    t,
-                    c: *number,
-                    text: error.clone(),
-                };
-                self.write_value(&record)
-            }
-            SessionEvent::Runtime { number, event } => self.record_runtime(*number, t, event),
-        }
+    /// The run's folder.
+    pub fn path(&self) -> &Path {
+        &self.dir
     }
 
-    fn record_runtime(&mut self, c: u32, t: u64, event: &RuntimeEvent) -> Result<(), RunlogError> {
-        let seq = self.next_seq();
-        match event {
-            RuntimeEvent::Output(chunk) => {
-                let index = usize::from(chunk.stream == StreamKind::Stderr);
-                self.bytes[index] += chunk.data.len() as u64;
-                let (s, p) = (chunk.stream.into(), chunk.phase.into());
-                match as_text(&chunk.data) {
-                    Some(text) => {
-                        let d = Some(text);
-                        let line = OutLine {
-                            e: "out",
-                            seq,
-                            t,
-                            c,
-                            s,
-                            p,
-                            d,
-                        };
-                        self.write_value(&line)
-                    }
-                    None => {
-                        self.line.clear();
-                        let prefix = OutLine {
-                            e: "out",
-                            seq,
-                            t,
-                            c,
-                            s,
-                            p,
-                            d: None,
-                        };
-                        serde_json::to_writer(&mut self.line, &prefix).expect("serialises");
-                        // Base64 needs no JSON escaping: encode straight into
-                        // the line, replacing the closing brace.
-                        self.line.pop();
-                        self.line.extend_from_slice(b",\"b\":\"");
-                        let start = self.line.len();
-                        let engine = &base64::engine::general_purpose::STANDARD;
-                        let len = base64::encoded_len(chunk.data.len(), true).expect("fits");
-                        self.line.resize(start + len, 0);
-                        engine
-                            .encode_slice(&chunk.data, &mut self.line[start..])
-                            .expect("sized by encoded_len");
-                        self.line.extend_from_slice(b"\"}\n");
-                        self.write_line()
-                    }
-                }
-            }
-            RuntimeEvent::SetupStarted { command } => self.write_value(&Record::Setup {
-                seq,
+    fn now(&self) -> u64 {
+        self.started.elapsed().as_micros() as u64
+    }
+
+    /// Queues `message`, waiting while the queue is full.
+    async fn send(&self, message: Message) -> Result<(), RunlogError> {
+        if let Some(failure) = &*self.failure.lock().unwrap_or_else(|e| e.into_inner()) {
+            return Err(failure.error());
+        }
+        self.queue.send(message).await.map_err(|_| RunlogError::Io {
+            path: self.dir.clone(),
+            source: std::io::Error::other("the run log's writer thread stopped"),
+        })
+    }
+
+    /// Records that command `number` starts.
+    ///
+    /// # Errors
+    ///
+    /// Recording failed earlier (disk full, say); the error says where.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel-safe: a cancelled call may or may not have queued it.
+    pub async fn command_started(
+        &self,
+        number: u32,
+        command: &str,
+        timeout: Option<Duration>,
+    ) -> Result<(), RunlogError> {
+        let body = Body::Cmd {
+            command: command.to_owned(),
+            timeout: timeout.map(|d| d.as_secs_f64()),
+        };
+        let t = self.now();
+        self.send(Message::Record { t, c: number, body }).await
+    }
+
+    /// Records a note of subrt's own (a command that could not start, say).
+    ///
+    /// # Errors
+    ///
+    /// As [`command_started`](Self::command_started).
+    pub async fn note(&self, number: u32, text: &str) -> Result<(), RunlogError> {
+        let body = Body::Note {
+            text: text.to_owned(),
+        };
+        let t = self.now();
+        self.send(Message::Record { t, c: number, body }).await
+    }
+
+    /// Records an event of command `number`.
+    ///
+    /// # Errors
+    ///
+    /// As [`command_started`](Self::command_started).
+    pub async fn event(&self, number: u32, event: &RuntimeEvent) -> Result<(), RunlogError> {
+        let t = self.now();
+        let c = number;
+        let message = match event {
+            RuntimeEvent::Output(chunk) => Message::Output {
                 t,
                 c,
-                command: command.clone(),
-            }),
-            RuntimeEvent::ProcessStarted { pid, pgid, init } => self.write_value(&Record::Proc {
-                seq,
+                s: chunk.stream.into(),
+                p: chunk.phase.into(),
+                data: chunk.data.clone(),
+            },
+            RuntimeEvent::SetupStarted { command } => Message::Record {
                 t,
                 c,
-                pid: *pid,
-                pgid: *pgid,
-                start: process_start_time(*pid),
-                init: *init,
-                init_start: init.and_then(process_start_time),
-            }),
-            RuntimeEvent::Note(text) => self.write_value(&Record::Note {
-                seq,
+                body: Body::Setup {
+                    command: command.clone(),
+                },
+            },
+            RuntimeEvent::ProcessStarted { pid, pgid, init } => Message::Record {
                 t,
                 c,
-                text: text.clone(),
-            }),
-            RuntimeEvent::Finished(result) => {
-                let status = if result.setup_failure.is_some() {
-                    EndStatus::SetupFailed
-                } else if result.timed_out {
-                    EndStatus::TimedOut
-                } else if result.killed {
-                    EndStatus::Killed
-                } else {
-                    EndStatus::Exited
-                };
-                self.last_exit = Some((status, result.exit_code));
-                self.write_value(&Record::Exit {
-                    seq,
-                    t,
-                    c,
+                body: Body::Proc {
+                    pid: *pid,
+                    pgid: *pgid,
+                    start: process_start_time(*pid),
+                    init: *init,
+                    init_start: init.and_then(process_start_time),
+                },
+            },
+            RuntimeEvent::Note(text) => Message::Record {
+                t,
+                c,
+                body: Body::Note { text: text.clone() },
+            },
+            RuntimeEvent::Finished(result) => Message::Record {
+                t,
+                c,
+                body: Body::Exit {
                     code: result.exit_code,
                     signal: result.signal,
                     timed_out: result.timed_out,
                     killed: result.killed,
                     setup_failure: result.setup_failure.clone(),
-                })
+                    out: None,
+                    err: None,
+                },
+            },
+        };
+        self.send(message).await
+    }
+
+    /// Writes what is queued and the `end` record; the log is complete.
+    ///
+    /// # Errors
+    ///
+    /// Recording failed at some point; the error says where.
+    pub async fn finish(self) -> Result<(), RunlogError> {
+        let (done, finished) = oneshot::channel();
+        let t = self.now();
+        self.send(Message::Finish { t, done }).await?;
+        let _ = finished.await;
+        match &*self.failure.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(failure) => Err(failure.error()),
+            None => Ok(()),
+        }
+    }
+}
+
+/// An output record not yet written: later chunks may join it.
+#[derive(Debug)]
+struct Pending {
+    t: u64,
+    c: u32,
+    s: StreamTag,
+    p: PhaseTag,
+    o: u64,
+    n: u64,
+}
+
+/// The writer thread's state.
+struct Thread {
+    dir: PathBuf,
+    index: File,
+    streams: [File; 2],
+    layout: Layout,
+    /// Bytes written to each stream so far (kept or not).
+    written: [u64; 2],
+    seq: u64,
+    commands: u32,
+    last_exit: Option<(EndStatus, i32)>,
+    /// When the running command started, and how long the ended ones ran.
+    command_start: Option<u64>,
+    busy: u64,
+    pending: Option<Pending>,
+    line: Vec<u8>,
+    failure: Arc<Mutex<Option<Failure>>>,
+}
+
+impl Thread {
+    fn run(mut self, mut messages: mpsc::Receiver<Message>) {
+        loop {
+            let message = match messages.try_recv() {
+                Ok(message) => message,
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    // Nothing more right now: what is pending goes out, so
+                    // that a reader tailing the log sees it at once.
+                    self.flush_pending();
+                    match messages.blocking_recv() {
+                        Some(message) => message,
+                        None => break,
+                    }
+                }
+                Err(mpsc::error::TryRecvError::Disconnected) => break,
+            };
+            if self.failed() {
+                if let Message::Finish { done, .. } = message {
+                    let _ = done.send(());
+                }
+                continue;
+            }
+            match message {
+                Message::Output { t, c, s, p, data } => self.output(t, c, s, p, &data),
+                Message::Record { t, c, body } => {
+                    self.flush_pending();
+                    self.record(t, c, body);
+                }
+                Message::Finish { t, done } => {
+                    self.flush_pending();
+                    let (status, exit) = match self.last_exit {
+                        Some((status, code)) => (status, Some(code)),
+                        None => (EndStatus::Empty, None),
+                    };
+                    let body = Body::End {
+                        status,
+                        exit,
+                        out: self.written[0],
+                        err: self.written[1],
+                        commands: self.commands,
+                        busy: Some(self.busy),
+                    };
+                    self.write(t, 0, &body);
+                    let _ = done.send(());
+                }
+            }
+        }
+        self.flush_pending();
+    }
+
+    fn failed(&self) -> bool {
+        self.failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+    }
+
+    /// Remembers the first failure, and says so in the run's folder.
+    fn fail(&mut self, path: PathBuf, error: &std::io::Error) {
+        let mut slot = self.failure.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.is_none() {
+            let _ = std::fs::write(
+                self.dir.join(INCOMPLETE_FILE),
+                format!("{}: {error}\n", path.display()),
+            );
+            *slot = Some(Failure {
+                path,
+                kind: error.kind(),
+                message: error.to_string(),
+            });
+        }
+    }
+
+    fn output(&mut self, t: u64, c: u32, s: StreamTag, p: PhaseTag, data: &[u8]) {
+        let index = s.index();
+        let at = self.written[index];
+        for piece in self.layout.write_plan(at, data.len() as u64) {
+            let from = (piece.logical - at) as usize;
+            let bytes = &data[from..from + piece.len as usize];
+            if let Err(e) = self.streams[index].write_all_at(bytes, piece.file) {
+                let path = self.dir.join(s.file_name());
+                return self.fail(path, &e);
+            }
+        }
+        self.written[index] += data.len() as u64;
+        let n = data.len() as u64;
+        match &mut self.pending {
+            Some(pending)
+                if pending.s == s
+                    && pending.p == p
+                    && pending.c == c
+                    && pending.o + pending.n == at
+                    && t.saturating_sub(pending.t) <= COALESCE.as_micros() as u64
+                    && pending.n + n <= COALESCE_BYTES =>
+            {
+                pending.n += n;
+            }
+            _ => {
+                self.flush_pending();
+                self.pending = Some(Pending {
+                    t,
+                    c,
+                    s,
+                    p,
+                    o: at,
+                    n,
+                });
             }
         }
     }
 
-    /// Writes the `end` trailer; the log is complete.
-    pub fn finish(mut self) -> Result<(), RunlogError> {
-        let (status, exit) = match self.last_exit {
-            Some((status, code)) => (status, Some(code)),
-            None => (EndStatus::Empty, None),
+    fn flush_pending(&mut self) {
+        if let Some(Pending { t, c, s, p, o, n }) = self.pending.take() {
+            let body = Body::Out {
+                s,
+                p,
+                o: Some(o),
+                n: Some(n),
+                d: None,
+                b: None,
+            };
+            self.write(t, c, &body);
+        }
+    }
+
+    fn record(&mut self, t: u64, c: u32, mut body: Body) {
+        match &mut body {
+            Body::Cmd { .. } => {
+                self.commands = self.commands.max(c);
+                self.command_start = Some(t);
+            }
+            Body::Exit {
+                code,
+                timed_out,
+                killed,
+                setup_failure,
+                out,
+                err,
+                ..
+            } => {
+                let status = EndStatus::of(*timed_out, *killed, setup_failure.is_some());
+                if let Some(start) = self.command_start.take() {
+                    self.busy += t.saturating_sub(start);
+                }
+                self.last_exit = Some((status, *code));
+                *out = Some(self.written[0]);
+                *err = Some(self.written[1]);
+            }
+            _ => {}
+        }
+        self.write(t, c, &body);
+    }
+
+    /// Appends one index line with a single write.
+    fn write(&mut self, t: u64, c: u32, body: &Body) {
+        self.seq += 1;
+        let record = RecordRef {
+            seq: self.seq,
+            t,
+            c,
+            body,
         };
-        let record = Record::End {
-            seq: self.next_seq(),
-            t: self.elapsed_us(),
-            status,
-            exit,
-            out: self.bytes[0],
-            err: self.bytes[1],
-            commands: self.commands,
-        };
-        self.write_value(&record)
+        self.line.clear();
+        serde_json::to_writer(&mut self.line, &record).expect("records serialise");
+        self.line.push(b'\n');
+        if let Err(e) = self.index.write_all(&self.line) {
+            let path = self.dir.join(INDEX_FILE);
+            self.fail(path, &e);
+        }
     }
 }
 
-/// The chunk as text when it is UTF-8 and escaping it would not bloat the
-/// log: JSON spells most control bytes as six characters, so chunks with
-/// many of them (a flood of NULs, say) go as base64 instead.
-fn as_text(data: &[u8]) -> Option<&str> {
-    let text = std::str::from_utf8(data).ok()?;
-    let escaped = data
-        .iter()
-        .filter(|&&b| b < 0x20 && !matches!(b, b'\n' | b'\t' | b'\r'))
-        .count();
-    (escaped * 8 <= data.len()).then_some(text)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn text_unless_invalid_or_mostly_control_bytes() {
-        assert_eq!(as_text(b"hello\n\tworld\r\n"), Some("hello\n\tworld\r\n"));
-        assert_eq!(as_text(b"\xff"), None);
-        assert_eq!(as_text(&[0u8; 64]), None);
-        assert_eq!(
-            as_text(b"\x1b[31mred\x1b[0m and some more text"),
-            Some("\x1b[31mred\x1b[0m and some more text")
-        );
-    }
+/// A [`Record`](super::Record) serialised from borrowed parts.
+#[derive(Serialize)]
+struct RecordRef<'a> {
+    seq: u64,
+    t: u64,
+    c: u32,
+    #[serde(flatten)]
+    body: &'a Body,
 }

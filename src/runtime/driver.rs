@@ -66,6 +66,9 @@ pub(crate) struct Exit {
     pub code: i32,
     pub signal: Option<i32>,
     pub timed_out: bool,
+    /// Killed from outside subrt (its session was killed by another
+    /// process); a `kill` of this runtime is known without it.
+    pub killed_outside: bool,
 }
 
 impl Exit {
@@ -79,6 +82,7 @@ impl Exit {
             code: 128 + libc::SIGKILL,
             signal: Some(libc::SIGKILL),
             timed_out,
+            killed_outside: false,
         }
     }
 
@@ -88,6 +92,7 @@ impl Exit {
             code: 126,
             signal: None,
             timed_out: false,
+            killed_outside: false,
         }
     }
 }
@@ -241,7 +246,7 @@ async fn drive<R: Runner>(
     result.elapsed = started.elapsed();
     {
         let mut life = runner.lifecycle();
-        result.killed = life.kill_requested && !exit.timed_out;
+        result.killed = (life.kill_requested || exit.killed_outside) && !exit.timed_out;
         life.last_exit = Some(exit.code);
         if life.phase != RuntimeState::Cleaned {
             life.phase = RuntimeState::Idle;

@@ -336,6 +336,20 @@ impl Inner {
         Ok(Some(child))
     }
 
+    /// Whether the session's namespace ended (its init was killed), waiting
+    /// briefly: the kernel ends the init only after its members.
+    async fn namespace_ended(&self) -> bool {
+        let init_pidfd = self
+            .processes()
+            .namespace
+            .as_ref()
+            .map(PidNamespace::watcher);
+        match init_pidfd {
+            Some(gone) => gone.wait(Duration::from_millis(200)).await,
+            None => false,
+        }
+    }
+
     /// Kills what runs the command that went over time or lost its reader:
     /// the session's namespace, or the command's group.
     fn kill_command(&self, pgid: i32) {
@@ -462,17 +476,19 @@ impl Runner for Inner {
                 processes.groups.retain(|&g| g != pgid);
             }
         }
-        let exit = match status {
+        let mut exit = match status {
             Ok(status) => match status.signal() {
                 Some(signal) => Exit {
                     code: 128 + signal,
                     signal: Some(signal),
                     timed_out,
+                    killed_outside: false,
                 },
                 None => Exit {
                     code: status.code().unwrap_or(-1),
                     signal: None,
                     timed_out,
+                    killed_outside: false,
                 },
             },
             Err(e) => {
@@ -483,9 +499,18 @@ impl Runner for Inner {
                     code: -1,
                     signal: None,
                     timed_out,
+                    killed_outside: false,
                 }
             }
         };
+        if exit.signal == Some(libc::SIGKILL) && !killed && self.namespace_ended().await {
+            exit.killed_outside = true;
+            let note = "killed from outside subrt: the session's PID namespace was killed";
+            let _ = tx.send(RuntimeEvent::Note(note.into())).await;
+            // What ran in it is gone: the next command gets a new one.
+            let _ = self.processes().kill_all();
+            self.lifecycle().setup_done = false;
+        }
         (exit, [out_capture, err_capture])
     }
 }

@@ -60,8 +60,8 @@ pub use containment::{Containment, local_containment, pid_namespaces};
 pub use error::RuntimeError;
 pub use events::EventStream;
 pub use models::{
-    DEFAULT_CAPTURE_LIMIT, ExecRequest, LaunchSpec, OutputChunk, Phase, RuntimeEvent, RuntimeInfo,
-    RuntimeResult, RuntimeState, SetupFailure, StaticAsset, StreamKind,
+    DEFAULT_CAPTURE_LIMIT, ExecRequest, LaunchSpec, Outcome, OutputChunk, Phase, RuntimeEvent,
+    RuntimeInfo, RuntimeResult, RuntimeState, SetupFailure, StaticAsset, StreamKind,
 };
 pub use registry::{Registry, RuntimeBackend, spawn_runtime};
 

@@ -38,6 +38,8 @@ pub struct LaunchSpec {
     pub disable_setup: bool,
     /// One more setup command, after the spec's.
     pub setup_command: Option<String>,
+    /// Labels of the run, recorded in its log (and on its containers).
+    pub labels: BTreeMap<String, String>,
 }
 
 impl LaunchSpec {
@@ -55,6 +57,7 @@ impl LaunchSpec {
             is_evaluation: false,
             disable_setup: false,
             setup_command: None,
+            labels: BTreeMap::new(),
         }
     }
 
@@ -240,6 +243,52 @@ impl RuntimeResult {
 
 fn serialize_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64(d.as_secs_f64())
+}
+
+/// How a command ended, in the words every output of subrt uses:
+/// `run --json`, `ls --json` and `export --format json` carry these fields
+/// with these names.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Outcome {
+    /// Exit code, or 128+N when killed by signal N.
+    pub exit_code: i32,
+    /// The signal that ended it, if any.
+    pub signal: Option<i32>,
+    /// The timeout ended it.
+    pub timed_out: bool,
+    /// A kill ended it (`kill`, or a kill from outside the session).
+    pub killed: bool,
+    /// The setup command that failed; the command did not run.
+    pub setup_failure: Option<SetupFailure>,
+    /// Bytes written to stdout, setup included.
+    pub stdout_bytes: u64,
+    /// Bytes written to stderr, setup included.
+    pub stderr_bytes: u64,
+    /// Not every byte was kept (by the result's capture limit, or the run
+    /// log's `max_run_bytes`).
+    pub truncated: bool,
+}
+
+impl RuntimeResult {
+    /// The result's [`Outcome`].
+    pub fn outcome(&self) -> Outcome {
+        let streams = [
+            &self.stdout,
+            &self.stderr,
+            &self.setup_stdout,
+            &self.setup_stderr,
+        ];
+        Outcome {
+            exit_code: self.exit_code,
+            signal: self.signal,
+            timed_out: self.timed_out,
+            killed: self.killed,
+            setup_failure: self.setup_failure.clone(),
+            stdout_bytes: self.stdout.total_bytes + self.setup_stdout.total_bytes,
+            stderr_bytes: self.stderr.total_bytes + self.setup_stderr.total_bytes,
+            truncated: streams.iter().any(|s| s.truncated()),
+        }
+    }
 }
 
 /// A setup command that did not succeed.

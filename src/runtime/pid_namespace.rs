@@ -122,10 +122,13 @@ impl PidNamespace {
     ///
     /// Cancel-safe: it only watches.
     pub async fn wait_gone(&self, limit: Duration) -> bool {
-        let mut gone = self.gone.clone();
-        tokio::time::timeout(limit, gone.wait_for(|gone| *gone))
-            .await
-            .is_ok_and(|r| r.is_ok())
+        self.watcher().wait(limit).await
+    }
+
+    /// A handle that tells when the namespace is gone, usable without
+    /// holding the namespace (or a lock around it).
+    pub fn watcher(&self) -> Gone {
+        Gone(self.gone.clone())
     }
 
     /// Spawns `command` as a member of the namespace.
@@ -152,6 +155,23 @@ impl PidNamespace {
             std::process::abort();
         }
         spawned
+    }
+}
+
+/// Tells when a [`PidNamespace`] is gone.
+#[derive(Debug, Clone)]
+pub struct Gone(watch::Receiver<bool>);
+
+impl Gone {
+    /// Waits until the namespace is gone, at most `limit`; true when it is.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: it only watches.
+    pub async fn wait(mut self, limit: Duration) -> bool {
+        tokio::time::timeout(limit, self.0.wait_for(|gone| *gone))
+            .await
+            .is_ok_and(|r| r.is_ok())
     }
 }
 

@@ -22,6 +22,25 @@ pub fn signal_group(pgid: i32, signal: i32) -> io::Result<()> {
     }
 }
 
+/// Sends `signal` to process `pid`. A process that no longer exists is
+/// not an error.
+pub fn signal_process(pid: u32, signal: i32) -> io::Result<()> {
+    let pid = i32::try_from(pid).ok().filter(|&p| p > 1).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("refusing to signal process {pid}"),
+        )
+    })?;
+    // SAFETY: kill(2) has no memory-safety preconditions.
+    if unsafe { libc::kill(pid, signal) } == 0 {
+        return Ok(());
+    }
+    match io::Error::last_os_error() {
+        e if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
+        e => Err(e),
+    }
+}
+
 /// Kills every process in group `pgid` with SIGKILL.
 pub fn kill_group(pgid: i32) -> io::Result<()> {
     signal_group(pgid, libc::SIGKILL)

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::runlog::{self, EndStatus, Owner, Record, RunState, RunSummary, Store, StreamTag, Tail};
+use crate::runlog::{self, Body, EndStatus, Owner, RunState, RunSummary, Store, StreamTag, Tail};
 use crate::runtime::leftovers::{ManagedContainer, Verdict};
 use crate::runtime::{RuntimeEvent, StreamKind};
 use crate::supervisor::{SessionEvent, Supervisor};
@@ -196,8 +196,8 @@ pub struct Session {
     pub loaded: bool,
     /// Follows the log of a run another process is writing.
     pub tail: Option<Tail>,
-    /// The last host process the log recorded: pid, process group, start time.
-    pub last_process: Option<(u32, i32, Option<u64>)>,
+    /// The last host process the log recorded.
+    pub last_process: Option<Process>,
     /// The process writing the log (runs of other processes).
     pub owner: Option<Owner>,
     /// The runtime type of a followed run, from its log header.
@@ -233,8 +233,9 @@ impl Session {
 
     /// A session known from the store.
     pub fn stored(run: &RunSummary) -> Self {
-        let state = match (run.state, run.status, run.exit) {
-            (RunState::Live, _, _) => SessionState::Live,
+        let exit = run.outcome.as_ref().map(|o| o.exit_code);
+        let state = match (run.state, run.status, exit) {
+            (RunState::Running | RunState::Idle, _, _) => SessionState::Live,
             (RunState::Interrupted, _, _) => SessionState::Interrupted,
             (_, Some(EndStatus::TimedOut), _) => SessionState::TimedOut,
             (_, Some(EndStatus::Killed), _) => SessionState::Killed,
@@ -294,19 +295,30 @@ impl Session {
         let mut ended = false;
         for record in records {
             self.elapsed = Duration::from_micros(record.time_us());
-            match &record {
-                Record::Out { s, t, .. } => {
-                    let bytes = record.output_bytes().unwrap_or_default();
-                    let at = Duration::from_micros(*t);
+            match &record.body {
+                Body::Out { s, .. } => {
+                    let bytes = tail.bytes(&record);
+                    let at = Duration::from_micros(record.t);
                     match s {
                         StreamTag::Out => self.stdout.push(&bytes, at),
                         StreamTag::Err => self.stderr.push(&bytes, at),
                     }
                 }
-                Record::Proc {
-                    pid, pgid, start, ..
-                } => self.last_process = Some((*pid, *pgid, *start)),
-                Record::End { status, exit, .. } => {
+                Body::Proc {
+                    pid,
+                    pgid,
+                    start,
+                    init,
+                    init_start,
+                } => {
+                    self.last_process = Some(Process {
+                        pid: *pid,
+                        pgid: *pgid,
+                        start: *start,
+                        init: init.zip(*init_start),
+                    })
+                }
+                Body::End { status, exit, .. } => {
                     ended = true;
                     self.state = match status {
                         EndStatus::TimedOut => SessionState::TimedOut,
@@ -341,10 +353,18 @@ impl Session {
             Ok(reader) => reader,
             Err(e) => return vec![e.to_string()],
         };
-        for record in reader.by_ref() {
-            if let Record::Out { s, t, .. } = &record {
-                let bytes = record.output_bytes().unwrap_or_default();
-                let at = Duration::from_micros(*t);
+        // The ends of the streams, not the whole: the panes keep their last
+        // lines anyway.
+        let from = reader.totals().map(|t| t.saturating_sub(LOAD_BYTES));
+        while let Some(record) = reader.next() {
+            if let Body::Out { s, o, n, .. } = &record.body {
+                if let (Some(o), Some(n)) = (o, n)
+                    && o + n <= from[s.index()]
+                {
+                    continue;
+                }
+                let bytes = reader.bytes(&record);
+                let at = Duration::from_micros(record.t);
                 match s {
                     StreamTag::Out => self.stdout.push(&bytes, at),
                     StreamTag::Err => self.stderr.push(&bytes, at),
@@ -353,6 +373,23 @@ impl Session {
         }
         reader.warnings
     }
+}
+
+/// Bytes of each stream a stored session loads into its panes: the end.
+const LOAD_BYTES: u64 = 4 << 20;
+
+/// A host process a run's log recorded, for killing it from here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Process {
+    /// The command's shell.
+    pub pid: u32,
+    /// Its process group.
+    pub pgid: i32,
+    /// The shell's start time.
+    pub start: Option<u64>,
+    /// The session's PID-namespace init and its start time: killing it
+    /// kills the whole session.
+    pub init: Option<(u32, u64)>,
 }
 
 /// Output a replay holds at most; a larger log replays its first part.
@@ -385,9 +422,10 @@ impl Replay {
         let mut reader = runlog::open(path).map_err(|e| e.to_string())?;
         let mut chunks = Vec::new();
         let (mut bytes, mut cut) = (0, false);
-        for record in reader.by_ref() {
-            if let Record::Out { s, t, .. } = &record {
-                let data = record.output_bytes().unwrap_or_default();
+        while let Some(record) = reader.next() {
+            if let Body::Out { s, .. } = &record.body {
+                let t = &record.t;
+                let data = reader.bytes(&record);
                 bytes += data.len();
                 if bytes > REPLAY_BYTES {
                     cut = true;
@@ -1096,7 +1134,9 @@ impl App {
     /// Picks up runs that appeared in `store` since the last call, and
     /// follows the live ones (runs other processes are writing).
     pub fn refresh_store(&mut self, store: &Store) {
-        let Ok(files) = store.files() else { return };
+        let Ok((files, _)) = store.entries() else {
+            return;
+        };
         // Newest first, after this process's own sessions.
         let mut insert_at = self
             .sessions
@@ -1105,8 +1145,8 @@ impl App {
             .unwrap_or(self.sessions.len());
         for path in files {
             let id = path
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
+                .file_name()
+                .map(|s| s.to_string_lossy().trim_end_matches(".jsonl").to_owned())
                 .unwrap_or_default();
             // Older than what was listed at start, known, or unreadable.
             if id <= self.history_floor

@@ -22,13 +22,13 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::config::Config;
-use crate::runlog::{RunlogWriter, Store};
+use crate::runlog::{RunlogWriter, Store, StoreLimits};
 use crate::runtime::{ExecRequest, LaunchSpec, docker, leftovers, process_group, registry};
 use crate::spec::EnvironmentSpec;
 use crate::supervisor::{SessionEvent, Supervisor};
 
 use action::action_for;
-use app::{App, Effect, EnvironmentRow, Session};
+use app::{App, Effect, EnvironmentRow, Process, Session};
 
 /// The shortest time between two frames (about 30 a second).
 pub const FRAME: Duration = Duration::from_millis(33);
@@ -48,7 +48,7 @@ type Events = mpsc::Sender<(String, SessionEvent)>;
 async fn launch(
     spec: &EnvironmentSpec,
     working_dir: PathBuf,
-    store: &std::path::Path,
+    store: (&std::path::Path, StoreLimits),
     command: &str,
     timeout: Option<Duration>,
     events: &Events,
@@ -59,7 +59,9 @@ async fn launch(
         .spawn(launch.clone())
         .await
         .map_err(|e| e.to_string())?;
-    let log = RunlogWriter::create(store, &launch, &runtime.info()).map_err(|e| e.to_string())?;
+    let (store, limits) = store;
+    let log =
+        RunlogWriter::create(store, limits, &launch, &runtime.info()).map_err(|e| e.to_string())?;
     let log_path = log.path().to_owned();
     let supervisor = Supervisor::start_recorded(runtime, log);
     let mut rx = supervisor.subscribe();
@@ -133,7 +135,7 @@ pub async fn run(config: Config) -> io::Result<()> {
             match launch(
                 spec,
                 base.clone(),
-                &config.store_dir,
+                (&config.store_dir, config.store_limits),
                 command,
                 None,
                 &events_tx,
@@ -306,7 +308,7 @@ async fn start_pending(app: &mut App, config: &Config, events: &Events) {
     match launch(
         spec,
         run.working_dir,
-        &config.store_dir,
+        (&config.store_dir, config.store_limits),
         &run.command,
         run.timeout,
         events,
@@ -363,14 +365,26 @@ async fn kill_other(session: &Session) -> String {
         }
         return format!("{id}: killed {} container(s)", containers.len());
     }
+    let alive = |pid: u32, start: u64| process_group::process_start_time(pid) == Some(start);
     match session.last_process {
-        Some((pid, pgid, Some(start))) if process_group::process_start_time(pid) == Some(start) => {
-            match process_group::kill_group(pgid) {
-                Ok(()) => format!("{id}: killed process group {pgid}"),
-                Err(e) => format!("{id}: cannot kill process group {pgid}: {e}"),
-            }
-        }
-        Some((pid, ..)) => {
+        // The session's namespace: its init's death takes every process.
+        Some(Process {
+            init: Some((init, start)),
+            ..
+        }) if alive(init, start) => match process_group::signal_process(init, libc::SIGKILL) {
+            Ok(()) => format!("{id}: killed its session (PID namespace init {init})"),
+            Err(e) => format!("{id}: cannot kill PID namespace init {init}: {e}"),
+        },
+        Some(Process {
+            pid,
+            pgid,
+            start: Some(start),
+            init: None,
+        }) if alive(pid, start) => match process_group::kill_group(pgid) {
+            Ok(()) => format!("{id}: killed process group {pgid}"),
+            Err(e) => format!("{id}: cannot kill process group {pgid}: {e}"),
+        },
+        Some(Process { pid, .. }) => {
             format!("{id}: process {pid} is gone or is not the one recorded; nothing killed")
         }
         None => format!("{id}: its log names no process yet; nothing killed"),

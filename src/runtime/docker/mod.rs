@@ -380,6 +380,7 @@ impl Inner {
                         code,
                         signal,
                         timed_out: false,
+                        killed_outside: false,
                     };
                 }
                 Ok(_) => tokio::time::sleep(Duration::from_millis(10)).await,
@@ -390,7 +391,10 @@ impl Inner {
             }
         }
         // The container died under it (killed from outside, or out of memory).
-        Exit::killed(false)
+        Exit {
+            killed_outside: true,
+            ..Exit::killed(false)
+        }
     }
 }
 
