@@ -99,6 +99,7 @@ fn main() {
         "GB/s",
         gb_per_s,
     );
+    recorded_contents(&state, gb_per_s);
     let library = median(|| {
         timed(|| {
             let command = format!("head -c {MOVE} /dev/zero");
@@ -160,6 +161,78 @@ fn main() {
         runtime_containment(),
         spawn.as_secs_f64() * 1000.0 / SPAWNS as f64,
     );
+}
+
+/// `subrt run`, recorded (the default), of 1 GiB of NULs, random bytes and
+/// text lines, each against the raw pipe of the same bytes; and the bytes
+/// the run log takes on disk for each.
+fn recorded_contents(state: &std::path::Path, gb_per_s: f64) {
+    let random = std::env::temp_dir().join(format!("subrt-bench-random-{}", std::process::id()));
+    shell(&format!(
+        "head -c {MOVE} /dev/urandom > {}",
+        random.display()
+    ));
+    let sources = [
+        ("NULs", format!("head -c {MOVE} /dev/zero")),
+        ("random bytes", format!("cat {}", random.display())),
+        (
+            "text lines",
+            format!("yes 'a line of text, as a test prints it' | head -c {MOVE}"),
+        ),
+    ];
+    println!();
+    for (what, source) in sources {
+        let pipe = median(|| timed(|| shell(&format!("{source} | cat >/dev/null"))));
+        let mut on_disk = 0;
+        let recorded = median(|| {
+            let _ = std::fs::remove_dir_all(state);
+            let took = timed(|| {
+                let status = Command::new(env!("CARGO_BIN_EXE_subrt"))
+                    .args(["run", "--", &source])
+                    .current_dir(std::env::temp_dir())
+                    .env("XDG_STATE_HOME", state)
+                    .stdout(Stdio::null())
+                    .status()
+                    .unwrap();
+                assert!(status.success());
+            });
+            on_disk = du(&state.join("subrt/runs"));
+            took
+        });
+        let _ = std::fs::remove_dir_all(state);
+        row(
+            &format!("recorded run of {what} vs pipe"),
+            pipe,
+            recorded,
+            "GB/s",
+            gb_per_s,
+        );
+        println!(
+            "{:<34} {:.4}x the output on disk",
+            "",
+            on_disk as f64 / MOVE_BYTES
+        );
+    }
+    let _ = std::fs::remove_file(random);
+}
+
+/// Bytes the files under `dir` take (allocated blocks).
+fn du(dir: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| {
+            let meta = e.metadata().unwrap();
+            if meta.is_dir() {
+                du(&e.path())
+            } else {
+                meta.blocks() * 512
+            }
+        })
+        .sum()
 }
 
 /// Sessions made and cleaned up per round.

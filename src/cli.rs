@@ -480,6 +480,8 @@ fn ls(config: &Config, args: &LsArgs) -> Result<i32> {
     for run in runs {
         let mut state = match (run.state, run.status) {
             (RunState::Finished, Some(status)) => status.to_string(),
+            // Between commands: how the last one ended, and that it is alive.
+            (RunState::Idle, Some(status)) => format!("{status}, idle"),
             (state, _) => state.to_string(),
         };
         if run.truncated {

@@ -380,3 +380,23 @@ fn a_full_disk_says_log_incomplete_and_the_run_goes_on() {
     let table = String::from_utf8(project.run(&["ls"]).stdout).unwrap();
     assert!(table.contains("log incomplete"), "{table}");
 }
+
+#[test]
+fn a_small_run_is_not_truncated() {
+    let project = project("max_run_bytes = \"1m\"");
+    assert!(
+        project
+            .run(&["run", "--", "head -c 900k /dev/zero"])
+            .status
+            .success()
+    );
+    let runs = ls(&project);
+    assert_eq!(runs[0]["truncated"], false, "{:?}", runs[0]);
+    let export = project.run(&["export", "last", "--format", "stdout"]);
+    assert_eq!(export.stdout.len(), 900 << 10);
+    assert!(
+        export.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&export.stderr)
+    );
+}

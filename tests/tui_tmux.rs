@@ -337,14 +337,19 @@ fn another_processes_run_shows_live_and_can_be_killed() {
     tui.keys(&["k"]);
     tui.wait_for("Kill session");
     tui.keys(&["y"]);
-    tui.wait_for("killed process group");
+    // The whole session goes: its PID namespace (or, without one, its group).
+    tui.wait_for("killed");
     assert!(
         common::gone(&format!("sleep {n}")),
         "the other run's command survived"
     );
-    // Its own subrt sees the command die by SIGKILL.
+    // Its own subrt sees the command die by SIGKILL, and records a kill.
     assert_eq!(other.wait().unwrap().code(), Some(137));
-    tui.wait_for("exited 137");
+    let screen = tui.wait_for("killed");
+    assert!(
+        !screen.contains("exited 137"),
+        "recorded as an exit:\n{screen}"
+    );
     tui.keys(&["q"]);
     tui.wait_for("SUBRT-EXITED");
 }
@@ -568,4 +573,92 @@ fn closing_the_terminal_cleans_up() {
             "`{needle}` outlived the closed terminal"
         );
     }
+}
+
+/// `subrt ls --json` on the store of `tui`'s config.
+fn ls_of(tui: &Tui) -> Vec<serde_json::Value> {
+    let out = Command::new(env!("CARGO_BIN_EXE_subrt"))
+        .arg("--config")
+        .arg(tui.dir.path().join("config.toml"))
+        .args(["ls", "--json"])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_dashboard_run_reads_exited_0_in_ls_while_open_and_after_leave() {
+    if !tmux_available() {
+        return;
+    }
+    let n = unique_sleep();
+    let tui = Tui::start(&["echo quick".into(), format!("sleep {n}")]);
+    tui.wait_for("exited 0");
+    let quick = |runs: &[serde_json::Value]| {
+        runs.iter()
+            .find(|r| r["command"] == "echo quick")
+            .cloned()
+            .expect("the quick run is listed")
+    };
+    let open = quick(&ls_of(&tui));
+    assert_eq!(
+        (open["state"].as_str(), open["exit_code"].as_i64()),
+        (Some("idle"), Some(0)),
+        "while the dashboard is open: {open}"
+    );
+    tui.keys(&["q"]);
+    tui.wait_for("still run");
+    tui.keys(&["l"]);
+    tui.wait_for("SUBRT-EXITED");
+    let left = ls_of(&tui);
+    let after = quick(&left);
+    assert_eq!(
+        (after["state"].as_str(), after["exit_code"].as_i64()),
+        (Some("finished"), Some(0)),
+        "after quitting with leave: {after}"
+    );
+    let sleeping = left
+        .iter()
+        .find(|r| r["command"] == format!("sleep {n}"))
+        .unwrap();
+    assert_eq!(sleeping["state"], "interrupted", "{sleeping}");
+}
+
+#[test]
+fn the_dashboard_goes_on_over_a_store_with_things_that_are_not_runs() {
+    if !tmux_available() {
+        return;
+    }
+    let tui = Tui::start(&["echo first".into()]);
+    tui.wait_for("exited 0");
+    // A FIFO, a folder and a symlink loop named like runs appear in the store.
+    let runs = tui.dir.path().join("runs");
+    let fifo = runs.join("01JFIFO0000000000000000000.jsonl");
+    let path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo with a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o644) }, 0);
+    std::fs::create_dir_all(runs.join("01JDIR00000000000000000000.jsonl")).unwrap();
+    std::os::unix::fs::symlink(
+        "01JLOOP0000000000000000001",
+        runs.join("01JLOOP0000000000000000000"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(
+        "01JLOOP0000000000000000000",
+        runs.join("01JLOOP0000000000000000001"),
+    )
+    .unwrap();
+    // Then a real run of another process: it shows up, so nothing hung.
+    let out = Command::new(env!("CARGO_BIN_EXE_subrt"))
+        .arg("--config")
+        .arg(tui.dir.path().join("config.toml"))
+        .args(["run", "--", "echo from-outside"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    tui.wait_for("from-outside");
 }

@@ -83,15 +83,16 @@ impl Layout {
     /// The bytes of a stream of `total` bytes that are kept: the head, and
     /// the tail (empty while nothing was dropped).
     pub fn kept(&self, total: u64) -> [Range<u64>; 2] {
-        let head = 0..total.min(self.head);
-        let tail = total.saturating_sub(self.tail).max(self.head)..total.max(self.head);
-        [head, tail]
+        if total <= self.max() {
+            [0..total, total..total]
+        } else {
+            [0..self.head, total - self.tail..total]
+        }
     }
 
     /// The bytes of a stream of `total` bytes that were dropped, if any.
     pub fn dropped(&self, total: u64) -> Option<Range<u64>> {
-        let [head, tail] = self.kept(total);
-        (tail.start > head.end).then_some(head.end..tail.start)
+        (total > self.max()).then(|| self.head..total - self.tail)
     }
 
     /// Where to read the kept part of logical `range` of a stream of
@@ -143,7 +144,9 @@ mod tests {
     #[test]
     fn under_the_bound_everything_is_kept_in_place() {
         let layout = Layout::new(100);
-        assert_eq!(layout.kept(60), [0..60, 75..75]);
+        assert_eq!(layout.kept(60), [0..60, 60..60]);
+        assert_eq!(layout.kept(90), [0..90, 90..90]);
+        assert_eq!(layout.dropped(100), None);
         assert_eq!(layout.dropped(60), None);
         let (read, expected) = roundtrip(100, &[10, 20, 30]);
         assert_eq!(read, expected);

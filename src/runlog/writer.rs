@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use serde::Serialize;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 use super::streams::Layout;
 use super::{
@@ -25,9 +25,11 @@ use super::{
 use crate::runtime::process_group::process_start_time;
 use crate::runtime::{LaunchSpec, RuntimeEvent, RuntimeInfo};
 
-/// Messages queued per writer: with output chunks of at most 256 KiB, a
-/// session pins at most 16 MiB behind a slow disk.
+/// Messages queued per writer.
 const QUEUE: usize = 64;
+/// Output bytes queued per writer at most: what a session pins behind a
+/// slow disk (a dashboard runs many sessions at once).
+const QUEUE_BYTES: usize = 2 << 20;
 /// Output chunks of one stream that arrive within this of the first share
 /// an index record.
 const COALESCE: Duration = Duration::from_millis(5);
@@ -47,6 +49,8 @@ pub(super) const INCOMPLETE_FILE: &str = "incomplete";
 #[derive(Debug)]
 pub struct RunlogWriter {
     queue: mpsc::Sender<Message>,
+    /// Permits for [`QUEUE_BYTES`]; a chunk holds its own until written.
+    budget: Arc<Semaphore>,
     started: Instant,
     dir: PathBuf,
     failure: Arc<Mutex<Option<Failure>>>,
@@ -81,6 +85,8 @@ enum Message {
         s: StreamTag,
         p: PhaseTag,
         data: Bytes,
+        /// Released once the bytes are written.
+        _budget: OwnedSemaphorePermit,
     },
     Finish {
         t: u64,
@@ -190,6 +196,7 @@ impl RunlogWriter {
             .map_err(io(&dir))?;
         Ok(Self {
             queue,
+            budget: Arc::new(Semaphore::new(QUEUE_BYTES)),
             started: Instant::now(),
             dir,
             failure,
@@ -203,6 +210,18 @@ impl RunlogWriter {
 
     fn now(&self) -> u64 {
         self.started.elapsed().as_micros() as u64
+    }
+
+    /// Waits until `len` more bytes may be queued.
+    async fn reserve(&self, len: usize) -> Result<OwnedSemaphorePermit, RunlogError> {
+        let permits = len.clamp(1, QUEUE_BYTES) as u32;
+        Arc::clone(&self.budget)
+            .acquire_many_owned(permits)
+            .await
+            .map_err(|_| RunlogError::Io {
+                path: self.dir.clone(),
+                source: std::io::Error::other("the run log's writer is closed"),
+            })
     }
 
     /// Queues `message`, waiting while the queue is full.
@@ -267,6 +286,7 @@ impl RunlogWriter {
                 s: chunk.stream.into(),
                 p: chunk.phase.into(),
                 data: chunk.data.clone(),
+                _budget: self.reserve(chunk.data.len()).await?,
             },
             RuntimeEvent::SetupStarted { command } => Message::Record {
                 t,
@@ -378,7 +398,9 @@ impl Thread {
                 continue;
             }
             match message {
-                Message::Output { t, c, s, p, data } => self.output(t, c, s, p, &data),
+                Message::Output {
+                    t, c, s, p, data, ..
+                } => self.output(t, c, s, p, &data),
                 Message::Record { t, c, body } => {
                     self.flush_pending();
                     self.record(t, c, body);

@@ -33,7 +33,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -553,7 +553,16 @@ async fn pump(
             Ok(0) | Err(_) => break,
             Ok(_) => {}
         }
-        let data = buf.split().freeze();
+        // A big read is handed on as it is; a small one is copied, so that it
+        // does not pin the whole read buffer while a subscriber (the run
+        // log's queue) holds it, and the buffer is used again.
+        let data = if buf.len() >= READ_CHUNK / 4 {
+            buf.split().freeze()
+        } else {
+            let small = Bytes::copy_from_slice(&buf);
+            buf.clear();
+            small
+        };
         capture.push(&data);
         let chunk = OutputChunk {
             stream,

@@ -292,11 +292,30 @@ impl Session {
         }
         let Some(tail) = &mut self.tail else { return };
         let records = tail.poll().unwrap_or_default();
+        // Of what a poll brings (all of a big log, the first time), only
+        // the end of each stream is read: the panes keep their last lines.
+        let mut ends = [0u64; 2];
+        for record in &records {
+            if let Body::Out {
+                s,
+                o: Some(o),
+                n: Some(n),
+                ..
+            } = &record.body
+            {
+                ends[s.index()] = ends[s.index()].max(o + n);
+            }
+        }
         let mut ended = false;
         for record in records {
             self.elapsed = Duration::from_micros(record.time_us());
             match &record.body {
-                Body::Out { s, .. } => {
+                Body::Out { s, o, n, .. } => {
+                    if let (Some(o), Some(n)) = (o, n)
+                        && o + n + LOAD_BYTES <= ends[s.index()]
+                    {
+                        continue;
+                    }
                     let bytes = tail.bytes(&record);
                     let at = Duration::from_micros(record.t);
                     match s {

@@ -38,6 +38,8 @@ const DRAIN_BUDGET: Duration = Duration::from_millis(10);
 const DRAIN_EVENTS: usize = 512;
 /// How often the store is checked for new and live runs.
 const STORE_REFRESH: Duration = Duration::from_secs(1);
+/// Session events queued for the event loop at most.
+const EVENT_QUEUE: usize = 64;
 /// Stored runs listed at start.
 const HISTORY: usize = 200;
 
@@ -106,7 +108,9 @@ async fn environment_rows(config: &Config) -> Vec<EnvironmentRow> {
 
 /// Runs the dashboard on `config` until the user quits.
 pub async fn run(config: Config) -> io::Result<()> {
-    let (events_tx, mut events) = mpsc::channel(1024);
+    // Events hold output chunks of up to 256 KiB: a short queue bounds what
+    // a flood pins here (the sessions wait, they do not lose output).
+    let (events_tx, mut events) = mpsc::channel(EVENT_QUEUE);
     // Startup and new runs work in the config file's folder.
     let base = config
         .path

@@ -1,0 +1,98 @@
+//! `subrt ls` over a big store: 10,000 runs, one of them with a 2 GB
+//! stdout, against a baseline taken in the same run (`find` reading every
+//! index). `ls` reads indexes and the ends of files, never the streams.
+
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const RUNS: usize = 10_000;
+const BIG: u64 = 2_000_000_000;
+
+fn make_run(store: &Path, n: usize, stdout_len: u64) {
+    let id = format!("01JB{n:022}");
+    let dir = store.join(&id);
+    std::fs::create_dir_all(&dir).unwrap();
+    let header = format!(
+        r#"{{"format":"subrt-runlog","version":2,"run_id":"{id}","started_at":"2026-12-01T12:00:00Z","subrt_version":"bench","environment":{{"name":"local","type":"local"}},"working_dir":"/","owner":{{"host":"elsewhere","pid":1,"start_time":null}},"max_run_bytes":{BIG}}}"#
+    );
+    let lines = [
+        header,
+        format!(
+            r#"{{"seq":1,"t":10,"c":1,"e":"cmd","command":"python3 sub{n}.py","timeout":null}}"#
+        ),
+        format!(r#"{{"seq":2,"t":20,"c":1,"e":"out","s":"out","p":"cmd","o":0,"n":{stdout_len}}}"#),
+        format!(
+            r#"{{"seq":3,"t":50,"c":1,"e":"exit","code":0,"signal":null,"timed_out":false,"killed":false,"out":{stdout_len},"err":0}}"#
+        ),
+        format!(
+            r#"{{"seq":4,"t":60,"c":0,"e":"end","status":"exited","exit":0,"out":{stdout_len},"err":0,"commands":1,"busy":40}}"#
+        ),
+    ];
+    std::fs::write(dir.join("events.jsonl"), lines.join("\n") + "\n").unwrap();
+    let stdout = std::fs::File::create(dir.join("stdout")).unwrap();
+    stdout.set_len(stdout_len).unwrap();
+    std::fs::File::create(dir.join("stderr")).unwrap();
+}
+
+/// Wall time and peak RSS (KiB) of `cmd`.
+fn measure(cmd: &mut Command) -> (Duration, i64) {
+    let started = Instant::now();
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: wait4 on our own child, writing into valid locals.
+    unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let took = started.elapsed();
+    let _ = child.try_wait();
+    assert_eq!(std::process::ExitStatus::from_raw(status).code(), Some(0));
+    (took, usage.ru_maxrss)
+}
+
+fn main() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("runs");
+    for n in 0..RUNS {
+        make_run(&store, n, if n == RUNS / 2 { BIG } else { 100 });
+    }
+    std::fs::write(
+        dir.path().join("config.toml"),
+        "[[environments]]\nname = \"local\"\ntype = \"local\"\n",
+    )
+    .unwrap();
+    let mut times = Vec::new();
+    let mut baselines = Vec::new();
+    let mut rss = 0;
+    for _ in 0..5 {
+        let (baseline, _) = measure(Command::new("sh").arg("-c").arg(format!(
+            "find {} -name events.jsonl -exec cat {{}} + > /dev/null",
+            store.display()
+        )));
+        baselines.push(baseline);
+        let (took, peak) = measure(
+            Command::new(env!("CARGO_BIN_EXE_subrt"))
+                .arg("--config")
+                .arg(dir.path().join("config.toml"))
+                .args(["ls", "--json"]),
+        );
+        times.push(took);
+        rss = rss.max(peak);
+    }
+    times.sort();
+    baselines.sort();
+    let (took, baseline) = (times[2], baselines[2]);
+    println!(
+        "subrt ls --json over {RUNS} runs (one of 2 GB): {:.3} s, peak RSS {} MiB; \
+         baseline (find + cat of every index) {:.3} s; ratio {:.2}",
+        took.as_secs_f64(),
+        rss / 1024,
+        baseline.as_secs_f64(),
+        baseline.as_secs_f64() / took.as_secs_f64()
+    );
+}
