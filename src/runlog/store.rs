@@ -196,9 +196,8 @@ pub fn summarize(path: &Path) -> Result<(RunSummary, Vec<String>), RunlogError> 
             pass.see(end, |_| 0);
         }
         _ => {
-            while let Some(record) = reader.next() {
-                let inline = |r: &Record| reader_bytes_len(r);
-                pass.see(record, inline);
+            for record in reader.by_ref() {
+                pass.see(record, reader_bytes_len);
             }
         }
     }
