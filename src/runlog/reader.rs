@@ -94,14 +94,14 @@ pub struct RunlogReader {
     streams: Option<Streams>,
 }
 
-/// The stream files of a version-2 run.
+/// The stream files of a version-2 run, opened on first use.
 #[derive(Debug)]
 struct Streams {
-    files: [Option<File>; 2],
+    files: Option<[Option<File>; 2]>,
     layout: Layout,
     /// Each stream's length as the whole index says (what is kept of it
-    /// depends on it).
-    totals: [u64; 2],
+    /// depends on it); read on first use.
+    totals: Option<[u64; 2]>,
     /// The drop of each stream was reported.
     said_dropped: [bool; 2],
 }
@@ -130,32 +130,17 @@ pub fn open(path: &Path) -> Result<RunlogReader, RunlogError> {
             "no complete header line: not a subrt run log, or empty".into(),
         ));
     }
-    let value: serde_json::Value =
-        serde_json::from_slice(&buf).map_err(|e| bad(format!("line 1 is not JSON: {e}")))?;
-    if value.get("format").and_then(|f| f.as_str()) != Some(FORMAT) {
-        return Err(bad(format!("line 1 is not a `{FORMAT}` header")));
-    }
-    let version = match value.get("version").and_then(|v| v.as_u64()) {
-        Some(v @ 1..=2) => v,
-        Some(v) => {
-            return Err(bad(format!(
-                "run log format version {v} is not supported by this subrt \
-                 (it reads versions 1 to {VERSION}); use the subrt that wrote it"
-            )));
-        }
-        None => return Err(bad("the header has no format version".into())),
+    // The common case in one pass; what is wrong, when something is, in a
+    // second look.
+    let header = match serde_json::from_slice::<Header>(&buf) {
+        Ok(header) if header.format == FORMAT && (1..=VERSION).contains(&header.version) => header,
+        _ => return Err(bad(header_problem(&buf))),
     };
-    let header: Header =
-        serde_json::from_value(value).map_err(|e| bad(format!("bad header: {e}")))?;
-    let streams = (version >= 2).then(|| {
-        let dir = index.parent().unwrap_or(Path::new("."));
-        Streams {
-            files: [StreamTag::Out, StreamTag::Err]
-                .map(|s| open_regular(&dir.join(s.file_name())).ok()),
-            layout: Layout::new(header.max_run_bytes.unwrap_or(u64::MAX)),
-            totals: stream_totals(&index),
-            said_dropped: [false, false],
-        }
+    let streams = (header.version >= 2).then(|| Streams {
+        files: None,
+        layout: Layout::new(header.max_run_bytes.unwrap_or(u64::MAX)),
+        totals: None,
+        said_dropped: [false, false],
     });
     Ok(RunlogReader {
         path: index,
@@ -166,6 +151,28 @@ pub fn open(path: &Path) -> Result<RunlogReader, RunlogError> {
         warnings: Vec::new(),
         streams,
     })
+}
+
+/// Why line 1 (`line`) is not a header this build reads.
+fn header_problem(line: &[u8]) -> String {
+    let value: serde_json::Value = match serde_json::from_slice(line) {
+        Ok(value) => value,
+        Err(e) => return format!("line 1 is not JSON: {e}"),
+    };
+    if value.get("format").and_then(|f| f.as_str()) != Some(FORMAT) {
+        return format!("line 1 is not a `{FORMAT}` header");
+    }
+    match value.get("version").and_then(|v| v.as_u64()) {
+        Some(v) if !(1..=u64::from(VERSION)).contains(&v) => format!(
+            "run log format version {v} is not supported by this subrt \
+             (it reads versions 1 to {VERSION}); use the subrt that wrote it"
+        ),
+        None => "the header has no format version".into(),
+        Some(_) => match serde_json::from_value::<Header>(value) {
+            Err(e) => format!("bad header: {e}"),
+            Ok(_) => "bad header".into(),
+        },
+    }
 }
 
 /// How long each stream of a version-2 run is, from its last record when
@@ -307,7 +314,7 @@ impl RunlogReader {
         };
         match (&mut self.streams, o, n) {
             (Some(streams), Some(o), Some(n)) => {
-                let (data, problem) = streams.read(*s, *o, *n);
+                let (data, problem) = streams.read(&self.path, *s, *o, *n);
                 if let Some(problem) = problem {
                     self.warn(problem);
                 }
@@ -333,25 +340,34 @@ impl RunlogReader {
     }
 
     /// How long each stream is (version 2), by the index.
-    pub fn totals(&self) -> [u64; 2] {
-        self.streams.as_ref().map_or([0, 0], |s| s.totals)
+    pub fn totals(&mut self) -> [u64; 2] {
+        let index = self.path.clone();
+        self.streams.as_mut().map_or([0, 0], |s| s.totals(&index))
     }
 
     /// Bytes dropped from each stream by `max_run_bytes`, with where.
-    pub fn dropped(&self) -> [Option<std::ops::Range<u64>>; 2] {
-        match &self.streams {
-            Some(streams) => [0, 1].map(|i| streams.layout.dropped(streams.totals[i])),
+    pub fn dropped(&mut self) -> [Option<std::ops::Range<u64>>; 2] {
+        let index = self.path.clone();
+        match &mut self.streams {
+            Some(streams) => {
+                let totals = streams.totals(&index);
+                [0, 1].map(|i| streams.layout.dropped(totals[i]))
+            }
             None => [None, None],
         }
     }
 }
 
 impl Streams {
-    /// Reads the kept part of bytes `o..o + n` of stream `s`; says what is
-    /// missing.
-    fn read(&mut self, s: StreamTag, o: u64, n: u64) -> (Vec<u8>, Option<String>) {
+    fn totals(&mut self, index: &Path) -> [u64; 2] {
+        *self.totals.get_or_insert_with(|| stream_totals(index))
+    }
+
+    /// Reads the kept part of bytes `o..o + n` of stream `s` of the run
+    /// whose index is `index`; says what is missing.
+    fn read(&mut self, index_path: &Path, s: StreamTag, o: u64, n: u64) -> (Vec<u8>, Option<String>) {
         let index = s.index();
-        let total = self.totals[index].max(o + n);
+        let total = self.totals(index_path)[index].max(o + n);
         let plan = self.layout.read_plan(total, o..o + n);
         let kept: u64 = plan.iter().map(|p| p.len).sum();
         let mut problem = None;
@@ -368,8 +384,12 @@ impl Streams {
                 ));
             }
         }
-        let Some(file) = &self.files[index] else {
-            return (Vec::new(), Some(format!("{} is missing", s.file_name())));
+        let dir = index_path.parent().unwrap_or(Path::new(".")).to_owned();
+        let files = self.files.get_or_insert_with(|| {
+            [StreamTag::Out, StreamTag::Err].map(|s| open_regular(&dir.join(s.file_name())).ok())
+        });
+        let Some(file) = &files[index] else {
+            return (Vec::new(), Some(format!("{} is missing or not a file", s.file_name())));
         };
         let mut data = vec![0; kept as usize];
         let mut filled = 0;

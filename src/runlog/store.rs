@@ -175,9 +175,11 @@ pub fn summarize(path: &Path) -> Result<(RunSummary, Vec<String>), RunlogError> 
     let index = index_path(path);
     let v2 = header.version >= 2;
     let mut pass = Pass::default();
-    match last_record(&index) {
+    let [last, before] = last_two_records(&index);
+    let end_t = last.as_ref().map_or(0, |r| r.t);
+    match last {
         // A complete log: its end says the totals, the first lines say the
-        // command, and (version 1) the last exit is just before the end.
+        // command, and the last exit is just before the end.
         Some(
             end @ Record {
                 body: Body::End { .. },
@@ -190,7 +192,7 @@ pub fn summarize(path: &Path) -> Result<(RunSummary, Vec<String>), RunlogError> 
                     break;
                 }
             }
-            if let Some(exit) = exit_before_end(&index) {
+            if let Some(exit @ Record { body: Body::Exit { .. }, .. }) = before {
                 pass.see(exit, |_| 0);
             }
             pass.see(end, |_| 0);
@@ -231,7 +233,6 @@ pub fn summarize(path: &Path) -> Result<(RunSummary, Vec<String>), RunlogError> 
     if let Some(Body::End { out, err, busy, .. }) = &pass.ended {
         pass.bytes = [*out, *err];
         // Version 1 has no busy time: from the start to the end, then.
-        let end_t = last_record(&index).map_or(0, |r| r.t);
         duration = Duration::from_micros(busy.unwrap_or(end_t));
     }
     if let (RunState::Running, Some(start)) = (state, pass.running_since) {
@@ -313,13 +314,16 @@ fn last_lines(index: &Path) -> Option<Vec<Vec<u8>>> {
 
 /// The last complete line of the index at `index`, if it is a record.
 pub(super) fn last_record(index: &Path) -> Option<Record> {
-    serde_json::from_slice(last_lines(index)?.first()?).ok()
+    let [last, _] = last_two_records(index);
+    last
 }
 
-/// The record just before the last, when it is an `exit`.
-fn exit_before_end(index: &Path) -> Option<Record> {
-    let record: Record = serde_json::from_slice(last_lines(index)?.get(1)?).ok()?;
-    matches!(record.body, Body::Exit { .. }).then_some(record)
+/// The last two records of the index at `index` (last first), as far as
+/// they are complete lines that decode.
+fn last_two_records(index: &Path) -> [Option<Record>; 2] {
+    let lines = last_lines(index).unwrap_or_default();
+    let decode = |i: usize| lines.get(i).and_then(|l| serde_json::from_slice(l).ok());
+    [decode(0), decode(1)]
 }
 
 /// The store's bounds, from `[store]` in the config.
