@@ -39,6 +39,8 @@ pub struct Cli {
 pub enum Command {
     /// Run a command in an environment, forwarding its output byte for byte.
     Run(RunArgs),
+    /// Run every submission of a batch file, up to -j at once.
+    Batch(BatchArgs),
     /// List the configured environments and whether each can run here now.
     Specs,
     /// List the runs in the store, newest first.
@@ -69,6 +71,31 @@ pub struct GcArgs {
     pub env: Option<String>,
 }
 
+/// Arguments of `subrt batch`.
+#[derive(Debug, Args)]
+pub struct BatchArgs {
+    /// The batch file: TOML, or JSON Lines (`.jsonl`, a submission a line).
+    pub file: PathBuf,
+    /// Sessions at once (default: the file's `jobs`, else the CPUs).
+    #[arg(short, long, value_name = "N")]
+    pub jobs: Option<usize>,
+    /// Environment of submissions that name none.
+    #[arg(long, value_name = "NAME")]
+    pub env: Option<String>,
+    /// Timeout of commands that have none, in seconds.
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    pub timeout: Option<Duration>,
+    /// One JSON object per finished command, then a summary object.
+    #[arg(long)]
+    pub json: bool,
+    /// Skip the submissions whose run of this file's last batch finished.
+    #[arg(long)]
+    pub resume: bool,
+    /// Stop the batch at the first failed command.
+    #[arg(long)]
+    pub fail_fast: bool,
+}
+
 /// Arguments of `subrt prune`.
 #[derive(Debug, Args)]
 pub struct PruneArgs {
@@ -91,12 +118,97 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 /// Arguments of `subrt ls`.
 #[derive(Debug, Args)]
 pub struct LsArgs {
-    /// Only runs whose writer still runs.
+    /// Only runs whose session is alive (running or idle).
     #[arg(long)]
     pub live: bool,
     /// One JSON object per run, one per line.
     #[arg(long)]
     pub json: bool,
+    /// Only runs of this batch.
+    #[arg(long, value_name = "ID")]
+    pub batch: Option<String>,
+    /// Only runs with this label (repeat for more).
+    #[arg(long, value_name = "K=V", value_parser = parse_label)]
+    pub label: Vec<(String, String)>,
+    /// Only runs in this state: running, idle, finished, interrupted, ok,
+    /// failed (did not exit 0), timed_out, killed.
+    #[arg(long, value_name = "STATE", value_parser = parse_state_filter)]
+    pub state: Option<String>,
+    /// Only runs of this environment.
+    #[arg(long, value_name = "NAME")]
+    pub env: Option<String>,
+    /// Only runs started within this long (`1h`, `2d`).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub since: Option<Duration>,
+    /// At most N runs (the newest).
+    #[arg(short = 'n', long = "limit", value_name = "N")]
+    pub limit: Option<usize>,
+}
+
+fn parse_label(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err(format!("`{text}` is not a label: write KEY=VALUE")),
+    }
+}
+
+const STATE_FILTERS: &[&str] = &[
+    "running",
+    "idle",
+    "finished",
+    "interrupted",
+    "ok",
+    "failed",
+    "timed_out",
+    "killed",
+];
+
+fn parse_state_filter(text: &str) -> Result<String, String> {
+    if STATE_FILTERS.contains(&text) {
+        Ok(text.to_owned())
+    } else {
+        Err(format!(
+            "`{text}` is not a state; one of {}",
+            STATE_FILTERS.join(", ")
+        ))
+    }
+}
+
+/// Whether `run` passes the filters of `args`.
+fn ls_keeps(args: &LsArgs, run: &subrt::runlog::RunSummary, now: std::time::SystemTime) -> bool {
+    use subrt::batch::labels;
+    let label = |key: &str| run.labels.get(key).map(String::as_str);
+    let outcome = run.outcome.as_ref();
+    let ok = outcome
+        .is_some_and(|o| o.exit_code == 0 && o.signal.is_none() && o.setup_failure.is_none());
+    let state_ok = match args.state.as_deref() {
+        None => true,
+        Some("running") => run.state == RunState::Running,
+        Some("idle") => run.state == RunState::Idle,
+        Some("finished") => run.state == RunState::Finished,
+        Some("interrupted") => run.state == RunState::Interrupted,
+        Some("ok") => ok,
+        Some("failed") => outcome.is_some() && !ok,
+        Some("timed_out") => outcome.is_some_and(|o| o.timed_out),
+        Some("killed") => outcome.is_some_and(|o| o.killed),
+        Some(_) => false,
+    };
+    let recent = match args.since {
+        None => true,
+        Some(window) => humantime::parse_rfc3339(&run.started_at)
+            .ok()
+            .and_then(|started| now.duration_since(started).ok())
+            .is_some_and(|age| age <= window),
+    };
+    (!args.live || run.state.is_live())
+        && args
+            .batch
+            .as_deref()
+            .is_none_or(|b| label(labels::BATCH) == Some(b))
+        && args.label.iter().all(|(k, v)| label(k) == Some(v.as_str()))
+        && args.env.as_deref().is_none_or(|e| run.environment == e)
+        && state_ok
+        && recent
 }
 
 /// Arguments of `subrt export`.
@@ -171,6 +283,12 @@ pub struct RunArgs {
     /// Do not record the run in the store.
     #[arg(long)]
     pub no_log: bool,
+    /// A label of the run (repeat for more): `subrt ls --label` finds it.
+    #[arg(long, value_name = "K=V", value_parser = parse_label)]
+    pub label: Vec<(String, String)>,
+    /// A name for the run, shown by `ls` and the dashboard.
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
     /// The command; its words are joined with spaces and run by the shell.
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<String>,
@@ -188,6 +306,7 @@ pub async fn main(cli: Cli) -> Result<i32> {
     let config = Config::load_or_builtin(cli.config.as_deref())?;
     match cli.command {
         Some(Command::Run(args)) => run(&config, args).await,
+        Some(Command::Batch(args)) => batch(&config, &args).await,
         Some(Command::Specs) => specs(&config).await,
         Some(Command::Ls(args)) => ls(&config, &args),
         Some(Command::Export(args)) => export(&config, &args),
@@ -304,6 +423,12 @@ async fn run(config: &Config, args: RunArgs) -> Result<i32> {
     let mut launch = LaunchSpec::new(spec.clone(), working_dir);
     launch.is_evaluation = args.eval;
     launch.disable_setup = args.no_setup;
+    launch.labels = args.label.iter().cloned().collect();
+    if let Some(name) = &args.name {
+        launch
+            .labels
+            .insert(subrt::batch::labels::NAME.into(), name.clone());
+    }
     let run_id = launch.run_id.clone();
     let log_launch = (!args.no_log).then(|| launch.clone());
     let spawning = registry::builtins().spawn(launch);
@@ -463,7 +588,11 @@ fn ls(config: &Config, args: &LsArgs) -> Result<i32> {
     for warning in warnings {
         eprintln!("subrt: warning: {warning}");
     }
-    let runs = runs.into_iter().filter(|r| !args.live || r.state.is_live());
+    let now = std::time::SystemTime::now();
+    let runs = runs
+        .into_iter()
+        .filter(|r| ls_keeps(args, r, now))
+        .take(args.limit.unwrap_or(usize::MAX));
     let mut out = std::io::stdout().lock();
     if args.json {
         for run in runs {
@@ -581,6 +710,220 @@ fn replay(config: &Config, args: &ReplayArgs) -> Result<i32> {
     }
     played.wrap_err("cannot write the output back")?;
     Ok(0)
+}
+
+async fn batch(config: &Config, args: &BatchArgs) -> Result<i32> {
+    use subrt::batch::{self, Manifest, Overrides};
+    let overrides = Overrides {
+        environment: args.env.clone(),
+        timeout: args.timeout,
+    };
+    let manifest = Manifest::load(&args.file, config, &overrides)?;
+    let mut signals = Signals::new()?;
+    let options = batch::Options {
+        jobs: args.jobs,
+        fail_fast: args.fail_fast,
+        resume: args.resume,
+    };
+    let (events_tx, mut events) = tokio::sync::mpsc::channel(256);
+    let (cancel_tx, cancel) = tokio::sync::watch::channel(false);
+    let running = batch::run(config, &manifest, &options, events_tx, cancel);
+    tokio::pin!(running);
+    let mut progress = Progress::new(manifest.submissions.len(), args.json);
+    let mut caught = None;
+    let summary = loop {
+        tokio::select! {
+            summary = &mut running => break summary,
+            Some(event) = events.recv() => progress.show(&event)?,
+            signal = signals.recv(), if caught.is_none() => {
+                caught = Some(signal);
+                let _ = cancel_tx.send(true);
+            }
+        }
+    };
+    while let Ok(event) = events.try_recv() {
+        progress.show(&event)?;
+    }
+    progress.finish(&summary)?;
+    if let Some(signal) = caught {
+        return Ok(128 + signal);
+    }
+    Ok(summary.exit_status())
+}
+
+/// What `subrt batch` prints as it goes: JSON objects, or a line per
+/// finished submission, and on a terminal a status line on stderr.
+struct Progress {
+    json: bool,
+    terminal: bool,
+    total: usize,
+    done: usize,
+    passed: usize,
+    failed: usize,
+    timed_out: usize,
+    /// Submissions running now, and since when.
+    running: std::collections::BTreeMap<String, std::time::Instant>,
+}
+
+impl Progress {
+    fn new(total: usize, json: bool) -> Self {
+        use std::io::IsTerminal;
+        Self {
+            json,
+            terminal: std::io::stderr().is_terminal(),
+            total,
+            done: 0,
+            passed: 0,
+            failed: 0,
+            timed_out: 0,
+            running: Default::default(),
+        }
+    }
+
+    fn show(&mut self, event: &subrt::batch::BatchEvent) -> Result<()> {
+        use subrt::batch::BatchEvent;
+        let mut out = std::io::stdout().lock();
+        match event {
+            BatchEvent::Started { submission, .. } => {
+                self.running
+                    .insert(submission.clone(), std::time::Instant::now());
+            }
+            BatchEvent::Command {
+                submission,
+                number,
+                name,
+                run_id,
+                outcome,
+                elapsed,
+            } => {
+                let ok = outcome.exit_code == 0
+                    && outcome.signal.is_none()
+                    && outcome.setup_failure.is_none();
+                if ok {
+                    self.passed += 1;
+                } else {
+                    self.failed += 1;
+                    self.timed_out += usize::from(outcome.timed_out);
+                }
+                if self.json {
+                    let line = CommandJson {
+                        submission,
+                        command: *number,
+                        name: name.as_deref(),
+                        run_id,
+                        elapsed: elapsed.as_secs_f64(),
+                        outcome,
+                    };
+                    serde_json::to_writer(&mut out, &line)?;
+                    writeln!(out)?;
+                }
+            }
+            BatchEvent::Finished {
+                submission,
+                run_id,
+                passed,
+                failed,
+                error,
+            } => {
+                self.done += 1;
+                self.running.remove(submission);
+                if !self.json {
+                    self.clear_status();
+                    match error {
+                        Some(error) => writeln!(out, "{submission}: could not run: {error}")?,
+                        None => writeln!(
+                            out,
+                            "{submission}: {passed} passed, {failed} failed (run {})",
+                            run_id.as_deref().unwrap_or("-")
+                        )?,
+                    }
+                }
+            }
+            BatchEvent::Skipped { submission, run_id } => {
+                self.done += 1;
+                if !self.json {
+                    self.clear_status();
+                    writeln!(out, "{submission}: finished before (run {run_id}), skipped")?;
+                }
+            }
+        }
+        drop(out);
+        self.status();
+        Ok(())
+    }
+
+    fn clear_status(&self) {
+        if self.terminal {
+            eprint!("\r\x1b[2K");
+        }
+    }
+
+    /// `[12/200] 30 ok · 2 failed · 1 timed out · 4 running, slowest bob 0:12`
+    fn status(&self) {
+        if !self.terminal {
+            return;
+        }
+        let slowest = self
+            .running
+            .iter()
+            .min_by_key(|(_, since)| **since)
+            .map(|(id, since)| {
+                let secs = since.elapsed().as_secs();
+                format!(", slowest {} {}:{:02}", clip(id, 24), secs / 60, secs % 60)
+            })
+            .unwrap_or_default();
+        eprint!(
+            "\r\x1b[2K[{}/{}] {} ok · {} failed · {} timed out · {} running{slowest}",
+            self.done,
+            self.total,
+            self.passed,
+            self.failed,
+            self.timed_out,
+            self.running.len()
+        );
+    }
+
+    fn finish(&self, summary: &subrt::batch::Summary) -> Result<()> {
+        self.clear_status();
+        let mut out = std::io::stdout().lock();
+        if self.json {
+            serde_json::to_writer(&mut out, &serde_json::json!({ "summary": summary }))?;
+            writeln!(out)?;
+        } else {
+            writeln!(
+                out,
+                "batch {}: {} submissions, {} commands passed, {} failed ({} timed out){}{}",
+                summary.batch,
+                summary.submissions,
+                summary.passed,
+                summary.failed,
+                summary.timed_out,
+                if summary.skipped > 0 {
+                    format!(", {} skipped", summary.skipped)
+                } else {
+                    String::new()
+                },
+                if summary.cancelled {
+                    ", interrupted"
+                } else {
+                    ""
+                },
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// One line of `subrt batch --json`: a finished command.
+#[derive(serde::Serialize)]
+struct CommandJson<'a> {
+    submission: &'a str,
+    command: usize,
+    name: Option<&'a str>,
+    run_id: &'a str,
+    elapsed: f64,
+    #[serde(flatten)]
+    outcome: &'a subrt::runtime::Outcome,
 }
 
 fn prune(config: &Config, args: &PruneArgs) -> Result<i32> {

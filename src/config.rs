@@ -99,7 +99,8 @@ impl fmt::Display for Location {
 }
 
 impl Location {
-    fn of(path: &Path, source: &str, span: Option<Range<usize>>) -> Self {
+    /// The place of byte range `span` of `source`, the text of `path`.
+    pub fn of(path: &Path, source: &str, span: Option<Range<usize>>) -> Self {
         let Some(span) = span else {
             return Self {
                 path: path.to_owned(),

@@ -152,6 +152,11 @@ impl Supervisor {
     pub fn info(&self) -> RuntimeInfo {
         self.runtime.info()
     }
+
+    /// Whether `other` is a handle to the same session.
+    pub fn same_session(&self, other: &Supervisor) -> bool {
+        self.jobs.same_channel(&other.jobs)
+    }
 }
 
 async fn serve(

@@ -277,3 +277,54 @@ fn sigint_while_the_container_starts_ends_the_run_at_once() {
         );
     }
 }
+
+#[test]
+fn a_batch_of_twenty_docker_submissions_leaves_no_container() {
+    let Some(setup) = Setup::new("cli-batch", "") else {
+        return;
+    };
+    let dir = setup.dir.path();
+    let mut text = format!("environment = \"{}\"\njobs = 4\n", setup.env);
+    for i in 0..20 {
+        std::fs::create_dir_all(dir.join(format!("s{i}"))).unwrap();
+        text += &format!(
+            "[[submissions]]\nid = \"s{i}\"\nworkdir = \"s{i}\"\nsetup = [\"echo setup >> setup.log\"]\n\
+             commands = [\"cat setup.log\", \"exit 2\", \"true\"]\n"
+        );
+    }
+    std::fs::write(dir.join("batch.toml"), text).unwrap();
+    let out = setup.run(&["batch", "batch.toml", "--json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 61, "60 commands and the summary");
+    for i in 0..20 {
+        let log = std::fs::read_to_string(dir.join(format!("s{i}/setup.log"))).unwrap();
+        assert_eq!(log, "setup\n", "setup of s{i} ran once");
+    }
+    let batch = lines[60]["summary"]["batch"].as_str().unwrap();
+    let ls = setup.run(&["ls", "--json", "--batch", batch]);
+    let runs: Vec<serde_json::Value> = String::from_utf8_lossy(&ls.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(runs.len(), 20);
+    assert!(runs.iter().all(|r| r["containment"] == "container"));
+    let labelled = Command::new("docker")
+        .args(["ps", "-aq", "--filter"])
+        .arg(format!("label=subrt.label.batch={batch}"))
+        .output()
+        .unwrap();
+    assert!(
+        labelled.stdout.is_empty(),
+        "containers of the batch are left: {}",
+        String::from_utf8_lossy(&labelled.stdout)
+    );
+}

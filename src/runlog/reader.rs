@@ -365,7 +365,13 @@ impl Streams {
 
     /// Reads the kept part of bytes `o..o + n` of stream `s` of the run
     /// whose index is `index`; says what is missing.
-    fn read(&mut self, index_path: &Path, s: StreamTag, o: u64, n: u64) -> (Vec<u8>, Option<String>) {
+    fn read(
+        &mut self,
+        index_path: &Path,
+        s: StreamTag,
+        o: u64,
+        n: u64,
+    ) -> (Vec<u8>, Option<String>) {
         let index = s.index();
         let total = self.totals(index_path)[index].max(o + n);
         let plan = self.layout.read_plan(total, o..o + n);
@@ -389,7 +395,10 @@ impl Streams {
             [StreamTag::Out, StreamTag::Err].map(|s| open_regular(&dir.join(s.file_name())).ok())
         });
         let Some(file) = &files[index] else {
-            return (Vec::new(), Some(format!("{} is missing or not a file", s.file_name())));
+            return (
+                Vec::new(),
+                Some(format!("{} is missing or not a file", s.file_name())),
+            );
         };
         let mut data = vec![0; kept as usize];
         let mut filled = 0;

@@ -192,7 +192,13 @@ pub fn summarize(path: &Path) -> Result<(RunSummary, Vec<String>), RunlogError> 
                     break;
                 }
             }
-            if let Some(exit @ Record { body: Body::Exit { .. }, .. }) = before {
+            if let Some(
+                exit @ Record {
+                    body: Body::Exit { .. },
+                    ..
+                },
+            ) = before
+            {
                 pass.see(exit, |_| 0);
             }
             pass.see(end, |_| 0);

@@ -23,6 +23,8 @@ pub mod labels {
     pub const OWNER: &str = "subrt.owner";
     /// `"true"` when the spec keeps the container after cleanup.
     pub const KEEP: &str = "subrt.keep";
+    /// Before each of the run's own labels (batch, submission, the user's).
+    pub const USER_PREFIX: &str = "subrt.label.";
 }
 
 /// `/static/<save_path>`.
@@ -140,6 +142,9 @@ pub(crate) fn container_body(
     if settings.keep_container_after_clean {
         labels.insert(labels::KEEP.to_owned(), "true".to_owned());
     }
+    for (key, value) in &launch.labels {
+        labels.insert(format!("{}{key}", labels::USER_PREFIX), value.clone());
+    }
     Ok(ContainerCreateBody {
         image: Some(settings.image.clone()),
         // PID 1 (docker-init) reaps orphans; its child waits for end-of-file
@@ -202,6 +207,23 @@ fn bind_of(mount: &Mount, working_dir: &Path, workdir: &Path) -> Result<String, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_container_carries_the_runs_labels_and_its_lifeline() {
+        let mut launch = LaunchSpec::new(crate::spec::EnvironmentSpec::local("env"), "/tmp");
+        launch.labels.insert("batch".into(), "01B".into());
+        launch.labels.insert("student".into(), "alice".into());
+        let settings = DockerConfig::new("image:1");
+        let body = container_body(&launch, &settings, &mut Vec::new()).unwrap();
+        let labels = body.labels.unwrap();
+        assert_eq!(labels["subrt.label.batch"], "01B");
+        assert_eq!(labels["subrt.label.student"], "alice");
+        assert_eq!(labels[labels::RUN], launch.run_id);
+        // The main process waits on a stdin the daemon closes with the
+        // owner's connection; the container goes when it stops.
+        assert_eq!((body.open_stdin, body.stdin_once), (Some(true), Some(true)));
+        assert_eq!(body.host_config.unwrap().auto_remove, Some(true));
+    }
 
     #[test]
     fn mounts_under_the_workdir_are_rejected() {

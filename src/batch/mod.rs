@@ -1,0 +1,435 @@
+//! Batches: every submission of a batch file as one session (setup once,
+//! its commands in order), up to `jobs` sessions at once, each recorded in
+//! the store with the batch's labels.
+//!
+//! [`run`] reports every finished command and submission as a
+//! [`BatchEvent`]; the CLI turns them into progress, lines or JSON. A
+//! cancelled batch (SIGINT) cleans up every running session before it
+//! returns, so nothing of it is left.
+
+mod manifest;
+
+pub use manifest::{Command, Manifest, ManifestError, Overrides, Submission};
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::sync::{Semaphore, mpsc, watch};
+
+use crate::config::Config;
+use crate::runlog::{RunState, RunlogWriter, Store};
+use crate::runtime::{ExecRequest, LaunchSpec, Outcome, StaticAsset, registry};
+use crate::supervisor::Supervisor;
+
+/// Labels subrt sets on every run of a batch.
+pub mod labels {
+    /// The batch's id.
+    pub const BATCH: &str = "batch";
+    /// The submission's id.
+    pub const SUBMISSION: &str = "submission";
+    /// The batch file, as an absolute path (what `--resume` looks for).
+    pub const BATCH_FILE: &str = "batch_file";
+    /// A run's name (`subrt run --name`).
+    pub const NAME: &str = "name";
+}
+
+/// Label names a batch file may not set.
+pub(crate) const RESERVED_LABELS: &[&str] =
+    &[labels::BATCH, labels::SUBMISSION, labels::BATCH_FILE];
+
+/// How a batch runs.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Sessions at once; else the file's `jobs`, else the number of CPUs.
+    pub jobs: Option<usize>,
+    /// Stop the whole batch at the first failed command.
+    pub fail_fast: bool,
+    /// Skip submissions whose run of this batch finished; reuse its id.
+    pub resume: bool,
+}
+
+/// What a batch reports as it goes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BatchEvent {
+    /// A submission's session started.
+    Started {
+        /// The submission.
+        submission: String,
+        /// Its run.
+        run_id: String,
+    },
+    /// A command finished.
+    Command {
+        /// The submission.
+        submission: String,
+        /// Its number in the submission, from 1.
+        number: usize,
+        /// Its name, if the file gave one.
+        name: Option<String>,
+        /// The run.
+        run_id: String,
+        /// How it ended.
+        outcome: Outcome,
+        /// Its wall time.
+        elapsed: Duration,
+    },
+    /// A submission is done: every command ran, or it stopped.
+    Finished {
+        /// The submission.
+        submission: String,
+        /// Its run, if it started.
+        run_id: Option<String>,
+        /// Commands that exited 0.
+        passed: usize,
+        /// Commands that did not.
+        failed: usize,
+        /// Why it could not run, if it could not.
+        error: Option<String>,
+    },
+    /// Skipped by `--resume`: its run finished before.
+    Skipped {
+        /// The submission.
+        submission: String,
+        /// The run that finished it.
+        run_id: String,
+    },
+}
+
+/// How a batch went.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Summary {
+    /// The batch's id.
+    pub batch: String,
+    /// Submissions in the file.
+    pub submissions: usize,
+    /// Submissions skipped by `--resume`.
+    pub skipped: usize,
+    /// Commands that exited 0.
+    pub passed: usize,
+    /// Commands that did not (timeouts and kills included).
+    pub failed: usize,
+    /// Commands that timed out.
+    pub timed_out: usize,
+    /// Submissions that could not start.
+    pub errors: usize,
+    /// The batch was interrupted.
+    pub cancelled: bool,
+}
+
+impl Summary {
+    /// The exit status of `subrt batch`: 0 when every command exited 0, 1
+    /// otherwise (130 when interrupted is the caller's).
+    pub fn exit_status(&self) -> i32 {
+        i32::from(self.failed > 0 || self.errors > 0)
+    }
+}
+
+/// The batch id for `manifest`: a fresh one, or with `resume` the one of
+/// the newest run of the same file in the store; and the submissions done
+/// under it (finished, not killed).
+fn batch_id(store: &Store, file: &Path, resume: bool) -> (String, BTreeMap<String, String>) {
+    let fresh = || (ulid::Ulid::generate().to_string(), BTreeMap::new());
+    if !resume {
+        return fresh();
+    }
+    let Ok((runs, _)) = store.list() else {
+        return fresh();
+    };
+    let file = file.display().to_string();
+    let of_file = |r: &&crate::runlog::RunSummary| r.labels.get(labels::BATCH_FILE) == Some(&file);
+    let Some(batch) = runs
+        .iter()
+        .find(of_file)
+        .and_then(|r| r.labels.get(labels::BATCH))
+    else {
+        return fresh();
+    };
+    let done = runs
+        .iter()
+        .filter(|r| r.labels.get(labels::BATCH) == Some(batch))
+        .filter(|r| r.state == RunState::Finished)
+        .filter(|r| r.outcome.as_ref().is_some_and(|o| !o.killed))
+        .filter_map(|r| Some((r.labels.get(labels::SUBMISSION)?.clone(), r.run_id.clone())))
+        .collect();
+    (batch.clone(), done)
+}
+
+/// The sessions running now, for cleaning up at a cancel.
+type Running = Arc<Mutex<Vec<Supervisor>>>;
+
+/// Runs `manifest`, reporting on `events`, until done or `cancel` turns
+/// true; then every running session is cleaned up.
+///
+/// # Cancel safety
+///
+/// Not cancel-safe: dropping the future drops the sessions (their
+/// runtimes still kill everything on drop), but their logs miss `end`.
+pub async fn run(
+    config: &Config,
+    manifest: &Manifest,
+    options: &Options,
+    events: mpsc::Sender<BatchEvent>,
+    mut cancel: watch::Receiver<bool>,
+) -> Summary {
+    let store = Store::new(&config.store_dir);
+    let file = std::path::absolute(&manifest.path).unwrap_or_else(|_| manifest.path.clone());
+    let (batch, done) = batch_id(&store, &file, options.resume);
+    let jobs = options
+        .jobs
+        .or(manifest.jobs)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+        .max(1);
+    let mut summary = Summary {
+        batch: batch.clone(),
+        submissions: manifest.submissions.len(),
+        ..Summary::default()
+    };
+    let slots = Arc::new(Semaphore::new(jobs));
+    let running: Running = Arc::default();
+    let (stop_tx, stop) = watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    for submission in &manifest.submissions {
+        if let Some(run_id) = done.get(&submission.id) {
+            summary.skipped += 1;
+            let _ = events
+                .send(BatchEvent::Skipped {
+                    submission: submission.id.clone(),
+                    run_id: run_id.clone(),
+                })
+                .await;
+            continue;
+        }
+        let job = Job {
+            config: config.clone(),
+            submission: submission.clone(),
+            batch: batch.clone(),
+            file: file.clone(),
+            events: events.clone(),
+            running: Arc::clone(&running),
+            stop: stop.clone(),
+            fail_fast: options.fail_fast.then(|| stop_tx.clone()),
+        };
+        let slots = Arc::clone(&slots);
+        tasks.spawn(async move {
+            let Ok(_slot) = slots.acquire_owned().await else {
+                return (0, 0, 0, false);
+            };
+            job.run().await
+        });
+    }
+    loop {
+        tokio::select! {
+            joined = tasks.join_next() => match joined {
+                Some(Ok((passed, failed, timed_out, error))) => {
+                    summary.passed += passed;
+                    summary.failed += failed;
+                    summary.timed_out += timed_out;
+                    summary.errors += usize::from(error);
+                }
+                Some(Err(_)) => summary.errors += 1,
+                None => break,
+            },
+            changed = cancel.changed(), if !summary.cancelled => {
+                if changed.is_err() || *cancel.borrow() {
+                    summary.cancelled = true;
+                    let _ = stop_tx.send(true);
+                    // Clean up what runs (a kill would miss a command on
+                    // its way to the runtime); the jobs then end.
+                    let sessions = running.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                    let cleanups = sessions.iter().map(|session| session.cleanup());
+                    futures_util::future::join_all(cleanups).await;
+                }
+            }
+        }
+    }
+    summary
+}
+
+/// One submission's session.
+struct Job {
+    config: Config,
+    submission: Submission,
+    batch: String,
+    file: PathBuf,
+    events: mpsc::Sender<BatchEvent>,
+    running: Running,
+    stop: watch::Receiver<bool>,
+    /// Set when `--fail-fast`: a failure stops the batch.
+    fail_fast: Option<watch::Sender<bool>>,
+}
+
+impl Job {
+    /// Runs the submission; returns (passed, failed, timed out, could not
+    /// start).
+    async fn run(self) -> (usize, usize, usize, bool) {
+        let submission = &self.submission;
+        if *self.stop.borrow() {
+            return (0, 0, 0, false);
+        }
+        let finished = |run_id, passed, failed, error| BatchEvent::Finished {
+            submission: submission.id.clone(),
+            run_id,
+            passed,
+            failed,
+            error,
+        };
+        let supervisor = match self.start().await {
+            Ok(started) => started,
+            Err(error) => {
+                let _ = self.events.send(finished(None, 0, 0, Some(error))).await;
+                return (0, 0, 0, true);
+            }
+        };
+        let (supervisor, run_id) = supervisor;
+        let (mut passed, mut failed, mut timed_out) = (0, 0, 0);
+        // Bytes of the session so far: beyond the bound, the log keeps
+        // head and tail only.
+        let mut written = [0u64; 2];
+        let bound = self.config.store_limits.max_run_bytes;
+        for (index, command) in submission.commands.iter().enumerate() {
+            if *self.stop.borrow() {
+                break;
+            }
+            let mut request = ExecRequest::new(command.run.clone()).capture_limit(0);
+            request.timeout = command.timeout;
+            if let Some(path) = &command.stdin {
+                match std::fs::read(path) {
+                    Ok(data) => request.stdin = Some(Bytes::from(data)),
+                    Err(e) => {
+                        let _ = supervisor.cleanup().await;
+                        let error = format!("stdin file {}: {e}", path.display());
+                        let event = finished(Some(run_id.clone()), passed, failed, Some(error));
+                        let _ = self.events.send(event).await;
+                        return (passed, failed + 1, timed_out, false);
+                    }
+                }
+            }
+            let started = Instant::now();
+            let result = supervisor.run(request).await;
+            let outcome = match &result {
+                Ok(result) => {
+                    let mut outcome = result.outcome();
+                    written[0] += outcome.stdout_bytes;
+                    written[1] += outcome.stderr_bytes;
+                    // The result keeps no bytes (the log does): what is
+                    // truncated is what the log could not keep.
+                    outcome.truncated = written.iter().any(|&w| w > bound);
+                    outcome
+                }
+                Err(e) => {
+                    tracing::warn!(submission = %submission.id, error = %e, "command did not run");
+                    Outcome {
+                        exit_code: 126,
+                        ..Outcome::default()
+                    }
+                }
+            };
+            let ok = result.as_ref().is_ok_and(|r| r.success());
+            if ok {
+                passed += 1;
+            } else {
+                failed += 1;
+                timed_out += usize::from(outcome.timed_out);
+            }
+            let event = BatchEvent::Command {
+                submission: submission.id.clone(),
+                number: index + 1,
+                name: command.name.clone(),
+                run_id: run_id.clone(),
+                outcome,
+                elapsed: started.elapsed(),
+            };
+            let _ = self.events.send(event).await;
+            if !ok {
+                if let Some(stop) = &self.fail_fast {
+                    let _ = stop.send(true);
+                    break;
+                }
+                if submission.stop_on_failure {
+                    break;
+                }
+            }
+        }
+        let _ = supervisor.cleanup().await;
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|s| !s.same_session(&supervisor));
+        let _ = self
+            .events
+            .send(finished(Some(run_id), passed, failed, None))
+            .await;
+        (passed, failed, timed_out, false)
+    }
+
+    /// Spawns the submission's runtime and its recorded supervisor.
+    async fn start(&self) -> Result<(Supervisor, String), String> {
+        let submission = &self.submission;
+        let mut spec = self
+            .config
+            .environment(Some(&submission.environment))
+            .map_err(|e| e.to_string())?
+            .clone();
+        if let Some(setup) = &submission.setup {
+            spec.setup.commands = setup.clone();
+        }
+        let mut launch = LaunchSpec::new(spec, submission.workdir.clone());
+        launch.static_assets = submission
+            .assets
+            .iter()
+            .map(|(name, path)| {
+                let asset = StaticAsset {
+                    path: path.clone(),
+                    save_path: PathBuf::from(name),
+                };
+                (name.clone(), asset)
+            })
+            .collect();
+        launch.labels = submission.labels.clone();
+        launch
+            .labels
+            .insert(labels::BATCH.into(), self.batch.clone());
+        launch
+            .labels
+            .insert(labels::SUBMISSION.into(), submission.id.clone());
+        launch
+            .labels
+            .insert(labels::BATCH_FILE.into(), self.file.display().to_string());
+        let run_id = launch.run_id.clone();
+        let runtime = registry::builtins()
+            .spawn(launch.clone())
+            .await
+            .map_err(|e| format!("submission `{}`: {e}", submission.id))?;
+        let log = RunlogWriter::create(
+            &self.config.store_dir,
+            self.config.store_limits,
+            &launch,
+            &runtime.info(),
+        );
+        let supervisor = match log {
+            Ok(log) => Supervisor::start_recorded(runtime, log),
+            Err(e) => {
+                let _ = runtime.cleanup().await;
+                return Err(format!(
+                    "submission `{}`: cannot record the run: {e}",
+                    submission.id
+                ));
+            }
+        };
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(supervisor.clone());
+        let _ = self
+            .events
+            .send(BatchEvent::Started {
+                submission: submission.id.clone(),
+                run_id: run_id.clone(),
+            })
+            .await;
+        Ok((supervisor, run_id))
+    }
+}

@@ -1,0 +1,297 @@
+//! `subrt batch` on the real binary: many submissions, outcomes, labels,
+//! bad files, interruption and resume.
+
+mod common;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::{Project, eventually, live_processes};
+
+fn project() -> Project {
+    Project::with_config(
+        "[[environments]]\nname = \"local\"\ntype = \"local\"\n\
+         environment = { include_os_env = true }\n",
+    )
+}
+
+fn lines(out: &[u8]) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+fn ls(project: &Project, args: &[&str]) -> Vec<serde_json::Value> {
+    let mut all = vec!["ls", "--json"];
+    all.extend_from_slice(args);
+    lines(&project.run(&all).stdout)
+}
+
+/// A batch file of `n` submissions, each in its own folder under `subs/`.
+fn write_batch(dir: &Path, name: &str, n: usize, commands: &str, extra: &str) -> String {
+    let mut text = format!("environment = \"local\"\nlabels = {{ suite = \"t\" }}\n{extra}\n");
+    for i in 0..n {
+        std::fs::create_dir_all(dir.join(format!("subs/s{i}"))).unwrap();
+        text += &format!(
+            "[[submissions]]\nid = \"s{i}\"\nworkdir = \"subs/s{i}\"\ncommands = {commands}\nlabels = {{ student = \"st{i}\" }}\n"
+        );
+    }
+    std::fs::write(dir.join(name), text).unwrap();
+    name.to_owned()
+}
+
+#[test]
+fn two_hundred_submissions_of_three_commands_report_every_outcome() {
+    let project = project();
+    let file = write_batch(
+        project.dir.path(),
+        "batch.toml",
+        200,
+        r#"["echo ok", { name = "fails", run = "echo no >&2; exit 3" }, { name = "hangs", run = "sleep 5", timeout = 0.1 }]"#,
+        "",
+    );
+    let started = Instant::now();
+    let out = project.run(&["batch", &file, "-j", "4", "--json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let all = lines(&out.stdout);
+    let (commands, summary) = all.split_at(all.len() - 1);
+    assert_eq!(commands.len(), 600);
+    let of = |number: i64| commands.iter().filter(move |c| c["command"] == number);
+    assert!(
+        of(1).all(|c| c["exit_code"] == 0 && c["stdout_bytes"] == 3),
+        "passes"
+    );
+    assert!(
+        of(2).all(|c| c["exit_code"] == 3 && c["name"] == "fails"),
+        "failures"
+    );
+    assert!(
+        of(3).all(|c| c["timed_out"] == true && c["name"] == "hangs"),
+        "timeouts"
+    );
+    let summary = &summary[0]["summary"];
+    assert_eq!(summary["passed"], 200);
+    assert_eq!(summary["failed"], 400);
+    assert_eq!(summary["timed_out"], 200);
+    eprintln!("200 x 3 commands with -j 4: {:?}", started.elapsed());
+
+    let batch = summary["batch"].as_str().unwrap();
+    let runs = ls(&project, &["--batch", batch]);
+    assert_eq!(runs.len(), 200, "one run per submission");
+    assert!(runs.iter().all(|r| r["labels"]["suite"] == "t"));
+    let one = ls(&project, &["--label", "student=st7"]);
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0]["labels"]["submission"], "s7");
+    assert_eq!(ls(&project, &["--state", "timed_out", "-n", "5"]).len(), 5);
+    // Each submission ran in one session: its three commands in one run.
+    let export = project.run(&[
+        "export",
+        one[0]["run_id"].as_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    let doc: serde_json::Value = serde_json::from_slice(&export.stdout).unwrap();
+    assert_eq!(doc["commands"].as_array().unwrap().len(), 3);
+}
+
+#[test]
+fn setup_runs_once_per_submission_and_stop_on_failure_stops() {
+    let project = project();
+    std::fs::create_dir_all(project.dir.path().join("a")).unwrap();
+    std::fs::write(
+        project.dir.path().join("batch.toml"),
+        r#"
+[[submissions]]
+id = "a"
+workdir = "a"
+setup = ["echo setup >> setup.log"]
+commands = ["true", "true", "exit 1", "echo never > never.txt"]
+stop_on_failure = true
+"#,
+    )
+    .unwrap();
+    let out = project.run(&["batch", "batch.toml"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let dir = project.dir.path().join("a");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("setup.log")).unwrap(),
+        "setup\n"
+    );
+    assert!(!dir.join("never.txt").exists(), "ran past the failure");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("a: 2 passed, 1 failed"), "{text}");
+}
+
+#[test]
+fn json_lines_batches_work_the_same() {
+    let project = project();
+    std::fs::create_dir_all(project.dir.path().join("x")).unwrap();
+    std::fs::write(
+        project.dir.path().join("batch.jsonl"),
+        "{\"id\": \"x1\", \"workdir\": \"x\", \"commands\": [\"echo one\"]}\n\
+         {\"id\": \"x2\", \"workdir\": \"x\", \"commands\": [{\"run\": \"cat\", \"stdin\": \"in.txt\"}]}\n",
+    )
+    .unwrap();
+    std::fs::write(project.dir.path().join("x/in.txt"), "fed").unwrap();
+    let out = project.run(&["batch", "batch.jsonl", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let all = lines(&out.stdout);
+    let fed = all.iter().find(|c| c["submission"] == "x2").unwrap();
+    assert_eq!(fed["stdout_bytes"], 3);
+}
+
+#[test]
+fn a_bad_batch_file_names_the_place_and_starts_nothing() {
+    let project = project();
+    std::fs::create_dir_all(project.dir.path().join("ok")).unwrap();
+    let cases = [
+        (
+            "[[submissions]]\nid = \"a\"\nworkdir = \"ok\"\ncomands = [\"true\"]\n",
+            "bad.toml:4:1",
+            "comands",
+        ),
+        (
+            "[[submissions]]\nid = \"a\"\nworkdir = \"ok\"\ncommands = [\"true\"]\n\
+             [[submissions]]\nid = \"a\"\nworkdir = \"ok\"\ncommands = [\"true\"]\n",
+            "bad.toml:6:6",
+            "used twice",
+        ),
+        (
+            "[[submissions]]\nid = \"a\"\nworkdir = \"missing\"\ncommands = [\"true\"]\n",
+            "bad.toml:3:11",
+            "not a directory",
+        ),
+        (
+            "[[submissions]]\nid = \"a\"\nworkdir = \"ok\"\nenvironment = \"nope\"\ncommands = [\"true\"]\n",
+            "bad.toml:4:15",
+            "no environment named `nope`",
+        ),
+    ];
+    for (text, place, words) in cases {
+        std::fs::write(project.dir.path().join("bad.toml"), text).unwrap();
+        let out = project.run(&["batch", "bad.toml"]);
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
+        let error = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(error.lines().count(), 1, "{error}");
+        assert!(error.contains(place) && error.contains(words), "{error}");
+        assert!(project.logs().is_empty(), "something started: {error}");
+    }
+    let jsonl = "{\"id\": \"a\", \"workdir\": \"ok\", \"commands\": [\"true\"], \"bogus\": 1}\n";
+    std::fs::write(project.dir.path().join("bad.jsonl"), jsonl).unwrap();
+    let out = project.run(&["batch", "bad.jsonl"]);
+    assert_eq!(out.status.code(), Some(2));
+    let error = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        error.contains("bad.jsonl:1:") && error.contains("bogus"),
+        "{error}"
+    );
+}
+
+#[test]
+fn sigint_stops_the_batch_and_resume_runs_exactly_the_rest() {
+    let project = project();
+    let n = common::unique_sleep();
+    let file = write_batch(
+        project.dir.path(),
+        "batch.toml",
+        100,
+        &format!(r#"["sleep 0.$(( $$ % 3 + 1 )); echo done", "sleep 0.0{n}"]"#),
+        "jobs = 4",
+    );
+    let child = project
+        .cmd(&["batch", &file, "--json"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Let a few submissions finish, then interrupt.
+    assert!(eventually(Duration::from_secs(20), || project.logs().len() >= 12));
+    let sent = Instant::now();
+    // SAFETY: signalling a child we own.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        sent.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        sent.elapsed()
+    );
+    assert_eq!(out.status.code(), Some(130));
+    assert!(
+        eventually(Duration::from_secs(2), || live_processes("sleep 0.")
+            .is_empty()),
+        "a command of the batch survived"
+    );
+    let first = lines(&out.stdout);
+    let summary = &first.last().unwrap()["summary"];
+    assert_eq!(summary["cancelled"], true);
+    let batch = summary["batch"].as_str().unwrap().to_owned();
+    let runs = ls(&project, &["--batch", &batch]);
+    let done: Vec<&str> = runs
+        .iter()
+        .filter(|r| r["state"] == "finished" && r["killed"] == false)
+        .filter_map(|r| r["labels"]["submission"].as_str())
+        .collect();
+    assert!(done.len() < 100, "the batch was interrupted");
+
+    let resumed = project.run(&["batch", &file, "--json", "--resume"]);
+    assert_eq!(resumed.status.code(), Some(0), "{resumed:?}");
+    let again = lines(&resumed.stdout);
+    let summary = &again.last().unwrap()["summary"];
+    assert_eq!(summary["batch"], batch.as_str(), "the same batch id");
+    assert_eq!(summary["skipped"], done.len());
+    let rerun: std::collections::BTreeSet<&str> = again
+        .iter()
+        .filter_map(|c| c["submission"].as_str())
+        .collect();
+    assert_eq!(
+        rerun.len(),
+        100 - done.len(),
+        "exactly the unfinished ones ran"
+    );
+    assert!(
+        done.iter().all(|d| !rerun.contains(d)),
+        "a finished one ran again"
+    );
+}
+
+#[test]
+fn run_takes_labels_and_a_name() {
+    let project = project();
+    let out = project.run(&[
+        "run",
+        "--label",
+        "team=red",
+        "--name",
+        "first try",
+        "--",
+        "true",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let runs = ls(&project, &["--label", "team=red"]);
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0]["labels"]["name"], "first try");
+    assert!(ls(&project, &["--label", "team=blue"]).is_empty());
+    let bad = project.run(&["run", "--label", "oops", "--", "true"]);
+    assert_eq!(bad.status.code(), Some(2));
+}
+
+#[test]
+fn the_shipped_demo_batch_runs() {
+    let project = project();
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/demo/batch.toml");
+    let out = project.run(&["batch", demo.to_str().unwrap(), "--json"]);
+    // bob fails his check and carol hangs: exit 1, every outcome reported.
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let all = lines(&out.stdout);
+    let summary = &all.last().unwrap()["summary"];
+    assert_eq!(summary["submissions"], 4);
+    assert_eq!(summary["timed_out"], 1);
+    let dave = all.iter().filter(|c| c["submission"] == "dave").count();
+    assert_eq!(dave, 2);
+}
