@@ -145,6 +145,63 @@ pub struct LsArgs {
     pub limit: Option<usize>,
 }
 
+fn parse_mount(text: &str) -> Result<subrt::spec::Mount, String> {
+    use subrt::spec::{Mount, MountMode};
+    let parts: Vec<&str> = text.split(':').collect();
+    let (source, target, mode) = match parts.as_slice() {
+        [source, target] => (source, target, MountMode::Ro),
+        [source, target, "ro"] => (source, target, MountMode::Ro),
+        [source, target, "rw"] => (source, target, MountMode::Rw),
+        _ => {
+            return Err(format!(
+                "`{text}` is not a mount: write SRC:DST, SRC:DST:ro or SRC:DST:rw"
+            ));
+        }
+    };
+    Ok(Mount {
+        source: PathBuf::from(source),
+        target: (*target).to_owned(),
+        mode,
+    })
+}
+
+fn parse_port(text: &str) -> Result<(u16, u16), String> {
+    let bad = || format!("`{text}` is not a port mapping: write HOST:CONTAINER, e.g. 8080:80");
+    let (host, container) = text.split_once(':').ok_or_else(bad)?;
+    Ok((
+        host.parse().map_err(|_| bad())?,
+        container.parse().map_err(|_| bad())?,
+    ))
+}
+
+/// The shell line of `subrt run -- WORDS`: one word is a command line as
+/// it is; several are an argv, each word quoted for the shell (as `timeout`
+/// and `docker run` take them).
+pub fn command_line(words: &[String]) -> String {
+    match words {
+        [line] => line.clone(),
+        words => words
+            .iter()
+            .map(|w| shell_quote(w))
+            .collect::<Vec<_>>()
+            .join(" "),
+    }
+}
+
+/// `word` as one shell word: as it is when nothing in it is special, else in
+/// single quotes.
+fn shell_quote(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
+    if plain {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
+}
+
 fn parse_label(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
         Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
@@ -289,7 +346,20 @@ pub struct RunArgs {
     /// A name for the run, shown by `ls` and the dashboard.
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
-    /// The command; its words are joined with spaces and run by the shell.
+    /// A static asset: `{{static:NAME}}` in the command is its path (repeat).
+    #[arg(long, value_name = "NAME=PATH", value_parser = parse_label)]
+    pub asset: Vec<(String, String)>,
+    /// An extra bind mount (Docker): SRC:DST, read-only unless `:rw` (repeat).
+    #[arg(long, value_name = "SRC:DST[:ro|rw]", value_parser = parse_mount)]
+    pub mount: Vec<subrt::spec::Mount>,
+    /// A published port (Docker, on 127.0.0.1): HOST:CONTAINER (repeat).
+    #[arg(long, value_name = "HOST:CONTAINER", value_parser = parse_port)]
+    pub port: Vec<(u16, u16)>,
+    /// A variable of the command's environment (repeat).
+    #[arg(long, value_name = "K=V", value_parser = parse_label)]
+    pub var: Vec<(String, String)>,
+    /// The command: one word is a shell command line (`'make && ./a.out'`);
+    /// several words are an argv, each quoted for the shell.
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<String>,
 }
@@ -424,6 +494,26 @@ async fn run(config: &Config, args: RunArgs) -> Result<i32> {
     launch.is_evaluation = args.eval;
     launch.disable_setup = args.no_setup;
     launch.labels = args.label.iter().cloned().collect();
+    launch.env_vars = args.var.iter().cloned().collect();
+    launch.mounts = args.mount.clone();
+    launch.ports = args
+        .port
+        .iter()
+        .map(|&(host, container)| (container, host))
+        .collect();
+    launch.static_assets = args
+        .asset
+        .iter()
+        .map(|(name, path)| {
+            // Relative to where subrt was started, as a user reads it.
+            let path = std::path::absolute(path).unwrap_or_else(|_| PathBuf::from(path));
+            let asset = subrt::runtime::StaticAsset {
+                path,
+                save_path: PathBuf::from(name),
+            };
+            (name.clone(), asset)
+        })
+        .collect();
     if let Some(name) = &args.name {
         launch
             .labels
@@ -465,7 +555,7 @@ async fn run(config: &Config, args: RunArgs) -> Result<i32> {
     };
     let mut events = supervisor.subscribe();
 
-    let command = args.command.join(" ");
+    let command = command_line(&args.command);
     let mut request = ExecRequest::new(command.clone()).capture_limit(if args.json {
         subrt::runtime::DEFAULT_CAPTURE_LIMIT
     } else {

@@ -275,3 +275,36 @@ fn without_a_config_runs_are_stored_in_the_user_state_dir() {
         .collect();
     assert_eq!(runs.len(), 1);
 }
+
+#[test]
+fn several_words_are_an_argv_and_one_word_is_a_command_line() {
+    let out = run(&[
+        "run", "--no-log", "--", "printf", "%s|", "a b", "it's", "$HOME",
+    ]);
+    assert_eq!(out.stdout, b"a b|it's|$HOME|", "{out:?}");
+    let out = run(&["run", "--no-log", "--", "echo $((1 + 2)) && echo two"]);
+    assert_eq!(out.stdout, b"3\ntwo\n");
+}
+
+#[test]
+fn run_takes_variables_and_assets() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("data.csv"), "a,b\n").unwrap();
+    let out = subrt()
+        .current_dir(dir.path())
+        .args([
+            "run",
+            "--no-log",
+            "--var",
+            "GREETING=hi there",
+            "--asset",
+            "data=data.csv",
+        ])
+        .args(["--", "echo \"$GREETING\"; cat {{static:data}}"])
+        .output()
+        .unwrap();
+    assert_eq!(out.stdout, b"hi there\na,b\n", "{out:?}");
+    let bad = run(&["run", "--port", "80", "--", "true"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("HOST:CONTAINER"));
+}
