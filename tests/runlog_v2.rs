@@ -126,7 +126,9 @@ fn sigkill_at_any_moment_leaves_an_exact_prefix() {
         .unwrap();
     std::fs::write(&data_path, &made.stdout).unwrap();
     let data = made.stdout;
+    let mut checked = 0;
     for round in 0..10u64 {
+        let before = project.logs().len();
         let mut child = project
             .cmd(&["run", "--", "cat data.bin"])
             .stdout(Stdio::null())
@@ -136,7 +138,19 @@ fn sigkill_at_any_moment_leaves_an_exact_prefix() {
         std::thread::sleep(Duration::from_millis(5 + round * 37 % 300));
         child.kill().unwrap();
         child.wait().unwrap();
-        let export = project.run(&["export", "last", "--format", "stdout"]);
+        let logs = project.logs();
+        if logs.len() == before {
+            continue; // killed before its run existed: nothing half-made
+        }
+        let run = logs
+            .last()
+            .unwrap()
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let export = project.run(&["export", &run, "--format", "stdout"]);
         assert!(export.status.success(), "round {round}: {export:?}");
         let got = &export.stdout;
         assert!(
@@ -144,7 +158,18 @@ fn sigkill_at_any_moment_leaves_an_exact_prefix() {
             "round {round}: the export of {} bytes is not a prefix of what was written",
             got.len()
         );
+        checked += 1;
     }
+    assert!(
+        checked >= 5,
+        "only {checked} of 10 rounds had a run to check"
+    );
+    let listed = project.run(&["ls"]);
+    assert!(
+        !String::from_utf8_lossy(&listed.stderr).contains("without"),
+        "a half-made run is listed: {}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
 }
 
 #[test]

@@ -145,10 +145,11 @@ fn help_lists_every_key() {
 fn kill_asks_first() {
     let mut app = app();
     app.update(Action::Kill);
+    let first = app.sessions[0].run_id.clone();
     assert_eq!(
         app.modal,
-        subrt::tui::app::Modal::ConfirmKill(0),
-        "k asks first"
+        subrt::tui::app::Modal::ConfirmKill(first),
+        "k asks first, naming the run"
     );
     insta::assert_snapshot!(render(&app, 100, 30));
     app.update(Action::No);
@@ -330,7 +331,10 @@ fn leaked_containers_view() {
     app.update(Action::Down);
     assert_eq!(
         app.update(Action::Remove),
-        Some(subrt::tui::app::Effect::RemoveContainer(1))
+        Some(subrt::tui::app::Effect::RemoveContainer(format!(
+            "{:064x}",
+            3
+        )))
     );
     insta::assert_snapshot!(render(&app, 140, 30));
     app.set_leftovers(Err(
@@ -493,4 +497,19 @@ fn the_store_is_picked_up_above_the_history_floor_only() {
     );
     app.refresh_store(&store);
     assert_eq!(app.sessions.len(), 2, "nothing is added twice");
+}
+
+#[test]
+fn a_confirmed_kill_hits_the_named_run_even_after_rows_moved() {
+    let mut app = app();
+    let target = app.sessions[0].run_id.clone();
+    app.update(Action::Kill);
+    // Meanwhile a new run arrives above it (as a store refresh inserts one).
+    app.sessions
+        .insert(0, session(99, "sleep 1000", SessionState::Running));
+    assert_eq!(
+        app.update(Action::Yes),
+        Some(subrt::tui::app::Effect::Kill(target)),
+        "the run the question named, not the row it was on"
+    );
 }

@@ -662,3 +662,44 @@ fn the_dashboard_goes_on_over_a_store_with_things_that_are_not_runs() {
     assert!(out.status.success(), "{out:?}");
     tui.wait_for("from-outside");
 }
+
+#[test]
+fn a_kill_confirmed_after_a_new_run_arrived_kills_the_named_run() {
+    if !tmux_available() {
+        return;
+    }
+    let tui = Tui::start(&[]);
+    tui.wait_for("Sessions (0)");
+    let (first, second) = (unique_sleep(), unique_sleep());
+    let other = |n: u32| {
+        Command::new(env!("CARGO_BIN_EXE_subrt"))
+            .arg("--config")
+            .arg(tui.dir.path().join("config.toml"))
+            .args(["run", "--", &format!("sleep {n}")])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut first_run = other(first);
+    tui.wait_for(&format!("sleep {first}"));
+    tui.keys(&["k"]);
+    tui.wait_for("Kill session");
+    // A new run arrives while the question is open; it takes the row.
+    let mut second_run = other(second);
+    tui.wait_for(&format!("sleep {second}"));
+    tui.keys(&["y"]);
+    assert!(
+        common::gone(&format!("sleep {first}")),
+        "the run the question named survived"
+    );
+    assert!(
+        live_processes(&format!("sleep {second}"))
+            .iter()
+            .any(|c| c.starts_with("sleep")),
+        "the run that arrived meanwhile was killed"
+    );
+    first_run.wait().unwrap();
+    second_run.kill().unwrap();
+    second_run.wait().unwrap();
+}

@@ -126,8 +126,11 @@ impl RunlogWriter {
             }
         }
         let max_run_bytes = limits.max_run_bytes;
+        // Made under a hidden name and renamed once its header is written:
+        // whatever stops subrt meanwhile, the store never holds half a run.
         let dir = store_dir.join(&launch.run_id);
-        std::fs::create_dir(&dir).map_err(io(&dir))?;
+        let making = store_dir.join(format!(".{}.new", launch.run_id));
+        std::fs::create_dir(&making).map_err(io(&making))?;
         let header = Header {
             format: FORMAT.to_owned(),
             version: VERSION,
@@ -144,14 +147,14 @@ impl RunlogWriter {
         };
         let opened = (|| {
             let new = |name: &str| {
-                let path = dir.join(name);
+                let path = making.join(name);
                 OpenOptions::new()
                     .write(true)
                     .create_new(true)
                     .open(&path)
                     .map_err(io(&path))
             };
-            let index_path = dir.join(INDEX_FILE);
+            let index_path = making.join(INDEX_FILE);
             let mut index = OpenOptions::new()
                 .append(true)
                 .create_new(true)
@@ -164,12 +167,13 @@ impl RunlogWriter {
             let mut line = serde_json::to_vec(&header).expect("headers serialise");
             line.push(b'\n');
             index.write_all(&line).map_err(io(&index_path))?;
+            std::fs::rename(&making, &dir).map_err(io(&dir))?;
             Ok((index, streams))
         })();
         let (index, streams) = match opened {
             Ok(files) => files,
             Err(e) => {
-                let _ = std::fs::remove_dir_all(&dir);
+                let _ = std::fs::remove_dir_all(&making);
                 return Err(e);
             }
         };

@@ -39,17 +39,18 @@ pub enum Layout {
     Merged,
 }
 
-/// A dialog over the main screen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A dialog over the main screen. A question about a run names it by its
+/// run id: rows move when runs arrive, ids do not.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Modal {
     /// None.
     None,
     /// The key help.
     Help,
-    /// Kill session N?
-    ConfirmKill(usize),
-    /// Clean up running session N?
-    ConfirmCleanup(usize),
+    /// Kill the run with this id?
+    ConfirmKill(String),
+    /// Clean up the running run with this id?
+    ConfirmCleanup(String),
     /// Quit while sessions run?
     ConfirmQuit,
     /// The new-run form ([`App::form`]).
@@ -87,15 +88,16 @@ pub struct RunRequest {
     pub timeout: Option<Duration>,
 }
 
-/// What the event loop must do for an action.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What the event loop must do for an action; runs and containers are
+/// named by their ids, never by their row.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
-    /// Kill session N.
-    Kill(usize),
-    /// Clean up session N.
-    Cleanup(usize),
-    /// Poll session N.
-    Poll(usize),
+    /// Kill the run with this id.
+    Kill(String),
+    /// Clean up the run with this id.
+    Cleanup(String),
+    /// Poll the run with this id.
+    Poll(String),
     /// Quit; clean up this process's sessions first when `cleanup`.
     Quit {
         /// Clean up (true) or leave them (false).
@@ -105,10 +107,10 @@ pub enum Effect {
     Launch,
     /// (Re)load the leaked containers.
     LoadLeftovers,
-    /// Kill leaked container N (it stays, stopped).
-    KillContainer(usize),
-    /// Remove leaked container N.
-    RemoveContainer(usize),
+    /// Kill the leaked container with this id (it stays, stopped).
+    KillContainer(String),
+    /// Remove the leaked container with this id.
+    RemoveContainer(String),
     /// Capture the mouse (true) or release it.
     Mouse(bool),
 }
@@ -417,8 +419,8 @@ pub const REPLAY_BYTES: usize = 64 << 20;
 /// A finished run played back in the output panes with its timing.
 #[derive(Debug)]
 pub struct Replay {
-    /// The session being replayed.
-    pub session: usize,
+    /// The run being replayed, by id.
+    pub session: String,
     /// Its output, in order: when, which stream, the bytes.
     chunks: Vec<(Duration, StreamKind, Vec<u8>)>,
     /// How many chunks are in the panes.
@@ -437,7 +439,7 @@ pub struct Replay {
 
 impl Replay {
     /// Reads the output of the log at `path`.
-    pub fn load(session: usize, path: &std::path::Path) -> Result<Self, String> {
+    pub fn load(session: String, path: &std::path::Path) -> Result<Self, String> {
         let mut reader = runlog::open(path).map_err(|e| e.to_string())?;
         let mut chunks = Vec::new();
         let (mut bytes, mut cut) = (0, false);
@@ -624,6 +626,17 @@ impl App {
         }
     }
 
+    /// The id of leaked container `index` of the list.
+    fn leftover_id(&self, index: Option<usize>) -> Option<String> {
+        let list = self.leftovers.as_ref().ok()?;
+        Some(list.get(index?)?.id.clone())
+    }
+
+    /// The session with run id `run_id`.
+    pub fn session(&self, run_id: &str) -> Option<&Session> {
+        self.sessions.iter().find(|s| s.run_id == run_id)
+    }
+
     /// Starts replaying session `index` from its log.
     pub fn start_replay(&mut self, index: usize) {
         let Some(session) = self.sessions.get_mut(index) else {
@@ -632,7 +645,7 @@ impl App {
         let Some(path) = session.log.clone() else {
             return self.say("this session has no run log to replay");
         };
-        match Replay::load(index, &path) {
+        match Replay::load(session.run_id.clone(), &path) {
             Ok(mut replay) => {
                 session.stdout = OutputBuffer::new(PANE_LINES);
                 session.stderr = OutputBuffer::new(PANE_LINES);
@@ -659,7 +672,11 @@ impl App {
         if replay.paused || replay.finished() {
             return;
         }
-        let Some(session) = self.sessions.get_mut(replay.session) else {
+        let Some(session) = self
+            .sessions
+            .iter_mut()
+            .find(|s| s.run_id == replay.session)
+        else {
             return;
         };
         let to = replay.position + elapsed.mul_f64(replay.speed);
@@ -671,7 +688,11 @@ impl App {
         let Some(replay) = &mut self.replay else {
             return false;
         };
-        let Some(session) = self.sessions.get_mut(replay.session) else {
+        let Some(session) = self
+            .sessions
+            .iter_mut()
+            .find(|s| s.run_id == replay.session)
+        else {
             return false;
         };
         let step = Duration::from_secs(5);
@@ -879,8 +900,8 @@ impl App {
                 }
                 Action::Up => self.selected_leftover = self.selected_leftover.saturating_sub(1),
                 Action::Refresh => return Some(Effect::LoadLeftovers),
-                Action::Kill => return selected.map(Effect::KillContainer),
-                Action::Remove => return selected.map(Effect::RemoveContainer),
+                Action::Kill => return self.leftover_id(selected).map(Effect::KillContainer),
+                Action::Remove => return self.leftover_id(selected).map(Effect::RemoveContainer),
                 _ => {}
             }
             return None;
@@ -1035,14 +1056,8 @@ impl App {
                 }
             }
             Action::Kill => match selected {
-                Some(i)
-                    if self.sessions[i].supervisor.is_some()
-                        && self.sessions[i].state.is_running() =>
-                {
-                    self.modal = Modal::ConfirmKill(i)
-                }
                 Some(i) if self.sessions[i].state.is_running() => {
-                    self.modal = Modal::ConfirmKill(i)
+                    self.modal = Modal::ConfirmKill(self.sessions[i].run_id.clone())
                 }
                 Some(_) => self.say("the selected session is not running"),
                 None => self.say("no session selected"),
@@ -1052,13 +1067,15 @@ impl App {
                     self.say("only sessions started here can be cleaned up")
                 }
                 Some(i) if self.sessions[i].state.is_running() => {
-                    self.modal = Modal::ConfirmCleanup(i)
+                    self.modal = Modal::ConfirmCleanup(self.sessions[i].run_id.clone())
                 }
-                Some(i) => return Some(Effect::Cleanup(i)),
+                Some(i) => return Some(Effect::Cleanup(self.sessions[i].run_id.clone())),
                 None => self.say("no session selected"),
             },
             Action::Poll => match selected {
-                Some(i) if self.sessions[i].supervisor.is_some() => return Some(Effect::Poll(i)),
+                Some(i) if self.sessions[i].supervisor.is_some() => {
+                    return Some(Effect::Poll(self.sessions[i].run_id.clone()));
+                }
                 Some(_) => {
                     self.say("poll() asks a runtime this process owns; this run is from the store")
                 }
@@ -1085,8 +1102,8 @@ impl App {
             Action::Yes => {
                 let modal = std::mem::replace(&mut self.modal, Modal::None);
                 match modal {
-                    Modal::ConfirmKill(i) => return Some(Effect::Kill(i)),
-                    Modal::ConfirmCleanup(i) => return Some(Effect::Cleanup(i)),
+                    Modal::ConfirmKill(id) => return Some(Effect::Kill(id)),
+                    Modal::ConfirmCleanup(id) => return Some(Effect::Cleanup(id)),
                     Modal::ConfirmQuit => return Some(Effect::Quit { cleanup: true }),
                     Modal::None
                     | Modal::Help

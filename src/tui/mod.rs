@@ -276,13 +276,14 @@ async fn load_leftovers(app: &mut App) {
     app.set_leftovers(found);
 }
 
-/// Kills (`remove` false) or removes leaked container `index`, then reloads.
-async fn container_action(app: &mut App, index: usize, remove: bool) {
+/// Kills (`remove` false) or removes the leaked container `container_id`,
+/// then reloads.
+async fn container_action(app: &mut App, container_id: &str, remove: bool) {
     let Some(container) = app
         .leftovers
         .as_ref()
         .ok()
-        .and_then(|l| l.get(index))
+        .and_then(|l| l.iter().find(|c| c.id == container_id))
         .cloned()
     else {
         return;
@@ -398,8 +399,9 @@ async fn kill_other(session: &Session) -> String {
 /// Carries out what an action asked of a runtime, the daemon or the
 /// terminal (quitting is the event loop's).
 async fn perform(app: &mut App, effect: Effect, config: &Config, events: &Events) {
-    let session = |app: &App, i: usize| {
-        let session = app.sessions.get(i)?;
+    // The run named by id: whatever moved in the list since it was asked.
+    let session = |app: &App, run_id: &str| {
+        let session = app.session(run_id)?;
         Some((
             app::short_id(&session.run_id).to_owned(),
             session.supervisor.clone(),
@@ -409,26 +411,29 @@ async fn perform(app: &mut App, effect: Effect, config: &Config, events: &Events
         Effect::Quit { .. } => return,
         Effect::Launch => return start_pending(app, config, events).await,
         Effect::LoadLeftovers => return load_leftovers(app).await,
-        Effect::KillContainer(i) => return container_action(app, i, false).await,
-        Effect::RemoveContainer(i) => return container_action(app, i, true).await,
+        Effect::KillContainer(id) => return container_action(app, &id, false).await,
+        Effect::RemoveContainer(id) => return container_action(app, &id, true).await,
         Effect::Mouse(on) => return mouse_capture(on),
-        Effect::Kill(i) => match session(app, i) {
+        Effect::Kill(run_id) => match session(app, &run_id) {
             Some((id, Some(supervisor))) => match supervisor.kill().await {
                 Ok(()) => format!("{id}: killed"),
                 Err(e) => format!("{id}: kill failed: {e}"),
             },
             // A run another process writes.
-            Some((_, None)) => kill_other(&app.sessions[i]).await,
-            None => return,
+            Some((_, None)) => match app.session(&run_id) {
+                Some(other) => kill_other(other).await,
+                None => return,
+            },
+            None => format!("{run_id}: no longer listed; nothing killed"),
         },
-        Effect::Cleanup(i) => match session(app, i) {
+        Effect::Cleanup(run_id) => match session(app, &run_id) {
             Some((id, Some(supervisor))) => match supervisor.cleanup().await {
                 Ok(()) => format!("{id}: cleaned up"),
                 Err(e) => format!("{id}: cleanup failed: {e}"),
             },
             _ => return,
         },
-        Effect::Poll(i) => match session(app, i) {
+        Effect::Poll(run_id) => match session(app, &run_id) {
             Some((id, Some(supervisor))) => match supervisor.poll() {
                 None => format!("{id}: poll() = None (running)"),
                 Some(code) => format!("{id}: poll() = {code}"),

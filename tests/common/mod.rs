@@ -144,8 +144,14 @@ impl Project {
 
     /// The run logs in the store, oldest first.
     pub fn logs(&self) -> Vec<std::path::PathBuf> {
+        // Not the hidden folder of a run being made.
         let mut files: Vec<_> = std::fs::read_dir(self.dir.path().join("runs"))
-            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| !p.file_name().unwrap().to_string_lossy().starts_with('.'))
+                    .collect()
+            })
             .unwrap_or_default();
         files.sort();
         files

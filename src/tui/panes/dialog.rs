@@ -53,8 +53,8 @@ fn question(frame: &mut Frame, area: Rect, title: &str, lines: Vec<String>) {
     text(frame, inner, lines.into_iter().map(Line::from).collect());
 }
 
-pub(super) fn confirm_kill(frame: &mut Frame, area: Rect, app: &App, index: usize) {
-    let id = app.sessions.get(index).map_or("", |s| short_id(&s.run_id));
+pub(super) fn confirm_kill(frame: &mut Frame, area: Rect, run_id: &str) {
+    let id = short_id(run_id);
     question(
         frame,
         area,
@@ -66,8 +66,8 @@ pub(super) fn confirm_kill(frame: &mut Frame, area: Rect, app: &App, index: usiz
     );
 }
 
-pub(super) fn confirm_cleanup(frame: &mut Frame, area: Rect, app: &App, index: usize) {
-    let id = app.sessions.get(index).map_or("", |s| short_id(&s.run_id));
+pub(super) fn confirm_cleanup(frame: &mut Frame, area: Rect, run_id: &str) {
+    let id = short_id(run_id);
     question(
         frame,
         area,

@@ -113,11 +113,11 @@ pub fn draw(frame: &mut Frame, app: &App) {
         }
     }
     status::draw(frame, status_line, app);
-    match app.modal {
+    match &app.modal {
         Modal::None | Modal::Search => {}
         Modal::Help => dialog::help(frame, area),
-        Modal::ConfirmKill(i) => dialog::confirm_kill(frame, area, app, i),
-        Modal::ConfirmCleanup(i) => dialog::confirm_cleanup(frame, area, app, i),
+        Modal::ConfirmKill(id) => dialog::confirm_kill(frame, area, id),
+        Modal::ConfirmCleanup(id) => dialog::confirm_cleanup(frame, area, id),
         Modal::ConfirmQuit => dialog::confirm_quit(frame, area, app),
         Modal::NewRun => dialog::new_run(frame, area, app),
         Modal::Leftovers => leftovers::draw(frame, area, app),
