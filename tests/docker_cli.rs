@@ -132,7 +132,7 @@ fn gc_removes_a_container_whose_owner_is_gone() {
     // What a daemon restart can leave: a labelled container with nobody
     // attached, whose owner (pid 1 started at tick 1: not this boot's) is gone.
     let run = format!("gc-test-{}", std::process::id());
-    let host = String::from_utf8(Command::new("hostname").output().unwrap().stdout).unwrap();
+    let host = subrt::runtime::owner::hostname();
     let made = Command::new("docker")
         .args(["run", "-d", "--label", "subrt.managed=true"])
         .arg("--label")

@@ -156,10 +156,7 @@ impl RuntimeBackend for LocalRuntime {
             Containment::PidNamespace => {
                 processes.namespace = Some(new_namespace()?);
             }
-            _ => notes.push(format!(
-                "containment: {}; a process that calls setsid can outlive the session",
-                containment.describe()
-            )),
+            _ => notes.push(format!("containment: {}", containment.describe())),
         }
         Ok(Self {
             inner: Arc::new(Inner {
