@@ -408,8 +408,10 @@ async fn tui(config: Config) -> Result<i32> {
         .with_writer(std::sync::Mutex::new(log))
         .with_ansi(false)
         .try_init();
-    subrt::tui::run(config).await?;
-    Ok(0)
+    // Ended by SIGTERM or SIGHUP (after cleaning up): say so, as 128+N.
+    Ok(subrt::tui::run(config)
+        .await?
+        .map_or(0, |signal| 128 + signal))
 }
 
 async fn specs(config: &Config) -> Result<i32> {

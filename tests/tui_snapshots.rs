@@ -329,12 +329,19 @@ fn leaked_containers_view() {
     let list = app.leftovers.as_ref().unwrap();
     assert_eq!(list.len(), 2, "containers of running owners are not leaks");
     app.update(Action::Down);
+    let kept = format!("{:064x}", 3);
+    assert_eq!(app.update(Action::Remove), None, "x asks first");
     assert_eq!(
-        app.update(Action::Remove),
-        Some(subrt::tui::app::Effect::RemoveContainer(format!(
-            "{:064x}",
-            3
-        )))
+        app.modal,
+        subrt::tui::app::Modal::ConfirmRemove(kept.clone())
+    );
+    assert!(render(&app, 140, 30).contains("Remove container"));
+    app.update(Action::No);
+    assert_eq!(app.modal, subrt::tui::app::Modal::Leftovers, "n goes back");
+    app.update(Action::Remove);
+    assert_eq!(
+        app.update(Action::Yes),
+        Some(subrt::tui::app::Effect::RemoveContainer(kept))
     );
     insta::assert_snapshot!(render(&app, 140, 30));
     app.set_leftovers(Err(
@@ -512,4 +519,27 @@ fn a_confirmed_kill_hits_the_named_run_even_after_rows_moved() {
         Some(subrt::tui::app::Effect::Kill(target)),
         "the run the question named, not the row it was on"
     );
+}
+
+#[test]
+fn ctrl_letters_are_not_their_letters() {
+    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+    use subrt::tui::action::action_for;
+    let ctrl = |c| KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL);
+    let modal = subrt::tui::app::Modal::None;
+    assert_eq!(
+        action_for(ctrl('k'), &modal, false),
+        None,
+        "Ctrl-K is not kill"
+    );
+    assert_eq!(action_for(ctrl('n'), &modal, false), None);
+    assert_eq!(action_for(ctrl('l'), &modal, false), Some(Action::Redraw));
+    assert_eq!(action_for(ctrl('c'), &modal, false), Some(Action::Quit));
+    let mut app = app();
+    let focus = app.focus;
+    assert_eq!(
+        app.update(Action::Redraw),
+        Some(subrt::tui::app::Effect::Redraw)
+    );
+    assert_eq!(app.focus, focus, "focus did not move");
 }

@@ -66,7 +66,7 @@ impl Tui {
         std::fs::write(dir.path().join("config.toml"), config).unwrap();
         let name = format!("subrt-test-{}-{}", std::process::id(), unique_sleep());
         let command = format!(
-            "{} --config {}; echo SUBRT-EXITED; sleep 60",
+            "{} --config {}; echo SUBRT-EXITED $?; sleep 60",
             env!("CARGO_BIN_EXE_subrt"),
             dir.path().join("config.toml").display()
         );
@@ -501,6 +501,10 @@ fn sigterm_restores_the_terminal_and_cleans_up() {
     // SAFETY: signalling the TUI process this test started.
     unsafe { libc::kill(pid, libc::SIGTERM) };
     let screen = tui.wait_for("SUBRT-EXITED");
+    assert!(
+        screen.contains("SUBRT-EXITED 143"),
+        "SIGTERM is exit 143:\n{screen}"
+    );
     assert!(
         !screen.contains("Sessions"),
         "the dashboard is still on screen"

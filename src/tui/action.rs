@@ -92,13 +92,20 @@ pub enum Action {
     SeekForward,
     /// Release the mouse (so text can be selected) or take it back.
     ToggleMouse,
+    /// Clear the terminal and draw everything again (Ctrl-L).
+    Redraw,
 }
 
 /// The action of `key` in the current dialog (or on the main screen, where
 /// `←` and `→` seek while a replay plays).
 pub fn action_for(key: KeyEvent, modal: &Modal, replaying: bool) -> Option<Action> {
-    if key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('c') {
-        return Some(Action::Quit);
+    if key.modifiers.contains(KeyModifiers::CONTROL) {
+        // Ctrl with a letter is never the letter (Ctrl-K is not Kill).
+        return match key.code {
+            KeyCode::Char('c') => Some(Action::Quit),
+            KeyCode::Char('l') => Some(Action::Redraw),
+            _ => None,
+        };
     }
     match modal {
         Modal::None if replaying && key.code == KeyCode::Left => Some(Action::SeekBack),
@@ -108,11 +115,13 @@ pub fn action_for(key: KeyEvent, modal: &Modal, replaying: bool) -> Option<Actio
             KeyCode::Esc | KeyCode::Char('?') | KeyCode::Char('q') => Some(Action::Close),
             _ => None,
         },
-        Modal::ConfirmKill(_) | Modal::ConfirmCleanup(_) => match key.code {
-            KeyCode::Char('y') | KeyCode::Enter => Some(Action::Yes),
-            KeyCode::Char('n') | KeyCode::Esc => Some(Action::No),
-            _ => None,
-        },
+        Modal::ConfirmKill(_) | Modal::ConfirmCleanup(_) | Modal::ConfirmRemove(_) => {
+            match key.code {
+                KeyCode::Char('y') | KeyCode::Enter => Some(Action::Yes),
+                KeyCode::Char('n') | KeyCode::Esc => Some(Action::No),
+                _ => None,
+            }
+        }
         Modal::Leftovers => match key.code {
             KeyCode::Esc | KeyCode::Char('o') | KeyCode::Char('q') => Some(Action::Close),
             KeyCode::Down | KeyCode::Char('j') => Some(Action::Down),
@@ -197,12 +206,13 @@ pub const KEYS: &[(&str, &str)] = &[
     ("w", "wrap long lines on / off"),
     ("t", "timestamps on / off"),
     ("s", "layout: side by side, stacked, merged"),
-    ("o", "leaked containers: k kill, x remove, r refresh"),
+    ("o", "leaked containers: k kill, x remove (asks), r refresh"),
     ("Enter", "on a finished run: replay it with its timing"),
     ("Space + -", "replay: pause, faster, slower"),
     ("← → Home End", "replay: seek 5 s, start, end; Esc stops"),
     ("m", "release the mouse to select text / take it back"),
     ("click wheel", "select and focus / scroll"),
+    ("Ctrl-L", "clear and redraw the screen"),
     ("?", "this help"),
     ("q  Ctrl-C", "quit (asks when sessions run)"),
 ];

@@ -59,6 +59,8 @@ pub enum Modal {
     Search,
     /// Containers whose owner is gone ([`App::leftovers`]).
     Leftovers,
+    /// Remove the leaked container with this id? (Over the leftovers.)
+    ConfirmRemove(String),
 }
 
 /// The fields of the new-run form, in Tab order.
@@ -113,6 +115,8 @@ pub enum Effect {
     RemoveContainer(String),
     /// Capture the mouse (true) or release it.
     Mouse(bool),
+    /// Clear the terminal and draw again.
+    Redraw,
 }
 
 /// An environment as listed.
@@ -901,7 +905,23 @@ impl App {
                 Action::Up => self.selected_leftover = self.selected_leftover.saturating_sub(1),
                 Action::Refresh => return Some(Effect::LoadLeftovers),
                 Action::Kill => return self.leftover_id(selected).map(Effect::KillContainer),
-                Action::Remove => return self.leftover_id(selected).map(Effect::RemoveContainer),
+                Action::Remove => {
+                    if let Some(id) = self.leftover_id(selected) {
+                        self.modal = Modal::ConfirmRemove(id);
+                    }
+                }
+                _ => {}
+            }
+            return None;
+        }
+        if let Modal::ConfirmRemove(id) = &self.modal {
+            let id = id.clone();
+            match action {
+                Action::Yes => {
+                    self.modal = Modal::Leftovers;
+                    return Some(Effect::RemoveContainer(id));
+                }
+                Action::No | Action::Close => self.modal = Modal::Leftovers,
                 _ => {}
             }
             return None;
@@ -1109,7 +1129,8 @@ impl App {
                     | Modal::Help
                     | Modal::NewRun
                     | Modal::Search
-                    | Modal::Leftovers => {}
+                    | Modal::Leftovers
+                    | Modal::ConfirmRemove(_) => {}
                 }
             }
             Action::Leave if self.modal == Modal::ConfirmQuit => {
@@ -1117,6 +1138,7 @@ impl App {
                 return Some(Effect::Quit { cleanup: false });
             }
             Action::Leave => {}
+            Action::Redraw => return Some(Effect::Redraw),
         }
         None
     }

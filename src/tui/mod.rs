@@ -107,7 +107,7 @@ async fn environment_rows(config: &Config) -> Vec<EnvironmentRow> {
 }
 
 /// Runs the dashboard on `config` until the user quits.
-pub async fn run(config: Config) -> io::Result<()> {
+pub async fn run(config: Config) -> io::Result<Option<i32>> {
     // Events hold output chunks of up to 256 KiB: a short queue bounds what
     // a flood pins here (the sessions wait, they do not lose output).
     let (events_tx, mut events) = mpsc::channel(EVENT_QUEUE);
@@ -165,6 +165,8 @@ pub async fn run(config: Config) -> io::Result<()> {
     // A closed terminal: quit as for SIGTERM, cleaning up.
     let mut hangup = signal(SignalKind::hangup())?;
     let mut draw_error = None;
+    // The signal that ended the dashboard, for its exit status (128+N).
+    let mut ended_by = None;
     let mut next_frame = Instant::now();
     let mut clock = tokio::time::interval(Duration::from_secs(1));
     // Runs other processes start or write show up within a second.
@@ -240,11 +242,21 @@ pub async fn run(config: Config) -> io::Result<()> {
                 app.refresh_store(&store);
                 None
             }
-            _ = terminate.recv() => Some(Effect::Quit { cleanup: true }),
-            _ = hangup.recv() => Some(Effect::Quit { cleanup: true }),
+            _ = terminate.recv() => {
+                ended_by = Some(libc::SIGTERM);
+                Some(Effect::Quit { cleanup: true })
+            }
+            _ = hangup.recv() => {
+                ended_by = Some(libc::SIGHUP);
+                Some(Effect::Quit { cleanup: true })
+            }
         };
         match effect {
             Some(Effect::Quit { cleanup }) => break cleanup,
+            Some(Effect::Redraw) => {
+                let _ = terminal.clear();
+                app.dirty = true;
+            }
             Some(effect) => perform(&mut app, effect, &config, &events_tx).await,
             None => {}
         }
@@ -262,7 +274,7 @@ pub async fn run(config: Config) -> io::Result<()> {
             .map(|supervisor| async move { supervisor.cleanup().await });
         futures_util::future::join_all(cleanups).await;
     }
-    draw_error.map_or(Ok(()), Err)
+    draw_error.map_or(Ok(ended_by), Err)
 }
 
 /// Lists the subrt containers of the default daemon into the leaked view.
@@ -408,7 +420,7 @@ async fn perform(app: &mut App, effect: Effect, config: &Config, events: &Events
         ))
     };
     let message = match effect {
-        Effect::Quit { .. } => return,
+        Effect::Quit { .. } | Effect::Redraw => return,
         Effect::Launch => return start_pending(app, config, events).await,
         Effect::LoadLeftovers => return load_leftovers(app).await,
         Effect::KillContainer(id) => return container_action(app, &id, false).await,

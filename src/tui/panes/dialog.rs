@@ -79,6 +79,19 @@ pub(super) fn confirm_cleanup(frame: &mut Frame, area: Rect, run_id: &str) {
     )
 }
 
+pub(super) fn confirm_remove(frame: &mut Frame, area: Rect, container_id: &str) {
+    let id = container_id.get(..12).unwrap_or(container_id);
+    question(
+        frame,
+        area,
+        "Remove",
+        vec![
+            format!("Remove container {id} (killed first if it runs)?"),
+            "y: remove   n: cancel".into(),
+        ],
+    );
+}
+
 pub(super) fn confirm_quit(frame: &mut Frame, area: Rect, app: &App) {
     question(
         frame,

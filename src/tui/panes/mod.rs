@@ -121,6 +121,10 @@ pub fn draw(frame: &mut Frame, app: &App) {
         Modal::ConfirmQuit => dialog::confirm_quit(frame, area, app),
         Modal::NewRun => dialog::new_run(frame, area, app),
         Modal::Leftovers => leftovers::draw(frame, area, app),
+        Modal::ConfirmRemove(id) => {
+            leftovers::draw(frame, area, app);
+            dialog::confirm_remove(frame, area, id);
+        }
     }
 }
 
