@@ -23,6 +23,7 @@ fn summary(
         path: PathBuf::from("/nonexistent"),
         environment: "local".into(),
         command: Some(command.into()),
+        timeout: None,
         working_dir: PathBuf::from("/"),
         state,
         status,
@@ -542,4 +543,45 @@ fn ctrl_letters_are_not_their_letters() {
         Some(subrt::tui::app::Effect::Redraw)
     );
     assert_eq!(app.focus, focus, "focus did not move");
+}
+
+#[test]
+fn the_run_selected_at_start_shows_its_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut stored = summary(
+        20,
+        "python3 slow.py",
+        RunState::Finished,
+        Some(EndStatus::Exited),
+        Some(0),
+    );
+    stored.path = timed_log(dir.path());
+    let mut app = App::new(vec![], vec![Session::stored(&stored)]);
+    app.show_selected();
+    let lines: Vec<String> = app.sessions[0].stdout.lines().map(|l| l.text()).collect();
+    assert_eq!(lines, ["one", "two", "three"]);
+    assert!(render(&app, 100, 30).contains("three"));
+}
+
+#[test]
+fn r_runs_a_run_again_in_its_own_dir_with_its_own_timeout() {
+    let mut stored = summary(
+        5,
+        "python3 hangs.py",
+        RunState::Finished,
+        Some(EndStatus::TimedOut),
+        Some(137),
+    );
+    stored.working_dir = PathBuf::from("/srv/subs/alice");
+    stored.timeout = Some(2.5);
+    let mut app = App::new(vec![], vec![Session::stored(&stored)]);
+    app.default_dir = "/where/the/dashboard/runs".into();
+    assert_eq!(
+        app.update(Action::Rerun),
+        Some(subrt::tui::app::Effect::Launch)
+    );
+    let pending = app.pending_run.as_ref().unwrap();
+    assert_eq!(pending.working_dir, PathBuf::from("/srv/subs/alice"));
+    assert_eq!(pending.timeout, Some(Duration::from_millis(2500)));
+    assert_eq!(pending.command, "python3 hangs.py");
 }

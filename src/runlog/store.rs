@@ -62,6 +62,8 @@ pub struct RunSummary {
     pub environment: String,
     /// The first command.
     pub command: Option<String>,
+    /// The first command's timeout, in seconds.
+    pub timeout: Option<f64>,
     /// The submission's working directory.
     pub working_dir: PathBuf,
     /// Running, idle, finished or interrupted.
@@ -111,6 +113,7 @@ const TAIL: u64 = 64 * 1024;
 #[derive(Default)]
 struct Pass {
     command: Option<String>,
+    timeout: Option<f64>,
     /// Start of the command that has not ended.
     running_since: Option<u64>,
     busy: u64,
@@ -123,8 +126,11 @@ struct Pass {
 impl Pass {
     fn see(&mut self, record: Record, inline_bytes: impl FnOnce(&Record) -> u64) {
         match &record.body {
-            Body::Cmd { command, .. } => {
-                self.command.get_or_insert_with(|| command.clone());
+            Body::Cmd { command, timeout } => {
+                if self.command.is_none() {
+                    self.command = Some(command.clone());
+                    self.timeout = *timeout;
+                }
                 self.running_since = Some(record.t);
             }
             Body::Out { s, o, n, .. } => {
@@ -187,8 +193,9 @@ pub fn summarize(path: &Path) -> Result<(RunSummary, Vec<String>), RunlogError> 
             },
         ) => {
             for record in reader.by_ref().take(16) {
-                if let Body::Cmd { command, .. } = &record.body {
+                if let Body::Cmd { command, timeout } = &record.body {
                     pass.command = Some(command.clone());
+                    pass.timeout = *timeout;
                     break;
                 }
             }
@@ -266,6 +273,7 @@ pub fn summarize(path: &Path) -> Result<(RunSummary, Vec<String>), RunlogError> 
         path: path.to_owned(),
         environment: header.environment.name.clone(),
         command: pass.command,
+        timeout: pass.timeout,
         working_dir: header.working_dir.clone(),
         state,
         status,

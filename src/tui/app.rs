@@ -208,6 +208,10 @@ pub struct Session {
     pub owner: Option<Owner>,
     /// The runtime type of a followed run, from its log header.
     pub kind: Option<String>,
+    /// Where its command ran (what `r` runs again in).
+    pub working_dir: Option<std::path::PathBuf>,
+    /// Its command's timeout (what `r` runs again with).
+    pub timeout: Option<Duration>,
 }
 
 impl Session {
@@ -234,6 +238,8 @@ impl Session {
             last_process: None,
             owner: None,
             kind: None,
+            working_dir: None,
+            timeout: None,
         }
     }
 
@@ -267,6 +273,10 @@ impl Session {
             last_process: None,
             owner: None,
             kind: None,
+            working_dir: Some(run.working_dir.clone()),
+            timeout: run
+                .timeout
+                .and_then(|t| Duration::try_from_secs_f64(t).ok()),
         }
     }
 
@@ -869,6 +879,12 @@ impl App {
         self.dirty = true;
     }
 
+    /// Shows the selected session's output (what selecting it does): for
+    /// the run selected when the dashboard opens.
+    pub fn show_selected(&mut self) {
+        self.select_session(self.selected_session);
+    }
+
     fn select_session(&mut self, index: usize) {
         if self.replay.is_some() {
             self.replay_action(Action::Close);
@@ -1009,15 +1025,16 @@ impl App {
             | Action::SeekForward => {}
             Action::Rerun => match selected {
                 Some(i) => {
-                    let (environment, command) = (
-                        self.sessions[i].environment.clone(),
-                        self.sessions[i].command.clone(),
-                    );
+                    // The run's own place and limit, not the dashboard's.
+                    let session = &self.sessions[i];
                     self.pending_run = Some(RunRequest {
-                        environment,
-                        working_dir: self.default_dir.clone().into(),
-                        command,
-                        timeout: None,
+                        environment: session.environment.clone(),
+                        working_dir: session
+                            .working_dir
+                            .clone()
+                            .unwrap_or_else(|| self.default_dir.clone().into()),
+                        command: session.command.clone(),
+                        timeout: session.timeout,
                     });
                     return Some(Effect::Launch);
                 }

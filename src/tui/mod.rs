@@ -55,6 +55,7 @@ async fn launch(
     timeout: Option<Duration>,
     events: &Events,
 ) -> Result<Session, String> {
+    let working_dir_of_run = working_dir.clone();
     let launch = LaunchSpec::new(spec.clone(), working_dir);
     let run_id = launch.run_id.clone();
     let runtime = registry::builtins()
@@ -86,6 +87,8 @@ async fn launch(
         Some(supervisor),
     );
     session.log = Some(log_path);
+    session.working_dir = Some(working_dir_of_run);
+    session.timeout = timeout;
     Ok(session)
 }
 
@@ -152,6 +155,8 @@ pub async fn run(config: Config) -> io::Result<Option<i32>> {
         }
     }
 
+    // The run selected at start shows its output at once.
+    app.show_selected();
     let mut terminal = ratatui::try_init()?;
     mouse_capture(true);
     // ratatui's panic hook restores the screen; the mouse is ours to release.
