@@ -445,7 +445,7 @@ fn quit_leaves_no_container_behind() {
     let env = format!("tui-quit-{}", std::process::id());
     let config = format!(
         "default_environment = \"{env}\"\n[[environments]]\nname = \"{env}\"\ntype = \"docker\"\n\
-         docker = {{ image = \"{image}\" }}\n[ui]\nstartup = [\"sleep 300\"]\n"
+         docker = {{ image = \"{image}\" }}\n[ui]\nstartup = [\"sleep 300\", \"echo quick-docker\"]\n"
     );
     std::fs::write(dir.path().join("config.toml"), config).unwrap();
     let name = format!("subrt-test-docker-{}", std::process::id());
@@ -474,6 +474,7 @@ fn quit_leaves_no_container_behind() {
         _serial: guard,
     };
     tui.wait_for("running");
+    tui.wait_for("exited 0");
     let containers = || {
         let out = Command::new("docker")
             .args(["ps", "-aq", "--filter", &format!("label=subrt.env={env}")])
@@ -481,7 +482,12 @@ fn quit_leaves_no_container_behind() {
             .unwrap();
         String::from_utf8_lossy(&out.stdout).lines().count()
     };
-    assert_eq!(containers(), 1, "the run's container exists");
+    // The finished run's container goes at once; the running one's stays.
+    assert!(
+        common::eventually(Duration::from_secs(10), || containers() == 1),
+        "{} containers while one run runs and one finished",
+        containers()
+    );
     tui.keys(&["q"]);
     tui.wait_for("still run");
     tui.keys(&["y"]);
@@ -608,10 +614,16 @@ fn a_dashboard_run_reads_exited_0_in_ls_while_open_and_after_leave() {
             .cloned()
             .expect("the quick run is listed")
     };
+    // Its session is released once its one command is done.
+    assert!(
+        common::eventually(Duration::from_secs(5), || quick(&ls_of(&tui))["state"]
+            == "finished"),
+        "the finished session was not cleaned up"
+    );
     let open = quick(&ls_of(&tui));
     assert_eq!(
-        (open["state"].as_str(), open["exit_code"].as_i64()),
-        (Some("idle"), Some(0)),
+        (open["status"].as_str(), open["exit_code"].as_i64()),
+        (Some("exited"), Some(0)),
         "while the dashboard is open: {open}"
     );
     tui.keys(&["q"]);

@@ -1212,12 +1212,9 @@ impl App {
         let Ok((files, _)) = store.entries() else {
             return;
         };
-        // Newest first, after this process's own sessions.
-        let mut insert_at = self
-            .sessions
-            .iter()
-            .position(|s| s.supervisor.is_none())
-            .unwrap_or(self.sessions.len());
+        // Newest first, above everything: a new run of another process is
+        // seen at once (the selection follows its run, not its row).
+        let mut insert_at = 0;
         for path in files {
             let id = path
                 .file_name()

@@ -23,7 +23,9 @@ use tokio::time::Instant;
 
 use crate::config::Config;
 use crate::runlog::{RunlogWriter, Store, StoreLimits};
-use crate::runtime::{ExecRequest, LaunchSpec, docker, leftovers, process_group, registry};
+use crate::runtime::{
+    ExecRequest, LaunchSpec, RuntimeEvent, docker, leftovers, process_group, registry,
+};
 use crate::spec::EnvironmentSpec;
 use crate::supervisor::{SessionEvent, Supervisor};
 
@@ -358,8 +360,25 @@ fn mouse_capture(on: bool) {
 }
 
 fn apply(app: &mut App, run_id: &str, event: SessionEvent) {
-    if let Some(index) = app.sessions.iter().position(|s| s.run_id == run_id) {
-        app.apply(index, event);
+    let Some(index) = app.sessions.iter().position(|s| s.run_id == run_id) else {
+        return;
+    };
+    let finished = matches!(
+        event,
+        SessionEvent::Runtime {
+            event: RuntimeEvent::Finished(_),
+            ..
+        }
+    );
+    app.apply(index, event);
+    // A dashboard session runs one command: once it is done, its runtime
+    // (a container, a namespace) is released at once, in a task of its own.
+    if finished && let Some(supervisor) = app.sessions[index].supervisor.clone() {
+        tokio::spawn(async move {
+            if let Err(e) = supervisor.cleanup().await {
+                tracing::warn!(error = %e, "cleanup of a finished session");
+            }
+        });
     }
 }
 
