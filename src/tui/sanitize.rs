@@ -218,10 +218,29 @@ fn extended_color(rest: &[u16]) -> (Option<Color>, usize) {
     }
 }
 
+/// What of `c` reaches the screen. C1 controls arrive here as characters
+/// and are not text; zero-width and format characters (U+200B, joiners,
+/// bidi overrides, soft hyphens, combining marks) have no cell of their own
+/// and would shift what a terminal draws after them, so they go; regional
+/// indicators (flag halves), which terminals pair into one wide glyph, show
+/// as `?`.
+fn displayable(c: char) -> Option<char> {
+    use unicode_width::UnicodeWidthChar;
+    if c.is_control() {
+        return None;
+    }
+    if ('\u{1F1E6}'..='\u{1F1FF}').contains(&c) {
+        return Some('?');
+    }
+    match c.width() {
+        Some(width) if width > 0 => Some(c),
+        _ => None,
+    }
+}
+
 impl Perform for Sink {
     fn print(&mut self, c: char) {
-        // C1 controls arrive here as characters; they are not text.
-        if !c.is_control() {
+        if let Some(c) = displayable(c) {
             self.put_char(c);
         }
     }
@@ -321,6 +340,18 @@ mod tests {
         let long = feed(&vec![b'x'; MAX_LINE_CHARS * 2 + 5]);
         let lens: Vec<usize> = long.lines().map(|l| l.text().len()).collect();
         assert_eq!(lens, [MAX_LINE_CHARS, MAX_LINE_CHARS, 5]);
+    }
+
+    #[test]
+    fn zero_width_and_format_characters_take_no_cells() {
+        let text = texts(&feed(
+            "a\u{200b}b\u{200d}c\u{202e}d\u{feff}e\u{ad}f\u{301}\n".as_bytes(),
+        ));
+        assert_eq!(text, ["abcdef"]);
+        let flag = texts(&feed("\u{1F1EB}\u{1F1F7}!\n".as_bytes()));
+        assert_eq!(flag, ["??!"]);
+        // Wide characters stay: they have cells of their own.
+        assert_eq!(texts(&feed("日本\n".as_bytes())), ["日本"]);
     }
 
     #[test]
