@@ -425,3 +425,31 @@ fn a_small_run_is_not_truncated() {
         String::from_utf8_lossy(&export.stderr)
     );
 }
+
+#[test]
+fn a_damaged_index_is_reported_not_a_panic() {
+    let project = project("");
+    assert!(project.run(&["run", "--", "echo fine"]).status.success());
+    let run = project.logs().pop().unwrap();
+    let index = run.join("events.jsonl");
+    let mut text = std::fs::read_to_string(&index).unwrap();
+    text += r#"{"seq":90,"t":1,"c":1,"e":"out","s":"out","p":"cmd","o":18446744073709551610,"n":1000000000000000}"#;
+    text += "\n";
+    std::fs::write(&index, text).unwrap();
+    for args in [
+        &["export", "last", "--format", "stdout"][..],
+        &["ls", "--json"],
+        &["export", "last", "--format", "json"],
+    ] {
+        let out = project.run(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(out.status.success(), "{args:?}: {out:?}");
+    }
+    let out = project.run(&["export", "last", "--format", "stdout"]);
+    assert!(out.stdout.starts_with(b"fine\n"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("claims"),
+        "{out:?}"
+    );
+}

@@ -17,6 +17,10 @@ use base64::Engine;
 use super::streams::Layout;
 use super::{Body, FORMAT, Header, INDEX_FILE, Record, RunlogError, StreamTag, VERSION};
 
+/// An output record covers at most this many bytes (the writer's records
+/// hold at most 1 MiB; a damaged index must not make a reader allocate more).
+const MAX_RECORD_BYTES: u64 = 64 << 20;
+
 /// Lines longer than this are skipped unread: no valid record comes close,
 /// and a corrupt file must not make the reader hold gigabytes.
 const MAX_LINE: usize = 16 << 20;
@@ -205,7 +209,7 @@ pub(super) fn stream_totals(index: &Path) -> [u64; 2] {
             ..
         }) = serde_json::from_slice::<Record>(&buf)
         {
-            totals[s.index()] = totals[s.index()].max(o + n);
+            totals[s.index()] = totals[s.index()].max(o.saturating_add(n));
         }
     }
     totals
@@ -373,8 +377,17 @@ impl Streams {
         n: u64,
     ) -> (Vec<u8>, Option<String>) {
         let index = s.index();
-        let total = self.totals(index_path)[index].max(o + n);
-        let plan = self.layout.read_plan(total, o..o + n);
+        let end = o.saturating_add(n);
+        let total = self.totals(index_path)[index].max(end);
+        if n > MAX_RECORD_BYTES {
+            // The writer never makes such a record: a damaged index.
+            let problem = format!(
+                "an output record claims {n} bytes of {}; skipped",
+                s.file_name()
+            );
+            return (Vec::new(), Some(problem));
+        }
+        let plan = self.layout.read_plan(total, o..end);
         let kept: u64 = plan.iter().map(|p| p.len).sum();
         let mut problem = None;
         if kept < n && !self.said_dropped[index] {
@@ -541,6 +554,9 @@ impl Tail {
                 // The last MiB of the record, where the bound kept it (as
                 // far as this record knows the stream's length).
                 let len = (*n).min(TAIL_BYTES);
+                if o.checked_add(*n).is_none() {
+                    return Vec::new();
+                }
                 let range = o + n - len..o + n;
                 let mut data = Vec::with_capacity(len as usize);
                 for piece in layout.read_plan(o + n, range) {

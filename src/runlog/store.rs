@@ -137,7 +137,7 @@ impl Pass {
                 self.last_output = Some(record.t);
                 let index = s.index();
                 self.bytes[index] = match (o, n) {
-                    (Some(o), Some(n)) => self.bytes[index].max(o + n),
+                    (Some(o), Some(n)) => self.bytes[index].max(o.saturating_add(*n)),
                     _ => self.bytes[index] + inline_bytes(&record),
                 };
             }

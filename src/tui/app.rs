@@ -319,7 +319,7 @@ impl Session {
                 ..
             } = &record.body
             {
-                ends[s.index()] = ends[s.index()].max(o + n);
+                ends[s.index()] = ends[s.index()].max(o.saturating_add(*n));
             }
         }
         let mut ended = false;
@@ -328,7 +328,7 @@ impl Session {
             match &record.body {
                 Body::Out { s, o, n, .. } => {
                     if let (Some(o), Some(n)) = (o, n)
-                        && o + n + LOAD_BYTES <= ends[s.index()]
+                        && o.saturating_add(*n).saturating_add(LOAD_BYTES) <= ends[s.index()]
                     {
                         continue;
                     }
@@ -394,7 +394,7 @@ impl Session {
         while let Some(record) = reader.next() {
             if let Body::Out { s, o, n, .. } = &record.body {
                 if let (Some(o), Some(n)) = (o, n)
-                    && o + n <= from[s.index()]
+                    && o.saturating_add(*n) <= from[s.index()]
                 {
                     continue;
                 }
