@@ -309,6 +309,9 @@ impl Job {
             }
             let started = Instant::now();
             let result = supervisor.run(request).await;
+            if result.is_err() && *self.stop.borrow() {
+                break; // cleaned up by the cancel before it could start
+            }
             let outcome = match &result {
                 Ok(result) => {
                     let mut outcome = result.outcome();
