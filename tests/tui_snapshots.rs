@@ -585,3 +585,30 @@ fn r_runs_a_run_again_in_its_own_dir_with_its_own_timeout() {
     assert_eq!(pending.timeout, Some(Duration::from_millis(2500)));
     assert_eq!(pending.command, "python3 hangs.py");
 }
+
+#[test]
+fn the_title_counts_states_and_batch_runs_show_their_submission() {
+    let mut stored = summary(
+        3,
+        "sh main.sh",
+        RunState::Finished,
+        Some(EndStatus::Exited),
+        Some(1),
+    );
+    stored.labels.insert("submission".into(), "alice".into());
+    let app = App::new(
+        vec![],
+        vec![
+            Session::stored(&stored),
+            session(4, "sleep 9", SessionState::Running),
+            session(5, "true", SessionState::Exited(0)),
+            session(6, "true", SessionState::Exited(0)),
+        ],
+    );
+    let screen = render(&app, 120, 20);
+    assert!(
+        screen.contains("Sessions (4)  1 running · 1 failed · 2 ok"),
+        "{screen}"
+    );
+    assert!(screen.contains("alice: sh main.sh"), "{screen}");
+}

@@ -212,6 +212,8 @@ pub struct Session {
     pub working_dir: Option<std::path::PathBuf>,
     /// Its command's timeout (what `r` runs again with).
     pub timeout: Option<Duration>,
+    /// Its name, or its submission in a batch, from its labels.
+    pub name: Option<String>,
 }
 
 impl Session {
@@ -240,6 +242,7 @@ impl Session {
             kind: None,
             working_dir: None,
             timeout: None,
+            name: None,
         }
     }
 
@@ -277,6 +280,9 @@ impl Session {
             timeout: run
                 .timeout
                 .and_then(|t| Duration::try_from_secs_f64(t).ok()),
+            name: [crate::batch::labels::NAME, crate::batch::labels::SUBMISSION]
+                .iter()
+                .find_map(|key| run.labels.get(*key).cloned()),
         }
     }
 

@@ -42,6 +42,38 @@ fn run_column(run_id: &str, wide: bool) -> String {
     }
 }
 
+/// The title: how many runs, and how many are in each state that matters
+/// (`3 running · 7 failed · 2 timed out · 31 ok`), as many whole counts as
+/// fit in `width`, the most urgent first.
+fn title(app: &App, width: u16) -> String {
+    let count = |f: fn(SessionState) -> bool| app.sessions.iter().filter(|s| f(s.state)).count();
+    let parts = [
+        (count(SessionState::is_running), "running"),
+        (
+            count(
+                |s| matches!(s, SessionState::Exited(c) | SessionState::SetupFailed(c) if c != 0),
+            ),
+            "failed",
+        ),
+        (count(|s| s == SessionState::TimedOut), "timed out"),
+        (count(|s| s == SessionState::Exited(0)), "ok"),
+        (count(|s| s == SessionState::Killed), "killed"),
+        (count(|s| s == SessionState::Interrupted), "interrupted"),
+    ];
+    let mut title = format!(" Sessions ({}) ", app.sessions.len());
+    let room = usize::from(width.saturating_sub(4));
+    let mut first = true;
+    for (n, what) in parts.iter().filter(|(n, _)| *n > 0) {
+        let part = format!("{}{n} {what} ", if first { " " } else { "· " });
+        if title.chars().count() + part.chars().count() > room {
+            break;
+        }
+        title.push_str(&part);
+        first = false;
+    }
+    title
+}
+
 pub(super) fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let wide = area.width >= 100;
     let rows: Vec<Row> = app
@@ -50,8 +82,12 @@ pub(super) fn draw(frame: &mut Frame, area: Rect, app: &App) {
         .map(|s| {
             // Command lines come from configs and users, but may hold
             // control characters: show them as `?`.
-            let command: String = s
-                .command
+            // A batch's run is told apart by its name or submission first.
+            let shown = match &s.name {
+                Some(name) => format!("{name}: {}", s.command),
+                None => s.command.clone(),
+            };
+            let command: String = shown
                 .chars()
                 .map(|c| if c.is_control() { '?' } else { c })
                 .collect();
@@ -86,11 +122,7 @@ pub(super) fn draw(frame: &mut Frame, area: Rect, app: &App) {
         Row::new(["RUN", "ENV", "COMMAND", "STATE", "TIME"])
             .style(Style::default().add_modifier(Modifier::BOLD)),
     )
-    .block(block(
-        format!(" Sessions ({}) ", app.sessions.len()),
-        app,
-        Focus::Sessions,
-    ))
+    .block(block(title(app, area.width), app, Focus::Sessions))
     .row_highlight_style(Style::default().add_modifier(Modifier::REVERSED))
     .highlight_symbol("▶ ");
     let selected = (!app.sessions.is_empty()).then_some(app.selected_session);
