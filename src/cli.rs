@@ -14,8 +14,8 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use subrt::config::Config;
 use subrt::runlog::{self, ExportFormat, RunState, RunlogWriter, Store};
+use subrt::runtime::{Containment, docker, leftovers};
 use subrt::runtime::{ExecRequest, LaunchSpec, RuntimeEvent, RuntimeResult, StreamKind, registry};
-use subrt::runtime::{docker, leftovers};
 use subrt::supervisor::{SessionEvent, Supervisor};
 
 /// Exit status of a command that timed out, as coreutils `timeout` uses.
@@ -236,8 +236,7 @@ fn ls_keeps(args: &LsArgs, run: &subrt::runlog::RunSummary, now: std::time::Syst
     use subrt::batch::labels;
     let label = |key: &str| run.labels.get(key).map(String::as_str);
     let outcome = run.outcome.as_ref();
-    let ok = outcome
-        .is_some_and(|o| o.exit_code == 0 && o.signal.is_none() && o.setup_failure.is_none());
+    let ok = outcome.is_some_and(subrt::runtime::Outcome::success);
     let state_ok = match args.state.as_deref() {
         None => true,
         Some("running") => run.state == RunState::Running,
@@ -421,6 +420,7 @@ async fn specs(config: &Config) -> Result<i32> {
         "{:<20} {:<8} {:<14} STATUS",
         "NAME", "TYPE", "CONTAINMENT"
     )?;
+    let mut weak = false;
     for spec in &config.environments {
         let status = match registry::builtins().check(spec).await {
             Ok(()) => "ready".to_owned(),
@@ -432,6 +432,8 @@ async fn specs(config: &Config) -> Result<i32> {
             ""
         };
         let containment = containment_of(spec);
+        weak |= containment == Some(Containment::ProcessGroup);
+        let containment = containment.map_or("none".to_owned(), |c| c.to_string());
         writeln!(
             out,
             "{:<20} {:<8} {containment:<14} {status}{default}",
@@ -439,11 +441,7 @@ async fn specs(config: &Config) -> Result<i32> {
         )?;
     }
     // What a weak containment means, once, below the table.
-    if config
-        .environments
-        .iter()
-        .any(|spec| containment_of(spec) == "process-group")
-    {
+    if weak {
         let reason = subrt::runtime::pid_namespaces()
             .err()
             .unwrap_or("chosen in the config");
@@ -456,15 +454,12 @@ async fn specs(config: &Config) -> Result<i32> {
     Ok(0)
 }
 
-/// What holds the processes of a session of `spec` together, in a word.
-fn containment_of(spec: &subrt::spec::EnvironmentSpec) -> String {
+/// What holds the processes of a session of `spec` together; `None` when
+/// the spec asks for what this machine cannot give.
+fn containment_of(spec: &subrt::spec::EnvironmentSpec) -> Option<Containment> {
     match spec.kind.as_str() {
-        "local" => match subrt::runtime::local_containment(spec) {
-            Ok(containment) => containment.to_string(),
-            Err(_) => "none".to_owned(),
-        },
-        "docker" => subrt::runtime::Containment::Container.to_string(),
-        _ => "-".to_owned(),
+        "docker" => Some(Containment::Container),
+        _ => subrt::runtime::local_containment(spec).ok(),
     }
 }
 
@@ -888,10 +883,7 @@ impl Progress {
                 outcome,
                 elapsed,
             } => {
-                let ok = outcome.exit_code == 0
-                    && outcome.signal.is_none()
-                    && outcome.setup_failure.is_none();
-                if ok {
+                if outcome.success() {
                     self.passed += 1;
                 } else {
                     self.failed += 1;

@@ -86,6 +86,12 @@ fn a_run_keeps_at_most_max_run_bytes_per_stream() {
     assert_eq!(runs[0]["bytes_out"], 500u64 << 20);
     let table = String::from_utf8(project.run(&["ls"]).stdout).unwrap();
     assert!(table.contains("truncated"), "{table}");
+    let raw = String::from_utf8(project.run(&["ls", "--json"]).stdout).unwrap();
+    assert_eq!(
+        raw.matches("\"truncated\"").count(),
+        1,
+        "one key, not two: {raw}"
+    );
 }
 
 #[test]

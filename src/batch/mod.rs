@@ -191,6 +191,7 @@ pub async fn run(
     let running: Running = Arc::default();
     let (stop_tx, stop) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
+    let mut watching = true;
     for submission in &manifest.submissions {
         if let Some(run_id) = done.get(&submission.id) {
             summary.skipped += 1;
@@ -232,8 +233,10 @@ pub async fn run(
                 Some(Err(_)) => summary.errors += 1,
                 None => break,
             },
-            changed = cancel.changed(), if !summary.cancelled => {
-                if changed.is_err() || *cancel.borrow() {
+            changed = cancel.changed(), if watching => {
+                // A sender that is gone can no longer cancel: stop watching.
+                watching = changed.is_ok() && !*cancel.borrow();
+                if changed.is_ok() && *cancel.borrow() {
                     summary.cancelled = true;
                     let _ = stop_tx.send(true);
                     // Clean up what runs (a kill would miss a command on
@@ -299,11 +302,14 @@ impl Job {
                 match std::fs::read(path) {
                     Ok(data) => request.stdin = Some(Bytes::from(data)),
                     Err(e) => {
+                        // Checked when the file was read, gone since: the
+                        // submission cannot go on. An error, not a failed
+                        // command (none ran).
                         let _ = supervisor.cleanup().await;
                         let error = format!("stdin file {}: {e}", path.display());
                         let event = finished(Some(run_id.clone()), passed, failed, Some(error));
                         let _ = self.events.send(event).await;
-                        return (passed, failed + 1, timed_out, false);
+                        return (passed, failed, timed_out, true);
                     }
                 }
             }

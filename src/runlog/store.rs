@@ -85,7 +85,10 @@ pub struct RunSummary {
     pub bytes_out: u64,
     /// Stderr bytes, setup included.
     pub bytes_err: u64,
-    /// The log kept only part of a stream (`max_run_bytes`).
+    /// The log kept only part of a stream (`max_run_bytes`). In JSON it is
+    /// the outcome's `truncated` (one key, not two), so it shows once a
+    /// command has ended.
+    #[serde(skip)]
     pub truncated: bool,
     /// Why the recording stopped early, when it did ("log incomplete").
     pub log_incomplete: Option<String>,
@@ -253,8 +256,9 @@ pub fn summarize(path: &Path) -> Result<(RunSummary, Vec<String>), RunlogError> 
         silent_for = Some(since_start(pass.last_output.unwrap_or(start)));
     }
     let layout = header.max_run_bytes.map(Layout::new);
+    // Only version 2 has a bound (and so a layout).
     let truncated =
-        v2 && layout.is_some_and(|l| pass.bytes.iter().any(|&total| l.dropped(total).is_some()));
+        layout.is_some_and(|l| pass.bytes.iter().any(|&total| l.dropped(total).is_some()));
     let outcome = pass.last.map(|(_, mut outcome)| {
         if let Some(code) = exit_code {
             outcome.exit_code = code;

@@ -269,6 +269,13 @@ pub struct Outcome {
     pub truncated: bool,
 }
 
+impl Outcome {
+    /// The command ran and exited with 0.
+    pub fn success(&self) -> bool {
+        self.exit_code == 0 && self.signal.is_none() && self.setup_failure.is_none()
+    }
+}
+
 impl RuntimeResult {
     /// The result's [`Outcome`].
     pub fn outcome(&self) -> Outcome {
