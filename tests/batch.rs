@@ -183,6 +183,19 @@ fn a_bad_batch_file_names_the_place_and_starts_nothing() {
         assert!(error.contains(place) && error.contains(words), "{error}");
         assert!(project.logs().is_empty(), "something started: {error}");
     }
+    std::fs::write(
+        project.dir.path().join("bad.toml"),
+        "[[submissions]]\nid = \"a\"\nworkdir = \"ok\"\ncommands = [\"true\"]\n",
+    )
+    .unwrap();
+    let out = project.run(&["batch", "bad.toml", "--env", "nope"]);
+    assert_eq!(out.status.code(), Some(2));
+    let error = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        error.contains("--env nope") && error.contains("no environment named"),
+        "{error}"
+    );
+    assert!(project.logs().is_empty());
     let jsonl = "{\"id\": \"a\", \"workdir\": \"ok\", \"commands\": [\"true\"], \"bogus\": 1}\n";
     std::fs::write(project.dir.path().join("bad.jsonl"), jsonl).unwrap();
     let out = project.run(&["batch", "bad.jsonl"]);

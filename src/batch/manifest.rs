@@ -259,15 +259,20 @@ fn check(
     let base = std::path::absolute(base).unwrap_or_else(|_| base.to_owned());
     let environment_of = |name: Option<&Spanned<String>>| -> Result<String, ManifestError> {
         let (name, span) = match name {
-            Some(name) => (name.get_ref().clone(), name.span()),
+            Some(name) => (name.get_ref().clone(), Some(name.span())),
+            // From the command line: no place in the file to point at.
             None => match &overrides.environment {
-                Some(name) => (name.clone(), 0..0),
+                Some(name) => (name.clone(), None),
                 None => return Ok(config.default_environment.clone()),
             },
         };
-        match config.environment(Some(&name)) {
-            Ok(_) => Ok(name),
-            Err(e) => Err(invalid(span, e.to_string())),
+        match (config.environment(Some(&name)), span) {
+            (Ok(_), _) => Ok(name),
+            (Err(e), Some(span)) => Err(invalid(span, e.to_string())),
+            (Err(e), None) => Err(ManifestError::Invalid {
+                location: Location::of(path, source, None),
+                message: format!("--env {name}: {e}"),
+            }),
         }
     };
     let file_environment = raw.environment.as_ref();
