@@ -372,7 +372,10 @@ fn parse_secs(text: &str) -> Result<Duration, String> {
 
 /// Runs the parsed command line and returns the process exit status.
 pub async fn main(cli: Cli) -> Result<i32> {
-    let config = Config::load_or_builtin(cli.config.as_deref())?;
+    let mut config = Config::load_or_builtin(cli.config.as_deref())?;
+    if let Some(store) = subrt::config::env_store_dir() {
+        config.store_dir = store;
+    }
     match cli.command {
         Some(Command::Run(args)) => run(&config, args).await,
         Some(Command::Batch(args)) => batch(&config, &args).await,

@@ -220,23 +220,13 @@ impl Config {
         for spanned in raw.environments {
             let span = spanned.span();
             let spec = spanned.into_inner();
-            if spec.name.trim().is_empty() {
-                return Err(invalid(Some(span), "environment name is empty".into()));
+            if let Err(message) = spec.check() {
+                return Err(invalid(Some(span), message));
             }
             if environments.iter().any(|e| e.name == spec.name) {
                 return Err(invalid(
                     Some(span),
                     format!("environment `{}` is defined twice", spec.name),
-                ));
-            }
-            if spec.kind == "docker" && spec.docker.is_none() {
-                return Err(invalid(
-                    Some(span),
-                    format!(
-                        "environment `{}` has type \"docker\" but no `docker` table \
-                         (at least `docker = {{ image = \"...\" }}`)",
-                        spec.name
-                    ),
                 ));
             }
             environments.push(spec);
@@ -316,6 +306,17 @@ impl Config {
             None => "built-in configuration".to_owned(),
         }
     }
+}
+
+/// The variable that names the store over the config file's (`SUBRT_STORE`):
+/// the CLI, the dashboard and the Python package all read and write there.
+pub const STORE_ENV: &str = "SUBRT_STORE";
+
+/// The store `SUBRT_STORE` names, if it is set and not empty.
+pub fn env_store_dir() -> Option<PathBuf> {
+    std::env::var_os(STORE_ENV)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
 }
 
 /// Where runs go without a config file: `$XDG_STATE_HOME/subrt/runs`, else

@@ -246,6 +246,26 @@ impl EnvironmentSpec {
         }
     }
 
+    /// Checks what the fields' types cannot: a name that is not blank, and a
+    /// `docker` table when `type = "docker"`.
+    ///
+    /// # Errors
+    ///
+    /// What is wrong, in words that name the field.
+    pub fn check(&self) -> Result<(), String> {
+        if self.name.trim().is_empty() {
+            return Err("environment name is empty".into());
+        }
+        if self.kind == "docker" && self.docker.is_none() {
+            return Err(format!(
+                "environment `{}` has type \"docker\" but no `docker` table \
+                 (at least `docker = {{ image = \"...\" }}`)",
+                self.name
+            ));
+        }
+        Ok(())
+    }
+
     /// The setup commands of a launch, in the order they run: `commands`,
     /// then `eval_commands` when `is_evaluation`.
     pub fn setup_commands(&self, is_evaluation: bool) -> Vec<String> {

@@ -1,0 +1,217 @@
+//! `Events`: the events of one streamed command, as a Python iterator.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use pyo3::IntoPyObjectExt;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyTuple};
+use subrt::runtime::{Phase, RuntimeEvent, StreamKind};
+use subrt::supervisor::{SessionEvent, Supervisor};
+use tokio::runtime::Handle;
+use tokio::sync::mpsc;
+
+use crate::{convert, runtime_error};
+
+/// How often a waiting `__next__` looks at Python's signal handlers.
+const SIGNAL_TICK: Duration = Duration::from_millis(50);
+
+/// The iterator `Session.stream` returns. Each item is a tuple
+/// `(kind, phase, payload)`:
+///
+/// - `("stdout" | "stderr", "setup" | "command", bytes)`: output, exactly
+///   as written;
+/// - `("note", None, str)`: a warning of the runtime itself;
+/// - `("finished", None, dict)`: the result (see `convert::result`), last.
+///
+/// # Caveats
+///
+/// Closing it (or dropping it) before `finished` kills the command, as
+/// dropping a stream does in the Rust library.
+#[pyclass(frozen, module = "subrt._native")]
+pub(crate) struct Events {
+    /// `None` once the command finished, or while a thread waits on it.
+    receiver: Mutex<Option<mpsc::Receiver<SessionEvent>>>,
+    finished: AtomicBool,
+    supervisor: Supervisor,
+    handle: Handle,
+    owner_pid: u32,
+    busy: Arc<AtomicBool>,
+}
+
+impl Events {
+    pub(crate) fn new(
+        receiver: mpsc::Receiver<SessionEvent>,
+        supervisor: Supervisor,
+        handle: Handle,
+        busy: Arc<AtomicBool>,
+    ) -> Self {
+        Self {
+            receiver: Mutex::new(Some(receiver)),
+            finished: AtomicBool::new(false),
+            supervisor,
+            handle,
+            owner_pid: std::process::id(),
+            busy,
+        }
+    }
+
+    fn take(&self) -> Option<mpsc::Receiver<SessionEvent>> {
+        self.receiver
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
+
+    fn put_back(&self, receiver: mpsc::Receiver<SessionEvent>) {
+        *self.receiver.lock().unwrap_or_else(|e| e.into_inner()) = Some(receiver);
+    }
+
+    /// Marks the stream done and lets the session run its next command.
+    fn finish(&self) {
+        if !self.finished.swap(true, Ordering::SeqCst) {
+            self.busy.store(false, Ordering::SeqCst);
+        }
+    }
+
+    /// Kills the command and waits for its end, so that the session is free
+    /// when this returns.
+    fn abandon(&self, receiver: Option<mpsc::Receiver<SessionEvent>>) {
+        let supervisor = self.supervisor.clone();
+        self.handle.block_on(async move {
+            let _ = supervisor.kill().await;
+            if let Some(mut receiver) = receiver {
+                while let Some(event) = receiver.recv().await {
+                    if is_last(&event) {
+                        break;
+                    }
+                }
+            }
+        });
+        self.finish();
+    }
+}
+
+fn is_last(event: &SessionEvent) -> bool {
+    matches!(
+        event,
+        SessionEvent::Runtime {
+            event: RuntimeEvent::Finished(_),
+            ..
+        } | SessionEvent::Failed { .. }
+    )
+}
+
+#[pymethods]
+impl Events {
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyTuple>>> {
+        if self.finished.load(Ordering::SeqCst) {
+            return Ok(None);
+        }
+        let Some(mut receiver) = self.take() else {
+            return Err(runtime_error(
+                "another thread is reading this stream's events",
+            ));
+        };
+        loop {
+            let next = py.detach(|| {
+                self.handle
+                    .block_on(async { tokio::time::timeout(SIGNAL_TICK, receiver.recv()).await })
+            });
+            let event = match next {
+                Ok(Some(event)) => event,
+                Ok(None) => {
+                    self.finish();
+                    return Err(runtime_error(subrt::runtime::RuntimeError::StreamEnded));
+                }
+                Err(_elapsed) => {
+                    if let Err(interrupt) = py.check_signals() {
+                        // Ctrl-C: the command goes, then the exception.
+                        py.detach(|| self.abandon(Some(receiver)));
+                        return Err(interrupt);
+                    }
+                    continue;
+                }
+            };
+            let item = match event {
+                SessionEvent::Runtime { event, .. } => match event {
+                    RuntimeEvent::Output(chunk) => {
+                        let kind = match chunk.stream {
+                            StreamKind::Stdout => "stdout",
+                            StreamKind::Stderr => "stderr",
+                        };
+                        let phase = match chunk.phase {
+                            Phase::Setup => "setup",
+                            Phase::Command => "command",
+                        };
+                        let data = PyBytes::new(py, &chunk.data);
+                        PyTuple::new(
+                            py,
+                            [
+                                kind.into_bound_py_any(py)?,
+                                phase.into_bound_py_any(py)?,
+                                data.into_any(),
+                            ],
+                        )?
+                    }
+                    RuntimeEvent::Note(text) => PyTuple::new(
+                        py,
+                        [
+                            "note".into_bound_py_any(py)?,
+                            py.None().into_bound(py),
+                            text.into_bound_py_any(py)?,
+                        ],
+                    )?,
+                    RuntimeEvent::Finished(result) => {
+                        self.finish();
+                        let result = convert::result(py, &result)?;
+                        PyTuple::new(
+                            py,
+                            [
+                                "finished".into_bound_py_any(py)?,
+                                py.None().into_bound(py),
+                                result.into_any(),
+                            ],
+                        )?
+                    }
+                    RuntimeEvent::SetupStarted { .. } | RuntimeEvent::ProcessStarted { .. } => {
+                        continue;
+                    }
+                },
+                SessionEvent::Failed { error, .. } => {
+                    self.finish();
+                    return Err(runtime_error(error));
+                }
+                SessionEvent::CommandStarted { .. } => continue,
+            };
+            if !self.finished.load(Ordering::SeqCst) {
+                self.put_back(receiver);
+            }
+            return Ok(Some(item));
+        }
+    }
+
+    /// Kills the command if it still runs and waits until it has ended.
+    fn close(&self, py: Python<'_>) {
+        if self.finished.load(Ordering::SeqCst) || std::process::id() != self.owner_pid {
+            return;
+        }
+        let receiver = self.take();
+        py.detach(|| self.abandon(receiver));
+    }
+}
+
+impl Drop for Events {
+    fn drop(&mut self) {
+        if self.finished.load(Ordering::SeqCst) || std::process::id() != self.owner_pid {
+            return;
+        }
+        let receiver = self.take();
+        Python::attach(|py| py.detach(|| self.abandon(receiver)));
+    }
+}

@@ -1,0 +1,363 @@
+//! `Session`: one runtime under a supervisor, recorded in the store, as the
+//! CLI's `subrt run` makes it.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use subrt::config::Config;
+use subrt::runlog::RunlogWriter;
+use subrt::runtime::{ExecRequest, LaunchSpec, RuntimeError, StaticAsset, registry};
+use subrt::spec::{Mount, MountMode};
+use subrt::supervisor::Supervisor;
+use tokio::runtime::Handle;
+
+use crate::events::Events;
+use crate::executor::{self, Interrupted};
+use crate::{convert, runtime_error, specs};
+
+/// How long a spawn that Ctrl-C interrupted may still take, so that what it
+/// made (a container) is cleaned up rather than left to `subrt gc`.
+const SPAWN_GRACE: Duration = Duration::from_millis(500);
+
+/// The store the package records in when the caller names none:
+/// `SUBRT_STORE`, else the user's store (as `subrt` without a config file).
+#[pyfunction]
+pub(crate) fn default_store() -> PathBuf {
+    subrt::config::env_store_dir().unwrap_or_else(|| Config::builtin().store_dir)
+}
+
+/// A running session: a runtime, the supervisor that records it and runs
+/// its commands one at a time.
+#[pyclass(frozen, module = "subrt._native")]
+pub(crate) struct Session {
+    pub(crate) supervisor: Supervisor,
+    pub(crate) handle: Handle,
+    /// The process that made the session: a forked child must not use (or
+    /// clean up) its parent's sessions.
+    owner_pid: u32,
+    run_id: String,
+    log_dir: Option<PathBuf>,
+    /// A command runs (or a stream is open); the seed's runtimes run one
+    /// command at a time and so does this one.
+    pub(crate) busy: Arc<AtomicBool>,
+    cleaned: AtomicBool,
+}
+
+impl Session {
+    fn check_process(&self) -> PyResult<()> {
+        if std::process::id() == self.owner_pid {
+            Ok(())
+        } else {
+            Err(runtime_error(
+                "this runtime was made by another process (before a fork); \
+                 spawn a new one in this process",
+            ))
+        }
+    }
+
+    fn claim(&self) -> PyResult<()> {
+        self.check_process()?;
+        if self.cleaned.load(Ordering::SeqCst) {
+            return Err(runtime_error(RuntimeError::CleanedUp));
+        }
+        if self.busy.swap(true, Ordering::SeqCst) {
+            return Err(runtime_error(RuntimeError::Busy));
+        }
+        Ok(())
+    }
+}
+
+/// What `Session.spawn` receives, already in the library's types (the
+/// Python side turns the seed's many accepted shapes into these).
+#[derive(FromPyObject)]
+pub(crate) struct AssetArg {
+    name: String,
+    path: PathBuf,
+    save_path: PathBuf,
+}
+
+#[derive(FromPyObject)]
+pub(crate) struct MountArg {
+    source: PathBuf,
+    target: String,
+    read_only: bool,
+}
+
+fn request(
+    command: String,
+    env: Option<BTreeMap<String, String>>,
+    stdin: Option<Vec<u8>>,
+    timeout: Option<f64>,
+    capture_limit: usize,
+) -> PyResult<ExecRequest> {
+    let mut request = ExecRequest::new(command).capture_limit(capture_limit);
+    request.env = env.unwrap_or_default();
+    request.stdin = stdin.map(Bytes::from);
+    request.timeout = match timeout {
+        None => None,
+        Some(secs) if secs.is_finite() && secs >= 0.0 => Some(Duration::from_secs_f64(secs)),
+        Some(secs) => {
+            return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                "timeout: {secs} is not a number of seconds >= 0"
+            )));
+        }
+    };
+    Ok(request)
+}
+
+#[pymethods]
+impl Session {
+    /// Starts a runtime for the spec (JSON) in `working_dir`, recorded in
+    /// `store` unless it is `None`.
+    #[staticmethod]
+    #[pyo3(signature = (spec, working_dir, static_assets, ports, mounts, env_vars, setup_command, is_evaluation, disable_setup, store, labels))]
+    #[allow(clippy::too_many_arguments)]
+    fn spawn(
+        py: Python<'_>,
+        spec: &str,
+        working_dir: PathBuf,
+        static_assets: Vec<AssetArg>,
+        ports: BTreeMap<u16, u16>,
+        mounts: Vec<MountArg>,
+        env_vars: BTreeMap<String, String>,
+        setup_command: Option<String>,
+        is_evaluation: bool,
+        disable_setup: bool,
+        store: Option<PathBuf>,
+        labels: BTreeMap<String, String>,
+    ) -> PyResult<Self> {
+        let environment = specs::parse(spec)?;
+        let working_dir = std::path::absolute(&working_dir).unwrap_or(working_dir);
+        let mut launch = LaunchSpec::new(environment, working_dir);
+        launch.static_assets = static_assets
+            .into_iter()
+            .map(|asset| {
+                let entry = StaticAsset {
+                    path: asset.path,
+                    save_path: asset.save_path,
+                };
+                (asset.name, entry)
+            })
+            .collect();
+        launch.ports = ports;
+        launch.mounts = mounts
+            .into_iter()
+            .map(|m| Mount {
+                source: m.source,
+                target: m.target,
+                mode: if m.read_only {
+                    MountMode::Ro
+                } else {
+                    MountMode::Rw
+                },
+            })
+            .collect();
+        launch.env_vars = env_vars;
+        launch.setup_command = setup_command;
+        launch.is_evaluation = is_evaluation;
+        launch.disable_setup = disable_setup;
+        launch.labels = labels;
+
+        let handle = executor::handle()?;
+        let run_id = launch.run_id.clone();
+        let spawned = executor::wait(py, &handle, async move {
+            let runtime = registry::builtins().spawn(launch.clone()).await?;
+            let Some(store) = store else {
+                return Ok((Supervisor::start(runtime), None));
+            };
+            let limits = subrt::runlog::StoreLimits::default();
+            match RunlogWriter::create(&store, limits, &launch, &runtime.info()) {
+                Ok(log) => {
+                    let dir = log.path().to_owned();
+                    Ok((Supervisor::start_recorded(runtime, log), Some(dir)))
+                }
+                Err(e) => {
+                    let _ = runtime.cleanup().await;
+                    Err(RuntimeError::Io {
+                        context: format!(
+                            "cannot record the run in {} (store=False runs without a log)",
+                            store.display()
+                        ),
+                        source: std::io::Error::other(e.to_string()),
+                    })
+                }
+            }
+        });
+        let (supervisor, log_dir) = match spawned {
+            Ok(made) => made.map_err(runtime_error)?,
+            Err(Interrupted { error, task }) => {
+                handle.spawn(async move {
+                    if let Ok(Ok(Ok((supervisor, _)))) =
+                        tokio::time::timeout(SPAWN_GRACE, task).await
+                    {
+                        let _ = supervisor.cleanup().await;
+                    }
+                });
+                return Err(error);
+            }
+        };
+        Ok(Self {
+            supervisor,
+            handle,
+            owner_pid: std::process::id(),
+            run_id,
+            log_dir,
+            busy: Arc::new(AtomicBool::new(false)),
+            cleaned: AtomicBool::new(false),
+        })
+    }
+
+    /// The run's id in the store (`subrt ls`, `subrt export RUN`).
+    #[getter]
+    fn run_id(&self) -> &str {
+        &self.run_id
+    }
+
+    /// The run's folder in the store, or `None` when it is not recorded.
+    #[getter]
+    fn log_dir(&self) -> Option<PathBuf> {
+        self.log_dir.clone()
+    }
+
+    /// Runs `command` and returns its result as a dict (see `convert`).
+    #[pyo3(signature = (command, env=None, stdin=None, timeout=None, capture_limit=subrt::runtime::DEFAULT_CAPTURE_LIMIT))]
+    fn execute<'py>(
+        &self,
+        py: Python<'py>,
+        command: String,
+        env: Option<BTreeMap<String, String>>,
+        stdin: Option<Vec<u8>>,
+        timeout: Option<f64>,
+        capture_limit: usize,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let request = request(command, env, stdin, timeout, capture_limit)?;
+        self.claim()?;
+        let _release = Release(Arc::clone(&self.busy));
+        let supervisor = self.supervisor.clone();
+        let outcome = executor::wait(
+            py,
+            &self.handle,
+            async move { supervisor.run(request).await },
+        );
+        let result = match outcome {
+            Ok(result) => result,
+            Err(Interrupted { error, task }) => {
+                // Ctrl-C: the command goes, then the exception.
+                let supervisor = self.supervisor.clone();
+                let _ = py.detach(|| {
+                    self.handle.block_on(async move {
+                        let _ = supervisor.kill().await;
+                        task.await
+                    })
+                });
+                return Err(error);
+            }
+        };
+        convert::result(py, &result.map_err(runtime_error)?)
+    }
+
+    /// Starts `command` and returns the iterator of its events.
+    #[pyo3(signature = (command, env=None, stdin=None, timeout=None, capture_limit=subrt::runtime::DEFAULT_CAPTURE_LIMIT))]
+    fn stream(
+        &self,
+        py: Python<'_>,
+        command: String,
+        env: Option<BTreeMap<String, String>>,
+        stdin: Option<Vec<u8>>,
+        timeout: Option<f64>,
+        capture_limit: usize,
+    ) -> PyResult<Events> {
+        let request = request(command, env, stdin, timeout, capture_limit)?;
+        self.claim()?;
+        let events = self.supervisor.subscribe();
+        let supervisor = self.supervisor.clone();
+        // Queue the command; its events go to the subscription made first.
+        let queued = executor::wait(py, &self.handle, async move {
+            drop(supervisor.submit(request).await);
+        });
+        if let Err(Interrupted { error, .. }) = queued {
+            self.busy.store(false, Ordering::SeqCst);
+            return Err(error);
+        }
+        Ok(Events::new(
+            events,
+            self.supervisor.clone(),
+            self.handle.clone(),
+            Arc::clone(&self.busy),
+        ))
+    }
+
+    /// The exit code of the last command, or `None` while one runs (or
+    /// none has run).
+    fn poll(&self) -> PyResult<Option<i32>> {
+        self.check_process()?;
+        Ok(self.supervisor.poll())
+    }
+
+    /// Kills the running command and everything it started. Safe to call
+    /// from any thread, while `execute` or a stream waits.
+    fn kill(&self, py: Python<'_>) -> PyResult<()> {
+        self.check_process()?;
+        let supervisor = self.supervisor.clone();
+        match executor::wait(py, &self.handle, async move { supervisor.kill().await }) {
+            Ok(killed) => killed.map_err(runtime_error),
+            Err(Interrupted { error, .. }) => Err(error),
+        }
+    }
+
+    /// Kills what runs, releases the runtime (removes its container) and
+    /// completes the run log. Calling it again does nothing.
+    fn cleanup(&self, py: Python<'_>) -> PyResult<()> {
+        self.check_process()?;
+        if self.cleaned.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        let supervisor = self.supervisor.clone();
+        match executor::wait(py, &self.handle, async move { supervisor.cleanup().await }) {
+            Ok(cleaned) => cleaned.map_err(runtime_error),
+            // The cleanup goes on in the background.
+            Err(Interrupted { error, .. }) => Err(error),
+        }
+    }
+
+    /// Whether `cleanup` has been called.
+    #[getter]
+    fn cleaned(&self) -> bool {
+        self.cleaned.load(Ordering::SeqCst)
+    }
+
+    /// The runtime's identity and state: type, containment, pid or container.
+    fn info<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        convert::info(py, &self.supervisor.info())
+    }
+}
+
+/// A session dropped without `cleanup` (garbage-collected, or left at
+/// exit when the atexit hook did not run) is cleaned up in the background;
+/// should the process end first, containment still ends every process.
+impl Drop for Session {
+    fn drop(&mut self) {
+        if std::process::id() != self.owner_pid || self.cleaned.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let supervisor = self.supervisor.clone();
+        self.handle.spawn(async move {
+            let _ = supervisor.cleanup().await;
+        });
+    }
+}
+
+/// Clears the busy flag when a call ends, however it ends.
+struct Release(Arc<AtomicBool>);
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
+}

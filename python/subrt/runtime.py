@@ -1,0 +1,524 @@
+"""The runtime protocol, its registry, and the runtimes of the Rust library.
+
+:func:`spawn_runtime` looks up the spec's ``type`` in the registry and starts
+a runtime. ``local`` and ``docker`` (and every other type the Rust library
+has) run on subrt's core: timeouts that kill the whole tree, exact bytes,
+nothing left behind, every session recorded in the store where ``subrt ls``
+and the dashboard see it. A Python class registered with
+:func:`register_runtime` serves a type of its own.
+"""
+
+from __future__ import annotations
+
+import abc
+import atexit
+import json
+import logging
+import os
+import weakref
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Iterable,
+    Iterator,
+    List,
+    Mapping,
+    Optional,
+    Type,
+    TypeVar,
+    Union,
+)
+
+from . import _native
+from ._native import SolutionRuntimeError
+from .models import RuntimeEvent, RuntimeResult, _Decoders
+from .specs import EnvironmentSpec
+
+__all__ = [
+    "DockerRuntime",
+    "ExecRuntime",
+    "LocalRuntime",
+    "SubmissionRuntime",
+    "register_runtime",
+    "registered_runtimes",
+    "spawn_exec_runtime",
+    "spawn_runtime",
+    "spawn_streaming_runtime",
+]
+
+_log = logging.getLogger("subrt")
+
+#: What ``stdin`` accepts: text (sent as UTF-8), bytes, or lines (each sent
+#: with a trailing newline).
+Stdin = Union[str, bytes, bytearray, memoryview, Iterable[str], None]
+#: Where ``store`` records: a folder, ``None`` for the default store
+#: (``SUBRT_STORE``, else the user's), or ``False`` for no record.
+Store = Union[str, "os.PathLike[str]", None, bool]
+
+
+class SubmissionRuntime(abc.ABC):
+    """Runs a submission's commands, one at a time, in one environment.
+
+    Subclasses implement :meth:`stream`, :meth:`poll`, :meth:`kill`,
+    :meth:`cleanup` and the :meth:`spawn` classmethod; :meth:`execute` has
+    a default over :meth:`stream`. A runtime is a context manager that
+    cleans up on exit.
+    """
+
+    @classmethod
+    @abc.abstractmethod
+    def spawn(
+        cls,
+        environment: EnvironmentSpec,
+        working_dir: "os.PathLike[str] | str",
+        static_assets: Optional[Mapping[str, Any]] = None,
+        ports: Optional[Mapping[int, int]] = None,
+        mounts: Optional[Any] = None,
+        env_vars: Optional[Mapping[str, str]] = None,
+        *,
+        setup_command: Optional[str] = None,
+        is_evaluation: bool = False,
+        disable_setup: bool = False,
+        **kwargs: Any,
+    ) -> "SubmissionRuntime":
+        """Starts a runtime for ``environment`` in ``working_dir``."""
+
+    @abc.abstractmethod
+    def stream(
+        self,
+        command: str,
+        env: Optional[Mapping[str, str]] = None,
+        stdin: Stdin = None,
+        timeout: Optional[float] = None,
+    ) -> Iterator[RuntimeEvent]:
+        """Runs ``command`` and yields its output as it is written, then one
+        ``finished`` event with the result."""
+
+    def execute(
+        self,
+        command: str,
+        env: Optional[Mapping[str, str]] = None,
+        stdin: Stdin = None,
+        timeout: Optional[float] = None,
+    ) -> RuntimeResult:
+        """Runs ``command`` and returns its result."""
+        for event in self.stream(command, env=env, stdin=stdin, timeout=timeout):
+            if event.kind == "finished" and event.result is not None:
+                return event.result
+        raise SolutionRuntimeError(f"the stream of {command!r} ended without a result")
+
+    @abc.abstractmethod
+    def poll(self) -> Optional[int]:
+        """The exit code of the last command, or ``None`` while one runs."""
+
+    @abc.abstractmethod
+    def kill(self) -> None:
+        """Kills the running command and everything it started."""
+
+    @abc.abstractmethod
+    def cleanup(self) -> None:
+        """Kills what runs and releases the runtime; idempotent."""
+
+    def __enter__(self) -> "SubmissionRuntime":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.cleanup()
+
+
+_R = TypeVar("_R", bound=Type[SubmissionRuntime])
+_REGISTRY: Dict[str, Type[SubmissionRuntime]] = {}
+
+
+def register_runtime(name: str) -> Callable[[_R], _R]:
+    """A class decorator that makes ``cls`` the runtime of specs whose
+    ``type`` is ``name`` (a later registration of the same name wins)."""
+
+    def register(cls: _R) -> _R:
+        if not (isinstance(cls, type) and issubclass(cls, SubmissionRuntime)):
+            raise TypeError(f"register_runtime({name!r}): {cls!r} is not a SubmissionRuntime subclass")
+        _REGISTRY[name] = cls
+        return cls
+
+    return register
+
+
+def registered_runtimes() -> Dict[str, Type[SubmissionRuntime]]:
+    """The registry: runtime type to class."""
+    return dict(_REGISTRY)
+
+
+def _stdin_bytes(stdin: Stdin) -> Optional[bytes]:
+    if stdin is None:
+        return None
+    if isinstance(stdin, str):
+        return stdin.encode("utf-8")
+    if isinstance(stdin, (bytes, bytearray, memoryview)):
+        return bytes(stdin)
+    lines: List[str] = []
+    for line in stdin:
+        if not isinstance(line, str):
+            raise TypeError(f"stdin: a list of lines holds str, not {type(line).__name__}")
+        lines.append(line if line.endswith("\n") else line + "\n")
+    return "".join(lines).encode("utf-8")
+
+
+def _env(name: str, env: Optional[Mapping[str, Any]]) -> Dict[str, str]:
+    if env is None:
+        return {}
+    out: Dict[str, str] = {}
+    for key, value in env.items():
+        if isinstance(value, os.PathLike):
+            value = os.fspath(value)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = str(value)
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise TypeError(f"{name}: {key!r}={value!r} is not a str=str variable")
+        out[key] = value
+    return out
+
+
+def _assets(static_assets: Optional[Mapping[str, Any]]) -> List[Dict[str, str]]:
+    """Accepts name -> path, name -> {"path" | "absolute_path", "save_path"},
+    or name -> an object with ``absolute_path`` and ``save_path`` (the seed's
+    resolved assets)."""
+    out = []
+    for name, asset in (static_assets or {}).items():
+        if isinstance(asset, (str, os.PathLike)):
+            path, save_path = asset, name
+        elif isinstance(asset, Mapping):
+            path = asset.get("absolute_path", asset.get("path"))
+            save_path = asset.get("save_path", name)
+        else:
+            path = getattr(asset, "absolute_path", None)
+            save_path = getattr(asset, "save_path", name)
+        if path is None:
+            raise ValueError(f"static_assets[{name!r}]: no path (give a path, or absolute_path and save_path)")
+        out.append({"name": name, "path": os.fspath(path), "save_path": os.fspath(save_path)})
+    return out
+
+
+def _mounts(mounts: Any) -> List[Dict[str, Any]]:
+    """Accepts {source: target}, {source: {"bind" | "target": ..., "mode":
+    "ro" | "rw"}} (the Docker SDK's shape), or a list of {"source",
+    "target", "mode"}. Mounts are read-only unless ``mode`` is ``"rw"``."""
+    if not mounts:
+        return []
+    if isinstance(mounts, Mapping):
+        items = []
+        for source, spec in mounts.items():
+            if isinstance(spec, (str, os.PathLike)):
+                items.append({"source": source, "target": spec})
+            elif isinstance(spec, Mapping):
+                items.append({"source": source, **spec})
+            else:
+                raise ValueError(f"mounts[{source!r}]: a target path or a dict, not {spec!r}")
+    else:
+        items = list(mounts)
+    out = []
+    for item in items:
+        target = item.get("target", item.get("bind"))
+        mode = item.get("mode", "ro")
+        if target is None or "source" not in item:
+            raise ValueError(f"mounts: {item!r} needs a source and a target")
+        if mode not in ("ro", "rw"):
+            raise ValueError(f"mounts: mode of {item['source']!r} is {mode!r}, not \"ro\" or \"rw\"")
+        out.append(
+            {"source": os.fspath(item["source"]), "target": os.fspath(target), "read_only": mode == "ro"}
+        )
+    return out
+
+
+def _ports(ports: Optional[Mapping[Any, Any]]) -> Dict[int, int]:
+    """Container port to host port; ``"8080/tcp"`` keys are accepted."""
+    out = {}
+    for container, host in (ports or {}).items():
+        try:
+            out[int(str(container).split("/")[0])] = int(host)
+        except (TypeError, ValueError):
+            raise ValueError(f"ports: {container!r}: {host!r} is not container port: host port") from None
+    return out
+
+
+def _store(store: Store) -> Optional[str]:
+    if store is False:
+        return None
+    if store is None or store is True:
+        return os.fspath(_native.default_store())
+    return os.fspath(store)
+
+
+#: Runtimes of the Rust library not yet cleaned up, for the exit hook.
+_LIVE: "weakref.WeakSet[RustRuntime]" = weakref.WeakSet()
+
+
+@atexit.register
+def _cleanup_at_exit() -> None:
+    for runtime in list(_LIVE):
+        try:
+            runtime.cleanup()
+        except Exception as e:  # exit goes on; the error is worth a line
+            _log.warning("subrt: cleanup of run %s at exit: %s", runtime.run_id, e)
+
+
+class RustRuntime(SubmissionRuntime):
+    """A runtime of subrt's Rust library (``local``, ``docker``, ...).
+
+    Every session is recorded in the store (see ``store`` of
+    :func:`spawn_runtime`). Waiting releases the GIL; :meth:`kill` may be
+    called from any thread while :meth:`execute` or :meth:`stream` runs;
+    Ctrl-C while they wait kills the command and raises
+    ``KeyboardInterrupt``. A runtime dropped, or alive at interpreter exit,
+    is cleaned up; if the process dies first, the kernel (local) or the
+    Docker daemon (docker) still ends every process of the session.
+    """
+
+    def __init__(self, session: "_native.Session", environment: EnvironmentSpec) -> None:
+        self._session = session
+        self.environment = environment
+        _LIVE.add(self)
+
+    @classmethod
+    def spawn(
+        cls,
+        environment: EnvironmentSpec,
+        working_dir: "os.PathLike[str] | str",
+        static_assets: Optional[Mapping[str, Any]] = None,
+        ports: Optional[Mapping[int, int]] = None,
+        mounts: Optional[Any] = None,
+        env_vars: Optional[Mapping[str, str]] = None,
+        *,
+        setup_command: Optional[str] = None,
+        is_evaluation: bool = False,
+        disable_setup: bool = False,
+        store: Store = None,
+        labels: Optional[Mapping[str, str]] = None,
+        **kwargs: Any,
+    ) -> "RustRuntime":
+        if kwargs:
+            raise TypeError(f"{cls.__name__}.spawn: unexpected arguments {', '.join(sorted(kwargs))}")
+        session = _native.Session.spawn(
+            json_spec(environment),
+            os.fspath(working_dir),
+            _assets(static_assets),
+            _ports(ports),
+            _mounts(mounts),
+            _env("env_vars", env_vars),
+            setup_command,
+            bool(is_evaluation),
+            bool(disable_setup),
+            _store(store),
+            _env("labels", labels),
+        )
+        return cls(session, environment)
+
+    @property
+    def run_id(self) -> str:
+        """The run's id in the store (``subrt ls``, ``subrt export RUN``)."""
+        return self._session.run_id
+
+    @property
+    def log_dir(self) -> Optional[str]:
+        """The run's folder in the store; ``None`` with ``store=False``."""
+        return self._session.log_dir
+
+    def info(self) -> Dict[str, Any]:
+        """Type, state, containment, and pid or container of the runtime."""
+        return self._session.info()
+
+    def execute(
+        self,
+        command: str,
+        env: Optional[Mapping[str, str]] = None,
+        stdin: Stdin = None,
+        timeout: Optional[float] = None,
+    ) -> RuntimeResult:
+        result = self._session.execute(command, _env("env", env), _stdin_bytes(stdin), timeout)
+        return RuntimeResult._from_native(result)
+
+    def stream(
+        self,
+        command: str,
+        env: Optional[Mapping[str, str]] = None,
+        stdin: Stdin = None,
+        timeout: Optional[float] = None,
+    ) -> Iterator[RuntimeEvent]:
+        # Started now, not at the first next(): the command runs (and the
+        # runtime is busy) from this call on, as in the seed.
+        events = self._session.stream(command, _env("env", env), _stdin_bytes(stdin), timeout)
+        return self._events(events)
+
+    def _events(self, events: "_native.Events") -> Iterator[RuntimeEvent]:
+        decoders = _Decoders()
+        try:
+            for kind, phase, payload in events:
+                if kind == "finished":
+                    for k, p, rest in decoders.flush():
+                        yield RuntimeEvent(kind=k, text=rest, data=b"", phase=p)
+                    yield RuntimeEvent(kind="finished", result=RuntimeResult._from_native(payload))
+                elif kind == "note":
+                    _log.warning("subrt: run %s: %s", self.run_id, payload)
+                else:
+                    text = decoders.decode(kind, phase, payload)
+                    yield RuntimeEvent(kind=kind, text=text, data=payload, phase=phase)
+        finally:
+            # A stream left before `finished` (break, an exception, garbage
+            # collection) kills its command.
+            events.close()
+
+    def poll(self) -> Optional[int]:
+        return self._session.poll()
+
+    def kill(self) -> None:
+        self._session.kill()
+
+    def cleanup(self) -> None:
+        self._session.cleanup()
+        _LIVE.discard(self)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} run {self.run_id} of {self.environment!r}>"
+
+
+class LocalRuntime(RustRuntime):
+    """The ``local`` runtime: commands on this machine, each session in its
+    own PID namespace (process groups where namespaces are refused)."""
+
+
+class DockerRuntime(RustRuntime):
+    """The ``docker`` runtime: one container per session, removed at
+    cleanup, and by the daemon if this process dies."""
+
+
+def json_spec(environment: EnvironmentSpec) -> str:
+    """The spec as the Rust library reads it."""
+    return json.dumps(environment.to_dict())
+
+
+for _kind in _native.runtime_types():
+    _builtin = {"local": LocalRuntime, "docker": DockerRuntime}.get(_kind)
+    if _builtin is None:  # a type the Rust library has and Python no class for
+        _builtin = type(f"{_kind.capitalize()}Runtime", (RustRuntime,), {})
+    register_runtime(_kind)(_builtin)
+
+
+def _spec(environment: Union[EnvironmentSpec, Mapping[str, Any]]) -> EnvironmentSpec:
+    if isinstance(environment, EnvironmentSpec):
+        return environment
+    if isinstance(environment, Mapping):
+        return EnvironmentSpec.from_dict(environment)
+    raise TypeError(f"environment: an EnvironmentSpec or a dict, not {type(environment).__name__}")
+
+
+def spawn_runtime(
+    environment: Union[EnvironmentSpec, Mapping[str, Any]],
+    working_dir: "os.PathLike[str] | str",
+    static_assets: Optional[Mapping[str, Any]] = None,
+    ports: Optional[Mapping[int, int]] = None,
+    mounts: Optional[Any] = None,
+    env_vars: Optional[Mapping[str, str]] = None,
+    *,
+    setup_command: Optional[str] = None,
+    is_evaluation: bool = False,
+    disable_setup: bool = False,
+    store: Store = None,
+    labels: Optional[Mapping[str, str]] = None,
+) -> SubmissionRuntime:
+    """Starts the runtime registered for ``environment.type``.
+
+    :param static_assets: files the submission may read, by name
+        (``{{static:NAME}}`` in commands): name -> path, or the seed's
+        resolved assets (``absolute_path``, ``save_path``).
+    :param ports: container port -> host port (Docker).
+    :param mounts: extra bind mounts (Docker): ``{source: target}`` or
+        ``{source: {"bind": target, "mode": "rw"}}``; read-only by default.
+    :param env_vars: variables of every command, over the spec's.
+    :param setup_command: one more setup command, after the spec's.
+    :param is_evaluation: run the spec's ``eval_commands`` in setup too.
+    :param disable_setup: run no setup command.
+    :param store: where the session is recorded: a folder, ``None`` for
+        ``SUBRT_STORE`` (else the user's store), ``False`` for no record.
+    :param labels: labels of the run, shown by ``subrt ls --label`` and the
+        dashboard.
+    :raises SolutionRuntimeError: the type is not registered (the message
+        lists the registered ones), or the runtime cannot start.
+    """
+    spec = _spec(environment)
+    cls = _REGISTRY.get(spec.type)
+    if cls is None:
+        raise SolutionRuntimeError(
+            f"unknown runtime type `{spec.type}` (registered types: {', '.join(sorted(_REGISTRY))})"
+        )
+    extra: Dict[str, Any] = {}
+    if issubclass(cls, RustRuntime):
+        extra = {"store": store, "labels": labels}
+    else:  # the seed's signature, plus what the caller gave of ours
+        if store is not None:
+            extra["store"] = store
+        if labels is not None:
+            extra["labels"] = labels
+    return cls.spawn(
+        spec,
+        working_dir,
+        static_assets,
+        ports,
+        mounts,
+        env_vars,
+        setup_command=setup_command,
+        is_evaluation=is_evaluation,
+        disable_setup=disable_setup,
+        **extra,
+    )
+
+
+def spawn_streaming_runtime(
+    environment: Union[EnvironmentSpec, Mapping[str, Any]], **kwargs: Any
+) -> SubmissionRuntime:
+    """The seed's newer name for :func:`spawn_runtime`: a runtime to
+    :meth:`~SubmissionRuntime.stream` commands on."""
+    return spawn_runtime(environment, **kwargs)
+
+
+class ExecRuntime:
+    """A runtime bound to one command: ``execute(env, stdin, timeout)`` runs
+    it (the seed's ``spawn_exec_runtime``)."""
+
+    def __init__(self, runtime: SubmissionRuntime, command: str) -> None:
+        self.runtime = runtime
+        self.command = command
+
+    def execute(
+        self,
+        env: Optional[Mapping[str, str]] = None,
+        stdin: Stdin = None,
+        timeout: Optional[float] = None,
+    ) -> RuntimeResult:
+        """Runs the command and returns its result."""
+        return self.runtime.execute(self.command, env=env, stdin=stdin, timeout=timeout)
+
+    def poll(self) -> Optional[int]:
+        """As :meth:`SubmissionRuntime.poll`."""
+        return self.runtime.poll()
+
+    def kill(self) -> None:
+        """As :meth:`SubmissionRuntime.kill`."""
+        self.runtime.kill()
+
+    def cleanup(self) -> None:
+        """As :meth:`SubmissionRuntime.cleanup`."""
+        self.runtime.cleanup()
+
+    def __enter__(self) -> "ExecRuntime":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.cleanup()
+
+
+def spawn_exec_runtime(
+    environment: Union[EnvironmentSpec, Mapping[str, Any]], command: str, **kwargs: Any
+) -> ExecRuntime:
+    """A runtime that runs ``command`` at each ``execute(env, stdin,
+    timeout)``; ``kwargs`` are those of :func:`spawn_runtime`."""
+    return ExecRuntime(spawn_runtime(environment, **kwargs), command)
