@@ -76,6 +76,7 @@ impl Session {
 /// What `Session.spawn` receives, already in the library's types (the
 /// Python side turns the seed's many accepted shapes into these).
 #[derive(FromPyObject)]
+#[pyo3(from_item_all)]
 pub(crate) struct AssetArg {
     name: String,
     path: PathBuf,
@@ -83,6 +84,7 @@ pub(crate) struct AssetArg {
 }
 
 #[derive(FromPyObject)]
+#[pyo3(from_item_all)]
 pub(crate) struct MountArg {
     source: PathBuf,
     target: String,
