@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import weakref
+from pathlib import Path
 from typing import (
     Any,
     Callable,
@@ -319,7 +320,7 @@ class RustRuntime(SubmissionRuntime):
         return self._session.run_id
 
     @property
-    def log_dir(self) -> Optional[str]:
+    def log_dir(self) -> Optional[Path]:
         """The run's folder in the store; ``None`` with ``store=False``."""
         return self._session.log_dir
 

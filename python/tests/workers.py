@@ -1,0 +1,13 @@
+"""Functions run in worker processes (importable by `spawn` children)."""
+
+import os
+import tempfile
+
+import subrt
+
+
+def run_one(n: int) -> tuple:
+    with tempfile.TemporaryDirectory() as work:
+        with subrt.spawn_runtime(subrt.LocalEnvironmentSpec(), work, store=False) as runtime:
+            result = runtime.execute(f"echo {n}; echo $$ >&2")
+            return os.getpid(), result.stdout, result.exit_code
