@@ -7,7 +7,7 @@ use std::time::Duration;
 use pyo3::IntoPyObjectExt;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
-use subrt::runtime::{Phase, RuntimeEvent, StreamKind};
+use subrt::runtime::{OutputChunk, Phase, RuntimeEvent, StreamKind};
 use subrt::supervisor::{SessionEvent, Supervisor};
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
@@ -32,7 +32,7 @@ const SIGNAL_TICK: Duration = Duration::from_millis(50);
 #[pyclass(frozen, module = "subrt._native")]
 pub(crate) struct Events {
     /// `None` once the command finished, or while a thread waits on it.
-    receiver: Mutex<Option<mpsc::Receiver<SessionEvent>>>,
+    feed: Mutex<Option<Feed>>,
     finished: AtomicBool,
     supervisor: Supervisor,
     handle: Handle,
@@ -48,7 +48,10 @@ impl Events {
         busy: Arc<AtomicBool>,
     ) -> Self {
         Self {
-            receiver: Mutex::new(Some(receiver)),
+            feed: Mutex::new(Some(Feed {
+                receiver,
+                pending: None,
+            })),
             finished: AtomicBool::new(false),
             supervisor,
             handle,
@@ -57,15 +60,12 @@ impl Events {
         }
     }
 
-    fn take(&self) -> Option<mpsc::Receiver<SessionEvent>> {
-        self.receiver
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
+    fn take(&self) -> Option<Feed> {
+        self.feed.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 
-    fn put_back(&self, receiver: mpsc::Receiver<SessionEvent>) {
-        *self.receiver.lock().unwrap_or_else(|e| e.into_inner()) = Some(receiver);
+    fn put_back(&self, feed: Feed) {
+        *self.feed.lock().unwrap_or_else(|e| e.into_inner()) = Some(feed);
     }
 
     /// Marks the stream done and lets the session run its next command.
@@ -77,11 +77,11 @@ impl Events {
 
     /// Kills the command and waits for its end, so that the session is free
     /// when this returns.
-    fn abandon(&self, receiver: Option<mpsc::Receiver<SessionEvent>>) {
+    fn abandon(&self, feed: Option<Feed>) {
         let supervisor = self.supervisor.clone();
         self.handle.block_on(async move {
             let _ = supervisor.kill().await;
-            if let Some(mut receiver) = receiver {
+            if let Some(Feed { mut receiver, .. }) = feed {
                 while let Some(event) = receiver.recv().await {
                     if is_last(&event) {
                         break;
@@ -103,6 +103,86 @@ fn is_last(event: &SessionEvent) -> bool {
     )
 }
 
+/// Output chunks already queued behind the first are joined into one item,
+/// up to this many bytes: under a flood Python handles fewer, larger events.
+const JOIN_LIMIT: usize = 4 << 20;
+
+/// The receiving end of a stream, with the event read ahead while joining.
+struct Feed {
+    receiver: mpsc::Receiver<SessionEvent>,
+    pending: Option<SessionEvent>,
+}
+
+impl Feed {
+    /// The next event if one is there now, without waiting.
+    fn ready(&mut self) -> Option<SessionEvent> {
+        self.pending
+            .take()
+            .or_else(|| self.receiver.try_recv().ok())
+    }
+}
+
+/// `chunk` and the chunks of the same stream and phase queued behind it, as
+/// one `(kind, phase, bytes)` item.
+fn output<'py>(
+    py: Python<'py>,
+    chunk: OutputChunk,
+    feed: &mut Feed,
+) -> PyResult<Bound<'py, PyTuple>> {
+    let (stream, phase) = (chunk.stream, chunk.phase);
+    let mut parts = vec![chunk.data];
+    let mut len = parts[0].len();
+    while len < JOIN_LIMIT {
+        match feed.ready() {
+            Some(SessionEvent::Runtime {
+                event: RuntimeEvent::Output(next),
+                ..
+            }) if next.stream == stream && next.phase == phase => {
+                len += next.data.len();
+                parts.push(next.data);
+            }
+            Some(other) => {
+                feed.pending = Some(other);
+                break;
+            }
+            None => break,
+        }
+    }
+    let data = PyBytes::new_with(py, len, |buf| {
+        let mut at = 0;
+        for part in &parts {
+            buf[at..at + part.len()].copy_from_slice(part);
+            at += part.len();
+        }
+        Ok(())
+    })?;
+    let kind = match stream {
+        StreamKind::Stdout => "stdout",
+        StreamKind::Stderr => "stderr",
+    };
+    let phase = match phase {
+        Phase::Setup => "setup",
+        Phase::Command => "command",
+    };
+    item(py, kind, Some(phase), data.into_any())
+}
+
+fn item<'py>(
+    py: Python<'py>,
+    kind: &str,
+    phase: Option<&str>,
+    payload: Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyTuple>> {
+    PyTuple::new(
+        py,
+        [
+            kind.into_bound_py_any(py)?,
+            phase.into_bound_py_any(py)?,
+            payload,
+        ],
+    )
+}
+
 #[pymethods]
 impl Events {
     fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
@@ -113,71 +193,47 @@ impl Events {
         if self.finished.load(Ordering::SeqCst) {
             return Ok(None);
         }
-        let Some(mut receiver) = self.take() else {
+        let Some(mut feed) = self.take() else {
             return Err(runtime_error(
                 "another thread is reading this stream's events",
             ));
         };
         loop {
-            let next = py.detach(|| {
-                self.handle
-                    .block_on(async { tokio::time::timeout(SIGNAL_TICK, receiver.recv()).await })
-            });
-            let event = match next {
-                Ok(Some(event)) => event,
-                Ok(None) => {
-                    self.finish();
-                    return Err(runtime_error(subrt::runtime::RuntimeError::StreamEnded));
-                }
-                Err(_elapsed) => {
-                    if let Err(interrupt) = py.check_signals() {
-                        // Ctrl-C: the command goes, then the exception.
-                        py.detach(|| self.abandon(Some(receiver)));
-                        return Err(interrupt);
+            let event = match feed.ready() {
+                Some(event) => event,
+                None => {
+                    let next = py.detach(|| {
+                        self.handle.block_on(async {
+                            tokio::time::timeout(SIGNAL_TICK, feed.receiver.recv()).await
+                        })
+                    });
+                    match next {
+                        Ok(Some(event)) => event,
+                        Ok(None) => {
+                            self.finish();
+                            return Err(runtime_error(subrt::runtime::RuntimeError::StreamEnded));
+                        }
+                        Err(_elapsed) => {
+                            if let Err(interrupt) = py.check_signals() {
+                                // Ctrl-C: the command goes, then the exception.
+                                py.detach(|| self.abandon(Some(feed)));
+                                return Err(interrupt);
+                            }
+                            continue;
+                        }
                     }
-                    continue;
                 }
             };
             let item = match event {
                 SessionEvent::Runtime { event, .. } => match event {
-                    RuntimeEvent::Output(chunk) => {
-                        let kind = match chunk.stream {
-                            StreamKind::Stdout => "stdout",
-                            StreamKind::Stderr => "stderr",
-                        };
-                        let phase = match chunk.phase {
-                            Phase::Setup => "setup",
-                            Phase::Command => "command",
-                        };
-                        let data = PyBytes::new(py, &chunk.data);
-                        PyTuple::new(
-                            py,
-                            [
-                                kind.into_bound_py_any(py)?,
-                                phase.into_bound_py_any(py)?,
-                                data.into_any(),
-                            ],
-                        )?
+                    RuntimeEvent::Output(chunk) => output(py, chunk, &mut feed)?,
+                    RuntimeEvent::Note(text) => {
+                        item(py, "note", None, text.into_bound_py_any(py)?)?
                     }
-                    RuntimeEvent::Note(text) => PyTuple::new(
-                        py,
-                        [
-                            "note".into_bound_py_any(py)?,
-                            py.None().into_bound(py),
-                            text.into_bound_py_any(py)?,
-                        ],
-                    )?,
                     RuntimeEvent::Finished(result) => {
                         self.finish();
                         let result = convert::result(py, &result)?;
-                        PyTuple::new(
-                            py,
-                            [
-                                "finished".into_bound_py_any(py)?,
-                                py.None().into_bound(py),
-                                result.into_any(),
-                            ],
-                        )?
+                        item(py, "finished", None, result.into_any())?
                     }
                     RuntimeEvent::SetupStarted { .. } | RuntimeEvent::ProcessStarted { .. } => {
                         continue;
@@ -190,7 +246,7 @@ impl Events {
                 SessionEvent::CommandStarted { .. } => continue,
             };
             if !self.finished.load(Ordering::SeqCst) {
-                self.put_back(receiver);
+                self.put_back(feed);
             }
             return Ok(Some(item));
         }

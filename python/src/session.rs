@@ -334,6 +334,26 @@ impl Session {
         self.cleaned.load(Ordering::SeqCst)
     }
 
+    /// Runs `command` `times` times from Rust, one after another on this
+    /// session, and returns the seconds it took: the baseline of
+    /// `python/benches/bench.py` (the same call without Python between).
+    fn _time_execute(&self, py: Python<'_>, command: String, times: u32) -> PyResult<f64> {
+        self.claim()?;
+        let _release = Release(Arc::clone(&self.busy));
+        let supervisor = self.supervisor.clone();
+        let timed = executor::wait(py, &self.handle, async move {
+            let started = std::time::Instant::now();
+            for _ in 0..times {
+                supervisor.run(ExecRequest::new(command.clone())).await?;
+            }
+            Ok::<_, RuntimeError>(started.elapsed().as_secs_f64())
+        });
+        match timed {
+            Ok(secs) => secs.map_err(runtime_error),
+            Err(Interrupted { error, .. }) => Err(error),
+        }
+    }
+
     /// The runtime's identity and state: type, containment, pid or container.
     fn info<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         convert::info(py, &self.supervisor.info())
