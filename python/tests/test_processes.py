@@ -2,6 +2,7 @@
 of the Python process."""
 
 import concurrent.futures as futures
+import gc
 import multiprocessing
 import os
 import signal
@@ -155,3 +156,15 @@ print(runtime.run_id, flush=True)
     assert not containers_of(run_id), "the exit hook removed the container"
     events = (store / run_id / "events.jsonl").read_text()
     assert '"e":"end"' in events, "and completed the run log"
+
+
+def test_a_dropped_runtime_is_cleaned_up(workdir, store, docker_image):
+    spec = subrt.DockerEnvironmentSpec(name="d", docker={"image": docker_image})
+    runtime = subrt.spawn_runtime(spec, workdir)
+    runtime.execute("true")
+    run_id = runtime.run_id
+    assert containers_of(run_id)
+    del runtime
+    gc.collect()
+    assert eventually(lambda: not containers_of(run_id), 10), "the dropped runtime's container is removed"
+    assert eventually(lambda: '"e":"end"' in (store / run_id / "events.jsonl").read_text(), 5)
