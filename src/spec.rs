@@ -37,6 +37,10 @@ pub struct EnvironmentSpec {
     /// Settings of the Docker runtime; required when `type = "docker"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub docker: Option<DockerConfig>,
+    /// Settings of the Slurm runtime (`type = "slurm"`); every field has a
+    /// default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slurm: Option<SlurmConfig>,
 }
 
 /// Environment variables of every command of an environment.
@@ -207,6 +211,63 @@ fn default_true() -> bool {
     true
 }
 
+/// Settings of the Slurm runtime: what each session's allocation asks for.
+///
+/// A session is one allocation (`salloc`) of one task on one node; each
+/// command is a step in it. The working dir must be on a filesystem the
+/// nodes share.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlurmConfig {
+    /// Partition (`--partition`); the cluster's default without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<String>,
+    /// Account charged (`--account`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    /// The allocation's time limit (`--time`, Slurm's format: `"30"`
+    /// minutes, `"1:00:00"`); always set, so that an allocation whose owner
+    /// vanished without a trace still ends. Commands' timeouts are subrt's
+    /// own and much finer.
+    #[serde(default = "default_slurm_time")]
+    pub time: String,
+    /// Memory of the allocation (`--mem`, e.g. `"512M"`); enforced by the
+    /// cluster's cgroups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mem: Option<String>,
+    /// CPUs of the session's task (`--cpus-per-task`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<u32>,
+    /// Nodes to run on (`--nodelist`, e.g. `"n2"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<String>,
+    /// Node features required (`--constraint`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub constraint: Option<String>,
+    /// More `salloc` arguments, as words.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_args: Vec<String>,
+}
+
+impl Default for SlurmConfig {
+    fn default() -> Self {
+        Self {
+            partition: None,
+            account: None,
+            time: default_slurm_time(),
+            mem: None,
+            cpus: None,
+            nodes: None,
+            constraint: None,
+            extra_args: Vec::new(),
+        }
+    }
+}
+
+fn default_slurm_time() -> String {
+    "60".to_owned()
+}
+
 /// A bind mount from the host into a container.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -243,6 +304,7 @@ impl EnvironmentSpec {
             commands: CommandConfig::default(),
             local: LocalConfig::default(),
             docker: None,
+            slurm: None,
         }
     }
 

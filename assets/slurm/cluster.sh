@@ -38,8 +38,10 @@ install() {
 config() {
     mkdir -p "$RUN" /var/spool/subrt-slurm/{ctld,d-n1,d-n2,d-n3} /var/log/subrt-slurm
     local cpus mem
-    cpus=$(nproc)
-    # Each node offers the machine's CPUs and a share of its memory.
+    # Each node offers 8 CPUs (more than this machine has: a test cluster of
+    # small sessions, config_overrides lets slurmd believe it) and a quarter
+    # of the machine's memory.
+    cpus=8
     mem=$(($(awk '/MemTotal/ {print int($2 / 1024)}' /proc/meminfo) / 4))
     cat >"$CONF" <<CONF
 # subrt test cluster (assets/slurm/cluster.sh); rewritten at each "up".
@@ -75,7 +77,8 @@ AccountingStorageType=accounting_storage/none
 NodeName=n1 NodeAddr=${ADDR[n1]} CPUs=$cpus RealMemory=$mem State=UNKNOWN
 NodeName=n2 NodeAddr=${ADDR[n2]} CPUs=$cpus RealMemory=$mem State=UNKNOWN
 NodeName=n3 NodeAddr=${ADDR[n3]} CPUs=$cpus RealMemory=$mem State=UNKNOWN
-PartitionName=debug Nodes=n1,n2,n3 Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE:4
+# LLN: each job on the least loaded node, so that a batch spreads.
+PartitionName=debug Nodes=n1,n2,n3 Default=YES MaxTime=INFINITE State=UP LLN=YES
 CONF
     cat >"$RUN/cgroup.conf" <<CONF
 CgroupPlugin=autodetect

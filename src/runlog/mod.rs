@@ -117,6 +117,9 @@ pub struct Header {
     /// Labels of the run (name, batch, submission, the user's).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// The Slurm allocation (Slurm runs): job id and node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slurm_job: Option<crate::runtime::SlurmJob>,
 }
 
 /// One line after the header.

@@ -141,6 +141,7 @@ impl RunlogWriter {
             working_dir: launch.working_dir.clone(),
             owner: Owner::this_process(),
             container_id: runtime.container_id.clone(),
+            slurm_job: runtime.slurm_job.clone(),
             containment: Some(runtime.containment),
             max_run_bytes: Some(max_run_bytes),
             labels: launch.labels.clone(),

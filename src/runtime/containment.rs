@@ -22,6 +22,9 @@ pub enum Containment {
     ProcessGroup,
     /// A container per session (Docker).
     Container,
+    /// A Slurm step per command, held by the node's cgroups
+    /// (`proctrack/cgroup`), in an allocation that ends with subrt.
+    SlurmStep,
 }
 
 impl Containment {
@@ -33,6 +36,7 @@ impl Containment {
                 "process-group (weak: `setsid` escapes, and only the shell dies with subrt)"
             }
             Containment::Container => "container",
+            Containment::SlurmStep => "slurm-step (proctrack/cgroup)",
         }
     }
 }
@@ -43,6 +47,7 @@ impl std::fmt::Display for Containment {
             Containment::PidNamespace => "pid-namespace",
             Containment::ProcessGroup => "process-group",
             Containment::Container => "container",
+            Containment::SlurmStep => "slurm-step",
         })
     }
 }

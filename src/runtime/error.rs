@@ -75,6 +75,15 @@ pub enum RuntimeError {
         /// What the daemon said.
         reason: String,
     },
+    /// A Slurm command failed: no `srun`, the controller not answering, an
+    /// allocation refused.
+    #[error("slurm: {action}: {reason}")]
+    Slurm {
+        /// What subrt was doing.
+        action: String,
+        /// What the cluster said.
+        reason: String,
+    },
     /// A command was started while another one runs on the same runtime.
     #[error("a command is already running on this runtime")]
     Busy,

@@ -53,7 +53,7 @@ use crate::spec::EnvironmentSpec;
 /// open but silent.
 pub const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(100);
 /// The same after a kill or timeout, when everything in the group is dead.
-const DRAIN_AFTER_KILL: Duration = Duration::from_millis(20);
+pub(crate) const DRAIN_AFTER_KILL: Duration = Duration::from_millis(20);
 /// Bytes asked for per read from a pipe.
 const READ_CHUNK: usize = 256 * 1024;
 /// Pipe buffer asked for per stream.
@@ -261,6 +261,7 @@ impl SubmissionRuntime for LocalRuntime {
             container_id: None,
             containment: self.inner.containment,
             init_pid: processes.namespace.as_ref().map(PidNamespace::init_pid),
+            slurm_job: None,
         }
     }
 }
@@ -514,14 +515,14 @@ impl Runner for Inner {
 
 /// Asks for a 1 MiB pipe buffer (the unprivileged maximum by default): a
 /// flood then arrives in fewer, larger chunks. Failure leaves the default.
-fn enlarge_pipe(pipe: &impl std::os::fd::AsRawFd) {
+pub(crate) fn enlarge_pipe(pipe: &impl std::os::fd::AsRawFd) {
     // SAFETY: F_SETPIPE_SZ on a pipe fd we own; no pointers are passed.
     unsafe { libc::fcntl(pipe.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_SIZE) };
 }
 
 /// Reads a pipe into events until it closes, the stream's reader goes away,
 /// or, once the shell has exited, the pipe stays silent for the drain time.
-async fn pump(
+pub(crate) async fn pump(
     mut pipe: impl AsyncRead + Unpin,
     stream: StreamKind,
     phase: Phase,

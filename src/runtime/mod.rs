@@ -54,6 +54,8 @@ pub mod pid_namespace;
 mod placeholders;
 pub mod process_group;
 pub mod registry;
+pub mod slurm;
+mod slurm_status;
 
 pub use capture::CapturedOutput;
 pub use containment::{Containment, local_containment, pid_namespaces};
@@ -61,7 +63,7 @@ pub use error::RuntimeError;
 pub use events::EventStream;
 pub use models::{
     DEFAULT_CAPTURE_LIMIT, ExecRequest, LaunchSpec, Outcome, OutputChunk, Phase, RuntimeEvent,
-    RuntimeInfo, RuntimeResult, RuntimeState, SetupFailure, StaticAsset, StreamKind,
+    RuntimeInfo, RuntimeResult, RuntimeState, SetupFailure, SlurmJob, StaticAsset, StreamKind,
 };
 pub use registry::{Registry, RuntimeBackend, spawn_runtime};
 

@@ -339,4 +339,15 @@ pub struct RuntimeInfo {
     pub containment: Containment,
     /// The init of the session's PID namespace (local, `pid-namespace`).
     pub init_pid: Option<u32>,
+    /// The session's allocation (Slurm).
+    pub slurm_job: Option<SlurmJob>,
+}
+
+/// A Slurm allocation holding a session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct SlurmJob {
+    /// The job id (`squeue -j`, `scancel`).
+    pub job_id: String,
+    /// The node it runs on.
+    pub node: String,
 }

@@ -10,6 +10,7 @@ use std::sync::OnceLock;
 
 use super::docker::DockerRuntime;
 use super::local::LocalRuntime;
+use super::slurm::SlurmRuntime;
 use super::{LaunchSpec, RuntimeError, SubmissionRuntime};
 use crate::spec::EnvironmentSpec;
 
@@ -55,6 +56,7 @@ impl Registry {
         let mut registry = Self::empty();
         registry.register::<LocalRuntime>("local");
         registry.register::<DockerRuntime>("docker");
+        registry.register::<SlurmRuntime>("slurm");
         registry
     }
 

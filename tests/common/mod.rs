@@ -2,6 +2,7 @@
 #![allow(dead_code)] // each test binary uses a different part
 
 pub mod docker;
+pub mod slurm;
 
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};

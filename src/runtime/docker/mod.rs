@@ -436,6 +436,7 @@ impl SubmissionRuntime for DockerRuntime {
             container_id: self.inner.container().id.clone(),
             containment: super::Containment::Container,
             init_pid: None,
+            slurm_job: None,
         }
     }
 }

@@ -1,0 +1,714 @@
+//! `SlurmRuntime`: a session is a Slurm allocation, each command a step in
+//! it, so sessions run on a cluster's nodes with the guarantees of the
+//! others.
+//!
+//! - **The allocation** is made at spawn by `salloc -N1 -n1` (named
+//!   `subrt-<env>-<run id>`, the owner in its comment) whose command is a
+//!   holder on the submit host: it prints the job id and node, then reads a
+//!   *lifeline* pipe from subrt. When subrt ends, however it ends, the pipe
+//!   closes, the holder exits and `salloc` gives the allocation back at once;
+//!   were `salloc` itself killed, the cluster's `InactiveLimit` ends the job,
+//!   and `time` always bounds it.
+//! - **A command** is `srun --jobid=J --overlap -u -QQ <shell> -c <line>`:
+//!   stdout and stderr arrive apart and live through srun's pipes, stdin goes
+//!   to the task, and srun's own messages are silenced (`-QQ`) so that the
+//!   command's stderr is only the command's. srun dies with subrt
+//!   (`PR_SET_PDEATHSIG`), and a killed srun takes its step down: with
+//!   `proctrack/cgroup` every process of the step, `setsid` included, is in
+//!   the step's cgroup. The runtime refuses a cluster with another proctrack.
+//! - **Timeouts are subrt's**: Slurm's limits are in minutes. At the
+//!   deadline srun gets SIGKILL, as at `kill`; `cleanup` cancels the job.
+//! - The working dir, and the shell, must be reachable at the same paths on
+//!   the nodes (a shared filesystem).
+
+use std::collections::BTreeMap;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin, Command};
+use tokio::sync::{oneshot, watch};
+
+use super::capture::Capture;
+use super::driver::{self, Exit, Lifecycle, Process, Runner, sleep_until};
+use super::local::{DRAIN_AFTER_EXIT, DRAIN_AFTER_KILL, enlarge_pipe, pump};
+use super::owner::Owner;
+use super::process_group::die_with_parent;
+use super::slurm_status::{StatusFilter, WRAPPER};
+use super::{
+    Containment, EventStream, ExecRequest, LaunchSpec, RuntimeBackend, RuntimeError, RuntimeEvent,
+    RuntimeInfo, RuntimeState, SlurmJob, StreamKind, SubmissionRuntime,
+};
+use crate::spec::{EnvironmentSpec, SlurmConfig};
+
+/// What the holder runs under `salloc`: report the allocation, then wait
+/// for the lifeline to close.
+const HOLDER: &str = "echo \"$SLURM_JOB_ID $SLURM_JOB_NODELIST\"; exec cat >/dev/null";
+/// How long the cluster's tools may take to answer a check.
+const TOOL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs commands as steps of a Slurm allocation.
+#[derive(Debug)]
+pub struct SlurmRuntime {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    environment: EnvironmentSpec,
+    working_dir: PathBuf,
+    launch_env: BTreeMap<String, String>,
+    setup_commands: Vec<String>,
+    assets: BTreeMap<String, String>,
+    tools: &'static Tools,
+    job: SlurmJob,
+    /// `salloc` and the lifeline; `None` once cleaned up.
+    holder: Mutex<Option<Holder>>,
+    life: Mutex<Lifecycle>,
+    steps: Mutex<Steps>,
+    /// Marks the exit record of this session's steps (see [`slurm_status`]).
+    ///
+    /// [`slurm_status`]: super::slurm_status
+    nonce: String,
+}
+
+#[derive(Debug)]
+struct Holder {
+    salloc: Child,
+    /// Closing it ends the holder, and so the allocation.
+    lifeline: ChildStdin,
+}
+
+#[derive(Debug, Default)]
+struct Steps {
+    /// Pid of the running command's srun.
+    current: Option<u32>,
+    /// Steps started in the job; the next one's id.
+    started: u32,
+    /// sruns of finished commands whose steps still hold background
+    /// processes; killed at `kill` and `cleanup`.
+    lingering: Vec<Child>,
+}
+
+/// The cluster's commands, found once on PATH.
+#[derive(Debug)]
+struct Tools {
+    salloc: PathBuf,
+    srun: PathBuf,
+    scancel: PathBuf,
+    squeue: PathBuf,
+    sinfo: PathBuf,
+    scontrol: PathBuf,
+}
+
+fn tools() -> Result<&'static Tools, RuntimeError> {
+    static TOOLS: OnceLock<Result<Tools, String>> = OnceLock::new();
+    TOOLS
+        .get_or_init(|| {
+            let find = |name: &str| {
+                which(name).ok_or_else(|| {
+                    format!(
+                        "`{name}` is not on PATH: install Slurm's client commands \
+                         (Debian: slurm-client), or run subrt on a login node"
+                    )
+                })
+            };
+            Ok(Tools {
+                salloc: find("salloc")?,
+                srun: find("srun")?,
+                scancel: find("scancel")?,
+                squeue: find("squeue")?,
+                sinfo: find("sinfo")?,
+                scontrol: find("scontrol")?,
+            })
+        })
+        .as_ref()
+        .map_err(|reason| slurm_error("find the cluster's commands", reason))
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+}
+
+fn slurm_error(action: &str, reason: impl Into<String>) -> RuntimeError {
+    RuntimeError::Slurm {
+        action: action.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+/// Runs one of the cluster's tools and returns its stdout.
+async fn query(program: &Path, args: &[&str]) -> Result<String, String> {
+    let name = program
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let output = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    match tokio::time::timeout(TOOL_TIMEOUT, output).await {
+        Err(_) => Err(format!("`{name}` did not answer within {TOOL_TIMEOUT:?}")),
+        Ok(Err(e)) => Err(format!("cannot run `{name}`: {e}")),
+        Ok(Ok(out)) if out.status.success() => {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        }
+        Ok(Ok(out)) => {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            Err(format!("`{name}`: {}", stderr.trim()))
+        }
+    }
+}
+
+/// The cluster's `ProctrackType`; asked once per process.
+async fn proctrack(tools: &Tools) -> Result<String, RuntimeError> {
+    static PROCTRACK: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
+    PROCTRACK
+        .get_or_try_init(|| async {
+            let config = query(&tools.scontrol, &["show", "config"])
+                .await
+                .map_err(|reason| slurm_error("ask the controller for its config", reason))?;
+            Ok(config
+                .lines()
+                .find_map(|line| {
+                    let (key, value) = line.split_once('=')?;
+                    (key.trim() == "ProctrackType").then(|| value.trim().to_owned())
+                })
+                .unwrap_or_default())
+        })
+        .await
+        .cloned()
+}
+
+async fn check_proctrack(tools: &Tools, environment: &str) -> Result<(), RuntimeError> {
+    let proctrack = proctrack(tools).await?;
+    if proctrack == "proctrack/cgroup" {
+        return Ok(());
+    }
+    Err(RuntimeError::InvalidSpec {
+        environment: environment.to_owned(),
+        reason: format!(
+            "the cluster's ProctrackType is `{proctrack}`: a step's `setsid` and \
+             background processes would escape it; subrt needs proctrack/cgroup"
+        ),
+    })
+}
+
+/// The `salloc` arguments of a session.
+fn salloc_args(config: &SlurmConfig, name: &str, comment: &str) -> Vec<String> {
+    let mut args: Vec<String> = ["-N1", "-n1", "-Q"].map(String::from).to_vec();
+    let mut opt = |flag: &str, value: &Option<String>| {
+        if let Some(value) = value {
+            args.push(format!("--{flag}={value}"));
+        }
+    };
+    opt("partition", &config.partition);
+    opt("account", &config.account);
+    opt("mem", &config.mem);
+    opt("cpus-per-task", &config.cpus.map(|c| c.to_string()));
+    opt("nodelist", &config.nodes);
+    opt("constraint", &config.constraint);
+    args.push(format!("--time={}", config.time));
+    args.push(format!("--job-name={name}"));
+    args.push(format!("--comment={comment}"));
+    args.extend(config.extra_args.iter().cloned());
+    args.extend(["--", "/bin/sh", "-c", HOLDER].map(String::from));
+    args
+}
+
+/// Cancels the jobs named `name` when dropped armed: a spawn that fails or
+/// is cancelled half-way leaves no allocation behind.
+struct CancelOnDrop<'a> {
+    tools: &'a Tools,
+    name: &'a str,
+    armed: bool,
+}
+
+impl Drop for CancelOnDrop<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = std::process::Command::new(&self.tools.scancel)
+                .args(["--quiet", &format!("--name={}", self.name)])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn();
+        }
+    }
+}
+
+/// Makes the session's allocation: `salloc` with the holder, and the job id
+/// and node it prints once the job runs.
+async fn allocate(
+    tools: &'static Tools,
+    launch: &LaunchSpec,
+    config: &SlurmConfig,
+) -> Result<(SlurmJob, Holder), RuntimeError> {
+    let name = format!("subrt-{}-{}", launch.environment.name, launch.run_id);
+    let comment = format!("subrt owner={}", Owner::this_process().label());
+    let mut guard = CancelOnDrop {
+        tools,
+        name: &name,
+        armed: true,
+    };
+    let mut salloc = Command::new(&tools.salloc)
+        .args(salloc_args(config, &name, &comment))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| slurm_error("start salloc", e.to_string()))?;
+    let lifeline = salloc.stdin.take().expect("stdin is piped");
+    let mut stdout = BufReader::new(salloc.stdout.take().expect("stdout is piped"));
+    let mut line = String::new();
+    let read = stdout.read_line(&mut line).await;
+    let mut words = line.split_whitespace();
+    let (Ok(_), Some(job_id), Some(node)) = (read, words.next(), words.next()) else {
+        let mut stderr = String::new();
+        if let Some(mut pipe) = salloc.stderr.take() {
+            let _ = pipe.read_to_string(&mut stderr).await;
+        }
+        let _ = salloc.wait().await;
+        let reason = match stderr.trim() {
+            "" => "salloc ended without an allocation".to_owned(),
+            text => text.replace('\n', "; "),
+        };
+        return Err(slurm_error("allocate a node (salloc)", reason));
+    };
+    let job = SlurmJob {
+        job_id: job_id.to_owned(),
+        node: node.to_owned(),
+    };
+    guard.armed = false;
+    Ok((job, Holder { salloc, lifeline }))
+}
+
+impl RuntimeBackend for SlurmRuntime {
+    async fn spawn(launch: LaunchSpec) -> Result<Self, RuntimeError> {
+        let tools = tools()?;
+        check_working_dir(&launch.working_dir)?;
+        check_proctrack(tools, &launch.environment.name).await?;
+        let config = launch.environment.slurm.clone().unwrap_or_default();
+        let mut notes = Vec::new();
+        if !launch.ports.is_empty() || !launch.mounts.is_empty() {
+            notes.push("ports and mounts do not apply to the Slurm runtime; ignored".to_owned());
+        }
+        let (job, holder) = allocate(tools, &launch, &config).await?;
+        let working_dir = launch.working_dir.clone();
+        let assets = launch
+            .static_assets
+            .iter()
+            .map(|(name, asset)| {
+                let path = working_dir.join(&asset.path);
+                (name.clone(), path.display().to_string())
+            })
+            .collect();
+        Ok(Self {
+            inner: Arc::new(Inner {
+                setup_commands: launch.setup_commands(),
+                environment: launch.environment,
+                working_dir,
+                launch_env: launch.env_vars,
+                assets,
+                tools,
+                job,
+                holder: Mutex::new(Some(holder)),
+                life: Mutex::new(Lifecycle::new(notes)),
+                steps: Mutex::new(Steps::default()),
+                nonce: ulid::Ulid::generate().to_string(),
+            }),
+        })
+    }
+
+    async fn check(spec: &EnvironmentSpec) -> Result<(), RuntimeError> {
+        let tools = tools()?;
+        let partitions = query(&tools.sinfo, &["-h", "-o", "%P"])
+            .await
+            .map_err(|reason| slurm_error("reach the controller (sinfo)", reason))?;
+        let config = spec.slurm.clone().unwrap_or_default();
+        if let Some(partition) = &config.partition {
+            let known: Vec<&str> = partitions
+                .lines()
+                .map(|p| p.trim().trim_end_matches('*'))
+                .collect();
+            if !known.contains(&partition.as_str()) {
+                return Err(RuntimeError::InvalidSpec {
+                    environment: spec.name.clone(),
+                    reason: format!(
+                        "the cluster has no partition `{partition}` (partitions: {})",
+                        known.join(", ")
+                    ),
+                });
+            }
+        }
+        check_proctrack(tools, &spec.name).await
+    }
+}
+
+fn check_working_dir(path: &Path) -> Result<(), RuntimeError> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(RuntimeError::WorkingDir {
+            path: path.to_owned(),
+            reason: "not a directory".into(),
+        }),
+        Err(e) => Err(RuntimeError::WorkingDir {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        }),
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Inner {
+    /// SIGKILL to the running command's srun: its step goes with it.
+    fn kill_step(&self) {
+        if let Some(pid) = lock(&self.steps).current {
+            // SAFETY: kill(2) with a pid we started and have not reaped.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+    }
+
+    /// Kills every step of the session: the running one and those that
+    /// hold background processes of earlier commands.
+    fn kill_steps(&self) {
+        self.kill_step();
+        for mut srun in lock(&self.steps).lingering.drain(..) {
+            let _ = srun.start_kill();
+        }
+    }
+
+    /// Whether the allocation still runs (not cancelled from outside).
+    async fn job_alive(&self) -> bool {
+        let job = self.job.job_id.as_str();
+        match query(&self.tools.squeue, &["-h", "-j", job, "-o", "%T"]).await {
+            // COMPLETING is a job on its way out (cancelled, or over time).
+            Ok(state) => matches!(state.trim(), "RUNNING" | "CONFIGURING"),
+            Err(_) => false,
+        }
+    }
+}
+
+impl Runner for Inner {
+    fn lifecycle(&self) -> MutexGuard<'_, Lifecycle> {
+        lock(&self.life)
+    }
+
+    fn env(&self, request_env: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+        self.environment.merged_env(&self.launch_env, request_env)
+    }
+
+    async fn run(&self, process: Process<'_>, captures: [Capture; 2]) -> (Exit, [Capture; 2]) {
+        let Process {
+            line,
+            phase,
+            stdin,
+            env,
+            deadline,
+            tx,
+        } = process;
+        let shell = &self.environment.local.shell;
+        let mut cmd = Command::new(&self.tools.srun);
+        cmd.arg(format!("--jobid={}", self.job.job_id))
+            .args(["--overlap", "-u", "-QQ", "-N1", "-n1"])
+            .arg(format!("--chdir={}", self.working_dir.display()))
+            .args(["--", "/bin/sh", "-c", WRAPPER, "subrt-step"])
+            .arg(shell)
+            .arg(line)
+            .arg(&self.nonce)
+            // srun hands its own environment to the task (`--export=ALL`):
+            // the command's variables, and what srun needs to find the
+            // cluster.
+            .env_clear()
+            .envs(slurm_client_env())
+            .envs(env)
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        // SAFETY: die_with_parent only calls prctl, which is async-signal-safe.
+        unsafe { cmd.pre_exec(die_with_parent) };
+
+        let spawned = {
+            let life = self.lifecycle();
+            if life.kill_requested {
+                return (Exit::killed(false), captures);
+            }
+            let mut steps = lock(&self.steps);
+            let child = cmd.spawn();
+            if let Ok(child) = &child {
+                steps.current = child.id();
+                steps.started += 1;
+            }
+            child.map(|child| (child, steps.started - 1))
+        };
+        let (mut child, step) = match spawned {
+            Ok(spawned) => spawned,
+            Err(e) => {
+                let note = format!("cannot start srun for {line:?}: {e}");
+                let _ = tx.send(RuntimeEvent::Note(note)).await;
+                return (Exit::not_started(), captures);
+            }
+        };
+        let pid = child.id().expect("not yet reaped");
+        let note = format!(
+            "slurm: step {}.{step} on node {}",
+            self.job.job_id, self.job.node
+        );
+        let _ = tx.send(RuntimeEvent::Note(note)).await;
+        let started = RuntimeEvent::ProcessStarted {
+            pid,
+            pgid: pid as i32,
+            init: None,
+        };
+        let _ = tx.send(started).await;
+
+        let (exited_tx, exited_rx) = watch::channel(None);
+        let [out_capture, err_capture] = captures;
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        enlarge_pipe(&stdout);
+        enlarge_pipe(&stderr);
+        let (status_tx, status_rx) = oneshot::channel();
+        let stderr = StatusFilter::new(stderr, &self.nonce, status_tx);
+        let readers = tokio::spawn({
+            let (tx, exited) = (tx.clone(), exited_rx.clone());
+            async move {
+                tokio::join!(
+                    pump(
+                        stdout,
+                        StreamKind::Stdout,
+                        phase,
+                        &tx,
+                        out_capture,
+                        exited.clone()
+                    ),
+                    pump(stderr, StreamKind::Stderr, phase, &tx, err_capture, exited),
+                )
+            }
+        });
+        let writer = match (stdin, child.stdin.take()) {
+            (Some(data), Some(mut pipe)) => Some(tokio::spawn(async move {
+                let _ = pipe.write_all(&data).await;
+            })),
+            _ => None,
+        };
+
+        let mut timed_out = false;
+        let ended = tokio::select! {
+            // The command's status, from the step (which may stay for the
+            // command's background processes).
+            Ok(code) = status_rx => Ended::Command(code),
+            status = child.wait() => Ended::Srun(status),
+            () = sleep_until(deadline) => {
+                timed_out = true;
+                self.kill_step();
+                Ended::Srun(child.wait().await)
+            }
+            () = tx.closed() => {
+                self.kill_step();
+                Ended::Srun(child.wait().await)
+            }
+        };
+        {
+            let mut steps = lock(&self.steps);
+            steps.current = None;
+            if matches!(ended, Ended::Command(_)) {
+                steps
+                    .lingering
+                    .retain_mut(|srun| matches!(srun.try_wait(), Ok(None)));
+                steps.lingering.push(child);
+            }
+        }
+        let killed = timed_out || self.lifecycle().kill_requested;
+        let _ = exited_tx.send(Some(if killed {
+            DRAIN_AFTER_KILL
+        } else {
+            DRAIN_AFTER_EXIT
+        }));
+        let (out_capture, err_capture) = readers.await.expect("output readers do not panic");
+        if let Some(writer) = writer {
+            writer.abort();
+        }
+        let mut exit = match ended {
+            Ended::Command(code) => Exit {
+                code,
+                signal: (129..=128 + 64).contains(&code).then(|| code - 128),
+                timed_out,
+                killed_outside: false,
+            },
+            // srun ended before the command said how it ended: killed (a
+            // kill, a timeout), or the step could not start or was cancelled.
+            Ended::Srun(Ok(status)) => match status.signal() {
+                Some(signal) => Exit {
+                    code: 128 + signal,
+                    signal: Some(signal),
+                    timed_out,
+                    killed_outside: false,
+                },
+                None => {
+                    let code = status.code().unwrap_or(-1);
+                    let signal = (129..=128 + 64).contains(&code).then(|| code - 128);
+                    Exit {
+                        code,
+                        signal,
+                        timed_out,
+                        killed_outside: false,
+                    }
+                }
+            },
+            Ended::Srun(Err(e)) => {
+                let note = format!("cannot wait for srun of {line:?}: {e}");
+                let _ = tx.send(RuntimeEvent::Note(note)).await;
+                Exit {
+                    code: -1,
+                    signal: None,
+                    timed_out,
+                    killed_outside: false,
+                }
+            }
+        };
+        if !killed && !exit.success() && !self.job_alive().await {
+            // `scancel` from another process (the dashboard), or the
+            // cluster ended the job (its time limit).
+            exit.killed_outside = true;
+            let note = format!(
+                "slurm: job {} is gone (cancelled from outside subrt, or its time limit)",
+                self.job.job_id
+            );
+            let _ = tx.send(RuntimeEvent::Note(note)).await;
+        }
+        (exit, [out_capture, err_capture])
+    }
+}
+
+/// How a step's command ended, as the runtime first learns it.
+enum Ended {
+    /// The step reported the command's exit status.
+    Command(i32),
+    /// srun exited first.
+    Srun(std::io::Result<std::process::ExitStatus>),
+}
+
+/// The variable srun itself needs from subrt's environment (where the
+/// cluster's config is), passed beside the command's.
+fn slurm_client_env() -> impl Iterator<Item = (String, String)> {
+    std::env::vars().filter(|(key, _)| key == "SLURM_CONF")
+}
+
+#[async_trait]
+impl SubmissionRuntime for SlurmRuntime {
+    async fn stream(&self, request: ExecRequest) -> Result<EventStream, RuntimeError> {
+        let inner = &self.inner;
+        if lock(&inner.holder).is_none() {
+            return Err(RuntimeError::CleanedUp);
+        }
+        driver::start(inner, request, &inner.setup_commands, &inner.assets)
+    }
+
+    fn poll(&self) -> Option<i32> {
+        self.inner.lifecycle().poll()
+    }
+
+    async fn kill(&self) -> Result<(), RuntimeError> {
+        let mut life = self.inner.lifecycle();
+        life.request_kill();
+        self.inner.kill_steps();
+        Ok(())
+    }
+
+    async fn cleanup(&self) -> Result<(), RuntimeError> {
+        {
+            let mut life = self.inner.lifecycle();
+            life.request_kill();
+            life.phase = RuntimeState::Cleaned;
+        }
+        self.inner.kill_steps();
+        let Some(Holder {
+            mut salloc,
+            lifeline,
+        }) = lock(&self.inner.holder).take()
+        else {
+            return Ok(());
+        };
+        // The lifeline closed, the holder exits and salloc releases the job;
+        // scancel as well, should salloc not answer.
+        drop(lifeline);
+        let released = tokio::time::timeout(Duration::from_secs(5), salloc.wait()).await;
+        if released.is_err() {
+            let _ = salloc.start_kill();
+            query(&self.inner.tools.scancel, &[&self.inner.job.job_id])
+                .await
+                .map_err(|reason| slurm_error("cancel the job", reason))?;
+        }
+        Ok(())
+    }
+
+    fn info(&self) -> RuntimeInfo {
+        let state = self.inner.lifecycle().phase;
+        let current = lock(&self.inner.steps).current;
+        RuntimeInfo {
+            kind: self.inner.environment.kind.clone(),
+            state,
+            pid: current,
+            pgid: current.map(|pid| pid as i32),
+            container_id: None,
+            containment: Containment::SlurmStep,
+            init_pid: None,
+            slurm_job: Some(self.inner.job.clone()),
+        }
+    }
+}
+
+impl Drop for SlurmRuntime {
+    /// The step goes with its srun; the lifeline's end releases the job.
+    fn drop(&mut self) {
+        self.inner.kill_steps();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn salloc_asks_for_what_the_spec_says() {
+        let config = SlurmConfig {
+            partition: Some("debug".into()),
+            mem: Some("512M".into()),
+            cpus: Some(2),
+            nodes: Some("n2".into()),
+            extra_args: vec!["--exclusive".into()],
+            ..SlurmConfig::default()
+        };
+        let args = salloc_args(&config, "subrt-e-1", "subrt owner=h:1:2");
+        for expected in [
+            "--partition=debug",
+            "--mem=512M",
+            "--cpus-per-task=2",
+            "--nodelist=n2",
+            "--time=60",
+            "--job-name=subrt-e-1",
+            "--comment=subrt owner=h:1:2",
+            "--exclusive",
+        ] {
+            assert!(args.iter().any(|a| a == expected), "{expected} in {args:?}");
+        }
+        assert_eq!(&args[args.len() - 4..], ["--", "/bin/sh", "-c", HOLDER]);
+    }
+}

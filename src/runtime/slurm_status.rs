@@ -1,0 +1,203 @@
+//! How a Slurm step says its command ended without ending itself.
+//!
+//! A step ends when its task does, and takes every process of its cgroup
+//! with it; but a command's background processes must outlive the command
+//! (the contract). So the step's task is [`WRAPPER`]: it runs the command,
+//! writes its exit status to stderr between two `\x1e` (record separator)
+//! bytes with a nonce no command can guess, then stays until the step holds
+//! no other process. [`StatusFilter`] takes that record out of the stderr
+//! bytes and hands the status over.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, ReadBuf};
+use tokio::sync::oneshot;
+
+/// The step's task: `sh -c WRAPPER subrt-step SHELL LINE NONCE`.
+///
+/// After the command it waits (polling its cgroup's `cgroup.procs` each
+/// second, with shell builtins so that the count sees no helper of its own)
+/// until its background processes are gone; the step then ends.
+pub(crate) const WRAPPER: &str = r#""$1" -c "$2"
+s=$?
+printf '\036subrt-exit-%s:%s\036' "$3" "$s" >&2
+f=$(grep -m1 ':freezer:' /proc/self/cgroup | cut -d: -f3)
+if [ -n "$f" ]; then p=/sys/fs/cgroup/freezer$f/cgroup.procs
+else p=/sys/fs/cgroup$(sed -n 's/^0:://p' /proc/self/cgroup)/cgroup.procs; fi
+while [ -r "$p" ]; do
+  n=0
+  while read -r pid; do [ "$pid" = "$$" ] || n=$((n + 1)); done < "$p"
+  [ "$n" -gt 0 ] || break
+  sleep 1
+done
+"#;
+
+const SEPARATOR: u8 = 0x1e;
+
+/// Stderr of a step with the status record taken out.
+pub(crate) struct StatusFilter<R> {
+    inner: R,
+    /// `\x1esubrt-exit-<nonce>:`
+    prefix: Vec<u8>,
+    /// Bytes read but not yet given out: a possible start of the record.
+    held: Vec<u8>,
+    /// Bytes ready to give out.
+    ready: Vec<u8>,
+    status: Option<oneshot::Sender<i32>>,
+    eof: bool,
+}
+
+impl<R> StatusFilter<R> {
+    /// Filters `inner`; the status goes to `status` when the record passes.
+    pub(crate) fn new(inner: R, nonce: &str, status: oneshot::Sender<i32>) -> Self {
+        let mut prefix = vec![SEPARATOR];
+        prefix.extend_from_slice(format!("subrt-exit-{nonce}:").as_bytes());
+        Self {
+            inner,
+            prefix,
+            held: Vec::new(),
+            ready: Vec::new(),
+            status: Some(status),
+            eof: false,
+        }
+    }
+
+    /// Moves what `held` can no longer be part of a record into `ready`.
+    fn sift(&mut self) {
+        loop {
+            let Some(start) = self.held.iter().position(|&b| b == SEPARATOR) else {
+                self.ready.append(&mut self.held);
+                return;
+            };
+            self.ready.extend(self.held.drain(..start));
+            // `held` starts with a separator: a record, a prefix of one, or
+            // an ordinary byte.
+            let known = self.held.len().min(self.prefix.len());
+            if self.held[..known] != self.prefix[..known] {
+                self.ready.push(self.held.remove(0));
+                continue;
+            }
+            if self.held.len() < self.prefix.len() {
+                return; // maybe a record: wait for more
+            }
+            let rest = &self.held[self.prefix.len()..];
+            match rest.iter().position(|&b| b == SEPARATOR) {
+                None if rest.len() <= 4 && rest.iter().all(u8::is_ascii_digit) => return,
+                Some(end) if rest[..end].iter().all(u8::is_ascii_digit) && end > 0 => {
+                    let code = std::str::from_utf8(&rest[..end])
+                        .ok()
+                        .and_then(|t| t.parse().ok())
+                        .unwrap_or(-1);
+                    if let Some(status) = self.status.take() {
+                        let _ = status.send(code);
+                    }
+                    let record = self.prefix.len() + end + 1;
+                    self.held.drain(..record);
+                }
+                _ => self.ready.push(self.held.remove(0)),
+            }
+        }
+    }
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for StatusFilter<R> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        loop {
+            if !this.ready.is_empty() {
+                let n = this.ready.len().min(buf.remaining());
+                buf.put_slice(&this.ready[..n]);
+                this.ready.drain(..n);
+                return Poll::Ready(Ok(()));
+            }
+            if this.eof {
+                // What was held back was not a record after all.
+                this.ready.append(&mut this.held);
+                if this.ready.is_empty() {
+                    return Poll::Ready(Ok(()));
+                }
+                continue;
+            }
+            let mut chunk = vec![0; buf.remaining().max(1)];
+            let mut read = ReadBuf::new(&mut chunk);
+            match Pin::new(&mut this.inner).poll_read(cx, &mut read) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Ready(Ok(())) => {
+                    let filled = read.filled();
+                    if filled.is_empty() {
+                        this.eof = true;
+                    } else {
+                        this.held.extend_from_slice(filled);
+                        this.sift();
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    /// Feeds `parts` one read at a time; returns what passes and the status.
+    async fn filter(parts: &[&[u8]]) -> (Vec<u8>, Option<i32>) {
+        let mut builder = tokio_test_reader(parts);
+        let (tx, mut rx) = oneshot::channel();
+        let mut filtered = StatusFilter::new(&mut builder, "n0nce", tx);
+        let mut out = Vec::new();
+        filtered.read_to_end(&mut out).await.unwrap();
+        (out, rx.try_recv().ok())
+    }
+
+    fn tokio_test_reader(parts: &[&[u8]]) -> impl AsyncRead + Unpin {
+        let chunks: Vec<Vec<u8>> = parts.iter().map(|p| p.to_vec()).collect();
+        Chunks(chunks.into_iter().collect())
+    }
+
+    struct Chunks(std::collections::VecDeque<Vec<u8>>);
+
+    impl AsyncRead for Chunks {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            if let Some(chunk) = self.0.pop_front() {
+                buf.put_slice(&chunk);
+            }
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn the_record_is_taken_out_and_read() {
+        let (out, status) = filter(&[b"err\n\x1esubrt-exit-n0nce:3\x1emore"]).await;
+        assert_eq!((out.as_slice(), status), (&b"err\nmore"[..], Some(3)));
+    }
+
+    #[tokio::test]
+    async fn a_record_split_across_reads_is_found() {
+        let (out, status) = filter(&[b"a\x1esubrt-ex", b"it-n0nce:1", b"37", b"\x1eb"]).await;
+        assert_eq!((out.as_slice(), status), (&b"ab"[..], Some(137)));
+    }
+
+    #[tokio::test]
+    async fn other_separators_and_other_nonces_pass_untouched() {
+        let input: &[u8] = b"\x1e\x1esubrt-exit-guess:0\x1e x\x1e";
+        let (out, status) = filter(&[input]).await;
+        assert_eq!((out.as_slice(), status), (input, None));
+        let (out, _) = filter(&[b"tail\x1esubrt-exit-n0"]).await;
+        assert_eq!(
+            out, b"tail\x1esubrt-exit-n0",
+            "an unfinished record at the end is output"
+        );
+    }
+}
