@@ -376,6 +376,7 @@ fn timed_log_named(dir: &std::path::Path, run_id: &str) -> PathBuf {
         containment: None,
         max_run_bytes: Some(1 << 30),
         labels: Default::default(),
+        slurm_job: None,
     };
     let run = dir.join(run_id);
     std::fs::create_dir_all(&run).unwrap();
