@@ -14,7 +14,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use subrt::config::Config;
 use subrt::runlog::{self, ExportFormat, RunState, RunlogWriter, Store};
-use subrt::runtime::{Containment, docker, leftovers};
+use subrt::runtime::{Containment, docker, leftovers, slurm};
 use subrt::runtime::{ExecRequest, LaunchSpec, RuntimeEvent, RuntimeResult, StreamKind, registry};
 use subrt::supervisor::{SessionEvent, Supervisor};
 
@@ -462,6 +462,7 @@ async fn specs(config: &Config) -> Result<i32> {
 fn containment_of(spec: &subrt::spec::EnvironmentSpec) -> Option<Containment> {
     match spec.kind.as_str() {
         "docker" => Some(Containment::Container),
+        "slurm" => Some(Containment::SlurmStep),
         _ => subrt::runtime::local_containment(spec).ok(),
     }
 }
@@ -1102,10 +1103,23 @@ async fn gc(config: &Config, args: &GcArgs) -> Result<i32> {
             }
         }
     }
+    // Jobs on a Slurm cluster, when an environment runs on one.
+    if config.environments.iter().any(|e| e.kind == "slurm") {
+        match gc_slurm(args).await {
+            Ok((jobs_found, jobs_cancelled)) => {
+                found += jobs_found;
+                removed += jobs_cancelled;
+            }
+            Err(e) => {
+                eprintln!("subrt: {e}");
+                status = 1;
+            }
+        }
+    }
     let scope = if args.all {
-        "subrt containers"
+        "subrt containers and jobs"
     } else {
-        "leftover containers"
+        "leftover containers and jobs"
     };
     match (found, args.dry_run) {
         (0, _) => writeln!(std::io::stdout(), "no {scope}")?,
@@ -1113,6 +1127,36 @@ async fn gc(config: &Config, args: &GcArgs) -> Result<i32> {
         (n, false) => writeln!(std::io::stdout(), "{removed} of {n} {scope} removed")?,
     }
     Ok(status)
+}
+
+/// `subrt gc` on the Slurm cluster: subrt's jobs whose owner is gone (or
+/// all of them), cancelled. Returns how many were found and cancelled.
+async fn gc_slurm(args: &GcArgs) -> Result<(usize, usize)> {
+    let mut jobs = slurm::leftover_jobs(args.all).await?;
+    if let Some(env) = &args.env {
+        let prefix = format!("subrt-{env}-");
+        jobs.retain(|j| j.name.starts_with(&prefix));
+    }
+    let mut cancelled = 0;
+    for job in &jobs {
+        let what = format!(
+            "slurm job {} ({}, {} on {}), owner {}{}",
+            job.job_id,
+            job.name,
+            job.state,
+            job.nodes,
+            job.owner,
+            if job.owner_gone { " (gone)" } else { "" }
+        );
+        if args.dry_run {
+            writeln!(std::io::stdout(), "would cancel {what}")?;
+        } else {
+            slurm::cancel_job(&job.job_id).await?;
+            cancelled += 1;
+            writeln!(std::io::stdout(), "cancelled {what}")?;
+        }
+    }
+    Ok((jobs.len(), cancelled))
 }
 
 /// The exit status `subrt run` reports for `result`: the command's own,

@@ -682,6 +682,75 @@ impl Drop for SlurmRuntime {
     }
 }
 
+/// A job of the cluster that subrt made (named `subrt-...`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManagedJob {
+    /// The job id.
+    pub job_id: String,
+    /// `subrt-<env>-<run id>`.
+    pub name: String,
+    /// Its state (`RUNNING`, `PENDING`...).
+    pub state: String,
+    /// Its node(s).
+    pub nodes: String,
+    /// The owner's label, from the comment.
+    pub owner: String,
+    /// Whether it is left over: its owner, on this host, is gone. An owner
+    /// on another host cannot be checked from here and counts as alive.
+    pub owner_gone: bool,
+}
+
+/// subrt's jobs in the cluster's queue; only those whose owner is gone
+/// unless `all`.
+///
+/// # Errors
+///
+/// The cluster's commands are missing or the controller does not answer.
+pub async fn leftover_jobs(all: bool) -> Result<Vec<ManagedJob>, RuntimeError> {
+    let tools = tools()?;
+    let listing = query(&tools.squeue, &["-h", "-o", "%i|%j|%T|%N|%k"])
+        .await
+        .map_err(|reason| slurm_error("list the queue (squeue)", reason))?;
+    let jobs = listing.lines().filter_map(|line| {
+        let mut fields = line.splitn(5, '|');
+        let (job_id, name, state, nodes, comment) = (
+            fields.next()?,
+            fields.next()?,
+            fields.next()?,
+            fields.next()?,
+            fields.next()?,
+        );
+        let owner = comment.strip_prefix("subrt owner=")?;
+        if !name.starts_with("subrt-") {
+            return None;
+        }
+        let owner_gone = Owner::parse_label(owner)
+            .is_some_and(|o| o.host == super::owner::hostname() && !o.is_alive());
+        Some(ManagedJob {
+            job_id: job_id.to_owned(),
+            name: name.to_owned(),
+            state: state.to_owned(),
+            nodes: nodes.to_owned(),
+            owner: owner.to_owned(),
+            owner_gone,
+        })
+    });
+    Ok(jobs.filter(|job| all || job.owner_gone).collect())
+}
+
+/// Cancels job `job_id` (`scancel`).
+///
+/// # Errors
+///
+/// `scancel` is missing or refuses.
+pub async fn cancel_job(job_id: &str) -> Result<(), RuntimeError> {
+    let tools = tools()?;
+    query(&tools.scancel, &[job_id])
+        .await
+        .map(drop)
+        .map_err(|reason| slurm_error(&format!("cancel job {job_id}"), reason))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

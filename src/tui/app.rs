@@ -208,6 +208,8 @@ pub struct Session {
     pub owner: Option<Owner>,
     /// The runtime type of a followed run, from its log header.
     pub kind: Option<String>,
+    /// The Slurm job of a followed run (Slurm runs), from its log header.
+    pub slurm_job: Option<String>,
     /// Where its command ran (what `r` runs again in).
     pub working_dir: Option<std::path::PathBuf>,
     /// Its command's timeout (what `r` runs again with).
@@ -240,6 +242,7 @@ impl Session {
             last_process: None,
             owner: None,
             kind: None,
+            slurm_job: None,
             working_dir: None,
             timeout: None,
             name: None,
@@ -276,6 +279,7 @@ impl Session {
             last_process: None,
             owner: None,
             kind: None,
+            slurm_job: None,
             working_dir: Some(run.working_dir.clone()),
             timeout: run
                 .timeout
@@ -309,6 +313,7 @@ impl Session {
             if let Ok(reader) = runlog::open(&path) {
                 self.owner = Some(reader.header.owner);
                 self.kind = Some(reader.header.environment.kind);
+                self.slurm_job = reader.header.slurm_job.map(|job| job.job_id);
             }
             self.tail = Some(Tail::new(&path));
         }

@@ -24,7 +24,7 @@ use tokio::time::Instant;
 use crate::config::Config;
 use crate::runlog::{RunlogWriter, Store, StoreLimits};
 use crate::runtime::{
-    ExecRequest, LaunchSpec, RuntimeEvent, docker, leftovers, process_group, registry,
+    ExecRequest, LaunchSpec, RuntimeEvent, docker, leftovers, process_group, registry, slurm,
 };
 use crate::spec::EnvironmentSpec;
 use crate::supervisor::{SessionEvent, Supervisor};
@@ -405,6 +405,12 @@ async fn kill_other(session: &Session) -> String {
             }
         }
         return format!("{id}: killed {} container(s)", containers.len());
+    }
+    if let Some(job) = &session.slurm_job {
+        return match slurm::cancel_job(job).await {
+            Ok(()) => format!("{id}: cancelled its Slurm job {job}"),
+            Err(e) => e.to_string(),
+        };
     }
     let alive = |pid: u32, start: u64| process_group::process_start_time(pid) == Some(start);
     match session.last_process {

@@ -1,0 +1,163 @@
+//! `subrt` on the Slurm cluster of `assets/slurm/cluster.sh`: what is left
+//! after a SIGKILLed `subrt run`, a batch spread over the nodes, `gc`.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::io::Read;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::slurm::{cluster, jobs_named};
+use common::{Project, escapes, eventually, live_processes};
+
+const CONFIG: &str = "[[environments]]\nname = \"cluster\"\ntype = \"slurm\"\n\
+    environment = { include_os_env = true }\nslurm = { time = \"10\" }\n";
+
+/// The cluster's InactiveLimit (cluster.sh's default) and some slack.
+const INACTIVE_LIMIT: Duration = Duration::from_secs(20 + 10);
+
+#[test]
+fn a_sigkilled_subrt_run_leaves_nothing_on_the_cluster() {
+    if !cluster() {
+        return;
+    }
+    let project = Project::with_config(CONFIG);
+    let (line, needles) = escapes(false);
+    let mut child = project
+        .cmd(&["run", "--", &line])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 8];
+    child
+        .stdout
+        .as_mut()
+        .unwrap()
+        .read_exact(&mut first)
+        .unwrap();
+    assert_eq!(&first, b"started\n");
+    let run = project.run_ids().pop().unwrap();
+    assert_eq!(jobs_named(&run).len(), 1, "the run has its job");
+    assert!(needles.iter().all(|n| !live_processes(n).is_empty()));
+    child.kill().unwrap(); // SIGKILL: subrt cleans nothing up
+    child.wait().unwrap();
+    let killed = Instant::now();
+    for needle in &needles {
+        assert!(
+            eventually(Duration::from_secs(5), || live_processes(needle).is_empty()),
+            "`{needle}` runs on a node after its owner's SIGKILL"
+        );
+    }
+    assert!(
+        eventually(INACTIVE_LIMIT, || jobs_named(&run).is_empty()),
+        "job of run {run} still queued: {:?}",
+        jobs_named(&run)
+    );
+    eprintln!(
+        "processes and job gone {:?} after the SIGKILL",
+        killed.elapsed()
+    );
+}
+
+#[test]
+fn a_batch_spreads_over_the_three_nodes() {
+    if !cluster() {
+        return;
+    }
+    let project = Project::with_config(CONFIG);
+    let mut batch = String::from("environment = \"cluster\"\n");
+    for n in 0..30 {
+        std::fs::create_dir_all(project.dir.path().join(format!("s{n}"))).unwrap();
+        batch.push_str(&format!(
+            "[[submissions]]\nid = \"s{n}\"\nworkdir = \"s{n}\"\ncommands = [\"sleep 0.3; echo $SLURMD_NODENAME\"]\n"
+        ));
+    }
+    std::fs::write(project.dir.path().join("batch.toml"), batch).unwrap();
+    let out = project.run(&["batch", "batch.toml", "-j", "6", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut nodes = BTreeSet::new();
+    for log in project.logs() {
+        let index = std::fs::read_to_string(log.join("events.jsonl")).unwrap();
+        let header: serde_json::Value =
+            serde_json::from_str(index.lines().next().unwrap()).unwrap();
+        let node = header["slurm_job"]["node"].as_str().unwrap().to_owned();
+        let printed = std::fs::read_to_string(log.join("stdout")).unwrap();
+        assert_eq!(
+            printed.trim(),
+            node,
+            "the log names the node the command ran on"
+        );
+        nodes.insert(node);
+    }
+    assert_eq!(project.logs().len(), 30);
+    assert_eq!(
+        nodes,
+        BTreeSet::from(["n1".to_owned(), "n2".to_owned(), "n3".to_owned()]),
+        "the batch used every node"
+    );
+}
+
+#[test]
+fn gc_cancels_a_job_whose_owner_is_gone() {
+    if !cluster() {
+        return;
+    }
+    let project = Project::with_config(CONFIG);
+    // A job as a subrt process that died without a trace would leave it:
+    // named like subrt's, its owner a process of this host that is gone.
+    let name = format!("subrt-cluster-gcvictim{}", std::process::id());
+    let comment = format!(
+        "subrt owner={}/999999/12345",
+        subrt::runtime::owner::hostname()
+    );
+    let made = std::process::Command::new("salloc")
+        .args(["--no-shell", "-N1", "-Q", "--time=5"])
+        .arg(format!("--job-name={name}"))
+        .arg(format!("--comment={comment}"))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    assert_eq!(jobs_named(&name).len(), 1);
+    let dry = project.run(&["gc", "--dry-run"]);
+    let said = String::from_utf8_lossy(&dry.stdout);
+    assert!(
+        said.contains(&format!("would cancel slurm job")) && said.contains(&name),
+        "{said}"
+    );
+    assert_eq!(jobs_named(&name).len(), 1, "a dry run cancels nothing");
+    let out = project.run(&["gc"]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("cancelled slurm job") && said.contains(&name),
+        "{said}"
+    );
+    assert!(eventually(Duration::from_secs(10), || jobs_named(&name)
+        .iter()
+        .all(|j| j.contains("COMPLETING"))));
+}
+
+#[test]
+fn specs_says_the_cluster_answers_and_what_contains_a_session() {
+    if !cluster() {
+        return;
+    }
+    let project = Project::with_config(CONFIG);
+    let out = project.run(&["specs"]);
+    let listing = String::from_utf8_lossy(&out.stdout);
+    let line = listing.lines().find(|l| l.starts_with("cluster ")).unwrap();
+    assert!(
+        line.contains("slurm-step") && line.contains("ready"),
+        "{listing}"
+    );
+    let broken = Project::with_config(&CONFIG.replace(
+        "time = \"10\"",
+        "time = \"10\", partition = \"gpu-nowhere\"",
+    ));
+    let listing = String::from_utf8_lossy(&broken.run(&["specs"]).stdout).into_owned();
+    assert!(listing.contains("no partition `gpu-nowhere`"), "{listing}");
+}
