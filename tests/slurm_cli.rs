@@ -126,7 +126,7 @@ fn gc_cancels_a_job_whose_owner_is_gone() {
     let dry = project.run(&["gc", "--dry-run"]);
     let said = String::from_utf8_lossy(&dry.stdout);
     assert!(
-        said.contains(&format!("would cancel slurm job")) && said.contains(&name),
+        said.contains("would cancel slurm job") && said.contains(&name),
         "{said}"
     );
     assert_eq!(jobs_named(&name).len(), 1, "a dry run cancels nothing");
