@@ -247,6 +247,27 @@ pub struct SlurmConfig {
     /// More `salloc` arguments, as words.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub extra_args: Vec<String>,
+    /// Run each step in a container (`srun --container`), from `bundle` or
+    /// `image`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<SlurmContainer>,
+}
+
+/// `slurm.container`: the root filesystem steps run in, through the
+/// cluster's `oci.conf` (runc).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlurmContainer {
+    /// An OCI bundle (a folder with `config.json` and its root filesystem).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bundle: Option<PathBuf>,
+    /// An image of the local Docker daemon, exported once into the cache.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Where session bundles and exported images go (default
+    /// `~/.cache/subrt/slurm`); on a filesystem the nodes share.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<PathBuf>,
 }
 
 impl Default for SlurmConfig {
@@ -260,6 +281,7 @@ impl Default for SlurmConfig {
             nodes: None,
             constraint: None,
             extra_args: Vec::new(),
+            container: None,
         }
     }
 }
@@ -322,6 +344,15 @@ impl EnvironmentSpec {
             return Err(format!(
                 "environment `{}` has type \"docker\" but no `docker` table \
                  (at least `docker = {{ image = \"...\" }}`)",
+                self.name
+            ));
+        }
+        if let Some(container) = self.slurm.as_ref().and_then(|s| s.container.as_ref())
+            && container.bundle.is_some() == container.image.is_some()
+        {
+            return Err(format!(
+                "environment `{}`: `slurm.container` needs one of `bundle` (an OCI bundle) \
+                 or `image` (an image of the local Docker daemon)",
                 self.name
             ));
         }

@@ -162,3 +162,102 @@ async fn a_cancel_from_outside_ends_the_command_as_killed() {
     assert!(common::gone(&format!("sleep {sleep}")));
     rt.cleanup().await.unwrap();
 }
+
+/// Runs `cat /etc/os-release; pwd; cat seen; echo $$` in a session of
+/// `container` and checks that the step saw the container's files, the
+/// workspace, and a PID namespace of its own.
+async fn runs_in(container: subrt::spec::SlurmContainer, os_release: &str) {
+    let mut spec = spec(Some("n2"));
+    spec.slurm.as_mut().unwrap().container = Some(container);
+    let work = workspace();
+    std::fs::write(work.join("seen"), "the workspace\n").unwrap();
+    let rt = spawn_runtime(LaunchSpec::new(spec, &work)).await.unwrap();
+    let result = rt
+        .execute(ExecRequest::new(
+            "cat /etc/os-release; pwd; cat seen; echo $$",
+        ))
+        .await
+        .unwrap();
+    let out = String::from_utf8_lossy(&result.stdout.data).into_owned();
+    let (seen, pid) = out.rsplit_once("the workspace\n").unwrap_or((&out, ""));
+    assert_eq!(
+        seen,
+        format!("{os_release}{}\n", work.display()),
+        "stderr: {}",
+        String::from_utf8_lossy(&result.stderr.data)
+    );
+    let pid: u32 = pid.trim().parse().unwrap();
+    assert!(
+        pid < 50,
+        "the step has a PID namespace of its own: $$ = {pid}"
+    );
+    let host = std::fs::read_to_string("/etc/os-release").unwrap();
+    assert!(!out.contains(&host), "the host's os-release");
+    rt.cleanup().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_runs_in_the_bundle_with_the_workspace_mounted() {
+    if !cluster() {
+        return;
+    }
+    let bundle = tempfile::tempdir().unwrap();
+    common::docker::rootfs(&bundle.path().join("rootfs")).unwrap();
+    let os_release = "PRETTY_NAME=\"subrt test bundle\"\n";
+    std::fs::create_dir_all(bundle.path().join("rootfs/etc")).unwrap();
+    std::fs::write(bundle.path().join("rootfs/etc/os-release"), os_release).unwrap();
+    common::docker::run(
+        std::process::Command::new("runc")
+            .arg("spec")
+            .current_dir(bundle.path()),
+    )
+    .unwrap();
+    let container = subrt::spec::SlurmContainer {
+        bundle: Some(bundle.path().to_owned()),
+        image: None,
+        cache: Some(tempfile::tempdir().unwrap().keep()),
+    };
+    runs_in(container, os_release).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_runs_in_an_image_exported_from_docker() {
+    if !cluster() {
+        return;
+    }
+    let Some(base) = common::docker::test_image() else {
+        return;
+    };
+    // An image whose os-release is its own: the test image plus one file.
+    let context = tempfile::tempdir().unwrap();
+    let os_release = "PRETTY_NAME=\"subrt test image\"\n";
+    std::fs::write(context.path().join("os-release"), os_release).unwrap();
+    std::fs::write(
+        context.path().join("Dockerfile"),
+        format!("FROM {base}\nCOPY os-release /etc/os-release\n"),
+    )
+    .unwrap();
+    let image = "subrt-test-slurm-image:1";
+    common::docker::run(
+        std::process::Command::new("docker")
+            .args(["build", "-q", "-t", image])
+            .arg(context.path()),
+    )
+    .unwrap();
+    let cache = tempfile::tempdir().unwrap().keep();
+    let container = subrt::spec::SlurmContainer {
+        bundle: None,
+        image: Some(image.into()),
+        cache: Some(cache.clone()),
+    };
+    runs_in(container.clone(), os_release).await;
+    assert!(
+        cache
+            .join("images/subrt-test-slurm-image_1/.complete")
+            .exists(),
+        "the export is cached"
+    );
+    runs_in(container, os_release).await;
+    let sessions = std::fs::read_dir(cache.join("sessions")).unwrap().count();
+    assert_eq!(sessions, 0, "cleanup removed the sessions' bundles");
+}

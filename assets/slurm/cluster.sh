@@ -6,7 +6,8 @@
 # slurmd's in network namespaces (10.77.0.2, 10.77.0.3), entered with
 # `nsenter --net` (`ip netns exec` remounts /sys, which slurmd's cgroups need).
 # proctrack/cgroup holds each step's processes; InactiveLimit ends a job whose
-# salloc died; DefMemPerCPU keeps one job from taking a node's memory.
+# salloc died; DefMemPerCPU keeps one job from taking a node's memory;
+# oci.conf runs `srun --container` steps with runc.
 # Needs root. Installs slurmctld, slurmd, slurm-client and munge when missing.
 # The config is /run/subrt-slurm/slurm.conf, also linked as
 # /etc/slurm/slurm.conf when that file does not exist (else export SLURM_CONF).
@@ -28,6 +29,7 @@ install() {
     command -v slurmd >/dev/null || missing+=(slurmd)
     command -v srun >/dev/null || missing+=(slurm-client)
     command -v munged >/dev/null || missing+=(munge)
+    command -v runc >/dev/null || missing+=(runc)
     if ((${#missing[@]})); then
         say "installing ${missing[*]}"
         apt-get update -qq
@@ -80,6 +82,14 @@ NodeName=n3 NodeAddr=${ADDR[n3]} CPUs=$cpus RealMemory=$mem State=UNKNOWN
 # LLN: each job on the least loaded node, so that a batch spreads.
 PartitionName=debug Nodes=n1,n2,n3 Default=YES MaxTime=INFINITE State=UP LLN=YES
 CONF
+    # srun --container: steps in OCI bundles, run by runc.
+    local runc="runc --root=$RUN/runc"
+    cat >"$RUN/oci.conf" <<CONF
+RunTimeQuery="$runc state %n.%u.%j.%s.%t"
+RunTimeKill="$runc kill -a %n.%u.%j.%s.%t"
+RunTimeDelete="$runc delete --force %n.%u.%j.%s.%t"
+RunTimeRun="$runc run %n.%u.%j.%s.%t -b %b"
+CONF
     cat >"$RUN/cgroup.conf" <<CONF
 CgroupPlugin=autodetect
 ConstrainCores=no
@@ -89,6 +99,7 @@ CONF
         mkdir -p /etc/slurm
         ln -s "$CONF" /etc/slurm/slurm.conf
         ln -sf "$RUN/cgroup.conf" /etc/slurm/cgroup.conf
+        ln -sf "$RUN/oci.conf" /etc/slurm/oci.conf
     elif [[ "$(readlink -f /etc/slurm/slurm.conf)" != "$CONF" ]]; then
         say "/etc/slurm/slurm.conf is someone else's; use: export SLURM_CONF=$CONF"
         cp "$RUN/cgroup.conf" "$(dirname "$CONF")/cgroup.conf"

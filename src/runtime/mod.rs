@@ -55,6 +55,7 @@ mod placeholders;
 pub mod process_group;
 pub mod registry;
 pub mod slurm;
+mod slurm_container;
 mod slurm_status;
 
 pub use capture::CapturedOutput;

@@ -38,6 +38,7 @@ use super::driver::{self, Exit, Lifecycle, Process, Runner, sleep_until};
 use super::local::{DRAIN_AFTER_EXIT, DRAIN_AFTER_KILL, enlarge_pipe, pump};
 use super::owner::Owner;
 use super::process_group::die_with_parent;
+use super::slurm_container::{self, SessionBundle};
 use super::slurm_status::{StatusFilter, WRAPPER};
 use super::{
     Containment, EventStream, ExecRequest, LaunchSpec, RuntimeBackend, RuntimeError, RuntimeEvent,
@@ -70,6 +71,9 @@ struct Inner {
     holder: Mutex<Option<Holder>>,
     life: Mutex<Lifecycle>,
     steps: Mutex<Steps>,
+    /// The session's OCI bundle, when its steps run in a container;
+    /// removed at cleanup.
+    bundle: Mutex<Option<SessionBundle>>,
     /// Marks the exit record of this session's steps (see [`slurm_status`]).
     ///
     /// [`slurm_status`]: super::slurm_status
@@ -301,6 +305,10 @@ impl RuntimeBackend for SlurmRuntime {
         if !launch.ports.is_empty() || !launch.mounts.is_empty() {
             notes.push("ports and mounts do not apply to the Slurm runtime; ignored".to_owned());
         }
+        let bundle = match &config.container {
+            Some(container) => Some(slurm_container::prepare(container, &launch).await?),
+            None => None,
+        };
         let (job, holder) = allocate(tools, &launch, &config).await?;
         let working_dir = launch.working_dir.clone();
         let assets = launch
@@ -324,6 +332,7 @@ impl RuntimeBackend for SlurmRuntime {
                 life: Mutex::new(Lifecycle::new(notes)),
                 steps: Mutex::new(Steps::default()),
                 nonce: ulid::Ulid::generate().to_string(),
+                bundle: Mutex::new(bundle),
             }),
         })
     }
@@ -420,9 +429,17 @@ impl Runner for Inner {
         } = process;
         let shell = &self.environment.local.shell;
         let mut cmd = Command::new(&self.tools.srun);
-        cmd.arg(format!("--jobid={}", self.job.job_id))
-            .args(["--overlap", "-u", "-QQ", "-N1", "-n1"])
-            .arg(format!("--chdir={}", self.working_dir.display()))
+        cmd.arg(format!("--jobid={}", self.job.job_id)).args([
+            "--overlap",
+            "-u",
+            "-QQ",
+            "-N1",
+            "-n1",
+        ]);
+        if let Some(bundle) = &*lock(&self.bundle) {
+            cmd.arg(format!("--container={}", bundle.dir.display()));
+        }
+        cmd.arg(format!("--chdir={}", self.working_dir.display()))
             .args(["--", "/bin/sh", "-c", WRAPPER, "subrt-step"])
             .arg(shell)
             .arg(line)
@@ -650,6 +667,7 @@ impl SubmissionRuntime for SlurmRuntime {
         // scancel as well, should salloc not answer.
         drop(lifeline);
         let released = tokio::time::timeout(Duration::from_secs(5), salloc.wait()).await;
+        lock(&self.inner.bundle).take();
         if released.is_err() {
             let _ = salloc.start_kill();
             query(&self.inner.tools.scancel, &[&self.inner.job.job_id])

@@ -17,14 +17,19 @@ use tokio::sync::oneshot;
 /// The step's task: `sh -c WRAPPER subrt-step SHELL LINE NONCE`.
 ///
 /// After the command it waits (polling its cgroup's `cgroup.procs` each
-/// second, with shell builtins so that the count sees no helper of its own)
-/// until its background processes are gone; the step then ends.
+/// second, with shell builtins only, so that the count sees no helper of
+/// its own and a container image needs nothing but `sh`) until its
+/// background processes are gone; the step then ends.
 pub(crate) const WRAPPER: &str = r#""$1" -c "$2"
 s=$?
 printf '\036subrt-exit-%s:%s\036' "$3" "$s" >&2
-f=$(grep -m1 ':freezer:' /proc/self/cgroup | cut -d: -f3)
-if [ -n "$f" ]; then p=/sys/fs/cgroup/freezer$f/cgroup.procs
-else p=/sys/fs/cgroup$(sed -n 's/^0:://p' /proc/self/cgroup)/cgroup.procs; fi
+p=
+while IFS=: read -r _ controller path; do
+  case $controller in
+    freezer) p=/sys/fs/cgroup/freezer$path/cgroup.procs ;;
+    "") [ -n "$p" ] || p=/sys/fs/cgroup$path/cgroup.procs ;;
+  esac
+done < /proc/self/cgroup
 while [ -r "$p" ]; do
   n=0
   while read -r pid; do [ "$pid" = "$$" ] || n=$((n + 1)); done < "$p"

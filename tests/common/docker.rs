@@ -31,7 +31,7 @@ pub fn test_image() -> Option<&'static str> {
     }
 }
 
-fn run(cmd: &mut Command) -> Result<String, String> {
+pub fn run(cmd: &mut Command) -> Result<String, String> {
     let out = cmd
         .output()
         .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
@@ -67,13 +67,27 @@ fn build_image() -> Result<(), String> {
     run(Command::new("docker").args(["version", "--format", "{{.Server.Version}}"]))
         .map_err(|e| format!("the Docker daemon is not reachable: {e}"))?;
     let context = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let root = context.path().join("rootfs");
+    rootfs(&context.path().join("rootfs"))?;
+    std::fs::write(
+        context.path().join("Dockerfile"),
+        "FROM scratch\nCOPY rootfs/ /\n",
+    )
+    .map_err(|e| e.to_string())?;
+    run(Command::new("docker")
+        .args(["build", "-q", "-t", TEST_IMAGE])
+        .arg(context.path()))?;
+    Ok(())
+}
+
+/// A root filesystem at `root`: `sh`, coreutils and their libraries copied
+/// from the host (the test image's, and a container bundle's).
+pub fn rootfs(root: &Path) -> Result<(), String> {
     for dir in ["tmp", "workspace", "static", "proc", "sys", "dev"] {
         std::fs::create_dir_all(root.join(dir)).map_err(|e| e.to_string())?;
     }
     for program in PROGRAMS {
         let binary = which(program)?;
-        place(&root, &Path::new("/bin").join(program), &binary)?;
+        place(root, &Path::new("/bin").join(program), &binary)?;
         // Its shared libraries, at the paths the loader looks for them.
         for line in run(Command::new("ldd").arg(&binary))
             .unwrap_or_default()
@@ -85,21 +99,13 @@ fn build_image() -> Result<(), String> {
             };
             if let Some(lib) = path.filter(|p| p.starts_with('/')) {
                 place(
-                    &root,
+                    root,
                     Path::new(lib),
                     &std::fs::canonicalize(lib).map_err(|e| e.to_string())?,
                 )?;
             }
         }
     }
-    std::fs::write(
-        context.path().join("Dockerfile"),
-        "FROM scratch\nCOPY rootfs/ /\n",
-    )
-    .map_err(|e| e.to_string())?;
-    run(Command::new("docker")
-        .args(["build", "-q", "-t", TEST_IMAGE])
-        .arg(context.path()))?;
     Ok(())
 }
 
