@@ -40,6 +40,7 @@ __all__ = [
     "DockerRuntime",
     "ExecRuntime",
     "LocalRuntime",
+    "SlurmRuntime",
     "SubmissionRuntime",
     "register_runtime",
     "registered_runtimes",
@@ -392,13 +393,18 @@ class DockerRuntime(RustRuntime):
     cleanup, and by the daemon if this process dies."""
 
 
+class SlurmRuntime(RustRuntime):
+    """The ``slurm`` runtime: one allocation per session on a Slurm cluster,
+    each command a step in it."""
+
+
 def json_spec(environment: EnvironmentSpec) -> str:
     """The spec as the Rust library reads it."""
     return json.dumps(environment.to_dict())
 
 
 for _kind in _native.runtime_types():
-    _builtin = {"local": LocalRuntime, "docker": DockerRuntime}.get(_kind)
+    _builtin = {"local": LocalRuntime, "docker": DockerRuntime, "slurm": SlurmRuntime}.get(_kind)
     if _builtin is None:  # a type the Rust library has and Python no class for
         _builtin = type(f"{_kind.capitalize()}Runtime", (RustRuntime,), {})
     register_runtime(_kind)(_builtin)

@@ -1,5 +1,7 @@
 """The registry: Rust's runtimes built in, Python's registered by decorator."""
 
+import os
+
 import pytest
 
 import subrt
@@ -50,6 +52,7 @@ def test_builtins_come_from_rust():
     assert registered["local"] is subrt.LocalRuntime
     assert registered["docker"] is subrt.DockerRuntime
     assert issubclass(subrt.LocalRuntime, subrt.RustRuntime)
+    assert registered["slurm"] is subrt.SlurmRuntime
 
 
 def test_a_python_runtime_serves_its_type(tmp_path):
@@ -67,7 +70,9 @@ def test_a_python_runtime_serves_its_type(tmp_path):
 def test_an_unknown_type_lists_the_registered_ones(tmp_path):
     with pytest.raises(subrt.SolutionRuntimeError) as error:
         subrt.spawn_runtime({"type": "kubernetes", "name": "k"}, tmp_path)
-    assert str(error.value) == "unknown runtime type `kubernetes` (registered types: docker, echo, local)"
+    registered = sorted(subrt.registered_runtimes())
+    assert {"docker", "echo", "local", "slurm"} <= set(registered)
+    assert str(error.value) == f"unknown runtime type `kubernetes` (registered types: {', '.join(registered)})"
     assert isinstance(error.value, subrt.ExecutionError)
 
 
@@ -88,3 +93,21 @@ def test_a_missing_image_is_named(tmp_path, store, docker_image):
     spec = subrt.DockerEnvironmentSpec(name="d", docker={"image": "subrt-test-no-such-image:0"})
     with pytest.raises(subrt.SolutionRuntimeError, match=r"image `subrt-test-no-such-image:0`"):
         subrt.spawn_runtime(spec, tmp_path)
+
+
+def test_a_session_on_the_slurm_cluster(tmp_path, store):
+    import shutil
+    import subprocess
+
+    if shutil.which("sinfo") is None or subprocess.run(["sinfo"], capture_output=True).returncode:
+        if os.environ.get("CI"):
+            pytest.fail("CI is set and no Slurm cluster answers (assets/slurm/cluster.sh up)")
+        pytest.skip("no Slurm cluster")
+    spec = subrt.EnvironmentSpec.from_dict(
+        {"type": "slurm", "name": "cluster", "slurm": {"nodes": "n3", "time": "5"}}
+    )
+    with subrt.spawn_runtime(spec, tmp_path, labels={"on": "slurm"}) as runtime:
+        assert isinstance(runtime, subrt.SlurmRuntime)
+        assert runtime.info()["containment"] == "slurm-step"
+        result = runtime.execute('echo "$SLURMD_NODENAME"; cat', stdin="in\n", timeout=30)
+        assert (result.stdout, result.exit_code) == ("n3\nin\n", 0)
