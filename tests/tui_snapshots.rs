@@ -63,11 +63,13 @@ fn app() -> App {
             name: "local".into(),
             kind: "local".into(),
             problem: None,
+            checking: false,
         },
         EnvironmentRow {
             name: "python-docker".into(),
             kind: "docker".into(),
             problem: Some("cannot reach the Docker daemon".into()),
+            checking: false,
         },
     ];
     let mut first = session(1, "python3 main.py", SessionState::Running);

@@ -54,8 +54,6 @@ fn tmux_available() -> bool {
 impl Tui {
     /// Starts the TUI on a config whose `[ui] startup` runs `startup`.
     fn start(startup: &[String]) -> Self {
-        let serial = serial();
-        let dir = tempfile::tempdir().unwrap();
         let list: Vec<String> = startup.iter().map(|c| format!("{c:?}")).collect();
         let config = format!(
             "[[environments]]\nname = \"local\"\ntype = \"local\"\n\
@@ -63,6 +61,13 @@ impl Tui {
              [ui]\nstartup = [{}]\n",
             list.join(", ")
         );
+        Self::start_with_config(&config)
+    }
+
+    /// Starts the TUI on `config`.
+    fn start_with_config(config: &str) -> Self {
+        let serial = serial();
+        let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("config.toml"), config).unwrap();
         let name = format!("subrt-test-{}-{}", std::process::id(), unique_sleep());
         let command = format!(
@@ -718,4 +723,42 @@ fn a_kill_confirmed_after_a_new_run_arrived_kills_the_named_run() {
     first_run.wait().unwrap();
     second_run.kill().unwrap();
     second_run.wait().unwrap();
+}
+
+#[test]
+fn keys_answer_while_the_daemon_does_not() {
+    if !tmux_available() {
+        return;
+    }
+    // A "daemon" that takes connections and never answers: its check and a
+    // launch on it each wait for the connect timeout (seconds).
+    let socket_dir = tempfile::tempdir().unwrap();
+    let socket = socket_dir.path().join("silent.sock");
+    let _silent = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let config = format!(
+        "default_environment = \"silent\"\n[[environments]]\nname = \"silent\"\ntype = \"docker\"\n\
+         docker = {{ image = \"none\", host = \"unix://{}\" }}\n[ui]\nstartup = [\"echo never\"]\n",
+        socket.display()
+    );
+    // (After the start: it waits for other terminal tests to finish first.)
+    let tui = Tui::start_with_config(&config);
+    let started = Instant::now();
+    let screen = tui.wait_for("checking");
+    assert!(screen.contains("Sessions"), "{screen}");
+    tui.keys(&["?"]);
+    tui.wait_for("Keys");
+    let answered = started.elapsed();
+    assert!(
+        answered < Duration::from_secs(3),
+        "the help came {answered:?} after start, while the daemon kept silent"
+    );
+    tui.keys(&["Escape"]);
+    // Then both waits end, and say why.
+    let screen = tui.wait_for("cannot start `echo never`");
+    assert!(screen.contains("unavailable"), "{screen}");
+    assert!(
+        started.elapsed() > Duration::from_secs(2),
+        "the daemon was silent; the launch failed after {:?}",
+        started.elapsed()
+    );
 }

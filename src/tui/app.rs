@@ -128,6 +128,8 @@ pub struct EnvironmentRow {
     pub kind: String,
     /// `None` when it can run here; else why not.
     pub problem: Option<String>,
+    /// Its check (daemon, cluster) has not answered yet.
+    pub checking: bool,
 }
 
 /// Where a session is, as the Sessions pane shows it.
@@ -557,6 +559,8 @@ pub struct App {
     pub form: NewRunForm,
     /// The run [`Effect::Launch`] starts.
     pub pending_run: Option<RunRequest>,
+    /// Runs this dashboard is starting (their tasks have not reported yet).
+    pub launching: usize,
     /// The working dir the form starts with.
     pub default_dir: String,
     /// The search in the output panes; empty when none.
@@ -595,6 +599,7 @@ impl App {
             dirty: true,
             form: NewRunForm::default(),
             pending_run: None,
+            launching: 0,
             default_dir: ".".into(),
             search: String::new(),
             leftovers: Ok(Vec::new()),
@@ -878,10 +883,12 @@ impl App {
 
     /// Sessions this process runs that have not ended.
     pub fn running_own(&self) -> usize {
-        self.sessions
-            .iter()
-            .filter(|s| s.supervisor.is_some() && s.state.is_running())
-            .count()
+        self.launching
+            + self
+                .sessions
+                .iter()
+                .filter(|s| s.supervisor.is_some() && s.state.is_running())
+                .count()
     }
 
     /// Shows `message` in the status bar.

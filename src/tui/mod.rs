@@ -10,6 +10,7 @@ pub mod action;
 pub mod app;
 pub mod panes;
 pub mod sanitize;
+pub mod tasks;
 
 use std::io;
 use std::path::PathBuf;
@@ -22,15 +23,13 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::config::Config;
-use crate::runlog::{RunlogWriter, Store, StoreLimits};
-use crate::runtime::{
-    ExecRequest, LaunchSpec, RuntimeEvent, docker, leftovers, process_group, registry, slurm,
-};
-use crate::spec::EnvironmentSpec;
+use crate::runlog::Store;
+use crate::runtime::{RuntimeEvent, leftovers};
 use crate::supervisor::{SessionEvent, Supervisor};
 
 use action::action_for;
-use app::{App, Effect, EnvironmentRow, Process, Session};
+use app::{App, Effect, EnvironmentRow, Session};
+use tasks::{Done, Launch, OtherRun, Started, StoreAt, Tasks};
 
 /// The shortest time between two frames (about 30 a second).
 pub const FRAME: Duration = Duration::from_millis(33);
@@ -42,74 +41,10 @@ const DRAIN_EVENTS: usize = 512;
 const STORE_REFRESH: Duration = Duration::from_secs(1);
 /// Session events queued for the event loop at most.
 const EVENT_QUEUE: usize = 64;
+/// How long a quit waits for launches under way, to clean up what they make.
+const LAUNCH_GRACE: Duration = Duration::from_millis(500);
 /// Stored runs listed at start.
 const HISTORY: usize = 200;
-
-/// Events of this process's sessions, by run id.
-type Events = mpsc::Sender<(String, SessionEvent)>;
-
-/// Starts `command` on `spec` in `working_dir`, recorded in `store`.
-async fn launch(
-    spec: &EnvironmentSpec,
-    working_dir: PathBuf,
-    store: (&std::path::Path, StoreLimits),
-    command: &str,
-    timeout: Option<Duration>,
-    events: &Events,
-) -> Result<Session, String> {
-    let working_dir_of_run = working_dir.clone();
-    let launch = LaunchSpec::new(spec.clone(), working_dir);
-    let run_id = launch.run_id.clone();
-    let runtime = registry::builtins()
-        .spawn(launch.clone())
-        .await
-        .map_err(|e| e.to_string())?;
-    let (store, limits) = store;
-    let log =
-        RunlogWriter::create(store, limits, &launch, &runtime.info()).map_err(|e| e.to_string())?;
-    let log_path = log.path().to_owned();
-    let supervisor = Supervisor::start_recorded(runtime, log);
-    let mut rx = supervisor.subscribe();
-    let events = events.clone();
-    let id = run_id.clone();
-    tokio::spawn(async move {
-        while let Some(event) = rx.recv().await {
-            if events.send((id.clone(), event)).await.is_err() {
-                break;
-            }
-        }
-    });
-    let mut request = ExecRequest::new(command).capture_limit(0);
-    request.timeout = timeout;
-    drop(supervisor.submit(request).await);
-    let mut session = Session::own(
-        run_id,
-        spec.name.clone(),
-        command.to_owned(),
-        Some(supervisor),
-    );
-    session.log = Some(log_path);
-    session.working_dir = Some(working_dir_of_run);
-    session.timeout = timeout;
-    Ok(session)
-}
-
-async fn environment_rows(config: &Config) -> Vec<EnvironmentRow> {
-    let mut rows = Vec::new();
-    for spec in &config.environments {
-        let problem = registry::builtins()
-            .check(spec)
-            .await
-            .err()
-            .map(|e| e.to_string());
-        rows.push(EnvironmentRow {
-            name: spec.name.clone(),
-            kind: spec.kind.clone(),
-            problem,
-        });
-    }
-    rows
-}
 
 /// Runs the dashboard on `config` until the user quits.
 pub async fn run(config: Config) -> io::Result<Option<i32>> {
@@ -123,7 +58,17 @@ pub async fn run(config: Config) -> io::Result<Option<i32>> {
         .and_then(std::path::Path::parent)
         .filter(|p| !p.as_os_str().is_empty())
         .map_or_else(|| PathBuf::from("."), std::path::Path::to_path_buf);
-    let environments = environment_rows(&config).await;
+    // Checked in a task (a daemon may take seconds to answer).
+    let environments = config
+        .environments
+        .iter()
+        .map(|spec| EnvironmentRow {
+            name: spec.name.clone(),
+            kind: spec.kind.clone(),
+            problem: None,
+            checking: true,
+        })
+        .collect();
     let store = Store::new(&config.store_dir);
     let (history, warnings) = store.list().unwrap_or_default();
     let sessions = history.iter().take(HISTORY).map(Session::stored).collect();
@@ -139,22 +84,24 @@ pub async fn run(config: Config) -> io::Result<Option<i32>> {
         app.say(format!("warning: {warning}"));
     }
 
+    // Slow work (launches, kills, the daemon) reports back here.
+    let (done_tx, mut done) = mpsc::unbounded_channel();
+    let store_at = StoreAt {
+        dir: config.store_dir.clone(),
+        limits: config.store_limits,
+    };
+    let tasks = Tasks::new(done_tx, events_tx.clone(), store_at);
+    tasks.check_environments(config.environments.clone());
     if let Ok(spec) = config.environment(None) {
-        for command in config.startup.iter().rev() {
-            match launch(
-                spec,
-                base.clone(),
-                (&config.store_dir, config.store_limits),
-                command,
-                None,
-                &events_tx,
-            )
-            .await
-            {
-                Ok(session) => app.sessions.insert(0, session),
-                Err(e) => app.say(format!("cannot start `{command}`: {e}")),
-            }
-        }
+        let startup = config.startup.iter().rev().map(|command| Launch {
+            spec: spec.clone(),
+            working_dir: base.clone(),
+            command: command.clone(),
+            timeout: None,
+        });
+        let startup: Vec<Launch> = startup.collect();
+        app.launching = startup.len();
+        tasks.launch(startup, false);
     }
 
     // The run selected at start shows its output at once.
@@ -236,6 +183,10 @@ pub async fn run(config: Config) -> io::Result<Option<i32>> {
                 }
                 None
             }
+            Some(report) = done.recv() => {
+                finished(&mut app, report, &tasks);
+                None
+            }
             () = tokio::time::sleep_until(next_frame), if app.dirty => None,
             () = tokio::time::sleep(FRAME), if replaying => {
                 app.tick_replay(tick_from.elapsed());
@@ -264,7 +215,7 @@ pub async fn run(config: Config) -> io::Result<Option<i32>> {
                 let _ = terminal.clear();
                 app.dirty = true;
             }
-            Some(effect) => perform(&mut app, effect, &config, &events_tx).await,
+            Some(effect) => perform(&mut app, effect, &config, &tasks),
             None => {}
         }
     };
@@ -273,6 +224,18 @@ pub async fn run(config: Config) -> io::Result<Option<i32>> {
     // Nobody reads session events any more: close the channel so that the
     // sessions' publishers do not wait on it (cleanup queues behind them).
     drop(events);
+    // Launches under way finish within a moment; what they made is cleaned
+    // up with the rest (were subrt to exit first, containment ends it).
+    drop(tasks);
+    while let Ok(Some(report)) = tokio::time::timeout(LAUNCH_GRACE, done.recv()).await {
+        if let Done::Launched {
+            result: Ok(started),
+            ..
+        } = report
+        {
+            app.sessions.push(*started.session);
+        }
+    }
     if quit {
         let cleanups = app
             .sessions
@@ -282,71 +245,6 @@ pub async fn run(config: Config) -> io::Result<Option<i32>> {
         futures_util::future::join_all(cleanups).await;
     }
     draw_error.map_or(Ok(ended_by), Err)
-}
-
-/// Lists the subrt containers of the default daemon into the leaked view.
-async fn load_leftovers(app: &mut App) {
-    let found = match docker::connect(None).await {
-        Ok(docker) => leftovers::managed_containers(&docker)
-            .await
-            .map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
-    };
-    app.set_leftovers(found);
-}
-
-/// Kills (`remove` false) or removes the leaked container `container_id`,
-/// then reloads.
-async fn container_action(app: &mut App, container_id: &str, remove: bool) {
-    let Some(container) = app
-        .leftovers
-        .as_ref()
-        .ok()
-        .and_then(|l| l.iter().find(|c| c.id == container_id))
-        .cloned()
-    else {
-        return;
-    };
-    let outcome = match docker::connect(None).await {
-        Ok(docker) if remove => leftovers::remove(&docker, &container.id).await,
-        Ok(docker) => leftovers::kill(&docker, &container.id).await,
-        Err(e) => Err(e),
-    };
-    app.say(match outcome {
-        Ok(()) if remove => format!("removed {}", container.name),
-        Ok(()) => format!("killed {}", container.name),
-        Err(e) => e.to_string(),
-    });
-    load_leftovers(app).await;
-}
-
-/// Starts the run the form or a re-run left in `app.pending_run`.
-async fn start_pending(app: &mut App, config: &Config, events: &Events) {
-    let Some(run) = app.pending_run.take() else {
-        return;
-    };
-    let spec = match config.environment(Some(&run.environment)) {
-        Ok(spec) => spec,
-        Err(e) => return app.say(e.to_string()),
-    };
-    match launch(
-        spec,
-        run.working_dir,
-        (&config.store_dir, config.store_limits),
-        &run.command,
-        run.timeout,
-        events,
-    )
-    .await
-    {
-        Ok(session) => {
-            app.sessions.insert(0, session);
-            app.selected_session = 0;
-            app.scroll = [0, 0];
-            app.say(format!("started `{}` on {}", run.command, run.environment));
-        }
-        Err(e) => app.say(format!("cannot start `{}`: {e}", run.command)),
-    }
 }
 
 /// Takes (or releases) mouse events from the terminal.
@@ -382,106 +280,148 @@ fn apply(app: &mut App, run_id: &str, event: SessionEvent) {
     }
 }
 
-/// Kills a run another process writes: its containers (Docker), or its
-/// process group once the recorded pid is checked to still be the recorded
-/// process (same start time), so a recycled pid is never signalled.
-async fn kill_other(session: &Session) -> String {
-    let id = &session.run_id;
-    if session.kind.as_deref() == Some("docker") {
-        let docker = match docker::connect(None).await {
-            Ok(docker) => docker,
-            Err(e) => return e.to_string(),
-        };
-        let containers = match leftovers::managed_containers(&docker).await {
-            Ok(all) => all
-                .into_iter()
-                .filter(|c| &c.run_id == id)
-                .collect::<Vec<_>>(),
-            Err(e) => return e.to_string(),
-        };
-        for container in &containers {
-            if let Err(e) = leftovers::kill(&docker, &container.id).await {
-                return e.to_string();
-            }
-        }
-        return format!("{id}: killed {} container(s)", containers.len());
-    }
-    if let Some(job) = &session.slurm_job {
-        return match slurm::cancel_job(job).await {
-            Ok(()) => format!("{id}: cancelled its Slurm job {job}"),
-            Err(e) => e.to_string(),
-        };
-    }
-    let alive = |pid: u32, start: u64| process_group::process_start_time(pid) == Some(start);
-    match session.last_process {
-        // The session's namespace: its init's death takes every process.
-        Some(Process {
-            init: Some((init, start)),
-            ..
-        }) if alive(init, start) => match process_group::signal_process(init, libc::SIGKILL) {
-            Ok(()) => format!("{id}: killed its session (PID namespace init {init})"),
-            Err(e) => format!("{id}: cannot kill PID namespace init {init}: {e}"),
-        },
-        Some(Process {
-            pid,
-            pgid,
-            start: Some(start),
-            init: None,
-        }) if alive(pid, start) => match process_group::kill_group(pgid) {
-            Ok(()) => format!("{id}: killed process group {pgid}"),
-            Err(e) => format!("{id}: cannot kill process group {pgid}: {e}"),
-        },
-        Some(Process { pid, .. }) => {
-            format!("{id}: process {pid} is gone or is not the one recorded; nothing killed")
-        }
-        None => format!("{id}: its log names no process yet; nothing killed"),
-    }
-}
-
-/// Carries out what an action asked of a runtime, the daemon or the
-/// terminal (quitting is the event loop's).
-async fn perform(app: &mut App, effect: Effect, config: &Config, events: &Events) {
-    // The run named by id: whatever moved in the list since it was asked.
-    let session = |app: &App, run_id: &str| {
-        let session = app.session(run_id)?;
-        Some((
-            app::short_id(&session.run_id).to_owned(),
-            session.supervisor.clone(),
-        ))
-    };
+/// Hands what an action asked of a runtime, the daemon or the cluster to
+/// a task (quitting and redrawing are the event loop's); only what needs no
+/// waiting is done here.
+fn perform(app: &mut App, effect: Effect, config: &Config, tasks: &Tasks) {
+    // Runs are named by id: whatever moved in the list since it was asked.
     let message = match effect {
         Effect::Quit { .. } | Effect::Redraw => return,
-        Effect::Launch => return start_pending(app, config, events).await,
-        Effect::LoadLeftovers => return load_leftovers(app).await,
-        Effect::KillContainer(id) => return container_action(app, &id, false).await,
-        Effect::RemoveContainer(id) => return container_action(app, &id, true).await,
         Effect::Mouse(on) => return mouse_capture(on),
-        Effect::Kill(run_id) => match session(app, &run_id) {
-            Some((id, Some(supervisor))) => match supervisor.kill().await {
-                Ok(()) => format!("{id}: killed"),
-                Err(e) => format!("{id}: kill failed: {e}"),
-            },
-            // A run another process writes.
-            Some((_, None)) => match app.session(&run_id) {
-                Some(other) => kill_other(other).await,
-                None => return,
-            },
+        Effect::Launch => {
+            let Some(run) = app.pending_run.take() else {
+                return;
+            };
+            match config.environment(Some(&run.environment)) {
+                Ok(spec) => {
+                    let launch = Launch {
+                        spec: spec.clone(),
+                        working_dir: run.working_dir,
+                        command: run.command.clone(),
+                        timeout: run.timeout,
+                    };
+                    tasks.launch(vec![launch], true);
+                    app.launching += 1;
+                    format!("starting `{}` on {}…", run.command, run.environment)
+                }
+                Err(e) => e.to_string(),
+            }
+        }
+        Effect::LoadLeftovers => return tasks.load_leftovers(),
+        Effect::KillContainer(id) => {
+            if let Some(container) = leaked(app, &id) {
+                tasks.container_action(container, false);
+            }
+            return;
+        }
+        Effect::RemoveContainer(id) => {
+            if let Some(container) = leaked(app, &id) {
+                tasks.container_action(container, true);
+            }
+            return;
+        }
+        Effect::Kill(run_id) => match app.session(&run_id) {
+            Some(session) => {
+                match &session.supervisor {
+                    Some(supervisor) => tasks.kill(&run_id, supervisor.clone()),
+                    // A run another process writes.
+                    None => tasks.kill_other(OtherRun::of(session)),
+                }
+                format!("{}: killing…", app::short_id(&run_id))
+            }
             None => format!("{run_id}: no longer listed; nothing killed"),
         },
-        Effect::Cleanup(run_id) => match session(app, &run_id) {
-            Some((id, Some(supervisor))) => match supervisor.cleanup().await {
-                Ok(()) => format!("{id}: cleaned up"),
-                Err(e) => format!("{id}: cleanup failed: {e}"),
-            },
-            _ => return,
+        Effect::Cleanup(run_id) => match app.session(&run_id).and_then(|s| s.supervisor.clone()) {
+            Some(supervisor) => {
+                tasks.cleanup(&run_id, supervisor);
+                return;
+            }
+            None => return,
         },
-        Effect::Poll(run_id) => match session(app, &run_id) {
-            Some((id, Some(supervisor))) => match supervisor.poll() {
-                None => format!("{id}: poll() = None (running)"),
-                Some(code) => format!("{id}: poll() = {code}"),
-            },
-            _ => return,
+        Effect::Poll(run_id) => match app.session(&run_id) {
+            Some(session) => {
+                let id = app::short_id(&session.run_id);
+                match session.supervisor.as_ref().map(Supervisor::poll) {
+                    Some(None) => format!("{id}: poll() = None (running)"),
+                    Some(Some(code)) => format!("{id}: poll() = {code}"),
+                    None => return,
+                }
+            }
+            None => return,
         },
     };
     app.say(message);
+}
+
+/// The leaked container `id` as last listed.
+fn leaked(app: &App, id: &str) -> Option<leftovers::ManagedContainer> {
+    app.leftovers
+        .as_ref()
+        .ok()?
+        .iter()
+        .find(|c| c.id == id)
+        .cloned()
+}
+
+/// What a task reported, into the dashboard's state.
+fn finished(app: &mut App, report: Done, tasks: &Tasks) {
+    match report {
+        Done::Said(message) => app.say(message),
+        Done::Leftovers(found) => app.set_leftovers(found),
+        Done::Environments(rows) => {
+            app.environments = rows;
+            app.dirty = true;
+        }
+        Done::Launched {
+            command,
+            environment,
+            result,
+            asked,
+        } => {
+            app.launching = app.launching.saturating_sub(1);
+            launched(app, tasks, command, environment, result, asked);
+        }
+    }
+}
+
+/// A run this dashboard started joins the list (or says why it did not).
+fn launched(
+    app: &mut App,
+    tasks: &Tasks,
+    command: String,
+    environment: String,
+    result: Result<Started, String>,
+    asked: bool,
+) {
+    match result {
+        Ok(Started { session, events }) => {
+            tasks.forward(session.run_id.clone(), events);
+            let selected = app
+                .sessions
+                .get(app.selected_session)
+                .map(|s| s.run_id.clone());
+            // The store may have listed the new run already, as another
+            // process's: this session takes the place of that row.
+            if let Some(at) = app.sessions.iter().position(|s| s.run_id == session.run_id) {
+                app.sessions[at] = *session;
+            } else {
+                app.sessions.insert(0, *session);
+                // Keep the selected run selected, unless the selection
+                // is at the top, where new runs are to be seen.
+                if !asked && app.selected_session > 0 {
+                    app.selected_session += 1;
+                }
+            }
+            if asked {
+                app.selected_session = 0;
+                app.say(format!("started `{command}` on {environment}"));
+            }
+            let now = app.sessions.get(app.selected_session).map(|s| &s.run_id);
+            if now != selected.as_ref() || asked {
+                app.show_selected();
+            }
+            app.dirty = true;
+        }
+        Err(e) => app.say(format!("cannot start `{command}`: {e}")),
+    }
 }

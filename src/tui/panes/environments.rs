@@ -27,6 +27,7 @@ pub(super) fn draw(frame: &mut Frame, area: Rect, app: &App) {
         .iter()
         .map(|env| {
             let (status, color) = match &env.problem {
+                _ if env.checking => ("checking", Color::Yellow),
                 None => ("ready", Color::Green),
                 Some(_) => ("unavailable", Color::Red),
             };

@@ -1,0 +1,333 @@
+//! The dashboard's slow work. Every effect that waits on a runtime, the
+//! Docker daemon or a cluster (launching a run, kill, cleanup, listing and
+//! removing leaked containers, killing another process's run) runs here in
+//! a task of its own and reports back as a [`Done`]; the event loop never
+//! awaits it, so keys and redraws go on meanwhile (as oxker's docker task
+//! and bottom's collector do).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use super::app::{EnvironmentRow, Process, Session, short_id};
+use crate::runlog::{RunlogWriter, StoreLimits};
+use crate::runtime::leftovers::{self, ManagedContainer};
+use crate::runtime::{ExecRequest, LaunchSpec, docker, process_group, registry, slurm};
+use crate::spec::EnvironmentSpec;
+use crate::supervisor::{SessionEvent, Supervisor};
+
+/// Events of this process's sessions, by run id.
+pub type Events = mpsc::Sender<(String, SessionEvent)>;
+
+/// What a task reports when it is done.
+#[derive(Debug)]
+pub enum Done {
+    /// A run was started, or could not be.
+    Launched {
+        /// Its command line, for the message.
+        command: String,
+        /// Its environment, for the message.
+        environment: String,
+        /// The session, or why it did not start.
+        result: Result<Started, String>,
+        /// The user asked for it (select it), rather than `[ui] startup`.
+        asked: bool,
+    },
+    /// A line for the status bar.
+    Said(String),
+    /// The leaked containers, listed.
+    Leftovers(Result<Vec<ManagedContainer>, String>),
+    /// The environments, checked (can each run here now?).
+    Environments(Vec<EnvironmentRow>),
+}
+
+/// A run the dashboard started.
+#[derive(Debug)]
+pub struct Started {
+    /// Its session (boxed: a session is large).
+    pub session: Box<Session>,
+    /// Its events, from the first on: [`Tasks::forward`] them once the
+    /// session is listed, so that none arrives for a run not yet known.
+    pub events: mpsc::Receiver<SessionEvent>,
+}
+
+/// Where runs started from the dashboard are recorded.
+#[derive(Debug, Clone)]
+pub struct StoreAt {
+    /// The store's folder.
+    pub dir: PathBuf,
+    /// Its limits.
+    pub limits: StoreLimits,
+}
+
+/// A run to start.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    /// Its environment.
+    pub spec: EnvironmentSpec,
+    /// Where its command runs.
+    pub working_dir: PathBuf,
+    /// Its command line.
+    pub command: String,
+    /// Its timeout.
+    pub timeout: Option<Duration>,
+}
+
+/// What is needed to kill a run another process writes, copied from its
+/// session so that the task does not hold the dashboard's state.
+#[derive(Debug, Clone)]
+pub struct OtherRun {
+    /// Its run id.
+    pub run_id: String,
+    /// Its runtime type, from its log.
+    pub kind: Option<String>,
+    /// The last process its log recorded.
+    pub last_process: Option<Process>,
+    /// Its Slurm job, from its log.
+    pub slurm_job: Option<String>,
+}
+
+impl OtherRun {
+    /// The parts of `session` a kill needs.
+    pub fn of(session: &Session) -> Self {
+        Self {
+            run_id: session.run_id.clone(),
+            kind: session.kind.clone(),
+            last_process: session.last_process,
+            slurm_job: session.slurm_job.clone(),
+        }
+    }
+}
+
+/// Spawns the dashboard's tasks; each reports one [`Done`].
+#[derive(Debug, Clone)]
+pub struct Tasks {
+    done: mpsc::UnboundedSender<Done>,
+    events: Events,
+    store: StoreAt,
+}
+
+impl Tasks {
+    /// Tasks that report to `done`, whose sessions send to `events` and are
+    /// recorded in `store`.
+    pub fn new(done: mpsc::UnboundedSender<Done>, events: Events, store: StoreAt) -> Self {
+        Self {
+            done,
+            events,
+            store,
+        }
+    }
+
+    fn report(&self, work: impl Future<Output = Done> + Send + 'static) {
+        let done = self.done.clone();
+        tokio::spawn(async move {
+            let _ = done.send(work.await);
+        });
+    }
+
+    /// Starts the runs one after another, in order (so that `[ui] startup`
+    /// commands keep theirs).
+    pub fn launch(&self, runs: Vec<Launch>, asked: bool) {
+        let (done, store) = (self.done.clone(), self.store.clone());
+        tokio::spawn(async move {
+            for run in runs {
+                let result = launch(&run, &store).await;
+                let report = Done::Launched {
+                    command: run.command,
+                    environment: run.spec.name,
+                    result,
+                    asked,
+                };
+                if done.send(report).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+
+    /// Sends the events of run `run_id` to the event loop.
+    pub fn forward(&self, run_id: String, mut events: mpsc::Receiver<SessionEvent>) {
+        let to = self.events.clone();
+        tokio::spawn(async move {
+            while let Some(event) = events.recv().await {
+                if to.send((run_id.clone(), event)).await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+
+    /// Kills a run of this process.
+    pub fn kill(&self, run_id: &str, supervisor: Supervisor) {
+        let id = short_id(run_id).to_owned();
+        self.report(async move {
+            Done::Said(match supervisor.kill().await {
+                Ok(()) => format!("{id}: killed"),
+                Err(e) => format!("{id}: kill failed: {e}"),
+            })
+        });
+    }
+
+    /// Cleans up a run of this process.
+    pub fn cleanup(&self, run_id: &str, supervisor: Supervisor) {
+        let id = short_id(run_id).to_owned();
+        self.report(async move {
+            Done::Said(match supervisor.cleanup().await {
+                Ok(()) => format!("{id}: cleaned up"),
+                Err(e) => format!("{id}: cleanup failed: {e}"),
+            })
+        });
+    }
+
+    /// Kills a run another process writes.
+    pub fn kill_other(&self, run: OtherRun) {
+        self.report(async move { Done::Said(kill_other(&run).await) });
+    }
+
+    /// Checks every environment (its daemon, its cluster) at once.
+    pub fn check_environments(&self, specs: Vec<EnvironmentSpec>) {
+        self.report(async move {
+            let checks = specs.iter().map(|spec| async move {
+                EnvironmentRow {
+                    name: spec.name.clone(),
+                    kind: spec.kind.clone(),
+                    problem: registry::builtins()
+                        .check(spec)
+                        .await
+                        .err()
+                        .map(|e| e.to_string()),
+                    checking: false,
+                }
+            });
+            Done::Environments(futures_util::future::join_all(checks).await)
+        });
+    }
+
+    /// Lists the subrt containers of the default daemon.
+    pub fn load_leftovers(&self) {
+        self.report(async { Done::Leftovers(list_leftovers().await) });
+    }
+
+    /// Kills (`remove` false) or removes a leaked container, then lists
+    /// them again.
+    pub fn container_action(&self, container: ManagedContainer, remove: bool) {
+        let done = self.done.clone();
+        tokio::spawn(async move {
+            let outcome = match docker::connect(None).await {
+                Ok(docker) if remove => leftovers::remove(&docker, &container.id).await,
+                Ok(docker) => leftovers::kill(&docker, &container.id).await,
+                Err(e) => Err(e),
+            };
+            let said = match outcome {
+                Ok(()) if remove => format!("removed {}", container.name),
+                Ok(()) => format!("killed {}", container.name),
+                Err(e) => e.to_string(),
+            };
+            let _ = done.send(Done::Said(said));
+            let _ = done.send(Done::Leftovers(list_leftovers().await));
+        });
+    }
+}
+
+async fn list_leftovers() -> Result<Vec<ManagedContainer>, String> {
+    match docker::connect(None).await {
+        Ok(docker) => leftovers::managed_containers(&docker)
+            .await
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Starts `run`, recorded in `store`.
+async fn launch(run: &Launch, store: &StoreAt) -> Result<Started, String> {
+    let launch = LaunchSpec::new(run.spec.clone(), run.working_dir.clone());
+    let run_id = launch.run_id.clone();
+    let runtime = registry::builtins()
+        .spawn(launch.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    let log = match RunlogWriter::create(&store.dir, store.limits, &launch, &runtime.info()) {
+        Ok(log) => log,
+        Err(e) => {
+            let _ = runtime.cleanup().await;
+            return Err(e.to_string());
+        }
+    };
+    let log_path = log.path().to_owned();
+    let supervisor = Supervisor::start_recorded(runtime, log);
+    let events = supervisor.subscribe();
+    let mut request = ExecRequest::new(run.command.clone()).capture_limit(0);
+    request.timeout = run.timeout;
+    drop(supervisor.submit(request).await);
+    let mut session = Session::own(
+        run_id,
+        run.spec.name.clone(),
+        run.command.clone(),
+        Some(supervisor),
+    );
+    session.log = Some(log_path);
+    session.working_dir = Some(run.working_dir.clone());
+    session.timeout = run.timeout;
+    Ok(Started {
+        session: Box::new(session),
+        events,
+    })
+}
+
+/// Kills a run another process writes: its Slurm job, its containers
+/// (Docker), or its PID namespace or process group once the recorded pid is
+/// checked to still be the recorded process (same start time), so a
+/// recycled pid is never signalled.
+async fn kill_other(run: &OtherRun) -> String {
+    let id = &run.run_id;
+    if let Some(job) = &run.slurm_job {
+        return match slurm::cancel_job(job).await {
+            Ok(()) => format!("{id}: cancelled its Slurm job {job}"),
+            Err(e) => e.to_string(),
+        };
+    }
+    if run.kind.as_deref() == Some("docker") {
+        let docker = match docker::connect(None).await {
+            Ok(docker) => docker,
+            Err(e) => return e.to_string(),
+        };
+        let containers = match leftovers::managed_containers(&docker).await {
+            Ok(all) => all
+                .into_iter()
+                .filter(|c| &c.run_id == id)
+                .collect::<Vec<_>>(),
+            Err(e) => return e.to_string(),
+        };
+        for container in &containers {
+            if let Err(e) = leftovers::kill(&docker, &container.id).await {
+                return e.to_string();
+            }
+        }
+        return format!("{id}: killed {} container(s)", containers.len());
+    }
+    let alive = |pid: u32, start: u64| process_group::process_start_time(pid) == Some(start);
+    match run.last_process {
+        // The session's namespace: its init's death takes every process.
+        Some(Process {
+            init: Some((init, start)),
+            ..
+        }) if alive(init, start) => match process_group::signal_process(init, libc::SIGKILL) {
+            Ok(()) => format!("{id}: killed its session (PID namespace init {init})"),
+            Err(e) => format!("{id}: cannot kill PID namespace init {init}: {e}"),
+        },
+        Some(Process {
+            pid,
+            pgid,
+            start: Some(start),
+            init: None,
+        }) if alive(pid, start) => match process_group::kill_group(pgid) {
+            Ok(()) => format!("{id}: killed process group {pgid}"),
+            Err(e) => format!("{id}: cannot kill process group {pgid}: {e}"),
+        },
+        Some(Process { pid, .. }) => {
+            format!("{id}: process {pid} is gone or is not the one recorded; nothing killed")
+        }
+        None => format!("{id}: its log names no process yet; nothing killed"),
+    }
+}
