@@ -615,3 +615,97 @@ fn the_title_counts_states_and_batch_runs_show_their_submission() {
     );
     assert!(screen.contains("alice: sh main.sh"), "{screen}");
 }
+
+/// The Sessions rows shown (their commands), top to bottom.
+fn shown_commands(screen: &str) -> Vec<&'static str> {
+    [
+        "python3 main.py",
+        "sh setup-heavy.sh",
+        "python3 ok.py",
+        "python3 broken.py",
+        "sleep 1000",
+        "yes",
+        "make test",
+        "other-harness run",
+        "crashed run",
+    ]
+    .into_iter()
+    .filter(|c| screen.contains(c))
+    .collect()
+}
+
+#[test]
+fn the_failed_view_shows_only_failures_and_says_so() {
+    use subrt::tui::filter::View;
+    let mut app = app();
+    app.update(Action::ShowView(View::Failed));
+    let screen = render(&app, 120, 30);
+    assert!(screen.contains("Sessions (2 of 9) [failed]"), "{screen}");
+    assert_eq!(shown_commands(&screen), ["python3 broken.py", "make test"]);
+    // The selection moved to a shown run: its output is what the panes show.
+    assert_eq!(
+        app.sessions[app.selected_session].command,
+        "python3 broken.py"
+    );
+    insta::assert_snapshot!(screen);
+    app.update(Action::ShowView(View::TimedOut));
+    assert_eq!(shown_commands(&render(&app, 120, 30)), ["sleep 1000"]);
+    app.update(Action::ShowView(View::TimedOut));
+    assert_eq!(
+        shown_commands(&render(&app, 120, 50)).len(),
+        9,
+        "the same key: all again"
+    );
+}
+
+#[test]
+fn slash_on_sessions_filters_as_you_type() {
+    let mut app = app();
+    app.update(Action::Search);
+    for c in "PYTHON3".chars() {
+        app.update(Action::Type(c));
+    }
+    let screen = render(&app, 120, 30);
+    assert!(screen.contains("filter: PYTHON3█"), "{screen}");
+    assert_eq!(
+        shown_commands(&screen),
+        ["python3 main.py", "python3 ok.py", "python3 broken.py"]
+    );
+    for c in " b".chars() {
+        app.update(Action::Type(c));
+    }
+    app.update(Action::Yes); // keep it
+    let screen = render(&app, 120, 30);
+    assert!(screen.contains("Sessions (1 of 9) /PYTHON3 b"), "{screen}");
+    assert_eq!(shown_commands(&screen), ["python3 broken.py"]);
+    insta::assert_snapshot!(screen);
+    // Kill and friends act on the run shown selected, never on a hidden one.
+    assert_eq!(
+        app.sessions[app.selected_session].command,
+        "python3 broken.py"
+    );
+    app.update(Action::Search);
+    app.update(Action::Close); // Esc clears
+    assert_eq!(shown_commands(&render(&app, 120, 50)).len(), 9);
+}
+
+#[test]
+fn e_jumps_from_failure_to_failure_around_the_end() {
+    let mut app = app();
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        app.update(Action::NextFailure);
+        seen.push(app.sessions[app.selected_session].command.clone());
+    }
+    assert_eq!(
+        seen,
+        [
+            "python3 broken.py",
+            "sleep 1000",
+            "make test",
+            "python3 broken.py"
+        ]
+    );
+    app.update(Action::PrevFailure);
+    assert_eq!(app.sessions[app.selected_session].command, "make test");
+}

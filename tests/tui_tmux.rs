@@ -762,3 +762,54 @@ fn keys_answer_while_the_daemon_does_not() {
         started.elapsed()
     );
 }
+
+#[test]
+fn the_one_failure_among_300_runs_is_found_in_seconds() {
+    if !tmux_available() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let store = work.path().join("store");
+    let config = format!(
+        "[store]\ndir = {:?}\n[[environments]]\nname = \"local\"\ntype = \"local\"\n",
+        store.display().to_string()
+    );
+    std::fs::write(work.path().join("config.toml"), &config).unwrap();
+    let mut batch = String::from("environment = \"local\"\n");
+    for n in 0..300 {
+        let command = if n == 137 { "exit 3" } else { "true" };
+        batch.push_str(&format!(
+            "[[submissions]]\nid = \"s{n:03}\"\nworkdir = \".\"\ncommands = [\"{command}\"]\n"
+        ));
+    }
+    std::fs::write(work.path().join("batch.toml"), batch).unwrap();
+    let ran = Command::new(env!("CARGO_BIN_EXE_subrt"))
+        .arg("--config")
+        .arg(work.path().join("config.toml"))
+        .args(["batch", "batch.toml", "-j", "4"])
+        .current_dir(work.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        ran.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+
+    let tui = Tui::start_with_config(&config);
+    tui.wait_for("Sessions (300)");
+    let started = Instant::now();
+    tui.keys(&["F"]);
+    let screen = tui.wait_for("Sessions (1 of 300) [failed]");
+    assert!(screen.contains("s137: exit 3"), "{screen}");
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(2),
+        "the failure showed after {took:?}"
+    );
+    // By name, as typed.
+    tui.keys(&["F", "/", "s", "2", "9", "9", "Enter"]);
+    let screen = tui.wait_for("Sessions (1 of 300) /s299");
+    assert!(screen.contains("s299: true"), "{screen}");
+}

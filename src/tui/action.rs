@@ -8,6 +8,7 @@
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use super::app::Modal;
+use super::filter::View;
 
 /// Something the user asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +95,12 @@ pub enum Action {
     ToggleMouse,
     /// Clear the terminal and draw everything again (Ctrl-L).
     Redraw,
+    /// Show only runs of this kind of state (again: all runs).
+    ShowView(View),
+    /// Select the next failed or timed-out run.
+    NextFailure,
+    /// Select the previous one.
+    PrevFailure,
 }
 
 /// The action of `key` in the current dialog (or on the main screen, where
@@ -131,7 +138,7 @@ pub fn action_for(key: KeyEvent, modal: &Modal, replaying: bool) -> Option<Actio
             KeyCode::Char('r') => Some(Action::Refresh),
             _ => None,
         },
-        Modal::Search => match key.code {
+        Modal::Search | Modal::Filter => match key.code {
             KeyCode::Esc => Some(Action::Close),
             KeyCode::Enter => Some(Action::Yes),
             KeyCode::Backspace => Some(Action::Erase),
@@ -184,6 +191,11 @@ fn main_action(key: KeyEvent) -> Option<Action> {
         KeyCode::Char('N') => Action::PrevMatch,
         KeyCode::Char('n') => Action::NewRun,
         KeyCode::Char('r') => Action::Rerun,
+        KeyCode::Char('R') => Action::ShowView(View::Running),
+        KeyCode::Char('F') => Action::ShowView(View::Failed),
+        KeyCode::Char('T') => Action::ShowView(View::TimedOut),
+        KeyCode::Char('e') => Action::NextFailure,
+        KeyCode::Char('E') => Action::PrevFailure,
         KeyCode::Enter => Action::Open,
         KeyCode::Esc => Action::Close,
         _ => return None,
@@ -201,15 +213,27 @@ pub const KEYS: &[(&str, &str)] = &[
     ("k", "kill the selected session (asks)"),
     ("c", "clean up the selected session"),
     ("p", "poll: ask the runtime how it is"),
-    ("/  n N", "search the focused output; next / previous match"),
-    ("f", "follow new output on / off"),
-    ("w", "wrap long lines on / off"),
-    ("t", "timestamps on / off"),
+    (
+        "/",
+        "on Sessions: filter as you type (id, name, command, state)",
+    ),
+    (
+        "R F T",
+        "show only running / failed / timed-out runs (again: all)",
+    ),
+    ("e E", "next / previous failed or timed-out run"),
+    ("/  n N", "in an output: search it; next / previous match"),
+    (
+        "f w t",
+        "follow new output / wrap long lines / timestamps: on, off",
+    ),
     ("s", "layout: side by side, stacked, merged"),
     ("o", "leaked containers: k kill, x remove (asks), r refresh"),
     ("Enter", "on a finished run: replay it with its timing"),
-    ("Space + -", "replay: pause, faster, slower"),
-    ("← → Home End", "replay: seek 5 s, start, end; Esc stops"),
+    (
+        "Space + - ← →",
+        "replay: pause, speed, seek 5 s; Home End; Esc stops",
+    ),
     ("m", "release the mouse to select text / take it back"),
     ("click wheel", "select and focus / scroll"),
     ("Ctrl-L", "clear and redraw the screen"),

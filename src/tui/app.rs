@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::filter::{self, SessionFilter};
 use crate::runlog::{self, Body, EndStatus, Owner, RunState, RunSummary, Store, StreamTag, Tail};
 use crate::runtime::leftovers::{ManagedContainer, Verdict};
 use crate::runtime::{RuntimeEvent, StreamKind};
@@ -57,6 +58,8 @@ pub enum Modal {
     NewRun,
     /// Typing a search ([`App::search`]).
     Search,
+    /// Typing the Sessions filter ([`App::filter`]).
+    Filter,
     /// Containers whose owner is gone ([`App::leftovers`]).
     Leftovers,
     /// Remove the leaked container with this id? (Over the leftovers.)
@@ -561,6 +564,8 @@ pub struct App {
     pub pending_run: Option<RunRequest>,
     /// Runs this dashboard is starting (their tasks have not reported yet).
     pub launching: usize,
+    /// Which sessions the Sessions pane shows.
+    pub filter: SessionFilter,
     /// The working dir the form starts with.
     pub default_dir: String,
     /// The search in the output panes; empty when none.
@@ -600,6 +605,7 @@ impl App {
             form: NewRunForm::default(),
             pending_run: None,
             launching: 0,
+            filter: SessionFilter::default(),
             default_dir: ".".into(),
             search: String::new(),
             leftovers: Ok(Vec::new()),
@@ -634,11 +640,13 @@ impl App {
             }
             Focus::Sessions if row > 0 => {
                 // Row 0 is the header; the table scrolls to keep the selection in view.
-                let offset = self
-                    .selected_session
-                    .saturating_sub(visible(areas.sessions.height, 1).saturating_sub(1));
-                let index = offset + row as usize - 1;
-                if index < self.sessions.len() {
+                let rows = self.visible_sessions();
+                let at = rows
+                    .iter()
+                    .position(|&i| i == self.selected_session)
+                    .unwrap_or(0);
+                let offset = at.saturating_sub(visible(areas.sessions.height, 1).saturating_sub(1));
+                if let Some(&index) = rows.get(offset + row as usize - 1) {
                     self.select_session(index);
                 }
             }
@@ -891,6 +899,45 @@ impl App {
                 .count()
     }
 
+    /// The indices of the sessions the filter shows, in list order.
+    pub fn visible_sessions(&self) -> Vec<usize> {
+        (0..self.sessions.len())
+            .filter(|&i| self.filter.matches(&self.sessions[i]))
+            .collect()
+    }
+
+    /// After the filter changed: a selected run it hides gives way to the
+    /// first one it shows.
+    fn refilter(&mut self) {
+        let rows = self.visible_sessions();
+        if !rows.contains(&self.selected_session)
+            && let Some(&first) = rows.first()
+        {
+            self.select_session(first);
+        }
+    }
+
+    /// Selects the next (or previous) failed or timed-out run the filter
+    /// shows, from the selection on, around the end.
+    fn jump_to_failure(&mut self, back: bool) {
+        let rows = self.visible_sessions();
+        let at = rows.iter().position(|&i| i == self.selected_session);
+        let n = rows.len();
+        let found = (1..=n).find_map(|step| {
+            let index = match (at, back) {
+                (Some(at), false) => (at + step) % n,
+                (Some(at), true) => (at + n - step % n) % n,
+                (None, _) => step - 1,
+            };
+            let row = rows[index];
+            filter::is_failure(self.sessions[row].state).then_some(row)
+        });
+        match found {
+            Some(row) => self.select_session(row),
+            None => self.say("no failed or timed-out run among those shown"),
+        }
+    }
+
     /// Shows `message` in the status bar.
     pub fn say(&mut self, message: impl Into<String>) {
         self.message = message.into();
@@ -921,7 +968,10 @@ impl App {
     /// Applies `action`; returns what the event loop must do, if anything.
     pub fn update(&mut self, action: Action) -> Option<Effect> {
         self.dirty = true;
-        let selected = (!self.sessions.is_empty()).then_some(self.selected_session);
+        // A selected run the filter hides is not acted on.
+        let selected = (self.selected_session < self.sessions.len()
+            && self.filter.matches(&self.sessions[self.selected_session]))
+        .then_some(self.selected_session);
         let output_index = match self.focus {
             Focus::Stderr => Some(1),
             Focus::Stdout => Some(0),
@@ -958,6 +1008,22 @@ impl App {
                 Action::No | Action::Close => self.modal = Modal::Leftovers,
                 _ => {}
             }
+            return None;
+        }
+        if self.modal == Modal::Filter {
+            match action {
+                Action::Type(c) => self.filter.text.push(c),
+                Action::Erase => {
+                    self.filter.text.pop();
+                }
+                Action::Yes => self.modal = Modal::None,
+                Action::Close => {
+                    self.modal = Modal::None;
+                    self.filter.text.clear();
+                }
+                _ => return None,
+            }
+            self.refilter();
             return None;
         }
         if self.modal == Modal::Search {
@@ -1005,6 +1071,14 @@ impl App {
             return None;
         }
         match action {
+            Action::Search if self.focus == Focus::Sessions => self.modal = Modal::Filter,
+            Action::ShowView(view) => {
+                self.filter.toggle(view);
+                self.refilter();
+            }
+            Action::NextFailure | Action::PrevFailure => {
+                self.jump_to_failure(action == Action::PrevFailure)
+            }
             Action::Search if in_output => {
                 self.search.clear();
                 self.modal = Modal::Search;
@@ -1097,9 +1171,17 @@ impl App {
                             (self.selected_environment as isize + delta).clamp(0, last) as usize;
                     }
                     (Focus::Sessions, _) => {
-                        let last = self.sessions.len().saturating_sub(1) as isize;
-                        let index = (self.selected_session as isize + delta).clamp(0, last);
-                        self.select_session(index as usize);
+                        // Among the rows the filter shows.
+                        let rows = self.visible_sessions();
+                        if !rows.is_empty() {
+                            let at = rows
+                                .iter()
+                                .position(|&i| i >= self.selected_session)
+                                .unwrap_or(rows.len() - 1);
+                            let last = rows.len() as isize - 1;
+                            let to = (at as isize + delta).clamp(0, last) as usize;
+                            self.select_session(rows[to]);
+                        }
                     }
                     (_, Some(i)) => {
                         // Scrolling is counted from the bottom; up means more.
@@ -1164,6 +1246,7 @@ impl App {
                     | Modal::Help
                     | Modal::NewRun
                     | Modal::Search
+                    | Modal::Filter
                     | Modal::Leftovers
                     | Modal::ConfirmRemove(_) => {}
                 }

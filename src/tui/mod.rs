@@ -8,6 +8,7 @@
 
 pub mod action;
 pub mod app;
+pub mod filter;
 pub mod panes;
 pub mod sanitize;
 pub mod tasks;
@@ -44,7 +45,7 @@ const EVENT_QUEUE: usize = 64;
 /// How long a quit waits for launches under way, to clean up what they make.
 const LAUNCH_GRACE: Duration = Duration::from_millis(500);
 /// Stored runs listed at start.
-const HISTORY: usize = 200;
+const HISTORY: usize = 2000;
 
 /// Runs the dashboard on `config` until the user quits.
 pub async fn run(config: Config) -> io::Result<Option<i32>> {

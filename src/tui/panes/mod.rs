@@ -114,7 +114,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
     }
     status::draw(frame, status_line, app);
     match &app.modal {
-        Modal::None | Modal::Search => {}
+        Modal::None | Modal::Search | Modal::Filter => {}
         Modal::Help => dialog::help(frame, area),
         Modal::ConfirmKill(id) => dialog::confirm_kill(frame, area, id),
         Modal::ConfirmCleanup(id) => dialog::confirm_cleanup(frame, area, id),

@@ -60,7 +60,16 @@ fn title(app: &App, width: u16) -> String {
         (count(|s| s == SessionState::Killed), "killed"),
         (count(|s| s == SessionState::Interrupted), "interrupted"),
     ];
-    let mut title = format!(" Sessions ({}) ", app.sessions.len());
+    let mut title = if app.filter.is_active() {
+        let shown = app.visible_sessions().len();
+        format!(
+            " Sessions ({shown} of {}) {} ",
+            app.sessions.len(),
+            app.filter.describe()
+        )
+    } else {
+        format!(" Sessions ({}) ", app.sessions.len())
+    };
     let room = usize::from(width.saturating_sub(4));
     let mut first = true;
     for (n, what) in parts.iter().filter(|(n, _)| *n > 0) {
@@ -76,9 +85,10 @@ fn title(app: &App, width: u16) -> String {
 
 pub(super) fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let wide = area.width >= 100;
-    let rows: Vec<Row> = app
-        .sessions
+    let shown = app.visible_sessions();
+    let rows: Vec<Row> = shown
         .iter()
+        .map(|&i| &app.sessions[i])
         .map(|s| {
             // Command lines come from configs and users, but may hold
             // control characters: show them as `?`.
@@ -125,7 +135,7 @@ pub(super) fn draw(frame: &mut Frame, area: Rect, app: &App) {
     .block(block(title(app, area.width), app, Focus::Sessions))
     .row_highlight_style(Style::default().add_modifier(Modifier::REVERSED))
     .highlight_symbol("▶ ");
-    let selected = (!app.sessions.is_empty()).then_some(app.selected_session);
+    let selected = shown.iter().position(|&i| i == app.selected_session);
     let mut state = TableState::default().with_selected(selected);
     frame.render_stateful_widget(table, area, &mut state);
 }

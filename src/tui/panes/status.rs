@@ -14,17 +14,44 @@ fn clock(d: std::time::Duration) -> String {
     format!("{}:{:04.1}", (s / 60.0) as u64, s % 60.0)
 }
 
+/// The keys a user reaches for first, most needed first (as many as fit).
 const HINTS: &[(&str, &str)] = &[
-    ("p", "poll"),
+    ("n", "new"),
+    ("/", "filter"),
+    ("F", "failed"),
+    ("e", "next failure"),
     ("k", "kill"),
-    ("c", "cleanup"),
-    ("s", "layout"),
-    ("f", "follow"),
+    ("Enter", "replay"),
+    ("r", "rerun"),
+    ("o", "leaks"),
     ("?", "help"),
     ("q", "quit"),
 ];
 
 pub(super) fn draw(frame: &mut Frame, area: Rect, app: &App) {
+    if app.modal == Modal::Filter {
+        let typed: String = app
+            .filter
+            .text
+            .chars()
+            .map(|c| if c.is_control() { '?' } else { c })
+            .collect();
+        let prompt = Line::from(vec![
+            Span::styled(
+                "filter: ",
+                Style::default()
+                    .fg(Color::Yellow)
+                    .add_modifier(Modifier::BOLD),
+            ),
+            Span::raw(format!("{typed}█")),
+            Span::styled(
+                "   Enter: keep   Esc: clear",
+                Style::default().fg(Color::DarkGray),
+            ),
+        ]);
+        frame.render_widget(Paragraph::new(prompt), area);
+        return;
+    }
     if app.modal == Modal::Search {
         let prompt = Line::from(vec![
             Span::styled(
@@ -70,8 +97,17 @@ pub(super) fn draw(frame: &mut Frame, area: Rect, app: &App) {
         frame.render_widget(Paragraph::new(line), area);
         return;
     }
+    // As many hints as leave room for the message (at least 24 columns).
+    let message = app.message.chars().count() + 3;
+    let room = usize::from(area.width).saturating_sub(message.clamp(3, 24));
     let mut spans = Vec::new();
+    let mut used = 0;
     for (key, what) in HINTS {
+        let width = key.chars().count() + what.chars().count() + 3;
+        if used + width > room {
+            break;
+        }
+        used += width;
         spans.push(Span::styled(
             format!(" {key}"),
             Style::default()

@@ -1,0 +1,158 @@
+//! Which sessions the Sessions pane shows: a text typed after `/` and a
+//! view of one kind of state (`R` running, `F` failed, `T` timed out), so
+//! that the one hung or failed run among hundreds is on screen in seconds.
+
+use super::app::{Session, SessionState};
+
+/// Runs of one kind of state, or all.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum View {
+    /// Every run.
+    #[default]
+    All,
+    /// Running (setup, running, live runs of other processes).
+    Running,
+    /// Ended with a non-zero status, or its setup failed.
+    Failed,
+    /// Ended by its timeout.
+    TimedOut,
+}
+
+impl View {
+    /// The word in the pane's title.
+    pub fn label(self) -> &'static str {
+        match self {
+            View::All => "all",
+            View::Running => "running",
+            View::Failed => "failed",
+            View::TimedOut => "timed out",
+        }
+    }
+
+    fn admits(self, state: SessionState) -> bool {
+        match self {
+            View::All => true,
+            View::Running => state.is_running(),
+            View::Failed => is_failure(state) && state != SessionState::TimedOut,
+            View::TimedOut => state == SessionState::TimedOut,
+        }
+    }
+}
+
+/// Failed, or timed out: what `e` jumps to.
+pub fn is_failure(state: SessionState) -> bool {
+    matches!(
+        state,
+        SessionState::Exited(c) | SessionState::SetupFailed(c) if c != 0
+    ) || state == SessionState::TimedOut
+}
+
+/// The Sessions pane's filter.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionFilter {
+    /// Text to find, case-insensitive, in the run id, name, command,
+    /// environment or state.
+    pub text: String,
+    /// The kind of state shown.
+    pub view: View,
+}
+
+impl SessionFilter {
+    /// Whether anything is filtered out.
+    pub fn is_active(&self) -> bool {
+        !self.text.is_empty() || self.view != View::All
+    }
+
+    /// Whether `session` is shown.
+    pub fn matches(&self, session: &Session) -> bool {
+        if !self.view.admits(session.state) {
+            return false;
+        }
+        if self.text.is_empty() {
+            return true;
+        }
+        let needle = self.text.to_lowercase();
+        let state = session.state.label();
+        [
+            session.run_id.as_str(),
+            session.name.as_deref().unwrap_or(""),
+            session.command.as_str(),
+            session.environment.as_str(),
+            state.as_str(),
+        ]
+        .iter()
+        .any(|field| field.to_lowercase().contains(&needle))
+    }
+
+    /// Shows only `view` (or every run again, when it is shown already).
+    pub fn toggle(&mut self, view: View) {
+        self.view = if self.view == view { View::All } else { view };
+    }
+
+    /// What the title says of it: `[failed] /alice`.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if self.view != View::All {
+            parts.push(format!("[{}]", self.view.label()));
+        }
+        if !self.text.is_empty() {
+            let text: String = self
+                .text
+                .chars()
+                .map(|c| if c.is_control() { '?' } else { c })
+                .collect();
+            parts.push(format!("/{text}"));
+        }
+        parts.join(" ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(command: &str, state: SessionState) -> Session {
+        let mut s = Session::own("01JRUN".into(), "local".into(), command.into(), None);
+        s.state = state;
+        s
+    }
+
+    #[test]
+    fn text_matches_any_column_whatever_the_case() {
+        let mut s = session("python3 main.py", SessionState::Exited(1));
+        s.name = Some("Alice".into());
+        let filter = |text: &str| SessionFilter {
+            text: text.into(),
+            view: View::All,
+        };
+        for hit in ["alice", "MAIN", "exited 1", "local", "01jrun"] {
+            assert!(filter(hit).matches(&s), "{hit}");
+        }
+        assert!(!filter("bob").matches(&s));
+    }
+
+    #[test]
+    fn views_show_one_kind_of_state() {
+        let failed = session("a", SessionState::Exited(2));
+        let timed_out = session("b", SessionState::TimedOut);
+        let ok = session("c", SessionState::Exited(0));
+        let running = session("d", SessionState::Running);
+        let mut filter = SessionFilter::default();
+        filter.toggle(View::Failed);
+        let shown = |f: &SessionFilter| {
+            [&failed, &timed_out, &ok, &running]
+                .iter()
+                .filter(|s| f.matches(s))
+                .map(|s| s.command.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(shown(&filter), ["a"]);
+        filter.toggle(View::TimedOut);
+        assert_eq!(shown(&filter), ["b"]);
+        filter.toggle(View::Running);
+        assert_eq!(shown(&filter), ["d"]);
+        filter.toggle(View::Running);
+        assert_eq!(shown(&filter).len(), 4, "the same key again shows all");
+        assert!(is_failure(timed_out.state) && !is_failure(ok.state));
+    }
+}
