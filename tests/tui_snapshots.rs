@@ -709,3 +709,33 @@ fn e_jumps_from_failure_to_failure_around_the_end() {
     app.update(Action::PrevFailure);
     assert_eq!(app.sessions[app.selected_session].command, "make test");
 }
+
+#[test]
+fn details_of_the_selected_run() {
+    let mut app = app();
+    app.update(Action::NextFailure); // python3 broken.py
+    let run = &mut app.sessions[app.selected_session];
+    run.log = Some(PathBuf::from("/store/01JD0000000000000000000004"));
+    run.summary.as_mut().unwrap().labels =
+        [("submission".to_owned(), "alice\x1b]0;x\x07".to_owned())].into();
+    app.update(Action::Details);
+    let screen = render(&app, 120, 36);
+    for expected in [
+        "Run 01JD0000000000000000000004",
+        "command      python3 broken.py",
+        "state        exited 1",
+        "working dir",
+        "started",
+        "output       stdout",
+        "labels       submission=alice?]0;x?",
+        "log          /store/01JD0000000000000000000004",
+    ] {
+        assert!(
+            screen.contains(expected),
+            "details lack {expected:?}:\n{screen}"
+        );
+    }
+    insta::assert_snapshot!(screen);
+    app.update(Action::Close);
+    assert!(!render(&app, 120, 36).contains("Esc closes"));
+}

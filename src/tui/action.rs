@@ -101,6 +101,8 @@ pub enum Action {
     NextFailure,
     /// Select the previous one.
     PrevFailure,
+    /// Show the selected run's details.
+    Details,
 }
 
 /// The action of `key` in the current dialog (or on the main screen, where
@@ -118,6 +120,12 @@ pub fn action_for(key: KeyEvent, modal: &Modal, replaying: bool) -> Option<Actio
         Modal::None if replaying && key.code == KeyCode::Left => Some(Action::SeekBack),
         Modal::None if replaying && key.code == KeyCode::Right => Some(Action::SeekForward),
         Modal::None => main_action(key),
+        Modal::Details(_) => match key.code {
+            KeyCode::Esc | KeyCode::Char('d') | KeyCode::Char('q') | KeyCode::Enter => {
+                Some(Action::Close)
+            }
+            _ => None,
+        },
         Modal::Help => match key.code {
             KeyCode::Esc | KeyCode::Char('?') | KeyCode::Char('q') => Some(Action::Close),
             _ => None,
@@ -195,6 +203,7 @@ fn main_action(key: KeyEvent) -> Option<Action> {
         KeyCode::Char('F') => Action::ShowView(View::Failed),
         KeyCode::Char('T') => Action::ShowView(View::TimedOut),
         KeyCode::Char('e') => Action::NextFailure,
+        KeyCode::Char('d') => Action::Details,
         KeyCode::Char('E') => Action::PrevFailure,
         KeyCode::Enter => Action::Open,
         KeyCode::Esc => Action::Close,
@@ -210,8 +219,11 @@ pub const KEYS: &[(&str, &str)] = &[
     ("g G", "top / bottom (G follows again)"),
     ("n", "new run (Enter on an environment: on that one)"),
     ("r", "run the selected session's command again"),
-    ("k", "kill the selected session (asks)"),
-    ("c", "clean up the selected session"),
+    (
+        "d",
+        "details: env, dir, process or container, exit, bytes, log",
+    ),
+    ("k c", "kill the selected session (asks) / clean it up"),
     ("p", "poll: ask the runtime how it is"),
     (
         "/",
@@ -234,8 +246,10 @@ pub const KEYS: &[(&str, &str)] = &[
         "Space + - ← →",
         "replay: pause, speed, seek 5 s; Home End; Esc stops",
     ),
-    ("m", "release the mouse to select text / take it back"),
-    ("click wheel", "select and focus / scroll"),
+    (
+        "m",
+        "release the mouse to select text (again: take it back)",
+    ),
     ("Ctrl-L", "clear and redraw the screen"),
     ("?", "this help"),
     ("q  Ctrl-C", "quit (asks when sessions run)"),

@@ -60,6 +60,8 @@ pub enum Modal {
     Search,
     /// Typing the Sessions filter ([`App::filter`]).
     Filter,
+    /// The details of the run with this id.
+    Details(String),
     /// Containers whose owner is gone ([`App::leftovers`]).
     Leftovers,
     /// Remove the leaked container with this id? (Over the leftovers.)
@@ -221,6 +223,8 @@ pub struct Session {
     pub timeout: Option<Duration>,
     /// Its name, or its submission in a batch, from its labels.
     pub name: Option<String>,
+    /// What the store said of it when it was listed (stored runs).
+    pub summary: Option<Box<RunSummary>>,
 }
 
 impl Session {
@@ -248,6 +252,7 @@ impl Session {
             owner: None,
             kind: None,
             slurm_job: None,
+            summary: None,
             working_dir: None,
             timeout: None,
             name: None,
@@ -285,6 +290,7 @@ impl Session {
             owner: None,
             kind: None,
             slurm_job: None,
+            summary: Some(Box::new(run.clone())),
             working_dir: Some(run.working_dir.clone()),
             timeout: run
                 .timeout
@@ -1072,6 +1078,10 @@ impl App {
         }
         match action {
             Action::Search if self.focus == Focus::Sessions => self.modal = Modal::Filter,
+            Action::Details => match selected {
+                Some(i) => self.modal = Modal::Details(self.sessions[i].run_id.clone()),
+                None => self.say("no session selected"),
+            },
             Action::ShowView(view) => {
                 self.filter.toggle(view);
                 self.refilter();
@@ -1247,6 +1257,7 @@ impl App {
                     | Modal::NewRun
                     | Modal::Search
                     | Modal::Filter
+                    | Modal::Details(_)
                     | Modal::Leftovers
                     | Modal::ConfirmRemove(_) => {}
                 }

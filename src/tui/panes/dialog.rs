@@ -139,3 +139,152 @@ pub(super) fn new_run(frame: &mut Frame, area: Rect, app: &App) {
     });
     text(frame, inner, lines);
 }
+
+/// Text from a run's log or config on one line: control characters (and
+/// so escape sequences) shown as `?`.
+fn clean(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+/// The details of run `run_id` (`d`): where and how it runs, what holds
+/// it, how it ended, what it wrote, where its log is.
+pub(super) fn details(frame: &mut Frame, area: Rect, app: &App, run_id: &str) {
+    let mut rows: Vec<(&str, String)> = Vec::new();
+    match app.session(run_id) {
+        None => rows.push(("run", format!("{run_id} is no longer listed"))),
+        Some(s) => {
+            rows.push(("run", s.run_id.clone()));
+            if let Some(name) = &s.name {
+                rows.push(("name", name.clone()));
+            }
+            let kind = s
+                .supervisor
+                .as_ref()
+                .map(|sup| sup.info().kind)
+                .or_else(|| s.kind.clone())
+                .unwrap_or_default();
+            rows.push((
+                "environment",
+                format!("{} {kind}", s.environment).trim().to_owned(),
+            ));
+            rows.push(("command", s.command.clone()));
+            if let Some(dir) = &s.working_dir {
+                rows.push(("working dir", dir.display().to_string()));
+            }
+            let timeout = s.timeout.map_or("no timeout".to_owned(), |t| {
+                format!("timeout {}", super::sessions::clock(t))
+            });
+            rows.push((
+                "state",
+                format!(
+                    "{} after {}, {timeout}",
+                    s.state.label(),
+                    super::sessions::clock(s.elapsed())
+                ),
+            ));
+            if let Some(sup) = &s.supervisor {
+                let info = sup.info();
+                rows.push(("containment", info.containment.describe().to_owned()));
+                if let Some(id) = &info.container_id {
+                    rows.push(("container", id.clone()));
+                }
+                if let Some(job) = &info.slurm_job {
+                    rows.push(("slurm", format!("job {} on node {}", job.job_id, job.node)));
+                }
+                match (info.pid, info.init_pid) {
+                    (Some(pid), init) => rows.push((
+                        "process",
+                        format!(
+                            "pid {pid}, group {}{}",
+                            info.pgid.unwrap_or(pid as i32),
+                            init.map_or(String::new(), |i| format!(", namespace init {i}"))
+                        ),
+                    )),
+                    (None, Some(init)) => rows.push(("process", format!("namespace init {init}"))),
+                    (None, None) => {}
+                }
+            } else {
+                if let Some(p) = &s.last_process {
+                    let init = p
+                        .init
+                        .map_or(String::new(), |(i, _)| format!(", namespace init {i}"));
+                    rows.push(("process", format!("pid {}, group {}{init}", p.pid, p.pgid)));
+                }
+                if let Some(job) = &s.slurm_job {
+                    rows.push(("slurm", format!("job {job}")));
+                }
+                if let Some(owner) = &s.owner {
+                    rows.push(("owner", format!("{} pid {}", owner.host, owner.pid)));
+                }
+            }
+            if let Some(run) = &s.summary {
+                if let Some(containment) = run.containment
+                    && s.supervisor.is_none()
+                {
+                    rows.push(("containment", containment.describe().to_owned()));
+                }
+                rows.push(("started", run.started_at.clone()));
+                if let Some(outcome) = &run.outcome {
+                    let signal = outcome
+                        .signal
+                        .map_or(String::new(), |n| format!(", signal {n}"));
+                    let mut how = format!("exit code {}{signal}", outcome.exit_code);
+                    if outcome.timed_out {
+                        how.push_str(", timed out");
+                    }
+                    if outcome.killed {
+                        how.push_str(", killed");
+                    }
+                    if let Some(failure) = &outcome.setup_failure {
+                        how.push_str(&format!(", setup `{}` failed", failure.command));
+                    }
+                    rows.push(("ended", how));
+                }
+                rows.push((
+                    "output",
+                    format!(
+                        "stdout {} bytes, stderr {} bytes{}",
+                        run.bytes_out,
+                        run.bytes_err,
+                        if run.truncated {
+                            ", not all kept (max_run_bytes)"
+                        } else {
+                            ""
+                        }
+                    ),
+                ));
+                if let Some(problem) = &run.log_incomplete {
+                    rows.push(("log", format!("incomplete: {problem}")));
+                }
+                if !run.labels.is_empty() {
+                    let labels: Vec<String> =
+                        run.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    rows.push(("labels", labels.join(" ")));
+                }
+            }
+            if let Some(log) = &s.log {
+                rows.push(("log", log.display().to_string()));
+            }
+        }
+    }
+    let lines: Vec<Line<'static>> = rows
+        .into_iter()
+        .map(|(key, value)| {
+            Line::from(vec![
+                Span::styled(
+                    format!("{key:<13}"),
+                    Style::default().add_modifier(Modifier::BOLD),
+                ),
+                Span::raw(clean(&value)),
+            ])
+        })
+        .collect();
+    let width = area.width.saturating_sub(4).min(110);
+    // Borders, and room for a long path or command to wrap.
+    let height = lines.len() as u16 + 4;
+    let title = format!("Run {} (Esc closes)", short_id(run_id));
+    let inner = popup(frame, area, width, height, &title);
+    text(frame, inner, lines);
+}

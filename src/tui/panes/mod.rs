@@ -116,6 +116,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
     match &app.modal {
         Modal::None | Modal::Search | Modal::Filter => {}
         Modal::Help => dialog::help(frame, area),
+        Modal::Details(id) => dialog::details(frame, area, app, id),
         Modal::ConfirmKill(id) => dialog::confirm_kill(frame, area, id),
         Modal::ConfirmCleanup(id) => dialog::confirm_cleanup(frame, area, id),
         Modal::ConfirmQuit => dialog::confirm_quit(frame, area, app),
