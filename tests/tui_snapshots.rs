@@ -739,3 +739,61 @@ fn details_of_the_selected_run() {
     app.update(Action::Close);
     assert!(!render(&app, 120, 36).contains("Esc closes"));
 }
+
+#[test]
+fn space_marks_runs_and_k_kills_exactly_the_marked_ones() {
+    use subrt::tui::app::{Effect, Modal};
+    let mut app = app();
+    // Mark the first (running) and second (setup) runs: Space moves down.
+    app.update(Action::Pause);
+    app.update(Action::Pause);
+    assert_eq!(app.marked.len(), 2);
+    let screen = render(&app, 120, 36);
+    assert!(screen.contains("2 marked"), "{screen}");
+    assert!(
+        screen.contains("*1JD0000000000000000000001") || screen.contains("*00000001"),
+        "{screen}"
+    );
+    app.update(Action::Kill);
+    let Modal::ConfirmKillMarked(ids) = app.modal.clone() else {
+        panic!("k with marks asks about them: {:?}", app.modal)
+    };
+    let screen = render(&app, 120, 36);
+    assert!(screen.contains("Kill these 2 runs"), "{screen}");
+    assert!(
+        screen.contains("python3 main.py") && screen.contains("sh setup-heavy.sh"),
+        "{screen}"
+    );
+    insta::assert_snapshot!(screen);
+    // A run arriving meanwhile moves every row: `y` still kills those named.
+    app.sessions.insert(
+        0,
+        session(42, "newcomer", subrt::tui::app::SessionState::Running),
+    );
+    let effect = app.update(Action::Yes);
+    assert_eq!(effect, Some(Effect::KillMany(ids.clone())));
+    assert_eq!(
+        ids,
+        ["01JD0000000000000000000001", "01JD0000000000000000000002"]
+    );
+    assert!(app.marked.is_empty(), "the marks are used up");
+}
+
+#[test]
+fn a_running_run_silent_for_a_minute_shows_quiet() {
+    let mut app = app();
+    let hung = &mut app.sessions[1]; // sh setup-heavy.sh, in setup
+    hung.last_output = std::time::Instant::now().checked_sub(Duration::from_secs(125));
+    let chatty = &mut app.sessions[0];
+    chatty.last_output = Some(std::time::Instant::now());
+    let screen = render(&app, 120, 36);
+    let row = |needle: &str| {
+        screen
+            .lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(row("sh setup-heavy.sh").contains("quiet 2:0"), "{screen}");
+    assert!(row("python3 main.py").contains("running"), "{screen}");
+}

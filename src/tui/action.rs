@@ -130,13 +130,14 @@ pub fn action_for(key: KeyEvent, modal: &Modal, replaying: bool) -> Option<Actio
             KeyCode::Esc | KeyCode::Char('?') | KeyCode::Char('q') => Some(Action::Close),
             _ => None,
         },
-        Modal::ConfirmKill(_) | Modal::ConfirmCleanup(_) | Modal::ConfirmRemove(_) => {
-            match key.code {
-                KeyCode::Char('y') | KeyCode::Enter => Some(Action::Yes),
-                KeyCode::Char('n') | KeyCode::Esc => Some(Action::No),
-                _ => None,
-            }
-        }
+        Modal::ConfirmKill(_)
+        | Modal::ConfirmKillMarked(_)
+        | Modal::ConfirmCleanup(_)
+        | Modal::ConfirmRemove(_) => match key.code {
+            KeyCode::Char('y') | KeyCode::Enter => Some(Action::Yes),
+            KeyCode::Char('n') | KeyCode::Esc => Some(Action::No),
+            _ => None,
+        },
         Modal::Leftovers => match key.code {
             KeyCode::Esc | KeyCode::Char('o') | KeyCode::Char('q') => Some(Action::Close),
             KeyCode::Down | KeyCode::Char('j') => Some(Action::Down),
@@ -215,8 +216,10 @@ fn main_action(key: KeyEvent) -> Option<Action> {
 pub const KEYS: &[(&str, &str)] = &[
     ("Tab h l ← →", "move between panes"),
     ("j ↓  ↑", "move down / up, scroll output"),
-    ("PgUp PgDn", "scroll a page"),
-    ("g G", "top / bottom (G follows again)"),
+    (
+        "PgUp PgDn g G",
+        "scroll a page; top / bottom (G follows again)",
+    ),
     ("n", "new run (Enter on an environment: on that one)"),
     ("r", "run the selected session's command again"),
     (
@@ -234,6 +237,10 @@ pub const KEYS: &[(&str, &str)] = &[
         "show only running / failed / timed-out runs (again: all)",
     ),
     ("e E", "next / previous failed or timed-out run"),
+    (
+        "Space",
+        "mark the run; k then kills all marked ones, asking once",
+    ),
     ("/  n N", "in an output: search it; next / previous match"),
     (
         "f w t",
@@ -251,6 +258,5 @@ pub const KEYS: &[(&str, &str)] = &[
         "release the mouse to select text (again: take it back)",
     ),
     ("Ctrl-L", "clear and redraw the screen"),
-    ("?", "this help"),
-    ("q  Ctrl-C", "quit (asks when sessions run)"),
+    ("? q Ctrl-C", "this help; quit (asks when sessions run)"),
 ];

@@ -50,6 +50,8 @@ pub enum Modal {
     Help,
     /// Kill the run with this id?
     ConfirmKill(String),
+    /// Kill the marked runs, these ids?
+    ConfirmKillMarked(Vec<String>),
     /// Clean up the running run with this id?
     ConfirmCleanup(String),
     /// Quit while sessions run?
@@ -101,6 +103,8 @@ pub struct RunRequest {
 pub enum Effect {
     /// Kill the run with this id.
     Kill(String),
+    /// Kill the runs with these ids.
+    KillMany(Vec<String>),
     /// Clean up the run with this id.
     Cleanup(String),
     /// Poll the run with this id.
@@ -225,6 +229,8 @@ pub struct Session {
     pub name: Option<String>,
     /// What the store said of it when it was listed (stored runs).
     pub summary: Option<Box<RunSummary>>,
+    /// When it last wrote output, as far as this dashboard knows.
+    pub last_output: Option<Instant>,
 }
 
 impl Session {
@@ -253,6 +259,7 @@ impl Session {
             kind: None,
             slurm_job: None,
             summary: None,
+            last_output: None,
             working_dir: None,
             timeout: None,
             name: None,
@@ -291,6 +298,10 @@ impl Session {
             kind: None,
             slurm_job: None,
             summary: Some(Box::new(run.clone())),
+            // The store measured the silence when it listed the run.
+            last_output: run
+                .silent_for
+                .and_then(|quiet| Instant::now().checked_sub(quiet)),
             working_dir: Some(run.working_dir.clone()),
             timeout: run
                 .timeout
@@ -309,6 +320,18 @@ impl Session {
         }
     }
 
+    /// How long a running run has written nothing (since its start when it
+    /// has written nothing yet); `None` when it is not running.
+    pub fn quiet_for(&self) -> Option<Duration> {
+        if !self.state.is_running() {
+            return None;
+        }
+        match (self.last_output, self.started) {
+            (Some(at), _) | (None, Some(at)) => Some(at.elapsed()),
+            (None, None) => None,
+        }
+    }
+
     fn since_start(&self) -> Duration {
         self.started.map(|s| s.elapsed()).unwrap_or_default()
     }
@@ -317,6 +340,8 @@ impl Session {
     /// the last call, and notices when it ended or its writer died.
     pub fn follow(&mut self) {
         let Some(path) = self.log.clone() else { return };
+        // Output after the first poll is new: the run is not quiet.
+        let following = self.tail.is_some();
         if self.tail.is_none() {
             self.stdout = OutputBuffer::new(PANE_LINES);
             self.stderr = OutputBuffer::new(PANE_LINES);
@@ -330,6 +355,9 @@ impl Session {
         }
         let Some(tail) = &mut self.tail else { return };
         let records = tail.poll().unwrap_or_default();
+        if following && records.iter().any(|r| matches!(r.body, Body::Out { .. })) {
+            self.last_output = Some(Instant::now());
+        }
         // Of what a poll brings (all of a big log, the first time), only
         // the end of each stream is read: the panes keep their last lines.
         let mut ends = [0u64; 2];
@@ -572,6 +600,8 @@ pub struct App {
     pub launching: usize,
     /// Which sessions the Sessions pane shows.
     pub filter: SessionFilter,
+    /// Runs marked with Space, by id, for one kill of them all.
+    pub marked: std::collections::BTreeSet<String>,
     /// The working dir the form starts with.
     pub default_dir: String,
     /// The search in the output panes; empty when none.
@@ -612,6 +642,7 @@ impl App {
             pending_run: None,
             launching: 0,
             filter: SessionFilter::default(),
+            marked: std::collections::BTreeSet::new(),
             default_dir: ".".into(),
             search: String::new(),
             leftovers: Ok(Vec::new()),
@@ -1078,6 +1109,21 @@ impl App {
         }
         match action {
             Action::Search if self.focus == Focus::Sessions => self.modal = Modal::Filter,
+            // Space, without a replay: mark the selected run, go to the next.
+            Action::Pause => match selected {
+                Some(i) => {
+                    let id = self.sessions[i].run_id.clone();
+                    if !self.marked.remove(&id) {
+                        self.marked.insert(id);
+                    }
+                    let marked = self.marked.len();
+                    self.say(format!(
+                        "{marked} marked: k kills them all (asks), Space unmarks"
+                    ));
+                    return self.update(Action::Down);
+                }
+                None => self.say("no session selected"),
+            },
             Action::Details => match selected {
                 Some(i) => self.modal = Modal::Details(self.sessions[i].run_id.clone()),
                 None => self.say("no session selected"),
@@ -1120,11 +1166,7 @@ impl App {
                 Some(_) => self.say("it is still running: its output is live already"),
                 None => {}
             },
-            Action::Pause
-            | Action::Faster
-            | Action::Slower
-            | Action::SeekBack
-            | Action::SeekForward => {}
+            Action::Faster | Action::Slower | Action::SeekBack | Action::SeekForward => {}
             Action::Rerun => match selected {
                 Some(i) => {
                     // The run's own place and limit, not the dashboard's.
@@ -1202,6 +1244,21 @@ impl App {
                     _ => {}
                 }
             }
+            Action::Kill if !self.marked.is_empty() => {
+                // Only those still listed and running; the question names them.
+                let ids: Vec<String> = self
+                    .sessions
+                    .iter()
+                    .filter(|s| self.marked.contains(&s.run_id) && s.state.is_running())
+                    .map(|s| s.run_id.clone())
+                    .collect();
+                if ids.is_empty() {
+                    self.marked.clear();
+                    self.say("none of the marked runs is still running; marks cleared");
+                } else {
+                    self.modal = Modal::ConfirmKillMarked(ids);
+                }
+            }
             Action::Kill => match selected {
                 Some(i) if self.sessions[i].state.is_running() => {
                     self.modal = Modal::ConfirmKill(self.sessions[i].run_id.clone())
@@ -1250,6 +1307,10 @@ impl App {
                 let modal = std::mem::replace(&mut self.modal, Modal::None);
                 match modal {
                     Modal::ConfirmKill(id) => return Some(Effect::Kill(id)),
+                    Modal::ConfirmKillMarked(ids) => {
+                        self.marked.clear();
+                        return Some(Effect::KillMany(ids));
+                    }
                     Modal::ConfirmCleanup(id) => return Some(Effect::Cleanup(id)),
                     Modal::ConfirmQuit => return Some(Effect::Quit { cleanup: true }),
                     Modal::None
@@ -1291,6 +1352,7 @@ impl App {
                     if chunk.phase == crate::runtime::Phase::Command {
                         session.state = SessionState::Running;
                     }
+                    session.last_output = Some(Instant::now());
                     match chunk.stream {
                         StreamKind::Stdout => session.stdout.push(&chunk.data, at),
                         StreamKind::Stderr => session.stderr.push(&chunk.data, at),

@@ -332,6 +332,17 @@ fn perform(app: &mut App, effect: Effect, config: &Config, tasks: &Tasks) {
             }
             None => format!("{run_id}: no longer listed; nothing killed"),
         },
+        Effect::KillMany(ids) => {
+            for run_id in &ids {
+                if let Some(session) = app.session(run_id) {
+                    match &session.supervisor {
+                        Some(supervisor) => tasks.kill(run_id, supervisor.clone()),
+                        None => tasks.kill_other(OtherRun::of(session)),
+                    }
+                }
+            }
+            format!("killing {} runs…", ids.len())
+        }
         Effect::Cleanup(run_id) => match app.session(&run_id).and_then(|s| s.supervisor.clone()) {
             Some(supervisor) => {
                 tasks.cleanup(&run_id, supervisor);

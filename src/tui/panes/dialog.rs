@@ -66,6 +66,35 @@ pub(super) fn confirm_kill(frame: &mut Frame, area: Rect, run_id: &str) {
     );
 }
 
+/// Kill these runs? Each is named, by id and name or command, so that
+/// what `y` kills is what the question shows (the first 10, and a count).
+pub(super) fn confirm_kill_marked(frame: &mut Frame, area: Rect, app: &App, ids: &[String]) {
+    let mut lines = vec![format!(
+        "Kill these {} runs and everything they started?",
+        ids.len()
+    )];
+    for id in ids.iter().take(10) {
+        let what = app
+            .session(id)
+            .map(|s| match &s.name {
+                Some(name) => format!("{name}: {}", s.command),
+                None => s.command.clone(),
+            })
+            .unwrap_or_default();
+        let line: String = format!("  {}  {}", short_id(id), clean(&what))
+            .chars()
+            .take(70)
+            .collect();
+        lines.push(line);
+    }
+    if ids.len() > 10 {
+        lines.push(format!("  and {} more", ids.len() - 10));
+    }
+    lines.push("y: kill them all   n: cancel".into());
+    let inner = popup(frame, area, 76, lines.len() as u16 + 2, "Kill marked");
+    text(frame, inner, lines.into_iter().map(Line::from).collect());
+}
+
 pub(super) fn confirm_cleanup(frame: &mut Frame, area: Rect, run_id: &str) {
     let id = short_id(run_id);
     question(

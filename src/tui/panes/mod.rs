@@ -118,6 +118,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
         Modal::Help => dialog::help(frame, area),
         Modal::Details(id) => dialog::details(frame, area, app, id),
         Modal::ConfirmKill(id) => dialog::confirm_kill(frame, area, id),
+        Modal::ConfirmKillMarked(ids) => dialog::confirm_kill_marked(frame, area, app, ids),
         Modal::ConfirmCleanup(id) => dialog::confirm_cleanup(frame, area, id),
         Modal::ConfirmQuit => dialog::confirm_quit(frame, area, app),
         Modal::NewRun => dialog::new_run(frame, area, app),

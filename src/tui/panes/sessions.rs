@@ -18,6 +18,10 @@ fn state_color(state: SessionState) -> Color {
     }
 }
 
+/// A running run that has printed nothing for this long shows `quiet`
+/// in its STATE, with how long: what a hang looks like from outside.
+pub const QUIET_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// `m:ss`, or `h:mm:ss` from an hour on.
 pub(crate) fn clock(d: std::time::Duration) -> String {
     let s = d.as_secs();
@@ -60,6 +64,10 @@ fn title(app: &App, width: u16) -> String {
         (count(|s| s == SessionState::Killed), "killed"),
         (count(|s| s == SessionState::Interrupted), "interrupted"),
     ];
+    let marked = match app.marked.len() {
+        0 => String::new(),
+        n => format!("{n} marked "),
+    };
     let mut title = if app.filter.is_active() {
         let shown = app.visible_sessions().len();
         format!(
@@ -70,6 +78,7 @@ fn title(app: &App, width: u16) -> String {
     } else {
         format!(" Sessions ({}) ", app.sessions.len())
     };
+    title.push_str(&marked);
     let room = usize::from(width.saturating_sub(4));
     let mut first = true;
     for (n, what) in parts.iter().filter(|(n, _)| *n > 0) {
@@ -101,14 +110,25 @@ pub(super) fn draw(frame: &mut Frame, area: Rect, app: &App) {
                 .chars()
                 .map(|c| if c.is_control() { '?' } else { c })
                 .collect();
+            let (state, color) = match s.quiet_for() {
+                Some(quiet) if quiet >= QUIET_AFTER => {
+                    (format!("quiet {}", clock(quiet)), Color::LightRed)
+                }
+                _ => (s.state.label(), state_color(s.state)),
+            };
+            let mut run = run_column(&s.run_id, wide);
+            if app.marked.contains(&s.run_id) {
+                // A mark in place of the first character (a ULID's is `0`).
+                run = format!("*{}", run.chars().skip(1).collect::<String>());
+            }
             Row::new(vec![
-                run_column(&s.run_id, wide),
+                run,
                 s.environment.clone(),
                 command,
-                s.state.label(),
+                state,
                 clock(s.elapsed()),
             ])
-            .style(Style::default().fg(state_color(s.state)))
+            .style(Style::default().fg(color))
         })
         .collect();
     // Exact widths that add up to the room there is: a layout solver left
