@@ -597,9 +597,11 @@ pub struct App {
     /// The run [`Effect::Launch`] starts.
     pub pending_run: Option<RunRequest>,
     /// Runs this dashboard is starting (their tasks have not reported yet).
-    pub launching: usize,
+    pub launching: std::collections::HashSet<String>,
     /// Which sessions the Sessions pane shows.
     pub filter: SessionFilter,
+    /// The store holds a run too new to list yet (see `refresh_store`).
+    pub store_unsettled: bool,
     /// Runs marked with Space, by id, for one kill of them all.
     pub marked: std::collections::BTreeSet<String>,
     /// The working dir the form starts with.
@@ -640,9 +642,10 @@ impl App {
             dirty: true,
             form: NewRunForm::default(),
             pending_run: None,
-            launching: 0,
+            launching: std::collections::HashSet::new(),
             filter: SessionFilter::default(),
             marked: std::collections::BTreeSet::new(),
+            store_unsettled: false,
             default_dir: ".".into(),
             search: String::new(),
             leftovers: Ok(Vec::new()),
@@ -928,7 +931,7 @@ impl App {
 
     /// Sessions this process runs that have not ended.
     pub fn running_own(&self) -> usize {
-        self.launching
+        self.launching.len()
             + self
                 .sessions
                 .iter()
@@ -1386,6 +1389,9 @@ impl App {
         let Ok((files, _)) = store.entries() else {
             return;
         };
+        self.store_unsettled = false;
+        let mut known: std::collections::HashSet<String> =
+            self.sessions.iter().map(|s| s.run_id.clone()).collect();
         // Newest first, above everything: a new run of another process is
         // seen at once (the selection follows its run, not its row).
         let mut insert_at = 0;
@@ -1395,15 +1401,17 @@ impl App {
                 .map(|s| s.to_string_lossy().trim_end_matches(".jsonl").to_owned())
                 .unwrap_or_default();
             // Older than what was listed at start, known, or unreadable.
+            // Runs this dashboard is starting join the list as its own.
             if id <= self.history_floor
                 || self.unreadable.contains(&id)
-                || self.sessions.iter().any(|s| s.run_id == id)
+                || known.contains(&id)
+                || self.launching.contains(&id)
             {
                 continue;
             }
             let run = match runlog::summarize(&path) {
                 // A copy of a known log (its header names a listed run).
-                Ok((run, _)) if self.sessions.iter().any(|s| s.run_id == run.run_id) => None,
+                Ok((run, _)) if known.contains(&run.run_id) => None,
                 Ok((run, _)) => Some(run),
                 Err(_) => None,
             };
@@ -1411,7 +1419,15 @@ impl App {
                 self.unreadable.insert(id);
                 continue;
             };
+            // Seen the moment it was made (the store's folder is watched):
+            // its first command is not in its log yet. Looked at again in a
+            // second, listed as it is after a few.
+            if run.command.is_none() && started_within(&run.started_at, YOUNG_RUN) {
+                self.store_unsettled = true;
+                continue;
+            }
             let had_sessions = !self.sessions.is_empty();
+            known.insert(run.run_id.clone());
             self.sessions.insert(insert_at, Session::stored(&run));
             // Keep the same session selected.
             if had_sessions && self.selected_session >= insert_at {
@@ -1428,6 +1444,12 @@ impl App {
         }
     }
 
+    /// Whether a run another process writes is being followed (so the
+    /// store is looked at each second).
+    pub fn follows_live_runs(&self) -> bool {
+        self.store_unsettled || self.sessions.iter().any(|s| s.state == SessionState::Live)
+    }
+
     /// Replaces the leaked-container list: those whose owner is gone, and
     /// those kept on purpose (containers of running owners are not leaks).
     pub fn set_leftovers(&mut self, found: Result<Vec<ManagedContainer>, String>) {
@@ -1440,6 +1462,17 @@ impl App {
         self.selected_leftover = self.selected_leftover.min(count.saturating_sub(1));
         self.dirty = true;
     }
+}
+
+/// How long a run without a command yet is not listed.
+const YOUNG_RUN: Duration = Duration::from_secs(5);
+
+/// Whether `started_at` (RFC 3339) is less than `age` ago.
+fn started_within(started_at: &str, age: Duration) -> bool {
+    humantime::parse_rfc3339_weak(started_at)
+        .ok()
+        .and_then(|at| std::time::SystemTime::now().duration_since(at).ok())
+        .is_some_and(|since| since < age)
 }
 
 /// How a run id is shown. Whole: the first 10 characters of a ULID are its

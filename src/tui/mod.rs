@@ -38,7 +38,8 @@ pub const FRAME: Duration = Duration::from_millis(33);
 const DRAIN_BUDGET: Duration = Duration::from_millis(10);
 /// Events applied in one turn at most.
 const DRAIN_EVENTS: usize = 512;
-/// How often the store is checked for new and live runs.
+/// How often live runs of other processes are followed (and the store
+/// rescanned, where it cannot be watched).
 const STORE_REFRESH: Duration = Duration::from_secs(1);
 /// Session events queued for the event loop at most.
 const EVENT_QUEUE: usize = 64;
@@ -94,14 +95,13 @@ pub async fn run(config: Config) -> io::Result<Option<i32>> {
     let tasks = Tasks::new(done_tx, events_tx.clone(), store_at);
     tasks.check_environments(config.environments.clone());
     if let Ok(spec) = config.environment(None) {
-        let startup = config.startup.iter().rev().map(|command| Launch {
-            spec: spec.clone(),
-            working_dir: base.clone(),
-            command: command.clone(),
-            timeout: None,
-        });
-        let startup: Vec<Launch> = startup.collect();
-        app.launching = startup.len();
+        let startup: Vec<Launch> = config
+            .startup
+            .iter()
+            .rev()
+            .map(|command| Launch::new(spec.clone(), base.clone(), command.clone(), None))
+            .collect();
+        app.launching = startup.iter().map(|l| l.run_id.clone()).collect();
         tasks.launch(startup, false);
     }
 
@@ -123,8 +123,16 @@ pub async fn run(config: Config) -> io::Result<Option<i32>> {
     // The signal that ended the dashboard, for its exit status (128+N).
     let mut ended_by = None;
     let mut next_frame = Instant::now();
+    // When the replay's clock last moved.
+    let mut replay_clock = Instant::now();
     let mut clock = tokio::time::interval(Duration::from_secs(1));
-    // Runs other processes start or write show up within a second.
+    // New runs of other processes show up when the store's folder changes;
+    // the runs they write are followed each second while there are any.
+    // Without a watch, the store is rescanned each second.
+    let (_watcher, mut store_changed) = match tasks::watch_store(&config.store_dir) {
+        Some((watcher, changed)) => (Some(watcher), Some(changed)),
+        None => (None, None),
+    };
     let mut store_tick = tokio::time::interval(STORE_REFRESH);
     let quit = loop {
         if app.dirty && Instant::now() >= next_frame {
@@ -141,7 +149,9 @@ pub async fn run(config: Config) -> io::Result<Option<i32>> {
             .replay
             .as_ref()
             .is_some_and(|r| !r.paused && !r.finished());
-        let tick_from = Instant::now();
+        if !replaying {
+            replay_clock = Instant::now();
+        }
         let effect = tokio::select! {
             read = input.next() => match read {
                 Some(Ok(event)) => match event {
@@ -189,15 +199,23 @@ pub async fn run(config: Config) -> io::Result<Option<i32>> {
                 None
             }
             () = tokio::time::sleep_until(next_frame), if app.dirty => None,
-            () = tokio::time::sleep(FRAME), if replaying => {
-                app.tick_replay(tick_from.elapsed());
-                None
-            }
+            // Wakes the loop for the replay's clock, which moves below
+            // whatever woke it (a flood of events must not stop it).
+            () = tokio::time::sleep(FRAME), if replaying => None,
             _ = clock.tick(), if running => {
                 app.dirty = true;
                 None
             }
-            _ = store_tick.tick() => {
+            Some(()) = async {
+                match &mut store_changed {
+                    Some(changed) => changed.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                app.refresh_store(&store);
+                None
+            }
+            _ = store_tick.tick(), if store_changed.is_none() || app.follows_live_runs() => {
                 app.refresh_store(&store);
                 None
             }
@@ -210,6 +228,11 @@ pub async fn run(config: Config) -> io::Result<Option<i32>> {
                 Some(Effect::Quit { cleanup: true })
             }
         };
+        if replaying {
+            let now = Instant::now();
+            app.tick_replay(now - replay_clock);
+            replay_clock = now;
+        }
         match effect {
             Some(Effect::Quit { cleanup }) => break cleanup,
             Some(Effect::Redraw) => {
@@ -295,14 +318,14 @@ fn perform(app: &mut App, effect: Effect, config: &Config, tasks: &Tasks) {
             };
             match config.environment(Some(&run.environment)) {
                 Ok(spec) => {
-                    let launch = Launch {
-                        spec: spec.clone(),
-                        working_dir: run.working_dir,
-                        command: run.command.clone(),
-                        timeout: run.timeout,
-                    };
+                    let launch = Launch::new(
+                        spec.clone(),
+                        run.working_dir,
+                        run.command.clone(),
+                        run.timeout,
+                    );
+                    app.launching.insert(launch.run_id.clone());
                     tasks.launch(vec![launch], true);
-                    app.launching += 1;
                     format!("starting `{}` on {}…", run.command, run.environment)
                 }
                 Err(e) => e.to_string(),
@@ -385,12 +408,13 @@ fn finished(app: &mut App, report: Done, tasks: &Tasks) {
             app.dirty = true;
         }
         Done::Launched {
+            run_id,
             command,
             environment,
             result,
             asked,
         } => {
-            app.launching = app.launching.saturating_sub(1);
+            app.launching.remove(&run_id);
             launched(app, tasks, command, environment, result, asked);
         }
     }

@@ -25,6 +25,8 @@ pub type Events = mpsc::Sender<(String, SessionEvent)>;
 pub enum Done {
     /// A run was started, or could not be.
     Launched {
+        /// Its run id.
+        run_id: String,
         /// Its command line, for the message.
         command: String,
         /// Its environment, for the message.
@@ -64,6 +66,9 @@ pub struct StoreAt {
 /// A run to start.
 #[derive(Debug, Clone)]
 pub struct Launch {
+    /// Its run id, chosen before it starts so that the dashboard knows its
+    /// own run when the store shows it first.
+    pub run_id: String,
     /// Its environment.
     pub spec: EnvironmentSpec,
     /// Where its command runs.
@@ -72,6 +77,24 @@ pub struct Launch {
     pub command: String,
     /// Its timeout.
     pub timeout: Option<Duration>,
+}
+
+impl Launch {
+    /// A run of `command` on `spec` in `working_dir`, with a fresh id.
+    pub fn new(
+        spec: EnvironmentSpec,
+        working_dir: PathBuf,
+        command: String,
+        timeout: Option<Duration>,
+    ) -> Self {
+        Self {
+            run_id: ulid::Ulid::generate().to_string(),
+            spec,
+            working_dir,
+            command,
+            timeout,
+        }
+    }
 }
 
 /// What is needed to kill a run another process writes, copied from its
@@ -134,6 +157,7 @@ impl Tasks {
             for run in runs {
                 let result = launch(&run, &store).await;
                 let report = Done::Launched {
+                    run_id: run.run_id,
                     command: run.command,
                     environment: run.spec.name,
                     result,
@@ -241,7 +265,8 @@ async fn list_leftovers() -> Result<Vec<ManagedContainer>, String> {
 
 /// Starts `run`, recorded in `store`.
 async fn launch(run: &Launch, store: &StoreAt) -> Result<Started, String> {
-    let launch = LaunchSpec::new(run.spec.clone(), run.working_dir.clone());
+    let mut launch = LaunchSpec::new(run.spec.clone(), run.working_dir.clone());
+    launch.run_id = run.run_id.clone();
     let run_id = launch.run_id.clone();
     let runtime = registry::builtins()
         .spawn(launch.clone())
@@ -330,4 +355,45 @@ async fn kill_other(run: &OtherRun) -> String {
         }
         None => format!("{id}: its log names no process yet; nothing killed"),
     }
+}
+
+/// Watches the store's folder: each change (a run made, renamed into place,
+/// removed) sends a signal, coalesced. `None` when the platform refuses a
+/// watch (inotify limits): the dashboard then rescans every second.
+pub fn watch_store(
+    dir: &std::path::Path,
+) -> Option<(notify::RecommendedWatcher, mpsc::Receiver<()>)> {
+    use notify::Watcher;
+    let (tx, rx) = mpsc::channel(1);
+    let handler = move |event: notify::Result<notify::Event>| {
+        use notify::EventKind;
+        use notify::event::ModifyKind;
+        // Entries made, removed or renamed (a run is made under a hidden
+        // name, then renamed into place); not writes to files in it, such
+        // as the dashboard's own diagnostics log.
+        let listing_changed = event.is_ok_and(|e| {
+            matches!(
+                e.kind,
+                EventKind::Create(_)
+                    | EventKind::Remove(_)
+                    | EventKind::Modify(ModifyKind::Name(_))
+            )
+        });
+        if listing_changed {
+            // A full channel already says "changed".
+            let _ = tx.try_send(());
+        }
+    };
+    let mut watcher = match notify::recommended_watcher(handler) {
+        Ok(watcher) => watcher,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch the store; rescanning it every second");
+            return None;
+        }
+    };
+    if let Err(e) = watcher.watch(dir, notify::RecursiveMode::NonRecursive) {
+        tracing::warn!(error = %e, dir = %dir.display(), "cannot watch the store; rescanning it every second");
+        return None;
+    }
+    Some((watcher, rx))
 }
