@@ -473,6 +473,9 @@ fn clicks_select_and_focus_and_the_wheel_scrolls() {
     assert_eq!((app.focus, app.selected_session), (Focus::Sessions, 2));
     app.click(screen, areas.stderr.x + 3, areas.stderr.y + 3);
     assert_eq!(app.focus, Focus::Stderr);
+    // The wheel over the output of the run that printed (an empty output
+    // does not scroll).
+    app.selected_session = 0;
     app.wheel(screen, areas.stdout.x + 3, areas.stdout.y + 3, true);
     assert_eq!(app.focus, Focus::Stdout);
     assert_eq!(app.scroll[0], 3, "the wheel scrolls three lines");
@@ -796,4 +799,75 @@ fn a_running_run_silent_for_a_minute_shows_quiet() {
     };
     assert!(row("sh setup-heavy.sh").contains("quiet 2:0"), "{screen}");
     assert!(row("python3 main.py").contains("running"), "{screen}");
+}
+
+/// An app whose selected run printed `lines` short lines on stdout.
+fn app_with_output(lines: usize) -> App {
+    let mut run = session(1, "printf lines", SessionState::Exited(0));
+    for i in 1..=lines {
+        run.stdout.push(
+            format!("line {i}\n").as_bytes(),
+            Duration::from_millis(i as u64),
+        );
+    }
+    let mut app = App::new(Vec::new(), vec![run]);
+    app.focus = subrt::tui::app::Focus::Stdout;
+    app
+}
+
+#[test]
+fn top_of_a_short_output_shows_its_first_line() {
+    let mut app = app_with_output(6);
+    app.update(Action::Top);
+    let screen = render(&app, 100, 30);
+    assert!(
+        screen.contains("line 1") && screen.contains("line 6"),
+        "{screen}"
+    );
+    app.update(Action::PageUp);
+    app.update(Action::PageUp);
+    let screen = render(&app, 100, 30);
+    assert!(
+        screen.contains("line 1"),
+        "PgUp past the top shows blank space:\n{screen}"
+    );
+    app.update(Action::Bottom);
+    assert!(render(&app, 100, 30).contains("line 6"));
+}
+
+#[test]
+fn top_of_a_long_output_then_bottom_follows_again() {
+    let mut app = app_with_output(500);
+    app.update(Action::Top);
+    let screen = render(&app, 100, 30);
+    assert!(
+        screen.contains("line 1 ") || screen.contains("line 1│"),
+        "{screen}"
+    );
+    assert!(!screen.contains("line 500"), "{screen}");
+    app.update(Action::Bottom);
+    let screen = render(&app, 100, 30);
+    assert!(
+        screen.contains("line 500"),
+        "G shows the last line:\n{screen}"
+    );
+    assert!(app.follow, "G follows again");
+}
+
+#[test]
+fn wrap_on_still_shows_the_newest_line() {
+    let mut run = session(1, "long lines", SessionState::Exited(0));
+    for i in 1..=40 {
+        let line = format!("{i:03} {}\n", "x".repeat(150));
+        run.stdout.push(line.as_bytes(), Duration::from_millis(i));
+    }
+    run.stdout
+        .push(b"the newest line\n", Duration::from_millis(41));
+    let mut app = App::new(Vec::new(), vec![run]);
+    app.update(Action::ToggleWrap);
+    let screen = render(&app, 100, 30);
+    assert!(
+        screen.contains("the newest line"),
+        "wrap hid the newest line:\n{screen}"
+    );
 }

@@ -1239,8 +1239,16 @@ impl App {
                         }
                     }
                     (_, Some(i)) => {
-                        // Scrolling is counted from the bottom; up means more.
-                        let scroll = (self.scroll[i] as isize - delta).max(0) as usize;
+                        // Scrolling is counted from the bottom; up means
+                        // more, and never more than the lines there are.
+                        let lines = self.selected().map_or(0, |s| match (self.layout, i) {
+                            (Layout::Merged, _) => s.stdout.len() + s.stderr.len(),
+                            (_, 0) => s.stdout.len(),
+                            _ => s.stderr.len(),
+                        });
+                        let top = lines.saturating_sub(1) as isize;
+                        let scroll =
+                            (self.scroll[i] as isize - delta).clamp(0, top.max(0)) as usize;
                         self.scroll[i] = scroll;
                         self.follow = scroll == 0;
                     }

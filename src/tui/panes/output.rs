@@ -79,21 +79,67 @@ fn render(line: &OutputLine, app: &App, tint: Option<Color>) -> Line<'static> {
     rendered
 }
 
-/// The lines of a `total`-line buffer to show in `area`: the window that
-/// ends `scroll` lines above the end. Only these are rendered.
-fn window(total: usize, area: Rect, scroll: usize) -> std::ops::Range<usize> {
-    let visible = area.height.saturating_sub(2) as usize;
-    let end = total.saturating_sub(scroll);
-    end.saturating_sub(visible)..end
+/// What a pane shows of its lines: those in `start..end`, rendered, and
+/// the rows to skip at the top of them so that the last one ends at the
+/// pane's bottom (with wrap on, a line may take several rows).
+struct Window {
+    lines: Vec<Line<'static>>,
+    skip: u16,
 }
 
-fn paragraph(
-    lines: Vec<Line<'static>>,
-    app: &App,
-    title: String,
-    focus: Focus,
-) -> Paragraph<'static> {
-    let mut paragraph = Paragraph::new(lines).block(block(title, app, focus));
+/// The window of `total` lines that ends `scroll` lines above the last one
+/// (`scroll` past the top shows the top), filling `area`'s rows; `line(i)`
+/// renders line `i`. Only the lines shown are rendered, and with wrap off
+/// each is one row.
+fn window(
+    total: usize,
+    area: Rect,
+    scroll: usize,
+    wrap: bool,
+    mut line: impl FnMut(usize) -> Line<'static>,
+) -> Window {
+    let visible = usize::from(area.height.saturating_sub(2));
+    let width = area.width.saturating_sub(2).max(1);
+    let rows_of = |l: &Line<'static>| {
+        if wrap {
+            Paragraph::new(l.clone())
+                .wrap(Wrap { trim: false })
+                .line_count(width)
+                .max(1)
+        } else {
+            1
+        }
+    };
+    let mut end = total.saturating_sub(scroll);
+    let mut start = end;
+    let mut back = Vec::new();
+    let mut rows = 0;
+    // Back from the end until the pane is full...
+    while start > 0 && rows < visible {
+        start -= 1;
+        let rendered = line(start);
+        rows += rows_of(&rendered);
+        back.push(rendered);
+    }
+    back.reverse();
+    let skip = rows.saturating_sub(visible);
+    // ...and at the top, on from the end: a pane is never half empty.
+    while end < total && rows < visible {
+        let rendered = line(end);
+        rows += rows_of(&rendered);
+        back.push(rendered);
+        end += 1;
+    }
+    Window {
+        lines: back,
+        skip: u16::try_from(skip).unwrap_or(u16::MAX),
+    }
+}
+
+fn paragraph(window: Window, app: &App, title: String, focus: Focus) -> Paragraph<'static> {
+    let mut paragraph = Paragraph::new(window.lines)
+        .block(block(title, app, focus))
+        .scroll((window.skip, 0));
     if app.wrap {
         paragraph = paragraph.wrap(Wrap { trim: false });
     }
@@ -105,66 +151,67 @@ pub(super) fn draw_stream(frame: &mut Frame, area: Rect, app: &App, pane: Pane) 
         Pane::Stdout => ("stdout", Focus::Stdout, 0),
         Pane::Stderr => ("stderr", Focus::Stderr, 1),
     };
-    let (lines, title) = match app.selected() {
+    let (shown, title) = match app.selected() {
         Some(session) => {
             let buffer = if pane == Pane::Stdout {
                 &session.stdout
             } else {
                 &session.stderr
             };
-            let range = window(buffer.len(), area, app.scroll[index]);
-            let lines: Vec<Line> = buffer
-                .lines()
-                .skip(range.start)
-                .take(range.len())
-                .map(|l| render(l, app, None))
-                .collect();
+            let lines: Vec<&OutputLine> = buffer.lines().collect();
+            let shown = window(lines.len(), area, app.scroll[index], app.wrap, |i| {
+                render(lines[i], app, None)
+            });
             let title = format!(
                 " {name} {} {}",
                 crate::tui::app::short_id(&session.run_id),
                 flags(app)
             );
-            (lines, title)
+            (shown, title)
         }
-        None => (Vec::new(), format!(" {name} ")),
+        None => (
+            window(0, area, 0, false, |_| Line::default()),
+            format!(" {name} "),
+        ),
     };
-    frame.render_widget(paragraph(lines, app, title, focus), area);
+    frame.render_widget(paragraph(shown, app, title, focus), area);
 }
 
 pub(super) fn draw_merged(frame: &mut Frame, area: Rect, app: &App) {
-    let (lines, title) = match app.selected() {
+    let (shown, title) = match app.selected() {
         Some(session) => {
-            // Merge by the time each line started (stdout first on ties);
-            // render only the window.
-            let total = session.stdout.len() + session.stderr.len();
-            let range = window(total, area, app.scroll[0]);
+            // Merged by the time each line started (stdout first on ties).
             let mut out = session.stdout.lines().peekable();
             let mut err = session.stderr.lines().peekable();
-            let mut lines = Vec::with_capacity(range.len());
-            for position in 0..range.end {
+            let mut merged: Vec<(&OutputLine, Option<Color>)> =
+                Vec::with_capacity(session.stdout.len() + session.stderr.len());
+            loop {
                 let take_out = match (out.peek(), err.peek()) {
                     (Some(o), Some(e)) => o.at <= e.at,
                     (Some(_), None) => true,
                     (None, Some(_)) => false,
                     (None, None) => break,
                 };
-                let (line, tint) = if take_out {
+                merged.push(if take_out {
                     (out.next().expect("peeked"), None)
                 } else {
                     (err.next().expect("peeked"), Some(Color::LightRed))
-                };
-                if position >= range.start {
-                    lines.push(render(line, app, tint));
-                }
+                });
             }
+            let shown = window(merged.len(), area, app.scroll[0], app.wrap, |i| {
+                render(merged[i].0, app, merged[i].1)
+            });
             let title = format!(
                 " stdout+stderr {} {}",
                 crate::tui::app::short_id(&session.run_id),
                 flags(app)
             );
-            (lines, title)
+            (shown, title)
         }
-        None => (Vec::new(), " stdout+stderr ".to_owned()),
+        None => (
+            window(0, area, 0, false, |_| Line::default()),
+            " stdout+stderr ".to_owned(),
+        ),
     };
-    frame.render_widget(paragraph(lines, app, title, Focus::Stdout), area);
+    frame.render_widget(paragraph(shown, app, title, Focus::Stdout), area);
 }
