@@ -871,3 +871,15 @@ fn wrap_on_still_shows_the_newest_line() {
         "wrap hid the newest line:\n{screen}"
     );
 }
+
+#[test]
+fn the_filter_finds_runs_by_label() {
+    let mut app = app();
+    app.sessions[4].summary.as_mut().unwrap().labels =
+        [("batch".to_owned(), "01JBATCH".to_owned())].into();
+    app.update(Action::Search);
+    for c in "batch=01jb".chars() {
+        app.update(Action::Type(c));
+    }
+    assert_eq!(shown_commands(&render(&app, 120, 50)), ["sleep 1000"]);
+}

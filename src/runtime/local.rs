@@ -198,7 +198,8 @@ fn new_namespace() -> Result<PidNamespace, RuntimeError> {
     })
 }
 
-fn check_working_dir(path: &Path) -> Result<(), RuntimeError> {
+/// A working dir that is a folder, or the error that says what it is.
+pub(crate) fn check_working_dir(path: &Path) -> Result<(), RuntimeError> {
     let reason = match std::fs::metadata(path) {
         Ok(m) if m.is_dir() => return Ok(()),
         Ok(_) => "not a directory".to_owned(),

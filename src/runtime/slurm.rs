@@ -35,7 +35,7 @@ use tokio::sync::{oneshot, watch};
 
 use super::capture::Capture;
 use super::driver::{self, Exit, Lifecycle, Process, Runner, sleep_until};
-use super::local::{DRAIN_AFTER_EXIT, DRAIN_AFTER_KILL, enlarge_pipe, pump};
+use super::local::{DRAIN_AFTER_EXIT, DRAIN_AFTER_KILL, check_working_dir, enlarge_pipe, pump};
 use super::owner::Owner;
 use super::process_group::die_with_parent;
 use super::slurm_container::{self, SessionBundle};
@@ -359,20 +359,6 @@ impl RuntimeBackend for SlurmRuntime {
             }
         }
         check_proctrack(tools, &spec.name).await
-    }
-}
-
-fn check_working_dir(path: &Path) -> Result<(), RuntimeError> {
-    match std::fs::metadata(path) {
-        Ok(m) if m.is_dir() => Ok(()),
-        Ok(_) => Err(RuntimeError::WorkingDir {
-            path: path.to_owned(),
-            reason: "not a directory".into(),
-        }),
-        Err(e) => Err(RuntimeError::WorkingDir {
-            path: path.to_owned(),
-            reason: e.to_string(),
-        }),
     }
 }
 

@@ -51,7 +51,8 @@ pub fn is_failure(state: SessionState) -> bool {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SessionFilter {
     /// Text to find, case-insensitive, in the run id, name, command,
-    /// environment or state.
+    /// environment, state or labels (`key=value`, so `batch=01J…` finds a
+    /// batch's runs).
     pub text: String,
     /// The kind of state shown.
     pub view: View,
@@ -73,6 +74,8 @@ impl SessionFilter {
         }
         let needle = self.text.to_lowercase();
         let state = session.state.label();
+        let found = |field: &str| field.to_lowercase().contains(&needle);
+        let labels = session.summary.iter().flat_map(|run| run.labels.iter());
         [
             session.run_id.as_str(),
             session.name.as_deref().unwrap_or(""),
@@ -80,8 +83,11 @@ impl SessionFilter {
             session.environment.as_str(),
             state.as_str(),
         ]
-        .iter()
-        .any(|field| field.to_lowercase().contains(&needle))
+        .into_iter()
+        .any(found)
+            || labels
+                .map(|(key, value)| format!("{key}={value}"))
+                .any(|label| found(&label))
     }
 
     /// Shows only `view` (or every run again, when it is shown already).
