@@ -261,3 +261,23 @@ async fn a_step_runs_in_an_image_exported_from_docker() {
     let sessions = std::fs::read_dir(cache.join("sessions")).unwrap().count();
     assert_eq!(sessions, 0, "cleanup removed the sessions' bundles");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_runtime_gives_its_job_back() {
+    if !cluster() {
+        return;
+    }
+    let launch = LaunchSpec::new(spec(None), workspace());
+    let run_id = launch.run_id.clone();
+    let rt = spawn_runtime(launch).await.unwrap();
+    rt.execute(ExecRequest::new("true")).await.unwrap();
+    assert_eq!(jobs_named(&run_id).len(), 1);
+    drop(rt); // no cleanup: the lifeline's end releases the job
+    assert!(
+        common::eventually(Duration::from_secs(5), || jobs_named(&run_id)
+            .iter()
+            .all(|j| j.contains("COMPLETING"))),
+        "the job of a dropped runtime is still there: {:?}",
+        jobs_named(&run_id)
+    );
+}

@@ -262,12 +262,14 @@ async fn allocate(
         name: &name,
         armed: true,
     };
+    // Not killed on drop: a SIGKILLed salloc leaves its job to the
+    // cluster's InactiveLimit (which may be off). Closing the lifeline
+    // ends the holder, and salloc gives the job back itself.
     let mut salloc = Command::new(&tools.salloc)
         .args(salloc_args(config, &name, &comment))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .map_err(|e| slurm_error("start salloc", e.to_string()))?;
     let lifeline = salloc.stdin.take().expect("stdin is piped");
