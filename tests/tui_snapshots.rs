@@ -883,3 +883,31 @@ fn the_filter_finds_runs_by_label() {
     }
     assert_eq!(shown_commands(&render(&app, 120, 50)), ["sleep 1000"]);
 }
+
+#[test]
+fn leaked_slurm_jobs_are_listed_and_cancelled_by_id() {
+    use subrt::runtime::slurm::ManagedJob;
+    use subrt::tui::app::Effect;
+    let mut app = app();
+    app.update(Action::Leftovers);
+    app.set_leftovers(Ok(Vec::new()));
+    app.leftover_jobs = vec![ManagedJob {
+        job_id: "77".into(),
+        name: "subrt-cluster-01JD0000000000000000000042".into(),
+        state: "RUNNING".into(),
+        nodes: "n2".into(),
+        owner: "vm/4242/1".into(),
+        owner_gone: true,
+    }];
+    let screen = render(&app, 140, 30);
+    assert!(screen.contains("slurm job 77 on n2"), "{screen}");
+    assert!(
+        screen.contains("01JD0000000000000000000042") && screen.contains("cluster"),
+        "{screen}"
+    );
+    insta::assert_snapshot!(screen);
+    assert_eq!(
+        app.update(Action::Kill),
+        Some(Effect::CancelJob("77".into()))
+    );
+}

@@ -105,6 +105,8 @@ pub enum Effect {
     Kill(String),
     /// Kill the runs with these ids.
     KillMany(Vec<String>),
+    /// Cancel the leftover Slurm job with this id.
+    CancelJob(String),
     /// Clean up the run with this id.
     Cleanup(String),
     /// Poll the run with this id.
@@ -610,6 +612,8 @@ pub struct App {
     pub search: String,
     /// Leaked containers, once loaded; the error when they could not be.
     pub leftovers: Result<Vec<ManagedContainer>, String>,
+    /// subrt's Slurm jobs whose owner is gone, listed below the containers.
+    pub leftover_jobs: Vec<crate::runtime::slurm::ManagedJob>,
     /// Selected leaked container.
     pub selected_leftover: usize,
     /// The replay in progress.
@@ -649,6 +653,7 @@ impl App {
             default_dir: ".".into(),
             search: String::new(),
             leftovers: Ok(Vec::new()),
+            leftover_jobs: Vec::new(),
             selected_leftover: 0,
             replay: None,
             mouse: true,
@@ -1018,8 +1023,17 @@ impl App {
             _ => None,
         };
         if self.modal == Modal::Leftovers {
-            let count = self.leftovers.as_ref().map_or(0, Vec::len);
+            let containers = self.leftovers.as_ref().map_or(0, Vec::len);
+            let count = containers + self.leftover_jobs.len();
             let selected = (count > 0).then_some(self.selected_leftover.min(count - 1));
+            // A job (below the containers): k and x cancel it, by its id.
+            if let Some(job) = selected
+                .and_then(|i| i.checked_sub(containers))
+                .and_then(|i| self.leftover_jobs.get(i))
+                && matches!(action, Action::Kill | Action::Remove)
+            {
+                return Some(Effect::CancelJob(job.job_id.clone()));
+            }
             match action {
                 Action::Close => self.modal = Modal::None,
                 Action::Down => {
@@ -1466,7 +1480,7 @@ impl App {
                 .filter(|c| c.verdict != Verdict::OwnerAlive)
                 .collect()
         });
-        let count = self.leftovers.as_ref().map_or(0, Vec::len);
+        let count = self.leftovers.as_ref().map_or(0, Vec::len) + self.leftover_jobs.len();
         self.selected_leftover = self.selected_leftover.min(count.saturating_sub(1));
         self.dirty = true;
     }

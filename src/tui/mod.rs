@@ -331,7 +331,11 @@ fn perform(app: &mut App, effect: Effect, config: &Config, tasks: &Tasks) {
                 Err(e) => e.to_string(),
             }
         }
-        Effect::LoadLeftovers => return tasks.load_leftovers(),
+        Effect::LoadLeftovers => {
+            let slurm = config.environments.iter().any(|e| e.kind == "slurm");
+            return tasks.load_leftovers(slurm);
+        }
+        Effect::CancelJob(job_id) => return tasks.cancel_job(job_id),
         Effect::KillContainer(id) => {
             if let Some(container) = leaked(app, &id) {
                 tasks.container_action(container, false);
@@ -403,6 +407,10 @@ fn finished(app: &mut App, report: Done, tasks: &Tasks) {
     match report {
         Done::Said(message) => app.say(message),
         Done::Leftovers(found) => app.set_leftovers(found),
+        Done::LeftoverJobs(jobs) => {
+            app.leftover_jobs = jobs;
+            app.dirty = true;
+        }
         Done::Environments(rows) => {
             app.environments = rows;
             app.dirty = true;

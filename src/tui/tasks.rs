@@ -40,6 +40,8 @@ pub enum Done {
     Said(String),
     /// The leaked containers, listed.
     Leftovers(Result<Vec<ManagedContainer>, String>),
+    /// subrt's Slurm jobs whose owner is gone.
+    LeftoverJobs(Vec<slurm::ManagedJob>),
     /// The environments, checked (can each run here now?).
     Environments(Vec<EnvironmentRow>),
 }
@@ -228,9 +230,33 @@ impl Tasks {
         });
     }
 
-    /// Lists the subrt containers of the default daemon.
-    pub fn load_leftovers(&self) {
+    /// Lists the subrt containers of the default daemon, and subrt's jobs
+    /// whose owner is gone when `slurm` (an environment runs on a cluster).
+    pub fn load_leftovers(&self, slurm: bool) {
         self.report(async { Done::Leftovers(list_leftovers().await) });
+        if slurm {
+            self.report(async {
+                match slurm::leftover_jobs(false).await {
+                    Ok(jobs) => Done::LeftoverJobs(jobs),
+                    Err(e) => Done::Said(e.to_string()),
+                }
+            });
+        }
+    }
+
+    /// Cancels a leftover Slurm job, then lists them again.
+    pub fn cancel_job(&self, job_id: String) {
+        let done = self.done.clone();
+        tokio::spawn(async move {
+            let said = match slurm::cancel_job(&job_id).await {
+                Ok(()) => format!("cancelled Slurm job {job_id}"),
+                Err(e) => e.to_string(),
+            };
+            let _ = done.send(Done::Said(said));
+            if let Ok(jobs) = slurm::leftover_jobs(false).await {
+                let _ = done.send(Done::LeftoverJobs(jobs));
+            }
+        });
     }
 
     /// Kills (`remove` false) or removes a leaked container, then lists

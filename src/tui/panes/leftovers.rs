@@ -21,13 +21,13 @@ pub(super) fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let block = Block::default()
         .borders(Borders::ALL)
         .border_style(Style::default().fg(Color::Yellow))
-        .title(" Leaked containers (k kill, x remove, r refresh, Esc close) ");
+        .title(" Leaked containers and Slurm jobs (k kill, x remove, r refresh, Esc close) ");
     match &app.leftovers {
         Err(error) => {
             let text = Paragraph::new(Line::styled(error.clone(), Style::default().fg(Color::Red)));
             frame.render_widget(text.block(block), rect);
         }
-        Ok(list) if list.is_empty() => {
+        Ok(list) if list.is_empty() && app.leftover_jobs.is_empty() => {
             let text = Paragraph::new("No leaked subrt containers: every owner is still running.");
             frame.render_widget(text.block(block), rect);
         }
@@ -46,6 +46,21 @@ pub(super) fn draw(frame: &mut Frame, area: Rect, app: &App) {
                 ])
                 .style(Style::default().fg(color))
             });
+            // Jobs of owners that are gone: k and x cancel them.
+            let jobs = app.leftover_jobs.iter().map(|job| {
+                Row::new(vec![
+                    format!("slurm job {} on {}", job.job_id, job.nodes),
+                    job.name.rsplit('-').next().unwrap_or_default().to_owned(),
+                    job.name
+                        .strip_prefix("subrt-")
+                        .and_then(|rest| rest.rsplit_once('-'))
+                        .map_or_else(String::new, |(env, _)| env.to_owned()),
+                    job.state.to_lowercase(),
+                    "owner is gone".to_owned(),
+                ])
+                .style(Style::default().fg(Color::Red))
+            });
+            let rows = rows.chain(jobs);
             let table = Table::new(
                 rows,
                 [
