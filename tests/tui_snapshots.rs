@@ -911,3 +911,72 @@ fn leaked_slurm_jobs_are_listed_and_cancelled_by_id() {
         Some(Effect::CancelJob("77".into()))
     );
 }
+
+#[test]
+fn z_gives_the_focused_pane_the_whole_screen() {
+    let mut app = app_with_output(60);
+    app.update(Action::Zoom);
+    let screen = render(&app, 100, 30);
+    assert!(
+        !screen.contains("Sessions") && !screen.contains("Environments"),
+        "{screen}"
+    );
+    assert!(!screen.contains("stderr"), "{screen}");
+    // 29 rows but the status line, 27 inside the borders: the last lines.
+    assert!(
+        screen.contains("line 60") && screen.contains("line 34"),
+        "{screen}"
+    );
+    assert!(
+        !screen.contains("line 33\n") && !screen.contains("line 33 "),
+        "{screen}"
+    );
+    insta::assert_snapshot!(screen);
+    app.update(Action::Zoom);
+    let screen = render(&app, 100, 30);
+    assert!(
+        screen.contains("Sessions") && screen.contains("stderr"),
+        "{screen}"
+    );
+}
+
+#[test]
+fn search_ignores_case_unless_asked_and_says_what_it_searched() {
+    let mut app = app_with_output(5_100);
+    let search = |app: &mut App, text: &str| {
+        app.update(Action::Search);
+        for c in text.chars() {
+            app.update(Action::Type(c));
+        }
+        app.update(Action::Yes);
+        let said = app.message.clone();
+        app.update(Action::Close);
+        said
+    };
+    let said = search(&mut app, "LINE 5099");
+    assert!(
+        said.contains("no match"),
+        "upper case is matched exactly: {said}"
+    );
+    let said = search(&mut app, "Line 5099");
+    assert!(said.contains("no match"), "{said}");
+    let said = search(&mut app, "line 5099");
+    assert!(said.contains("match 1 of 1"), "{said}");
+    assert!(
+        said.contains("in the last 5000 lines") && said.contains("subrt export"),
+        "a pane that dropped lines says the search saw only its last ones: {said}"
+    );
+    let mut short = app_with_output(3);
+    short.sessions[0]
+        .stdout
+        .push(b"An ERROR here\nan Error there\n", Duration::from_millis(9));
+    let said = search(&mut short, "LINE");
+    assert!(
+        said.contains("no match") && !said.contains("last"),
+        "{said}"
+    );
+    let said = search(&mut short, "error");
+    assert!(said.contains("of 2"), "lower case finds any case: {said}");
+    let said = search(&mut short, "ERROR");
+    assert!(said.contains("of 1"), "upper case finds itself: {said}");
+}

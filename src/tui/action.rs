@@ -103,6 +103,8 @@ pub enum Action {
     PrevFailure,
     /// Show the selected run's details.
     Details,
+    /// Give the focused pane the whole screen, or take it back.
+    Zoom,
 }
 
 /// The action of `key` in the current dialog (or on the main screen, where
@@ -205,6 +207,7 @@ fn main_action(key: KeyEvent) -> Option<Action> {
         KeyCode::Char('T') => Action::ShowView(View::TimedOut),
         KeyCode::Char('e') => Action::NextFailure,
         KeyCode::Char('d') => Action::Details,
+        KeyCode::Char('z') => Action::Zoom,
         KeyCode::Char('E') => Action::PrevFailure,
         KeyCode::Enter => Action::Open,
         KeyCode::Esc => Action::Close,
@@ -246,7 +249,10 @@ pub const KEYS: &[(&str, &str)] = &[
         "f w t",
         "follow new output / wrap long lines / timestamps: on, off",
     ),
-    ("s", "layout: side by side, stacked, merged"),
+    (
+        "s z",
+        "layout: side by side, stacked, merged; zoom the focused pane",
+    ),
     ("o", "leaked containers: k kill, x remove (asks), r refresh"),
     ("Enter", "on a finished run: replay it with its timing"),
     (

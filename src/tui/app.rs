@@ -602,6 +602,8 @@ pub struct App {
     pub launching: std::collections::HashSet<String>,
     /// Which sessions the Sessions pane shows.
     pub filter: SessionFilter,
+    /// The focused pane has the whole screen (`z`).
+    pub zoom: bool,
     /// The store holds a run too new to list yet (see `refresh_store`).
     pub store_unsettled: bool,
     /// Runs marked with Space, by id, for one kill of them all.
@@ -648,6 +650,7 @@ impl App {
             pending_run: None,
             launching: std::collections::HashSet::new(),
             filter: SessionFilter::default(),
+            zoom: false,
             marked: std::collections::BTreeSet::new(),
             store_unsettled: false,
             default_dir: ".".into(),
@@ -822,13 +825,33 @@ impl App {
         buffer
             .lines()
             .enumerate()
-            .filter(|(_, line)| line.text().contains(&self.search))
+            .filter(|(_, line)| !super::sanitize::find_all(&line.text(), &self.search).is_empty())
             .map(|(i, _)| i)
             .collect()
     }
 
     /// Scrolls the focused output to the next match above (`older`) or below
     /// the one in view.
+    /// When the searched pane no longer holds the whole output, says so:
+    /// the search saw only what the pane keeps.
+    fn partial_note(&self) -> String {
+        let pane = self.output_pane();
+        let dropped = self.selected().map_or(0, |s| {
+            if pane == 1 {
+                s.stderr.dropped()
+            } else {
+                s.stdout.dropped()
+            }
+        });
+        if dropped > 0 {
+            format!(
+                " in the last {PANE_LINES} lines ({dropped} older ones are in the run log: subrt export)"
+            )
+        } else {
+            String::new()
+        }
+    }
+
     fn jump(&mut self, older: bool) {
         let matches = self.matches();
         let pane = self.output_pane();
@@ -855,9 +878,17 @@ impl App {
                 self.scroll[pane] = total - 1 - line;
                 self.follow = self.scroll[pane] == 0;
                 let at = matches.iter().position(|&m| m == line).unwrap_or(0) + 1;
-                self.say(format!("/{}: match {at} of {}", self.search, matches.len()));
+                let note = self.partial_note();
+                self.say(format!(
+                    "/{}: match {at} of {}{note}",
+                    self.search,
+                    matches.len()
+                ));
             }
-            None => self.say(format!("/{}: no match", self.search)),
+            None => {
+                let note = self.partial_note();
+                self.say(format!("/{}: no match{note}", self.search));
+            }
         }
     }
 
@@ -1126,6 +1157,7 @@ impl App {
         }
         match action {
             Action::Search if self.focus == Focus::Sessions => self.modal = Modal::Filter,
+            Action::Zoom => self.zoom = !self.zoom,
             // Space, without a replay: mark the selected run, go to the next.
             Action::Pause => match selected {
                 Some(i) => {

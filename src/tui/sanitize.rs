@@ -359,3 +359,38 @@ mod tests {
         assert_eq!(texts(&feed(b"a\xffb\n")), ["a\u{fffd}b"]);
     }
 }
+
+/// Where `needle` occurs in `text`, as byte offsets: ignoring ASCII case
+/// unless the needle has an upper-case letter ("smart case", as `less -i`
+/// and vim's `smartcase` do).
+pub fn find_all(text: &str, needle: &str) -> Vec<usize> {
+    if needle.is_empty() {
+        return Vec::new();
+    }
+    let exact = needle.chars().any(char::is_uppercase);
+    let (hay, pin) = if exact {
+        (
+            std::borrow::Cow::Borrowed(text),
+            std::borrow::Cow::Borrowed(needle),
+        )
+    } else {
+        // ASCII lower-casing keeps every byte offset where it was.
+        (
+            std::borrow::Cow::Owned(text.to_ascii_lowercase()),
+            std::borrow::Cow::Owned(needle.to_ascii_lowercase()),
+        )
+    };
+    hay.match_indices(pin.as_ref()).map(|(at, _)| at).collect()
+}
+
+#[cfg(test)]
+mod find_tests {
+    use super::find_all;
+
+    #[test]
+    fn lower_case_finds_any_case_and_upper_case_only_itself() {
+        assert_eq!(find_all("Error: error ERROR", "error"), [0, 7, 13]);
+        assert_eq!(find_all("Error: error ERROR", "Error"), [0]);
+        assert!(find_all("abc", "").is_empty());
+    }
+}

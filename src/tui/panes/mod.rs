@@ -37,8 +37,30 @@ pub struct Areas {
     pub status: Rect,
 }
 
-/// The layout of the screen, for drawing and for mouse clicks.
+/// The layout of the screen, for drawing and for mouse clicks. Zoomed
+/// (`z`), the focused pane has the screen but the status line, the others
+/// none.
 pub fn areas(area: Rect, app: &App) -> Areas {
+    if app.zoom {
+        let [pane, status] = Split::default()
+            .direction(Direction::Vertical)
+            .constraints([Constraint::Min(0), Constraint::Length(1)])
+            .areas(area);
+        let mut areas = Areas {
+            environments: Rect::default(),
+            sessions: Rect::default(),
+            stdout: Rect::default(),
+            stderr: Rect::default(),
+            status,
+        };
+        match (app.focus, app.layout) {
+            (Focus::Environments, _) => areas.environments = pane,
+            (Focus::Sessions, _) => areas.sessions = pane,
+            (Focus::Stdout, _) | (Focus::Stderr, Layout::Merged) => areas.stdout = pane,
+            (Focus::Stderr, _) => areas.stderr = pane,
+        }
+        return areas;
+    }
     let [top, bottom, status] = Split::default()
         .direction(Direction::Vertical)
         .constraints([
@@ -103,13 +125,24 @@ pub fn draw(frame: &mut Frame, app: &App) {
         stderr,
         status: status_line,
     } = areas(area, app);
-    environments::draw(frame, envs, app);
-    sessions::draw(frame, sessions, app);
+    // Zoomed, the other panes have no room and are not drawn.
+    let room = |rect: Rect| rect.width > 0 && rect.height > 0;
+    if room(envs) {
+        environments::draw(frame, envs, app);
+    }
+    if room(sessions) {
+        sessions::draw(frame, sessions, app);
+    }
     match app.layout {
-        Layout::Merged => output::draw_merged(frame, stdout, app),
+        Layout::Merged if room(stdout) => output::draw_merged(frame, stdout, app),
+        Layout::Merged => {}
         _ => {
-            output::draw_stream(frame, stdout, app, output::Pane::Stdout);
-            output::draw_stream(frame, stderr, app, output::Pane::Stderr);
+            if room(stdout) {
+                output::draw_stream(frame, stdout, app, output::Pane::Stdout);
+            }
+            if room(stderr) {
+                output::draw_stream(frame, stderr, app, output::Pane::Stderr);
+            }
         }
     }
     status::draw(frame, status_line, app);

@@ -9,7 +9,7 @@ use ratatui::widgets::{Paragraph, Wrap};
 
 use super::block;
 use crate::tui::app::{App, Focus};
-use crate::tui::sanitize::OutputLine;
+use crate::tui::sanitize::{OutputLine, find_all};
 
 /// Which stream a pane shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,22 +36,27 @@ fn flags(app: &App) -> String {
     }
 }
 
-/// Splits spans so that every occurrence of `needle` is highlighted.
+/// Splits spans so that every occurrence of `needle` is highlighted (in the
+/// case the search matches, see [`find_all`]).
 fn highlight(line: Line<'static>, needle: &str) -> Line<'static> {
     let mark = Style::default().bg(Color::Yellow).fg(Color::Black);
     let mut spans = Vec::new();
     for span in line.spans {
         let text = span.content.into_owned();
-        let mut rest = text.as_str();
-        while let Some(at) = rest.find(needle) {
-            if at > 0 {
-                spans.push(Span::styled(rest[..at].to_owned(), span.style));
+        let mut from = 0;
+        for at in find_all(&text, needle) {
+            if at < from {
+                continue; // overlapping matches: the first wins
             }
-            spans.push(Span::styled(needle.to_owned(), mark));
-            rest = &rest[at + needle.len()..];
+            if at > from {
+                spans.push(Span::styled(text[from..at].to_owned(), span.style));
+            }
+            let end = at + needle.len();
+            spans.push(Span::styled(text[at..end].to_owned(), mark));
+            from = end;
         }
-        if !rest.is_empty() {
-            spans.push(Span::styled(rest.to_owned(), span.style));
+        if from < text.len() {
+            spans.push(Span::styled(text[from..].to_owned(), span.style));
         }
     }
     Line::from(spans)
@@ -60,7 +65,7 @@ fn highlight(line: Line<'static>, needle: &str) -> Line<'static> {
 fn render(line: &OutputLine, app: &App, tint: Option<Color>) -> Line<'static> {
     let mut rendered = line.to_line();
     // A match split across two differently styled spans is not marked.
-    if !app.search.is_empty() && line.text().contains(&app.search) {
+    if !app.search.is_empty() && !find_all(&line.text(), &app.search).is_empty() {
         rendered = highlight(rendered, &app.search);
     }
     if let Some(tint) = tint {
