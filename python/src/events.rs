@@ -81,7 +81,16 @@ impl Events {
         let supervisor = self.supervisor.clone();
         self.handle.block_on(async move {
             let _ = supervisor.kill().await;
-            if let Some(Feed { mut receiver, .. }) = feed {
+            if let Some(Feed {
+                mut receiver,
+                pending,
+            }) = feed
+            {
+                // Read ahead already: the end may be in hand, and then
+                // nothing more comes.
+                if pending.as_ref().is_some_and(is_last) {
+                    return;
+                }
                 while let Some(event) = receiver.recv().await {
                     if is_last(&event) {
                         break;

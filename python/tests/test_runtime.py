@@ -182,3 +182,14 @@ def test_exec_runtime_runs_its_command(make_spec, workdir, store):
         assert runtime.poll() == 0
     with subrt.spawn_streaming_runtime(make_spec(), working_dir=workdir) as runtime:
         assert [e.kind for e in runtime.stream("echo a")] == ["stdout", "finished"]
+
+
+def test_leaving_a_stream_at_its_last_line_does_not_hang(make_spec, workdir, store):
+    # The end is read ahead with the output; closing must not wait for more.
+    with subrt.spawn_runtime(make_spec(), workdir) as runtime:
+        for _ in range(3):
+            started = time.monotonic()
+            for event in runtime.stream("echo a; echo b"):
+                break
+            assert time.monotonic() - started < 5
+            assert runtime.execute("echo next").stdout == "next\n"
