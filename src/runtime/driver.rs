@@ -86,6 +86,43 @@ impl Exit {
         }
     }
 
+    /// An exit known only as a shell status, as Docker's exec API and srun
+    /// report one: 129 to 192 are read as signal N = code - 128 (which is
+    /// also how `exit 130` looks; they cannot be told apart).
+    pub fn from_shell_code(code: i32, timed_out: bool) -> Self {
+        Self {
+            code,
+            signal: (129..=192).contains(&code).then_some(code - 128),
+            timed_out,
+            killed_outside: false,
+        }
+    }
+
+    /// How a host process ended: its exit code, or 128+N for signal N.
+    pub fn from_status(status: std::process::ExitStatus, timed_out: bool) -> Self {
+        use std::os::unix::process::ExitStatusExt;
+        let (code, signal) = match status.signal() {
+            Some(signal) => (128 + signal, Some(signal)),
+            None => (status.code().unwrap_or(-1), None),
+        };
+        Self {
+            code,
+            signal,
+            timed_out,
+            killed_outside: false,
+        }
+    }
+
+    /// A process that could not be waited for.
+    pub fn unknown(timed_out: bool) -> Self {
+        Self {
+            code: -1,
+            signal: None,
+            timed_out,
+            killed_outside: false,
+        }
+    }
+
     /// Could not be started at all (shell convention: 126).
     pub fn not_started() -> Self {
         Self {

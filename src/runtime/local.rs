@@ -21,43 +21,30 @@
 //! Either way a command's background processes (`server &`) outlive it until
 //! `kill`, `cleanup` or drop, so a setup command can start a service the
 //! command uses. Once the shell exits, its output is read until both pipes
-//! close or stay silent for [`DRAIN_AFTER_EXIT`], so a background process
-//! that keeps a pipe open cannot hold the result back.
+//! close or stay silent for 100 ms (`process_io::DRAIN_AFTER_EXIT`), so a
+//! background process that keeps a pipe open cannot hold the result back.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::capture::Capture;
 use super::driver::{self, Exit, Lifecycle, Process, Runner, sleep_until};
 use super::pid_namespace::PidNamespace;
 use super::process_group::{die_with_parent, group_exists, kill_group};
+use super::process_io::{self, ProcessIo};
 use super::{
-    Containment, EventStream, ExecRequest, LaunchSpec, OutputChunk, Phase, RuntimeBackend,
-    RuntimeError, RuntimeEvent, RuntimeInfo, RuntimeState, StreamKind, SubmissionRuntime,
-    local_containment,
+    Containment, EventStream, ExecRequest, LaunchSpec, RuntimeBackend, RuntimeError, RuntimeEvent,
+    RuntimeInfo, RuntimeState, SubmissionRuntime, local_containment,
 };
 use crate::spec::EnvironmentSpec;
 
-/// How long output is still read after the shell exits while the pipes stay
-/// open but silent.
-pub const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(100);
-/// The same after a kill or timeout, when everything in the group is dead.
-pub(crate) const DRAIN_AFTER_KILL: Duration = Duration::from_millis(20);
-/// Bytes asked for per read from a pipe.
-const READ_CHUNK: usize = 256 * 1024;
-/// Pipe buffer asked for per stream.
-const PIPE_SIZE: libc::c_int = 1 << 20;
 /// How long `cleanup` waits for killed groups to be gone.
 const CLEANUP_WAIT: Duration = Duration::from_secs(1);
 
@@ -413,36 +400,9 @@ impl Runner for Inner {
         let _ = tx
             .send(RuntimeEvent::ProcessStarted { pid, pgid, init })
             .await;
-        // `None` while the shell runs; then how long silent pipes are read.
-        let (exited_tx, exited_rx) = watch::channel(None);
-        let [out_capture, err_capture] = captures;
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let stderr = child.stderr.take().expect("stderr is piped");
-        enlarge_pipe(&stdout);
-        enlarge_pipe(&stderr);
-        let readers = tokio::spawn({
-            let (tx, exited) = (tx.clone(), exited_rx.clone());
-            async move {
-                tokio::join!(
-                    pump(
-                        stdout,
-                        StreamKind::Stdout,
-                        phase,
-                        &tx,
-                        out_capture,
-                        exited.clone()
-                    ),
-                    pump(stderr, StreamKind::Stderr, phase, &tx, err_capture, exited),
-                )
-            }
-        });
-        let writer = match (stdin, child.stdin.take()) {
-            (Some(data), Some(mut pipe)) => Some(tokio::spawn(async move {
-                // A command that exits without reading all of it is fine.
-                let _ = pipe.write_all(&data).await;
-            })),
-            _ => None,
-        };
+        let (stdout, stderr) = process_io::take_pipes(&mut child);
+        let stdin = stdin.zip(child.stdin.take());
+        let io = ProcessIo::start(stdout, stderr, stdin, phase, tx, captures);
 
         let mut timed_out = false;
         let status = tokio::select! {
@@ -458,15 +418,7 @@ impl Runner for Inner {
             }
         };
         let killed = timed_out || self.lifecycle().kill_requested;
-        let _ = exited_tx.send(Some(if killed {
-            DRAIN_AFTER_KILL
-        } else {
-            DRAIN_AFTER_EXIT
-        }));
-        let (out_capture, err_capture) = readers.await.expect("output readers do not panic");
-        if let Some(writer) = writer {
-            writer.abort();
-        }
+        let [out_capture, err_capture] = io.finish(killed).await;
 
         {
             let mut processes = self.processes();
@@ -476,30 +428,12 @@ impl Runner for Inner {
             }
         }
         let mut exit = match status {
-            Ok(status) => match status.signal() {
-                Some(signal) => Exit {
-                    code: 128 + signal,
-                    signal: Some(signal),
-                    timed_out,
-                    killed_outside: false,
-                },
-                None => Exit {
-                    code: status.code().unwrap_or(-1),
-                    signal: None,
-                    timed_out,
-                    killed_outside: false,
-                },
-            },
+            Ok(status) => Exit::from_status(status, timed_out),
             Err(e) => {
                 let _ = tx
                     .send(RuntimeEvent::Note(format!("cannot wait for {line:?}: {e}")))
                     .await;
-                Exit {
-                    code: -1,
-                    signal: None,
-                    timed_out,
-                    killed_outside: false,
-                }
+                Exit::unknown(timed_out)
             }
         };
         if exit.signal == Some(libc::SIGKILL) && !killed && self.namespace_ended().await {
@@ -512,65 +446,4 @@ impl Runner for Inner {
         }
         (exit, [out_capture, err_capture])
     }
-}
-
-/// Asks for a 1 MiB pipe buffer (the unprivileged maximum by default): a
-/// flood then arrives in fewer, larger chunks. Failure leaves the default.
-pub(crate) fn enlarge_pipe(pipe: &impl std::os::fd::AsRawFd) {
-    // SAFETY: F_SETPIPE_SZ on a pipe fd we own; no pointers are passed.
-    unsafe { libc::fcntl(pipe.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_SIZE) };
-}
-
-/// Reads a pipe into events until it closes, the stream's reader goes away,
-/// or, once the shell has exited, the pipe stays silent for the drain time.
-pub(crate) async fn pump(
-    mut pipe: impl AsyncRead + Unpin,
-    stream: StreamKind,
-    phase: Phase,
-    tx: &mpsc::Sender<RuntimeEvent>,
-    mut capture: Capture,
-    mut exited: watch::Receiver<Option<Duration>>,
-) -> Capture {
-    let mut buf = BytesMut::with_capacity(READ_CHUNK);
-    loop {
-        if buf.capacity() < READ_CHUNK / 4 {
-            buf.reserve(READ_CHUNK);
-        }
-        let drain = *exited.borrow_and_update();
-        let read = match drain {
-            None => tokio::select! {
-                read = pipe.read_buf(&mut buf) => read,
-                // Reading is cancel-safe: start over with the drain time.
-                _ = exited.changed() => continue,
-            },
-            Some(quiet) => match tokio::time::timeout(quiet, pipe.read_buf(&mut buf)).await {
-                Ok(read) => read,
-                Err(_) => break,
-            },
-        };
-        match read {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
-        }
-        // A big read is handed on as it is; a small one is copied, so that it
-        // does not pin the whole read buffer while a subscriber (the run
-        // log's queue) holds it, and the buffer is used again.
-        let data = if buf.len() >= READ_CHUNK / 4 {
-            buf.split().freeze()
-        } else {
-            let small = Bytes::copy_from_slice(&buf);
-            buf.clear();
-            small
-        };
-        capture.push(&data);
-        let chunk = OutputChunk {
-            stream,
-            phase,
-            data,
-        };
-        if tx.send(RuntimeEvent::Output(chunk)).await.is_err() {
-            break;
-        }
-    }
-    capture
 }

@@ -53,6 +53,7 @@ pub mod owner;
 pub mod pid_namespace;
 mod placeholders;
 pub mod process_group;
+mod process_io;
 pub mod registry;
 pub mod slurm;
 mod slurm_container;

@@ -22,27 +22,27 @@
 //!   the nodes (a shared filesystem).
 
 use std::collections::BTreeMap;
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 
 use super::capture::Capture;
 use super::driver::{self, Exit, Lifecycle, Process, Runner, sleep_until};
-use super::local::{DRAIN_AFTER_EXIT, DRAIN_AFTER_KILL, check_working_dir, enlarge_pipe, pump};
+use super::local::check_working_dir;
 use super::owner::Owner;
 use super::process_group::die_with_parent;
+use super::process_io::{self, ProcessIo};
 use super::slurm_container::{self, SessionBundle};
 use super::slurm_status::{StatusFilter, WRAPPER};
 use super::{
     Containment, EventStream, ExecRequest, LaunchSpec, RuntimeBackend, RuntimeError, RuntimeEvent,
-    RuntimeInfo, RuntimeState, SlurmJob, StreamKind, SubmissionRuntime,
+    RuntimeInfo, RuntimeState, SlurmJob, SubmissionRuntime,
 };
 use crate::spec::{EnvironmentSpec, SlurmConfig};
 
@@ -483,36 +483,11 @@ impl Runner for Inner {
         };
         let _ = tx.send(started).await;
 
-        let (exited_tx, exited_rx) = watch::channel(None);
-        let [out_capture, err_capture] = captures;
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let stderr = child.stderr.take().expect("stderr is piped");
-        enlarge_pipe(&stdout);
-        enlarge_pipe(&stderr);
+        let (stdout, stderr) = process_io::take_pipes(&mut child);
         let (status_tx, status_rx) = oneshot::channel();
         let stderr = StatusFilter::new(stderr, &self.nonce, status_tx);
-        let readers = tokio::spawn({
-            let (tx, exited) = (tx.clone(), exited_rx.clone());
-            async move {
-                tokio::join!(
-                    pump(
-                        stdout,
-                        StreamKind::Stdout,
-                        phase,
-                        &tx,
-                        out_capture,
-                        exited.clone()
-                    ),
-                    pump(stderr, StreamKind::Stderr, phase, &tx, err_capture, exited),
-                )
-            }
-        });
-        let writer = match (stdin, child.stdin.take()) {
-            (Some(data), Some(mut pipe)) => Some(tokio::spawn(async move {
-                let _ = pipe.write_all(&data).await;
-            })),
-            _ => None,
-        };
+        let stdin = stdin.zip(child.stdin.take());
+        let io = ProcessIo::start(stdout, stderr, stdin, phase, tx, captures);
 
         let mut timed_out = false;
         let ended = tokio::select! {
@@ -541,51 +516,19 @@ impl Runner for Inner {
             }
         }
         let killed = timed_out || self.lifecycle().kill_requested;
-        let _ = exited_tx.send(Some(if killed {
-            DRAIN_AFTER_KILL
-        } else {
-            DRAIN_AFTER_EXIT
-        }));
-        let (out_capture, err_capture) = readers.await.expect("output readers do not panic");
-        if let Some(writer) = writer {
-            writer.abort();
-        }
+        let [out_capture, err_capture] = io.finish(killed).await;
         let mut exit = match ended {
-            Ended::Command(code) => Exit {
-                code,
-                signal: (129..=128 + 64).contains(&code).then(|| code - 128),
-                timed_out,
-                killed_outside: false,
-            },
+            Ended::Command(code) => Exit::from_shell_code(code, timed_out),
             // srun ended before the command said how it ended: killed (a
-            // kill, a timeout), or the step could not start or was cancelled.
-            Ended::Srun(Ok(status)) => match status.signal() {
-                Some(signal) => Exit {
-                    code: 128 + signal,
-                    signal: Some(signal),
-                    timed_out,
-                    killed_outside: false,
-                },
-                None => {
-                    let code = status.code().unwrap_or(-1);
-                    let signal = (129..=128 + 64).contains(&code).then(|| code - 128);
-                    Exit {
-                        code,
-                        signal,
-                        timed_out,
-                        killed_outside: false,
-                    }
-                }
-            },
+            // kill, a timeout), or the step could not start or was
+            // cancelled. srun exits with 128+N for a task killed by N.
+            Ended::Srun(Ok(status)) => {
+                Exit::from_shell_code(Exit::from_status(status, timed_out).code, timed_out)
+            }
             Ended::Srun(Err(e)) => {
                 let note = format!("cannot wait for srun of {line:?}: {e}");
                 let _ = tx.send(RuntimeEvent::Note(note)).await;
-                Exit {
-                    code: -1,
-                    signal: None,
-                    timed_out,
-                    killed_outside: false,
-                }
+                Exit::unknown(timed_out)
             }
         };
         if !killed && !exit.success() && !self.job_alive().await {

@@ -367,21 +367,13 @@ impl Runner for Inner {
 }
 
 impl Inner {
-    /// The exit of a finished exec. Docker reports a signal death as 128+N;
-    /// codes 129 to 192 are read as signal N (which is also how `exit 130`
-    /// looks: the exec API cannot tell them apart).
+    /// The exit of a finished exec (see [`Exit::from_shell_code`]).
     async fn exit_of(&self, exec: &str) -> Exit {
         for _ in 0..100 {
             match self.docker.inspect_exec(exec).await {
                 Ok(inspect) if inspect.running != Some(true) => {
                     let code = inspect.exit_code.unwrap_or(-1) as i32;
-                    let signal = (129..=192).contains(&code).then_some(code - 128);
-                    return Exit {
-                        code,
-                        signal,
-                        timed_out: false,
-                        killed_outside: false,
-                    };
+                    return Exit::from_shell_code(code, false);
                 }
                 Ok(_) => tokio::time::sleep(Duration::from_millis(10)).await,
                 Err(e) => {

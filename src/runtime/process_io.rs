@@ -1,0 +1,168 @@
+//! The pipes of a host process (the local runtime's shells, the Slurm
+//! runtime's sruns): its output read into events and captures, its stdin
+//! written, and how long output is still read once it has ended.
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use super::capture::Capture;
+use super::{OutputChunk, Phase, RuntimeEvent, StreamKind};
+
+/// How long output is still read after the shell exits while the pipes stay
+/// open but silent.
+pub const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(100);
+/// The same after a kill or timeout, when everything in the group is dead.
+pub(crate) const DRAIN_AFTER_KILL: Duration = Duration::from_millis(20);
+/// Bytes asked for per read from a pipe.
+const READ_CHUNK: usize = 256 * 1024;
+/// Pipe buffer asked for per stream.
+const PIPE_SIZE: libc::c_int = 1 << 20;
+
+/// The readers of a process's output and the writer of its stdin.
+pub(crate) struct ProcessIo {
+    readers: JoinHandle<(Capture, Capture)>,
+    writer: Option<JoinHandle<()>>,
+    /// `None` while the process runs; then how long silent pipes are read.
+    exited: watch::Sender<Option<Duration>>,
+}
+
+impl ProcessIo {
+    /// Starts reading `stdout` and `stderr` into events on `tx` and into
+    /// `captures`, and writing `stdin`'s bytes to its pipe.
+    pub(crate) fn start(
+        stdout: impl AsyncRead + Unpin + Send + 'static,
+        stderr: impl AsyncRead + Unpin + Send + 'static,
+        stdin: Option<(Bytes, ChildStdin)>,
+        phase: Phase,
+        tx: &mpsc::Sender<RuntimeEvent>,
+        captures: [Capture; 2],
+    ) -> Self {
+        let (exited, watch_exit) = watch::channel(None);
+        let [out_capture, err_capture] = captures;
+        let tx = tx.clone();
+        let readers = tokio::spawn(async move {
+            tokio::join!(
+                pump(
+                    stdout,
+                    StreamKind::Stdout,
+                    phase,
+                    &tx,
+                    out_capture,
+                    watch_exit.clone()
+                ),
+                pump(
+                    stderr,
+                    StreamKind::Stderr,
+                    phase,
+                    &tx,
+                    err_capture,
+                    watch_exit
+                ),
+            )
+        });
+        let writer = stdin.map(|(data, mut pipe)| {
+            tokio::spawn(async move {
+                // A command that exits without reading all of it is fine.
+                let _ = pipe.write_all(&data).await;
+            })
+        });
+        Self {
+            readers,
+            writer,
+            exited,
+        }
+    }
+
+    /// Once the process has ended: reads on until both pipes close or stay
+    /// silent for [`DRAIN_AFTER_EXIT`] ([`DRAIN_AFTER_KILL`] when `killed`),
+    /// so that a background process holding a pipe open cannot hold the
+    /// result back; returns the captures (stdout, stderr).
+    pub(crate) async fn finish(self, killed: bool) -> [Capture; 2] {
+        let drain = if killed {
+            DRAIN_AFTER_KILL
+        } else {
+            DRAIN_AFTER_EXIT
+        };
+        let _ = self.exited.send(Some(drain));
+        let (out, err) = self.readers.await.expect("output readers do not panic");
+        if let Some(writer) = self.writer {
+            writer.abort();
+        }
+        [out, err]
+    }
+}
+
+/// The stdout and stderr pipes of `child`, enlarged (both must be piped).
+pub(crate) fn take_pipes(child: &mut Child) -> (ChildStdout, ChildStderr) {
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let stderr = child.stderr.take().expect("stderr is piped");
+    enlarge_pipe(&stdout);
+    enlarge_pipe(&stderr);
+    (stdout, stderr)
+}
+
+/// Asks for a 1 MiB pipe buffer (the unprivileged maximum by default): a
+/// flood then arrives in fewer, larger chunks. Failure leaves the default.
+pub(crate) fn enlarge_pipe(pipe: &impl std::os::fd::AsRawFd) {
+    // SAFETY: F_SETPIPE_SZ on a pipe fd we own; no pointers are passed.
+    unsafe { libc::fcntl(pipe.as_raw_fd(), libc::F_SETPIPE_SZ, PIPE_SIZE) };
+}
+
+/// Reads a pipe into events until it closes, the stream's reader goes away,
+/// or, once the shell has exited, the pipe stays silent for the drain time.
+pub(crate) async fn pump(
+    mut pipe: impl AsyncRead + Unpin,
+    stream: StreamKind,
+    phase: Phase,
+    tx: &mpsc::Sender<RuntimeEvent>,
+    mut capture: Capture,
+    mut exited: watch::Receiver<Option<Duration>>,
+) -> Capture {
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    loop {
+        if buf.capacity() < READ_CHUNK / 4 {
+            buf.reserve(READ_CHUNK);
+        }
+        let drain = *exited.borrow_and_update();
+        let read = match drain {
+            None => tokio::select! {
+                read = pipe.read_buf(&mut buf) => read,
+                // Reading is cancel-safe: start over with the drain time.
+                _ = exited.changed() => continue,
+            },
+            Some(quiet) => match tokio::time::timeout(quiet, pipe.read_buf(&mut buf)).await {
+                Ok(read) => read,
+                Err(_) => break,
+            },
+        };
+        match read {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        // A big read is handed on as it is; a small one is copied, so that it
+        // does not pin the whole read buffer while a subscriber (the run
+        // log's queue) holds it, and the buffer is used again.
+        let data = if buf.len() >= READ_CHUNK / 4 {
+            buf.split().freeze()
+        } else {
+            let small = Bytes::copy_from_slice(&buf);
+            buf.clear();
+            small
+        };
+        capture.push(&data);
+        let chunk = OutputChunk {
+            stream,
+            phase,
+            data,
+        };
+        if tx.send(RuntimeEvent::Output(chunk)).await.is_err() {
+            break;
+        }
+    }
+    capture
+}
