@@ -21,7 +21,10 @@ fi
 # The tests drive the CLI too (`subrt ls` of the store Python writes to).
 cargo build --quiet --bin subrt
 export SUBRT_BIN="$PWD/target/debug/subrt"
+# The report .ci/run checks: the suite ran in this venv, and passed.
+report="$PWD/target/python-tests.xml"
+rm -f "$report"
 # From python/tests, not python/: the installed package is the one tested,
 # not the source folder.
 cd python/tests
-exec "../../$venv/bin/pytest" -q -p no:cacheprovider "$@"
+exec "../../$venv/bin/pytest" -q -p no:cacheprovider --junitxml="$report" "$@"

@@ -1104,7 +1104,8 @@ async fn gc(config: &Config, args: &GcArgs) -> Result<i32> {
         }
     }
     // Jobs on a Slurm cluster, when an environment runs on one.
-    if config.environments.iter().any(|e| e.kind == "slurm") {
+    let slurm = config.environments.iter().any(|e| e.kind == "slurm");
+    if slurm {
         match gc_slurm(args).await {
             Ok((jobs_found, jobs_cancelled)) => {
                 found += jobs_found;
@@ -1116,10 +1117,11 @@ async fn gc(config: &Config, args: &GcArgs) -> Result<i32> {
             }
         }
     }
-    let scope = if args.all {
-        "subrt containers and jobs"
-    } else {
-        "leftover containers and jobs"
+    let scope = match (args.all, slurm) {
+        (true, true) => "subrt containers and jobs",
+        (true, false) => "subrt containers",
+        (false, true) => "leftover containers and jobs",
+        (false, false) => "leftover containers",
     };
     match (found, args.dry_run) {
         (0, _) => writeln!(std::io::stdout(), "no {scope}")?,

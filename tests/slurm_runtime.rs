@@ -281,3 +281,21 @@ async fn a_dropped_runtime_gives_its_job_back() {
         jobs_named(&run_id)
     );
 }
+
+#[tokio::test]
+async fn a_container_with_neither_bundle_nor_image_is_an_error_not_a_panic() {
+    let mut spec = spec(None);
+    spec.slurm.as_mut().unwrap().container = Some(subrt::spec::SlurmContainer {
+        bundle: None,
+        image: None,
+        cache: None,
+    });
+    let error = spawn_runtime(LaunchSpec::new(spec, workspace()))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("slurm-test") && error.contains("`bundle`") && error.contains("`image`"),
+        "{error}"
+    );
+}

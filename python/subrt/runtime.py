@@ -301,7 +301,7 @@ class RustRuntime(SubmissionRuntime):
         if kwargs:
             raise TypeError(f"{cls.__name__}.spawn: unexpected arguments {', '.join(sorted(kwargs))}")
         session = _native.Session.spawn(
-            json_spec(environment),
+            _json_spec(environment),
             os.fspath(working_dir),
             _assets(static_assets),
             _ports(ports),
@@ -398,7 +398,7 @@ class SlurmRuntime(RustRuntime):
     each command a step in it."""
 
 
-def json_spec(environment: EnvironmentSpec) -> str:
+def _json_spec(environment: EnvironmentSpec) -> str:
     """The spec as the Rust library reads it."""
     return json.dumps(environment.to_dict())
 

@@ -299,6 +299,14 @@ async fn allocate(
 
 impl RuntimeBackend for SlurmRuntime {
     async fn spawn(launch: LaunchSpec) -> Result<Self, RuntimeError> {
+        // A spec made in code has not been through config.toml's checks.
+        launch
+            .environment
+            .check()
+            .map_err(|reason| RuntimeError::InvalidSpec {
+                environment: launch.environment.name.clone(),
+                reason,
+            })?;
         let tools = tools()?;
         check_working_dir(&launch.working_dir)?;
         check_proctrack(tools, &launch.environment.name).await?;

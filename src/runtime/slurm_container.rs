@@ -126,7 +126,12 @@ pub(crate) async fn prepare(
             config["root"]["path"] = json!(rootfs);
             config
         }
-        (None, None) => unreachable!("the spec's check requires bundle or image"),
+        (None, None) => {
+            return Err(RuntimeError::InvalidSpec {
+                environment: launch.environment.name.clone(),
+                reason: "`slurm.container` needs `bundle` or `image`".into(),
+            });
+        }
     };
 
     let dir = cache.join("sessions").join(&launch.run_id);
