@@ -8,8 +8,9 @@ use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use subrt::runlog::{EndStatus, RunState, RunSummary};
 use subrt::tui::action::Action;
-use subrt::tui::app::{App, EnvironmentRow, Session, SessionState};
+use subrt::tui::app::{App, EnvironmentRow};
 use subrt::tui::panes;
+use subrt::tui::session::{Session, SessionState};
 
 fn summary(
     n: u32,
@@ -771,7 +772,7 @@ fn space_marks_runs_and_k_kills_exactly_the_marked_ones() {
     // A run arriving meanwhile moves every row: `y` still kills those named.
     app.sessions.insert(
         0,
-        session(42, "newcomer", subrt::tui::app::SessionState::Running),
+        session(42, "newcomer", subrt::tui::session::SessionState::Running),
     );
     let effect = app.update(Action::Yes);
     assert_eq!(effect, Some(Effect::KillMany(ids.clone())));

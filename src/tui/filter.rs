@@ -2,7 +2,9 @@
 //! view of one kind of state (`R` running, `F` failed, `T` timed out), so
 //! that the one hung or failed run among hundreds is on screen in seconds.
 
-use super::app::{Session, SessionState};
+use super::action::Action;
+use super::app::{App, Effect, Modal};
+use super::session::{Session, SessionState};
 
 /// Runs of one kind of state, or all.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -113,12 +115,92 @@ impl SessionFilter {
     }
 }
 
+impl App {
+    /// A key while the filter is typed: the rows follow each key.
+    pub(super) fn filter_key(&mut self, action: Action) -> Option<Effect> {
+        match action {
+            Action::Type(c) => self.filter.text.push(c),
+            Action::Erase => {
+                self.filter.text.pop();
+            }
+            Action::Yes => self.modal = Modal::None,
+            Action::Close => {
+                self.modal = Modal::None;
+                self.filter.text.clear();
+            }
+            _ => return None,
+        }
+        self.refilter();
+        None
+    }
+
+    /// The indices of the sessions the filter shows, in list order.
+    pub fn visible_sessions(&self) -> Vec<usize> {
+        (0..self.sessions.len())
+            .filter(|&i| self.filter.matches(&self.sessions[i]))
+            .collect()
+    }
+
+    /// After the filter changed: a selected run it hides gives way to the
+    /// first one it shows.
+    pub(super) fn refilter(&mut self) {
+        let rows = self.visible_sessions();
+        if !rows.contains(&self.selected_session)
+            && let Some(&first) = rows.first()
+        {
+            self.select_session(first);
+        }
+    }
+
+    /// Selects the next (or previous) failed or timed-out run the filter
+    /// shows, from the selection on, around the end.
+    pub(super) fn jump_to_failure(&mut self, back: bool) {
+        let rows = self.visible_sessions();
+        let at = rows.iter().position(|&i| i == self.selected_session);
+        let n = rows.len();
+        let found = (1..=n).find_map(|step| {
+            let index = match (at, back) {
+                (Some(at), false) => (at + step) % n,
+                (Some(at), true) => (at + n - step % n) % n,
+                (None, _) => step - 1,
+            };
+            let row = rows[index];
+            is_failure(self.sessions[row].state).then_some(row)
+        });
+        match found {
+            Some(row) => self.select_session(row),
+            None => self.say("no failed or timed-out run among those shown"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runlog::{RunState, RunSummary};
 
     fn session(command: &str, state: SessionState) -> Session {
-        let mut s = Session::own("01JRUN".into(), "local".into(), command.into(), None);
+        let mut s = Session::stored(&RunSummary {
+            run_id: "01JRUN".into(),
+            environment: "local".into(),
+            path: "/nonexistent".into(),
+            command: Some(command.into()),
+            timeout: None,
+            working_dir: "/".into(),
+            state: RunState::Finished,
+            status: None,
+            outcome: None,
+            started_at: "2026-11-24T12:00:00Z".into(),
+            duration: std::time::Duration::ZERO,
+            silent_for: None,
+            bytes_out: 0,
+            bytes_err: 0,
+            truncated: false,
+            log_incomplete: None,
+            containment: None,
+            labels: Default::default(),
+        });
+        s.log = None;
         s.state = state;
         s
     }

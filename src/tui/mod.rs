@@ -9,8 +9,14 @@
 pub mod action;
 pub mod app;
 pub mod filter;
+pub mod form;
+pub mod leftovers;
 pub mod panes;
+mod refresh;
+pub mod replay;
 pub mod sanitize;
+pub mod search;
+pub mod session;
 pub mod tasks;
 
 use std::io;
@@ -25,11 +31,13 @@ use tokio::time::Instant;
 
 use crate::config::Config;
 use crate::runlog::Store;
-use crate::runtime::{RuntimeEvent, leftovers};
+use crate::runtime::RuntimeEvent;
+use crate::runtime::leftovers::ManagedContainer;
 use crate::supervisor::{SessionEvent, Supervisor};
 
 use action::action_for;
-use app::{App, Effect, EnvironmentRow, Session};
+use app::{App, Effect, EnvironmentRow};
+use session::{Session, short_id};
 use tasks::{Done, Launch, OtherRun, Started, StoreAt, Tasks};
 
 /// The shortest time between two frames (about 30 a second).
@@ -264,7 +272,7 @@ pub async fn run(config: Config) -> io::Result<Option<i32>> {
         let cleanups = app
             .sessions
             .iter()
-            .filter_map(|s| s.supervisor.clone())
+            .filter_map(|s| s.supervisor().cloned())
             .map(|supervisor| async move { supervisor.cleanup().await });
         futures_util::future::join_all(cleanups).await;
     }
@@ -295,7 +303,7 @@ fn apply(app: &mut App, run_id: &str, event: SessionEvent) {
     app.apply(index, event);
     // A dashboard session runs one command: once it is done, its runtime
     // (a container, a namespace) is released at once, in a task of its own.
-    if finished && let Some(supervisor) = app.sessions[index].supervisor.clone() {
+    if finished && let Some(supervisor) = app.sessions[index].supervisor().cloned() {
         tokio::spawn(async move {
             if let Err(e) = supervisor.cleanup().await {
                 tracing::warn!(error = %e, "cleanup of a finished session");
@@ -350,19 +358,19 @@ fn perform(app: &mut App, effect: Effect, config: &Config, tasks: &Tasks) {
         }
         Effect::Kill(run_id) => match app.session(&run_id) {
             Some(session) => {
-                match &session.supervisor {
+                match session.supervisor() {
                     Some(supervisor) => tasks.kill(&run_id, supervisor.clone()),
                     // A run another process writes.
                     None => tasks.kill_other(OtherRun::of(session)),
                 }
-                format!("{}: killing…", app::short_id(&run_id))
+                format!("{}: killing…", short_id(&run_id))
             }
             None => format!("{run_id}: no longer listed; nothing killed"),
         },
         Effect::KillMany(ids) => {
             for run_id in &ids {
                 if let Some(session) = app.session(run_id) {
-                    match &session.supervisor {
+                    match session.supervisor() {
                         Some(supervisor) => tasks.kill(run_id, supervisor.clone()),
                         None => tasks.kill_other(OtherRun::of(session)),
                     }
@@ -370,7 +378,7 @@ fn perform(app: &mut App, effect: Effect, config: &Config, tasks: &Tasks) {
             }
             format!("killing {} runs…", ids.len())
         }
-        Effect::Cleanup(run_id) => match app.session(&run_id).and_then(|s| s.supervisor.clone()) {
+        Effect::Cleanup(run_id) => match app.session(&run_id).and_then(|s| s.supervisor().cloned()) {
             Some(supervisor) => {
                 tasks.cleanup(&run_id, supervisor);
                 return;
@@ -379,8 +387,8 @@ fn perform(app: &mut App, effect: Effect, config: &Config, tasks: &Tasks) {
         },
         Effect::Poll(run_id) => match app.session(&run_id) {
             Some(session) => {
-                let id = app::short_id(&session.run_id);
-                match session.supervisor.as_ref().map(Supervisor::poll) {
+                let id = short_id(&session.run_id);
+                match session.supervisor().map(Supervisor::poll) {
                     Some(None) => format!("{id}: poll() = None (running)"),
                     Some(Some(code)) => format!("{id}: poll() = {code}"),
                     None => return,
@@ -393,7 +401,7 @@ fn perform(app: &mut App, effect: Effect, config: &Config, tasks: &Tasks) {
 }
 
 /// The leaked container `id` as last listed.
-fn leaked(app: &App, id: &str) -> Option<leftovers::ManagedContainer> {
+fn leaked(app: &App, id: &str) -> Option<ManagedContainer> {
     app.leftovers
         .as_ref()
         .ok()?

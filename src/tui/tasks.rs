@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use super::app::{EnvironmentRow, Process, Session, short_id};
+use super::app::EnvironmentRow;
+use super::session::{Process, Session, short_id};
 use crate::runlog::{RunlogWriter, StoreLimits};
 use crate::runtime::leftovers::{self, ManagedContainer};
 use crate::runtime::{ExecRequest, LaunchSpec, docker, process_group, registry, slurm};
@@ -315,7 +316,7 @@ async fn launch(run: &Launch, store: &StoreAt) -> Result<Started, String> {
         run_id,
         run.spec.name.clone(),
         run.command.clone(),
-        Some(supervisor),
+        supervisor,
     );
     session.log = Some(log_path);
     session.working_dir = Some(run.working_dir.clone());

@@ -7,7 +7,9 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 
 use crate::tui::action::KEYS;
-use crate::tui::app::{App, FORM_FIELDS, short_id};
+use crate::tui::app::App;
+use crate::tui::form::FORM_FIELDS;
+use crate::tui::session::short_id;
 
 /// A centred box of at most `width` x `height`, cleared.
 fn popup(frame: &mut Frame, area: Rect, width: u16, height: u16, title: &str) -> Rect {
@@ -189,8 +191,7 @@ pub(super) fn details(frame: &mut Frame, area: Rect, app: &App, run_id: &str) {
                 rows.push(("name", name.clone()));
             }
             let kind = s
-                .supervisor
-                .as_ref()
+                .supervisor()
                 .map(|sup| sup.info().kind)
                 .or_else(|| s.kind.clone())
                 .unwrap_or_default();
@@ -213,7 +214,7 @@ pub(super) fn details(frame: &mut Frame, area: Rect, app: &App, run_id: &str) {
                     super::sessions::clock(s.elapsed())
                 ),
             ));
-            if let Some(sup) = &s.supervisor {
+            if let Some(sup) = s.supervisor() {
                 let info = sup.info();
                 rows.push(("containment", info.containment.describe().to_owned()));
                 if let Some(id) = &info.container_id {
@@ -250,7 +251,7 @@ pub(super) fn details(frame: &mut Frame, area: Rect, app: &App, run_id: &str) {
             }
             if let Some(run) = &s.summary {
                 if let Some(containment) = run.containment
-                    && s.supervisor.is_none()
+                    && s.supervisor().is_none()
                 {
                     rows.push(("containment", containment.describe().to_owned()));
                 }

@@ -169,7 +169,7 @@ pub(super) fn draw_stream(frame: &mut Frame, area: Rect, app: &App, pane: Pane) 
             });
             let title = format!(
                 " {name} {} {}",
-                crate::tui::app::short_id(&session.run_id),
+                crate::tui::session::short_id(&session.run_id),
                 flags(app)
             );
             (shown, title)
@@ -208,7 +208,7 @@ pub(super) fn draw_merged(frame: &mut Frame, area: Rect, app: &App) {
             });
             let title = format!(
                 " stdout+stderr {} {}",
-                crate::tui::app::short_id(&session.run_id),
+                crate::tui::session::short_id(&session.run_id),
                 flags(app)
             );
             (shown, title)

@@ -6,7 +6,8 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::widgets::{Row, Table, TableState};
 
 use super::block;
-use crate::tui::app::{App, Focus, SessionState, short_id};
+use crate::tui::app::{App, Focus};
+use crate::tui::session::{SessionState, short_id};
 
 fn state_color(state: SessionState) -> Color {
     match state {

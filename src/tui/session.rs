@@ -1,0 +1,377 @@
+//! One row of the Sessions pane: a run this dashboard started, one of the
+//! store's, or one another process is writing (its log is followed), with
+//! what it printed (sanitised, the last [`PANE_LINES`] lines per stream).
+
+use std::time::{Duration, Instant};
+
+use super::sanitize::OutputBuffer;
+use crate::runlog::{self, Body, EndStatus, Owner, RunState, RunSummary, StreamTag, Tail};
+use crate::supervisor::Supervisor;
+
+/// Lines kept per stream and session; the run log has everything.
+pub const PANE_LINES: usize = 5000;
+
+/// Where a session is, as the Sessions pane shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionState {
+    /// Running setup commands.
+    Setup,
+    /// Running its command.
+    Running,
+    /// Exited with this code.
+    Exited(i32),
+    /// Ended by its timeout.
+    TimedOut,
+    /// Ended by a kill.
+    Killed,
+    /// A setup command failed with this code.
+    SetupFailed(i32),
+    /// Another process writes it right now.
+    Live,
+    /// Its writer died before it ended.
+    Interrupted,
+    /// Known from the store, no command recorded.
+    Empty,
+}
+
+impl SessionState {
+    /// Still running somewhere.
+    pub fn is_running(self) -> bool {
+        matches!(self, Self::Setup | Self::Running | Self::Live)
+    }
+
+    /// The words shown for it.
+    pub fn label(self) -> String {
+        match self {
+            Self::Setup => "setup".into(),
+            Self::Running => "running".into(),
+            Self::Exited(code) => format!("exited {code}"),
+            Self::TimedOut => "timed out".into(),
+            Self::Killed => "killed".into(),
+            Self::SetupFailed(code) => format!("setup failed {code}"),
+            Self::Live => "live".into(),
+            Self::Interrupted => "interrupted".into(),
+            Self::Empty => "empty".into(),
+        }
+    }
+}
+
+/// Whose a session is: this dashboard's own, or another process's.
+#[derive(Debug)]
+pub enum Origin {
+    /// Started by this dashboard: its supervisor runs it and sends its
+    /// events.
+    Own(Supervisor),
+    /// Another process's run, read from its log when it is viewed.
+    Stored,
+    /// Another process's run, live: its log is followed as it grows.
+    Followed(Box<Tail>),
+}
+
+/// One session: its identity, state and what it printed.
+#[derive(Debug)]
+pub struct Session {
+    /// Run id.
+    pub run_id: String,
+    /// Environment name.
+    pub environment: String,
+    /// Its (first) command.
+    pub command: String,
+    /// Where it is.
+    pub state: SessionState,
+    /// When this process started it (own sessions).
+    pub started: Option<Instant>,
+    /// How long it ran (ended or stored sessions).
+    pub elapsed: Duration,
+    /// Sanitised stdout.
+    pub stdout: OutputBuffer,
+    /// Sanitised stderr.
+    pub stderr: OutputBuffer,
+    /// Whose run it is, and how the dashboard hears of its output.
+    pub origin: Origin,
+    /// Its run log, if it has one.
+    pub log: Option<std::path::PathBuf>,
+    /// The log's output is in the buffers (stored sessions load on view).
+    pub loaded: bool,
+    /// The last host process the log recorded.
+    pub last_process: Option<Process>,
+    /// The process writing the log (runs of other processes).
+    pub owner: Option<Owner>,
+    /// The runtime type of a followed run, from its log header.
+    pub kind: Option<String>,
+    /// The Slurm job of a followed run (Slurm runs), from its log header.
+    pub slurm_job: Option<String>,
+    /// Where its command ran (what `r` runs again in).
+    pub working_dir: Option<std::path::PathBuf>,
+    /// Its command's timeout (what `r` runs again with).
+    pub timeout: Option<Duration>,
+    /// Its name, or its submission in a batch, from its labels.
+    pub name: Option<String>,
+    /// What the store said of it when it was listed (stored runs).
+    pub summary: Option<Box<RunSummary>>,
+    /// When it last wrote output, as far as this dashboard knows.
+    pub last_output: Option<Instant>,
+}
+
+impl Session {
+    /// A session this process starts.
+    pub fn own(
+        run_id: String,
+        environment: String,
+        command: String,
+        supervisor: Supervisor,
+    ) -> Self {
+        Self {
+            run_id,
+            environment,
+            command,
+            state: SessionState::Running,
+            started: Some(Instant::now()),
+            elapsed: Duration::ZERO,
+            stdout: OutputBuffer::new(PANE_LINES),
+            stderr: OutputBuffer::new(PANE_LINES),
+            origin: Origin::Own(supervisor),
+            log: None,
+            loaded: true,
+            last_process: None,
+            owner: None,
+            kind: None,
+            slurm_job: None,
+            summary: None,
+            last_output: None,
+            working_dir: None,
+            timeout: None,
+            name: None,
+        }
+    }
+
+    /// A session known from the store.
+    pub fn stored(run: &RunSummary) -> Self {
+        let exit = run.outcome.as_ref().map(|o| o.exit_code);
+        let state = match (run.state, run.status, exit) {
+            (RunState::Running | RunState::Idle, _, _) => SessionState::Live,
+            (RunState::Interrupted, _, _) => SessionState::Interrupted,
+            (_, Some(EndStatus::TimedOut), _) => SessionState::TimedOut,
+            (_, Some(EndStatus::Killed), _) => SessionState::Killed,
+            (_, Some(EndStatus::SetupFailed), code) => {
+                SessionState::SetupFailed(code.unwrap_or(-1))
+            }
+            (_, Some(EndStatus::Exited), code) => SessionState::Exited(code.unwrap_or(-1)),
+            _ => SessionState::Empty,
+        };
+        Self {
+            run_id: run.run_id.clone(),
+            environment: run.environment.clone(),
+            command: run.command.clone().unwrap_or_default(),
+            state,
+            started: None,
+            elapsed: run.duration,
+            stdout: OutputBuffer::new(PANE_LINES),
+            stderr: OutputBuffer::new(PANE_LINES),
+            origin: Origin::Stored,
+            log: Some(run.path.clone()),
+            loaded: false,
+            last_process: None,
+            owner: None,
+            kind: None,
+            slurm_job: None,
+            summary: Some(Box::new(run.clone())),
+            // The store measured the silence when it listed the run.
+            last_output: run
+                .silent_for
+                .and_then(|quiet| Instant::now().checked_sub(quiet)),
+            working_dir: Some(run.working_dir.clone()),
+            timeout: run
+                .timeout
+                .and_then(|t| Duration::try_from_secs_f64(t).ok()),
+            name: [crate::batch::labels::NAME, crate::batch::labels::SUBMISSION]
+                .iter()
+                .find_map(|key| run.labels.get(*key).cloned()),
+        }
+    }
+
+    /// The supervisor of a session this dashboard started.
+    pub fn supervisor(&self) -> Option<&Supervisor> {
+        match &self.origin {
+            Origin::Own(supervisor) => Some(supervisor),
+            Origin::Stored | Origin::Followed(_) => None,
+        }
+    }
+
+    /// Time since it started, or how long it ran.
+    pub fn elapsed(&self) -> Duration {
+        match (self.started, self.state.is_running()) {
+            (Some(started), true) => started.elapsed(),
+            _ => self.elapsed,
+        }
+    }
+
+    /// How long a running run has written nothing (since its start when it
+    /// has written nothing yet); `None` when it is not running.
+    pub fn quiet_for(&self) -> Option<Duration> {
+        if !self.state.is_running() {
+            return None;
+        }
+        match (self.last_output, self.started) {
+            (Some(at), _) | (None, Some(at)) => Some(at.elapsed()),
+            (None, None) => None,
+        }
+    }
+
+    pub(super) fn since_start(&self) -> Duration {
+        self.started.map(|s| s.elapsed()).unwrap_or_default()
+    }
+
+    /// For a run another process writes: reads what its log gained since
+    /// the last call, and notices when it ended or its writer died.
+    pub fn follow(&mut self) {
+        let Some(path) = self.log.clone() else { return };
+        // Output after the first poll is new: the run is not quiet.
+        let following = match self.origin {
+            Origin::Own(_) => return,
+            Origin::Stored => false,
+            Origin::Followed(_) => true,
+        };
+        if !following {
+            self.stdout = OutputBuffer::new(PANE_LINES);
+            self.stderr = OutputBuffer::new(PANE_LINES);
+            self.loaded = true;
+            if let Ok(reader) = runlog::open(&path) {
+                self.owner = Some(reader.header.owner);
+                self.kind = Some(reader.header.environment.kind);
+                self.slurm_job = reader.header.slurm_job.map(|job| job.job_id);
+            }
+            self.origin = Origin::Followed(Box::new(Tail::new(&path)));
+        }
+        let Origin::Followed(tail) = &mut self.origin else {
+            return;
+        };
+        let records = tail.poll().unwrap_or_default();
+        if following && records.iter().any(|r| matches!(r.body, Body::Out { .. })) {
+            self.last_output = Some(Instant::now());
+        }
+        // Of what a poll brings (all of a big log, the first time), only
+        // the end of each stream is read: the panes keep their last lines.
+        let mut ends = [0u64; 2];
+        for record in &records {
+            if let Body::Out {
+                s,
+                o: Some(o),
+                n: Some(n),
+                ..
+            } = &record.body
+            {
+                ends[s.index()] = ends[s.index()].max(o.saturating_add(*n));
+            }
+        }
+        let mut ended = false;
+        for record in records {
+            self.elapsed = Duration::from_micros(record.time_us());
+            match &record.body {
+                Body::Out { s, o, n, .. } => {
+                    if let (Some(o), Some(n)) = (o, n)
+                        && o.saturating_add(*n).saturating_add(LOAD_BYTES) <= ends[s.index()]
+                    {
+                        continue;
+                    }
+                    let bytes = tail.bytes(&record);
+                    let at = Duration::from_micros(record.t);
+                    match s {
+                        StreamTag::Out => self.stdout.push(&bytes, at),
+                        StreamTag::Err => self.stderr.push(&bytes, at),
+                    }
+                }
+                Body::Proc {
+                    pid,
+                    pgid,
+                    start,
+                    init,
+                    init_start,
+                } => {
+                    self.last_process = Some(Process {
+                        pid: *pid,
+                        pgid: *pgid,
+                        start: *start,
+                        init: init.zip(*init_start),
+                    })
+                }
+                Body::End { status, exit, .. } => {
+                    ended = true;
+                    self.state = match status {
+                        EndStatus::TimedOut => SessionState::TimedOut,
+                        EndStatus::Killed => SessionState::Killed,
+                        EndStatus::SetupFailed => SessionState::SetupFailed(exit.unwrap_or(-1)),
+                        EndStatus::Exited => SessionState::Exited(exit.unwrap_or(-1)),
+                        EndStatus::Empty => SessionState::Empty,
+                    };
+                }
+                _ => {}
+            }
+        }
+        if ended {
+            self.origin = Origin::Stored;
+        } else if !self.owner.as_ref().is_some_and(Owner::is_alive) {
+            self.state = SessionState::Interrupted;
+            self.origin = Origin::Stored;
+        }
+    }
+
+    /// Reads a stored session's output from its log (once). Returns the
+    /// reader's warnings.
+    pub fn load(&mut self) -> Vec<String> {
+        if self.loaded {
+            return Vec::new();
+        }
+        self.loaded = true;
+        let Some(path) = self.log.clone() else {
+            return Vec::new();
+        };
+        let mut reader = match runlog::open(&path) {
+            Ok(reader) => reader,
+            Err(e) => return vec![e.to_string()],
+        };
+        // The ends of the streams, not the whole: the panes keep their last
+        // lines anyway.
+        let from = reader.totals().map(|t| t.saturating_sub(LOAD_BYTES));
+        while let Some(record) = reader.next() {
+            if let Body::Out { s, o, n, .. } = &record.body {
+                if let (Some(o), Some(n)) = (o, n)
+                    && o.saturating_add(*n) <= from[s.index()]
+                {
+                    continue;
+                }
+                let bytes = reader.bytes(&record);
+                let at = Duration::from_micros(record.t);
+                match s {
+                    StreamTag::Out => self.stdout.push(&bytes, at),
+                    StreamTag::Err => self.stderr.push(&bytes, at),
+                }
+            }
+        }
+        reader.warnings
+    }
+}
+
+/// Bytes of each stream a stored session loads into its panes: the end.
+const LOAD_BYTES: u64 = 4 << 20;
+
+/// A host process a run's log recorded, for killing it from here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Process {
+    /// The command's shell.
+    pub pid: u32,
+    /// Its process group.
+    pub pgid: i32,
+    /// The shell's start time.
+    pub start: Option<u64>,
+    /// The session's PID-namespace init and its start time: killing it
+    /// kills the whole session.
+    pub init: Option<(u32, u64)>,
+}
+
+/// How a run id is shown. Whole: the first 10 characters of a ULID are its
+/// time, so runs started together share them, and the whole id is what
+/// `subrt export` and `replay` take.
+pub fn short_id(run_id: &str) -> &str {
+    run_id
+}
