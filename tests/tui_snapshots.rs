@@ -57,6 +57,26 @@ fn session(n: u32, command: &str, state: SessionState) -> Session {
     s
 }
 
+/// Does what the event loop's tasks do for `app`: reads the log the
+/// selected run's panes asked for.
+fn settle(app: &mut App) {
+    if let Some((run_id, path)) = app.load_request.take() {
+        app.output_loaded(&run_id, subrt::tui::session::read_output(&path));
+    }
+}
+
+/// Enter on the selected (finished) run, and the replay read as the
+/// event loop's task reads it.
+fn open_replay(app: &mut App) {
+    match app.update(Action::Open) {
+        Some(subrt::tui::app::Effect::LoadReplay { run_id, path }) => {
+            let replay = subrt::tui::replay::Replay::load(run_id.clone(), &path);
+            app.replay_loaded(&run_id, replay);
+        }
+        other => panic!("Enter asked for {other:?}, not a replay"),
+    }
+}
+
 /// An app with sessions in every state; the first prints on both streams.
 fn app() -> App {
     let environments = vec![
@@ -135,14 +155,35 @@ fn merged_layout_interleaves_by_time() {
 }
 
 #[test]
-fn help_lists_every_key() {
+fn help_lists_every_key_and_scrolls_at_small_sizes() {
+    use subrt::tui::keymap;
     let mut app = app();
     app.update(Action::Help);
-    let screen = render(&app, 100, 30);
-    for (keys, _) in subrt::tui::action::KEYS {
-        assert!(screen.contains(keys), "help lacks {keys}");
+    let first = render(&app, 100, 30);
+    assert!(first.contains("Keys 1-28 of"), "{first}");
+    insta::assert_snapshot!(first);
+    // Page down to the end: every binding's line was on some screen.
+    let mut seen = first.clone();
+    for _ in 0..20 {
+        app.update(Action::PageDown);
+        seen += &render(&app, 100, 30);
     }
-    insta::assert_snapshot!(screen);
+    for map in keymap::ALL {
+        assert!(seen.contains(map.title), "help lacks {}", map.title);
+        for binding in map.bindings {
+            let start: String = binding.help.chars().take(40).collect();
+            assert!(seen.contains(&start), "help lacks {start:?}");
+        }
+    }
+    let last = render(&app, 100, 30);
+    assert!(
+        last.contains("clear and redraw"),
+        "the end is reachable: {last}"
+    );
+    app.update(Action::Top);
+    assert_eq!(render(&app, 100, 30), first, "g goes back to the top");
+    app.update(Action::Close);
+    assert_eq!(app.modal, subrt::tui::app::Modal::None);
 }
 
 #[test]
@@ -430,7 +471,7 @@ fn replay_plays_a_finished_run_with_its_timing() {
     let mut app = App::new(vec![], vec![Session::stored(&stored)]);
     let texts =
         |app: &App| -> Vec<String> { app.sessions[0].stdout.lines().map(|l| l.text()).collect() };
-    app.update(Action::Open);
+    open_replay(&mut app);
     assert!(app.replay.is_some(), "{}", app.message);
     assert_eq!(texts(&app), ["one"], "only what was printed at 0 s");
     app.tick_replay(Duration::from_millis(2500));
@@ -454,6 +495,7 @@ fn replay_plays_a_finished_run_with_its_timing() {
     assert!(app.replay.as_ref().unwrap().finished());
     app.update(Action::Close);
     assert!(app.replay.is_none());
+    settle(&mut app);
     assert_eq!(
         texts(&app),
         ["one", "two", "three"],
@@ -532,7 +574,7 @@ fn a_confirmed_kill_hits_the_named_run_even_after_rows_moved() {
 #[test]
 fn ctrl_letters_are_not_their_letters() {
     use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-    use subrt::tui::action::action_for;
+    use subrt::tui::keymap::action_for;
     let ctrl = |c| KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL);
     let modal = subrt::tui::app::Modal::None;
     assert_eq!(
@@ -563,8 +605,15 @@ fn the_run_selected_at_start_shows_its_output() {
         Some(0),
     );
     stored.path = timed_log(dir.path());
-    let mut app = App::new(vec![], vec![Session::stored(&stored)]);
-    app.show_selected();
+    // As at start: the store is listed in a task, then the first run's
+    // output is read in another.
+    let mut app = App::new(vec![], vec![]);
+    app.listed(Ok((vec![stored], vec![], 2000)));
+    assert!(
+        app.load_request.is_some(),
+        "the selected run's output is asked for"
+    );
+    settle(&mut app);
     let lines: Vec<String> = app.sessions[0].stdout.lines().map(|l| l.text()).collect();
     assert_eq!(lines, ["one", "two", "three"]);
     assert!(render(&app, 100, 30).contains("three"));

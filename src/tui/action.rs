@@ -1,13 +1,7 @@
-//! What a key means: input is turned into an [`Action`], and only actions
-//! change the [`App`](super::app::App).
-//!
-//! `k` kills (it asks first), as the status bar says; moving up is `↑`,
-//! since `k` cannot mean both. `j`/`↓` move down, `h`/`l`/`←`/`→` and Tab move
-//! between panes.
+//! What a user can ask for: input is turned into an [`Action`] (by the
+//! tables of [`keymap`](super::keymap)), and only actions change the
+//! [`App`](super::app::App).
 
-use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-
-use super::app::Modal;
 use super::filter::View;
 
 /// Something the user asked for.
@@ -105,164 +99,10 @@ pub enum Action {
     Details,
     /// Give the focused pane the whole screen, or take it back.
     Zoom,
+    /// Sort the runs by the next key (start, duration, state).
+    Sort,
+    /// Open the selected run's whole output in `$PAGER`.
+    Pager,
+    /// Save the selected run's whole output to a file.
+    Save,
 }
-
-/// The action of `key` in the current dialog (or on the main screen, where
-/// `←` and `→` seek while a replay plays).
-pub fn action_for(key: KeyEvent, modal: &Modal, replaying: bool) -> Option<Action> {
-    if key.modifiers.contains(KeyModifiers::CONTROL) {
-        // Ctrl with a letter is never the letter (Ctrl-K is not Kill).
-        return match key.code {
-            KeyCode::Char('c') => Some(Action::Quit),
-            KeyCode::Char('l') => Some(Action::Redraw),
-            _ => None,
-        };
-    }
-    match modal {
-        Modal::None if replaying && key.code == KeyCode::Left => Some(Action::SeekBack),
-        Modal::None if replaying && key.code == KeyCode::Right => Some(Action::SeekForward),
-        Modal::None => main_action(key),
-        Modal::Details(_) => match key.code {
-            KeyCode::Esc | KeyCode::Char('d') | KeyCode::Char('q') | KeyCode::Enter => {
-                Some(Action::Close)
-            }
-            _ => None,
-        },
-        Modal::Help => match key.code {
-            KeyCode::Esc | KeyCode::Char('?') | KeyCode::Char('q') => Some(Action::Close),
-            _ => None,
-        },
-        Modal::ConfirmKill(_)
-        | Modal::ConfirmKillMarked(_)
-        | Modal::ConfirmCleanup(_)
-        | Modal::ConfirmRemove(_) => match key.code {
-            KeyCode::Char('y') | KeyCode::Enter => Some(Action::Yes),
-            KeyCode::Char('n') | KeyCode::Esc => Some(Action::No),
-            _ => None,
-        },
-        Modal::Leftovers => match key.code {
-            KeyCode::Esc | KeyCode::Char('o') | KeyCode::Char('q') => Some(Action::Close),
-            KeyCode::Down | KeyCode::Char('j') => Some(Action::Down),
-            KeyCode::Up => Some(Action::Up),
-            KeyCode::Char('k') => Some(Action::Kill),
-            KeyCode::Char('x') => Some(Action::Remove),
-            KeyCode::Char('r') => Some(Action::Refresh),
-            _ => None,
-        },
-        Modal::Search | Modal::Filter => match key.code {
-            KeyCode::Esc => Some(Action::Close),
-            KeyCode::Enter => Some(Action::Yes),
-            KeyCode::Backspace => Some(Action::Erase),
-            KeyCode::Char(c) => Some(Action::Type(c)),
-            _ => None,
-        },
-        Modal::NewRun => match key.code {
-            KeyCode::Esc => Some(Action::Close),
-            KeyCode::Enter => Some(Action::Yes),
-            KeyCode::Tab | KeyCode::Down => Some(Action::NextField),
-            KeyCode::BackTab | KeyCode::Up => Some(Action::PrevField),
-            KeyCode::Backspace => Some(Action::Erase),
-            KeyCode::Char(c) => Some(Action::Type(c)),
-            _ => None,
-        },
-        Modal::ConfirmQuit => match key.code {
-            KeyCode::Char('y') | KeyCode::Enter => Some(Action::Yes),
-            KeyCode::Char('l') => Some(Action::Leave),
-            KeyCode::Char('n') | KeyCode::Esc => Some(Action::No),
-            _ => None,
-        },
-    }
-}
-
-fn main_action(key: KeyEvent) -> Option<Action> {
-    Some(match key.code {
-        KeyCode::Char('q') => Action::Quit,
-        KeyCode::Char('?') => Action::Help,
-        KeyCode::Tab | KeyCode::Char('l') | KeyCode::Right => Action::FocusNext,
-        KeyCode::BackTab | KeyCode::Char('h') | KeyCode::Left => Action::FocusPrev,
-        KeyCode::Up => Action::Up,
-        KeyCode::Down | KeyCode::Char('j') => Action::Down,
-        KeyCode::PageUp => Action::PageUp,
-        KeyCode::PageDown => Action::PageDown,
-        KeyCode::Char('g') | KeyCode::Home => Action::Top,
-        KeyCode::Char('G') | KeyCode::End => Action::Bottom,
-        KeyCode::Char('k') => Action::Kill,
-        KeyCode::Char('c') => Action::Cleanup,
-        KeyCode::Char('p') => Action::Poll,
-        KeyCode::Char('f') => Action::ToggleFollow,
-        KeyCode::Char('w') => Action::ToggleWrap,
-        KeyCode::Char('t') => Action::ToggleTimestamps,
-        KeyCode::Char('s') => Action::CycleLayout,
-        KeyCode::Char('/') => Action::Search,
-        KeyCode::Char('o') => Action::Leftovers,
-        KeyCode::Char('m') => Action::ToggleMouse,
-        KeyCode::Char(' ') => Action::Pause,
-        KeyCode::Char('+') => Action::Faster,
-        KeyCode::Char('-') => Action::Slower,
-        KeyCode::Char('N') => Action::PrevMatch,
-        KeyCode::Char('n') => Action::NewRun,
-        KeyCode::Char('r') => Action::Rerun,
-        KeyCode::Char('R') => Action::ShowView(View::Running),
-        KeyCode::Char('F') => Action::ShowView(View::Failed),
-        KeyCode::Char('T') => Action::ShowView(View::TimedOut),
-        KeyCode::Char('e') => Action::NextFailure,
-        KeyCode::Char('d') => Action::Details,
-        KeyCode::Char('z') => Action::Zoom,
-        KeyCode::Char('E') => Action::PrevFailure,
-        KeyCode::Enter => Action::Open,
-        KeyCode::Esc => Action::Close,
-        _ => return None,
-    })
-}
-
-/// Every key, for the help screen: (keys, what they do).
-pub const KEYS: &[(&str, &str)] = &[
-    ("Tab h l ← →", "move between panes"),
-    ("j ↓  ↑", "move down / up, scroll output"),
-    (
-        "PgUp PgDn g G",
-        "scroll a page; top / bottom (G follows again)",
-    ),
-    ("n", "new run (Enter on an environment: on that one)"),
-    ("r", "run the selected session's command again"),
-    (
-        "d",
-        "details: env, dir, process or container, exit, bytes, log",
-    ),
-    ("k c", "kill the selected session (asks) / clean it up"),
-    ("p", "poll: ask the runtime how it is"),
-    (
-        "/",
-        "on Sessions: filter as you type (id, name, command, state)",
-    ),
-    (
-        "R F T",
-        "show only running / failed / timed-out runs (again: all)",
-    ),
-    ("e E", "next / previous failed or timed-out run"),
-    (
-        "Space",
-        "mark the run; k then kills all marked ones, asking once",
-    ),
-    ("/  n N", "in an output: search it; next / previous match"),
-    (
-        "f w t",
-        "follow new output / wrap long lines / timestamps: on, off",
-    ),
-    (
-        "s z",
-        "layout: side by side, stacked, merged; zoom the focused pane",
-    ),
-    ("o", "leaked containers: k kill, x remove (asks), r refresh"),
-    ("Enter", "on a finished run: replay it with its timing"),
-    (
-        "Space + - ← →",
-        "replay: pause, speed, seek 5 s; Home End; Esc stops",
-    ),
-    (
-        "m",
-        "release the mouse to select text (again: take it back)",
-    ),
-    ("Ctrl-L", "clear and redraw the screen"),
-    ("? q Ctrl-C", "this help; quit (asks when sessions run)"),
-];

@@ -2,10 +2,11 @@
 //! [`App::apply`] (a session's event). Whatever needs the runtime (kill,
 //! cleanup, poll, quit) comes back as an [`Effect`] for the event loop.
 
+use std::path::PathBuf;
 use std::time::Instant;
 
 use super::action::Action;
-use super::filter::SessionFilter;
+use super::filter::{SessionFilter, Sort};
 use super::form::{NewRunForm, RunRequest};
 use super::replay::Replay;
 use super::session::{Session, SessionState, short_id};
@@ -98,6 +99,30 @@ pub enum Effect {
     Mouse(bool),
     /// Clear the terminal and draw again.
     Redraw,
+    /// Read the log of the run with this id for a replay
+    /// ([`App::replay_loaded`]).
+    LoadReplay {
+        /// The run.
+        run_id: String,
+        /// Its log.
+        path: PathBuf,
+    },
+    /// Show one stream of a run's log in `$PAGER`.
+    Pager {
+        /// The run.
+        run_id: String,
+        /// Its log.
+        path: PathBuf,
+        /// Which stream.
+        stream: StreamKind,
+    },
+    /// Save both streams of a run's log, byte for byte.
+    Save {
+        /// The run.
+        run_id: String,
+        /// Its log.
+        path: PathBuf,
+    },
 }
 
 /// An environment as listed.
@@ -173,6 +198,17 @@ pub struct App {
     /// Run ids at or below this one are not picked up from the store (the
     /// history listed at start was cut there); empty: no floor.
     pub history_floor: String,
+    /// A log to read into the selected session's panes (in a task, then
+    /// [`App::output_loaded`]): run id and path.
+    pub load_request: Option<(String, PathBuf)>,
+    /// The store's runs were listed (until then, it is not looked at).
+    pub store_listed: bool,
+    /// Rows the help is scrolled down.
+    pub help_scroll: usize,
+    /// The help's rows and how many of them the last frame showed.
+    pub help_rows: std::cell::Cell<(usize, usize)>,
+    /// How the Sessions pane orders runs.
+    pub sort: Sort,
     /// Logs that could not be summarised; not tried again.
     pub(super) unreadable: std::collections::HashSet<String>,
 }
@@ -210,6 +246,11 @@ impl App {
             mouse: true,
             history_floor: String::new(),
             unreadable: std::collections::HashSet::new(),
+            load_request: None,
+            store_listed: true,
+            help_scroll: 0,
+            help_rows: std::cell::Cell::new((0, 0)),
+            sort: Sort::default(),
         }
     }
 
@@ -280,6 +321,26 @@ impl App {
                 .count()
     }
 
+    /// A key in the help: it scrolls.
+    fn help_key(&mut self, action: Action) {
+        let (rows, visible) = self.help_rows.get();
+        let last = rows.saturating_sub(visible);
+        let page = visible.max(1);
+        self.help_scroll = match action {
+            Action::Down => self.help_scroll + 1,
+            Action::Up => self.help_scroll.saturating_sub(1),
+            Action::PageDown => self.help_scroll + page,
+            Action::PageUp => self.help_scroll.saturating_sub(page),
+            Action::Top => 0,
+            Action::Close => {
+                self.modal = Modal::None;
+                0
+            }
+            _ => self.help_scroll,
+        }
+        .min(last);
+    }
+
     /// Shows `message` in the status bar.
     pub fn say(&mut self, message: impl Into<String>) {
         self.message = message.into();
@@ -298,13 +359,54 @@ impl App {
         }
         self.selected_session = index.min(self.sessions.len().saturating_sub(1));
         self.scroll = [0, 0];
-        let warnings = match self.sessions.get_mut(self.selected_session) {
-            Some(session) => session.load(),
-            None => Vec::new(),
-        };
-        if let Some(warning) = warnings.first() {
+        self.request_output();
+    }
+
+    /// Asks for the selected session's output from its log, unless its
+    /// panes hold it already.
+    pub(super) fn request_output(&mut self) {
+        self.load_request = self
+            .sessions
+            .get(self.selected_session)
+            .filter(|s| !s.loaded)
+            .and_then(|s| Some((s.run_id.clone(), s.log.clone()?)));
+    }
+
+    /// The output [`read_output`](super::session::read_output) read for
+    /// run `run_id`.
+    pub fn output_loaded(&mut self, run_id: &str, output: super::session::Output) {
+        if let Some(warning) = output.warnings.first()
+            && self.selected().is_some_and(|s| s.run_id == run_id)
+        {
             self.message = format!("warning: {warning}");
         }
+        if let Some(session) = self.sessions.iter_mut().find(|s| s.run_id == run_id) {
+            session.take_output(output);
+        }
+        self.dirty = true;
+    }
+
+    /// `v` and `W`: the selected run's whole output, from its log (the
+    /// panes keep only its end); the focused pane's stream for the pager.
+    fn whole_output(&mut self, action: Action) -> Option<Effect> {
+        let session = self.selected()?;
+        let Some(path) = session.log.clone() else {
+            self.say("this session has no run log");
+            return None;
+        };
+        let run_id = session.run_id.clone();
+        Some(match action {
+            Action::Pager => Effect::Pager {
+                run_id,
+                path,
+                stream: if self.focus == Focus::Stderr {
+                    StreamKind::Stderr
+                } else {
+                    StreamKind::Stdout
+                },
+            },
+            _ => Effect::Save { run_id, path },
+        })
     }
 
     /// Applies `action`; returns what the event loop must do, if anything.
@@ -326,6 +428,10 @@ impl App {
             Modal::Filter => return self.filter_key(action),
             Modal::Search => return self.search_key(action),
             Modal::NewRun => return self.form_key(action),
+            Modal::Help => {
+                self.help_key(action);
+                return None;
+            }
             _ => {}
         }
         let in_output = matches!(self.focus, Focus::Stdout | Focus::Stderr);
@@ -340,6 +446,8 @@ impl App {
         match action {
             Action::Search if self.focus == Focus::Sessions => self.modal = Modal::Filter,
             Action::Zoom => self.zoom = !self.zoom,
+            Action::Sort => self.next_sort(),
+            Action::Pager | Action::Save => return self.whole_output(action),
             // Space, without a replay: mark the selected run, go to the next.
             Action::Pause => match selected {
                 Some(i) => {
@@ -393,7 +501,7 @@ impl App {
                 self.open_form(None, String::new())
             }
             Action::Open => match selected {
-                Some(i) if !self.sessions[i].state.is_running() => self.start_replay(i),
+                Some(i) if !self.sessions[i].state.is_running() => return self.start_replay(i),
                 Some(_) => self.say("it is still running: its output is live already"),
                 None => {}
             },
@@ -418,7 +526,10 @@ impl App {
             Action::Type(_) | Action::Erase | Action::NextField | Action::PrevField => {}
             Action::Quit if self.running_own() > 0 => self.modal = Modal::ConfirmQuit,
             Action::Quit => return Some(Effect::Quit { cleanup: true }),
-            Action::Help => self.modal = Modal::Help,
+            Action::Help => {
+                self.help_scroll = 0;
+                self.modal = Modal::Help;
+            }
             Action::Close | Action::No => self.modal = Modal::None,
             Action::FocusNext | Action::FocusPrev => {
                 let mut order = vec![Focus::Environments, Focus::Sessions, Focus::Stdout];
@@ -457,10 +568,11 @@ impl App {
                         // Among the rows the filter shows.
                         let rows = self.visible_sessions();
                         if !rows.is_empty() {
+                            // A selection the filter hides moves from the top.
                             let at = rows
                                 .iter()
-                                .position(|&i| i >= self.selected_session)
-                                .unwrap_or(rows.len() - 1);
+                                .position(|&i| i == self.selected_session)
+                                .unwrap_or(0);
                             let last = rows.len() as isize - 1;
                             let to = (at as isize + delta).clamp(0, last) as usize;
                             self.select_session(rows[to]);

@@ -6,6 +6,44 @@ use super::action::Action;
 use super::app::{App, Effect, Modal};
 use super::session::{Session, SessionState};
 
+/// The order of the Sessions pane's rows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Sort {
+    /// Newest first: the order in which runs started (arrived).
+    #[default]
+    Start,
+    /// Longest first (running runs by how long they have run so far).
+    Duration,
+    /// Running first (the longest silent first), then failures, timeouts,
+    /// kills, the rest; newest first within each.
+    State,
+}
+
+impl Sort {
+    /// How the title and the status bar name it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Start => "start (newest first)",
+            Self::Duration => "duration (longest first)",
+            Self::State => "state (running, failed, timed out, killed, ok)",
+        }
+    }
+}
+
+/// Where a run goes when sorted by state: lower first.
+fn urgency(session: &Session) -> (u8, std::cmp::Reverse<u64>) {
+    let rank = match session.state {
+        SessionState::Setup | SessionState::Running | SessionState::Live => 0,
+        SessionState::Exited(0) => 5,
+        SessionState::Exited(_) | SessionState::SetupFailed(_) => 1,
+        SessionState::TimedOut => 2,
+        SessionState::Killed | SessionState::Interrupted => 3,
+        SessionState::Empty => 6,
+    };
+    let quiet = session.quiet_for().map_or(0, |q| q.as_secs());
+    (rank, std::cmp::Reverse(quiet))
+}
+
 /// Runs of one kind of state, or all.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum View {
@@ -134,11 +172,33 @@ impl App {
         None
     }
 
-    /// The indices of the sessions the filter shows, in list order.
+    /// The indices of the sessions the filter shows, in the order of
+    /// [`App::sort`].
     pub fn visible_sessions(&self) -> Vec<usize> {
-        (0..self.sessions.len())
+        let mut rows: Vec<usize> = (0..self.sessions.len())
             .filter(|&i| self.filter.matches(&self.sessions[i]))
-            .collect()
+            .collect();
+        let sessions = &self.sessions;
+        // The list is in order of arrival, newest first: ties keep it
+        // (the sorts are stable).
+        match self.sort {
+            Sort::Start => {}
+            Sort::Duration => {
+                rows.sort_by_key(|&i| std::cmp::Reverse(sessions[i].elapsed().as_secs()))
+            }
+            Sort::State => rows.sort_by_key(|&i| urgency(&sessions[i])),
+        }
+        rows
+    }
+
+    /// Sorts by the next key, keeping the selected run selected.
+    pub(super) fn next_sort(&mut self) {
+        self.sort = match self.sort {
+            Sort::Start => Sort::Duration,
+            Sort::Duration => Sort::State,
+            Sort::State => Sort::Start,
+        };
+        self.say(format!("sorted by {}", self.sort.describe()));
     }
 
     /// After the filter changed: a selected run it hides gives way to the

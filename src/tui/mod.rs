@@ -10,6 +10,7 @@ pub mod action;
 pub mod app;
 pub mod filter;
 pub mod form;
+pub mod keymap;
 pub mod leftovers;
 pub mod panes;
 mod refresh;
@@ -31,13 +32,13 @@ use tokio::time::Instant;
 
 use crate::config::Config;
 use crate::runlog::Store;
-use crate::runtime::RuntimeEvent;
 use crate::runtime::leftovers::ManagedContainer;
+use crate::runtime::{RuntimeEvent, StreamKind};
 use crate::supervisor::{SessionEvent, Supervisor};
 
-use action::action_for;
 use app::{App, Effect, EnvironmentRow};
-use session::{Session, short_id};
+use keymap::action_for;
+use session::short_id;
 use tasks::{Done, Launch, OtherRun, Started, StoreAt, Tasks};
 
 /// The shortest time between two frames (about 30 a second).
@@ -80,19 +81,9 @@ pub async fn run(config: Config) -> io::Result<Option<i32>> {
         })
         .collect();
     let store = Store::new(&config.store_dir);
-    let (history, warnings) = store.list().unwrap_or_default();
-    let sessions = history.iter().take(HISTORY).map(Session::stored).collect();
-    // Newer runs than the listed ones are picked up live; older ones are not.
-    let floor = match history.get(HISTORY) {
-        Some(first_left_out) => first_left_out.run_id.clone(),
-        None => String::new(),
-    };
-    let mut app = App::new(environments, sessions);
+    let mut app = App::new(environments, Vec::new());
     app.default_dir = base.display().to_string();
-    app.history_floor = floor;
-    if let Some(warning) = warnings.first() {
-        app.say(format!("warning: {warning}"));
-    }
+    app.store_listed = false;
 
     // Slow work (launches, kills, the daemon) reports back here.
     let (done_tx, mut done) = mpsc::unbounded_channel();
@@ -101,6 +92,8 @@ pub async fn run(config: Config) -> io::Result<Option<i32>> {
         limits: config.store_limits,
     };
     let tasks = Tasks::new(done_tx, events_tx.clone(), store_at);
+    // The first frame does not wait for the store (thousands of runs).
+    tasks.list_store(store.clone());
     tasks.check_environments(config.environments.clone());
     if let Ok(spec) = config.environment(None) {
         let startup: Vec<Launch> = config
@@ -113,8 +106,6 @@ pub async fn run(config: Config) -> io::Result<Option<i32>> {
         tasks.launch(startup, false);
     }
 
-    // The run selected at start shows its output at once.
-    app.show_selected();
     let mut terminal = ratatui::try_init()?;
     mouse_capture(true);
     // ratatui's panic hook restores the screen; the mouse is ours to release.
@@ -123,7 +114,9 @@ pub async fn run(config: Config) -> io::Result<Option<i32>> {
         mouse_capture(false);
         previous_hook(info);
     }));
-    let mut input = EventStream::new();
+    // None while a pager has the terminal: its keys are not ours.
+    let mut input = Some(EventStream::new());
+    let mut pager: Option<Pager> = None;
     let mut terminate = signal(SignalKind::terminate())?;
     // A closed terminal: quit as for SIGTERM, cleaning up.
     let mut hangup = signal(SignalKind::hangup())?;
@@ -143,7 +136,7 @@ pub async fn run(config: Config) -> io::Result<Option<i32>> {
     };
     let mut store_tick = tokio::time::interval(STORE_REFRESH);
     let quit = loop {
-        if app.dirty && Instant::now() >= next_frame {
+        if app.dirty && pager.is_none() && Instant::now() >= next_frame {
             // The terminal is gone: clean up, then report it.
             if let Err(e) = terminal.draw(|frame| panes::draw(frame, &app)) {
                 draw_error = Some(e);
@@ -161,7 +154,7 @@ pub async fn run(config: Config) -> io::Result<Option<i32>> {
             replay_clock = Instant::now();
         }
         let effect = tokio::select! {
-            read = input.next() => match read {
+            read = async { input.as_mut()?.next().await }, if input.is_some() => match read {
                 Some(Ok(event)) => match event {
                     Event::Key(key) if key.kind == KeyEventKind::Press => {
                         let replaying = app.replay.is_some();
@@ -202,8 +195,39 @@ pub async fn run(config: Config) -> io::Result<Option<i32>> {
                 }
                 None
             }
-            Some(report) = done.recv() => {
-                finished(&mut app, report, &tasks);
+            Some(report) = done.recv() => match report {
+                Done::Pager(file) => {
+                    // The pager gets the terminal until it exits.
+                    input = None;
+                    mouse_capture(false);
+                    ratatui::restore();
+                    match Pager::start(file) {
+                        Ok(started) => pager = Some(started),
+                        Err(e) => {
+                            app.say(e);
+                            terminal = ratatui::try_init()?;
+                            mouse_capture(app.mouse);
+                            input = Some(EventStream::new());
+                        }
+                    }
+                    app.dirty = true;
+                    None
+                }
+                report => {
+                    finished(&mut app, report, &tasks);
+                    None
+                }
+            },
+            status = async { pager.as_mut()?.child.wait().await.ok() }, if pager.is_some() => {
+                pager = None;
+                terminal = ratatui::try_init()?;
+                let _ = terminal.clear();
+                mouse_capture(app.mouse);
+                input = Some(EventStream::new());
+                if let Some(status) = status.filter(|s| !s.success()) {
+                    app.say(format!("the pager exited with {status}"));
+                }
+                app.dirty = true;
                 None
             }
             () = tokio::time::sleep_until(next_frame), if app.dirty => None,
@@ -249,6 +273,10 @@ pub async fn run(config: Config) -> io::Result<Option<i32>> {
             }
             Some(effect) => perform(&mut app, effect, &config, &tasks),
             None => {}
+        }
+        // The selected run's output is read from its log in a task.
+        if let Some((run_id, path)) = app.load_request.take() {
+            tasks.load_output(run_id, path);
         }
     };
     mouse_capture(false);
@@ -319,6 +347,23 @@ fn perform(app: &mut App, effect: Effect, config: &Config, tasks: &Tasks) {
     // Runs are named by id: whatever moved in the list since it was asked.
     let message = match effect {
         Effect::Quit { .. } | Effect::Redraw => return,
+        Effect::LoadReplay { run_id, path } => return tasks.load_replay(run_id, path),
+        Effect::Pager {
+            run_id,
+            path,
+            stream,
+        } => {
+            tasks.pager_file(run_id.clone(), path, stream);
+            let name = match stream {
+                StreamKind::Stdout => "stdout",
+                StreamKind::Stderr => "stderr",
+            };
+            format!("{}: opening its {name} in the pager…", short_id(&run_id))
+        }
+        Effect::Save { run_id, path } => {
+            tasks.save_output(run_id.clone(), path);
+            format!("{}: saving its output…", short_id(&run_id))
+        }
         Effect::Mouse(on) => return mouse_capture(on),
         Effect::Launch => {
             let Some(run) = app.pending_run.take() else {
@@ -378,7 +423,8 @@ fn perform(app: &mut App, effect: Effect, config: &Config, tasks: &Tasks) {
             }
             format!("killing {} runs…", ids.len())
         }
-        Effect::Cleanup(run_id) => match app.session(&run_id).and_then(|s| s.supervisor().cloned()) {
+        Effect::Cleanup(run_id) => match app.session(&run_id).and_then(|s| s.supervisor().cloned())
+        {
             Some(supervisor) => {
                 tasks.cleanup(&run_id, supervisor);
                 return;
@@ -423,6 +469,13 @@ fn finished(app: &mut App, report: Done, tasks: &Tasks) {
             app.environments = rows;
             app.dirty = true;
         }
+        Done::Listed(listed) => {
+            app.listed(listed.map(|(runs, warnings)| (runs, warnings, HISTORY)))
+        }
+        Done::Output { run_id, output } => app.output_loaded(&run_id, *output),
+        Done::Replay { run_id, replay } => app.replay_loaded(&run_id, replay),
+        // Handled by the event loop (it gives the terminal away).
+        Done::Pager(_) => {}
         Done::Launched {
             run_id,
             command,
@@ -475,5 +528,32 @@ fn launched(
             app.dirty = true;
         }
         Err(e) => app.say(format!("cannot start `{command}`: {e}")),
+    }
+}
+
+/// A pager showing a run's output; the terminal is its until it exits.
+struct Pager {
+    child: tokio::process::Child,
+    /// The text it shows; removed when the pager is done.
+    _file: tempfile::NamedTempFile,
+}
+
+impl Pager {
+    /// Starts `$PAGER` (else `less`) on `file`; the words of `$PAGER` are
+    /// split at spaces (`less -S`).
+    fn start(file: tempfile::NamedTempFile) -> Result<Self, String> {
+        let pager = std::env::var("PAGER")
+            .ok()
+            .filter(|p| !p.trim().is_empty())
+            .unwrap_or_else(|| "less".into());
+        let mut words = pager.split_whitespace();
+        let program = words.next().unwrap_or("less");
+        let child = tokio::process::Command::new(program)
+            .args(words)
+            .arg(file.path())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("cannot start the pager `{pager}` ($PAGER): {e}"))?;
+        Ok(Self { child, _file: file })
     }
 }

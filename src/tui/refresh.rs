@@ -5,12 +5,47 @@ use std::time::Duration;
 
 use super::app::App;
 use super::session::{Session, SessionState};
-use crate::runlog::{self, Store};
+use crate::runlog::{self, RunSummary, Store};
 
 impl App {
+    /// Takes the store's runs as listed at start (newest first, with the
+    /// reader's warnings): the first `limit` join the list below the runs
+    /// this dashboard started meanwhile. Runs newer than those are picked
+    /// up live; older ones are not.
+    pub fn listed(&mut self, listed: Result<(Vec<RunSummary>, Vec<String>, usize), String>) {
+        self.store_listed = true;
+        self.dirty = true;
+        let (runs, warnings, limit) = match listed {
+            Ok(listed) => listed,
+            Err(e) => return self.say(format!("cannot list the store: {e}")),
+        };
+        self.history_floor = runs
+            .get(limit)
+            .map(|first_left_out| first_left_out.run_id.clone())
+            .unwrap_or_default();
+        let known: std::collections::HashSet<String> =
+            self.sessions.iter().map(|s| s.run_id.clone()).collect();
+        let was_empty = self.sessions.is_empty();
+        for run in runs.iter().take(limit) {
+            if !known.contains(&run.run_id) && !self.launching.contains(&run.run_id) {
+                self.sessions.push(Session::stored(run));
+            }
+        }
+        if let Some(warning) = warnings.first() {
+            self.say(format!("warning: {warning}"));
+        }
+        if was_empty {
+            // The run selected at start shows its output at once.
+            self.show_selected();
+        }
+    }
+
     /// Picks up runs that appeared in `store` since the last call, and
     /// follows the live ones (runs other processes are writing).
     pub fn refresh_store(&mut self, store: &Store) {
+        if !self.store_listed {
+            return;
+        }
         let Ok((files, _)) = store.entries() else {
             return;
         };

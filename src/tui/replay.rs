@@ -4,14 +4,18 @@
 use std::time::Duration;
 
 use super::action::Action;
-use super::app::App;
+use super::app::{App, Effect};
+use super::panes::clock;
 use super::sanitize::OutputBuffer;
-use super::session::{PANE_LINES, Session};
+use super::session::{PANE_LINES, Session, short_id};
 use crate::runlog::{self, Body, StreamTag};
 use crate::runtime::StreamKind;
 
 /// Output a replay holds at most; a larger log replays its first part.
 pub const REPLAY_BYTES: usize = 64 << 20;
+
+/// When, which stream, the bytes.
+type Chunk = (Duration, StreamKind, Vec<u8>);
 
 /// A finished run played back in the output panes with its timing.
 #[derive(Debug)]
@@ -19,36 +23,54 @@ pub struct Replay {
     /// The run being replayed, by id.
     pub session: String,
     /// Its output, in order: when, which stream, the bytes.
-    chunks: Vec<(Duration, StreamKind, Vec<u8>)>,
+    chunks: Vec<Chunk>,
     /// How many chunks are in the panes.
     shown: usize,
     /// Where the replay is.
     pub position: Duration,
-    /// The time of the last chunk.
+    /// The time of the last chunk it holds: where it ends.
     pub duration: Duration,
+    /// The time of the run's last output (past `duration` when cut).
+    pub length: Duration,
     /// Speed factor.
     pub speed: f64,
     /// Paused.
     pub paused: bool,
-    /// The log held more than [`REPLAY_BYTES`].
-    pub cut: bool,
+    /// The log held more than [`REPLAY_BYTES`]: the replay holds its
+    /// output up to this time.
+    pub cut: Option<Duration>,
 }
 
 impl Replay {
-    /// Reads the output of the log at `path`.
+    /// Reads the output of the log at `path`: the first [`REPLAY_BYTES`],
+    /// and how long the run printed. Blocking: the dashboard calls it in a
+    /// task.
+    ///
+    /// # Errors
+    ///
+    /// The log cannot be opened (its message).
     pub fn load(session: String, path: &std::path::Path) -> Result<Self, String> {
         let mut reader = runlog::open(path).map_err(|e| e.to_string())?;
         let mut chunks = Vec::new();
-        let (mut bytes, mut cut) = (0, false);
+        let (mut bytes, mut cut, mut length) = (0, None, Duration::ZERO);
         while let Some(record) = reader.next() {
-            if let Body::Out { s, .. } = &record.body {
+            if let Body::Out { s, n, .. } = &record.body {
                 let t = &record.t;
-                let data = reader.bytes(&record);
-                bytes += data.len();
-                if bytes > REPLAY_BYTES {
-                    cut = true;
-                    break;
+                length = Duration::from_micros(*t);
+                if cut.is_some() {
+                    // Past what it holds: only the times, not the bytes.
+                    continue;
                 }
+                // Version 2 says the size up front: too much is not read.
+                let data = match n {
+                    Some(n) if bytes + *n as usize > REPLAY_BYTES => None,
+                    _ => Some(reader.bytes(&record)),
+                };
+                let Some(data) = data.filter(|d| bytes + d.len() <= REPLAY_BYTES) else {
+                    cut = Some(chunks.last().map_or(Duration::ZERO, |c: &Chunk| c.0));
+                    continue;
+                };
+                bytes += data.len();
                 let stream = match s {
                     StreamTag::Out => StreamKind::Stdout,
                     StreamTag::Err => StreamKind::Stderr,
@@ -63,6 +85,7 @@ impl Replay {
             shown: 0,
             position: Duration::ZERO,
             duration,
+            length: length.max(duration),
             speed: 1.0,
             paused: false,
             cut,
@@ -97,31 +120,53 @@ impl Replay {
 }
 
 impl App {
-    /// Starts replaying session `index` from its log.
-    pub fn start_replay(&mut self, index: usize) {
-        let Some(session) = self.sessions.get_mut(index) else {
+    /// Asks for the replay of session `index`: its log is read in a task
+    /// ([`Effect::LoadReplay`]), then [`App::replay_loaded`] starts it.
+    pub(super) fn start_replay(&mut self, index: usize) -> Option<Effect> {
+        let session = self.sessions.get(index)?;
+        let run_id = session.run_id.clone();
+        let Some(path) = session.log.clone() else {
+            self.say("this session has no run log to replay");
+            return None;
+        };
+        self.say(format!("{}: reading its log to replay…", short_id(&run_id)));
+        Some(Effect::LoadReplay { run_id, path })
+    }
+
+    /// Starts the replay [`Replay::load`] read, if its run is still the
+    /// selected one.
+    pub fn replay_loaded(&mut self, run_id: &str, loaded: Result<Replay, String>) {
+        self.dirty = true;
+        let Some(session) = self.sessions.get_mut(self.selected_session) else {
             return;
         };
-        let Some(path) = session.log.clone() else {
-            return self.say("this session has no run log to replay");
-        };
-        match Replay::load(session.run_id.clone(), &path) {
+        if session.run_id != run_id {
+            return;
+        }
+        match loaded {
             Ok(mut replay) => {
+                if self.replay.is_some() {
+                    return;
+                }
                 session.stdout = OutputBuffer::new(PANE_LINES);
                 session.stderr = OutputBuffer::new(PANE_LINES);
                 session.loaded = true;
                 replay.seek(session, Duration::ZERO);
-                if replay.cut {
-                    self.message =
-                        format!("replaying the first {} MiB of output", REPLAY_BYTES >> 20);
-                }
+                self.message = match replay.cut {
+                    Some(held) => format!(
+                        "this replay holds the first {} MiB of output, up to {}; the run printed until {}",
+                        REPLAY_BYTES >> 20,
+                        clock(held),
+                        clock(replay.length)
+                    ),
+                    None => "replaying: Space pauses, + - change the speed, Esc stops".into(),
+                };
                 self.follow = true;
                 self.scroll = [0, 0];
                 self.replay = Some(replay);
             }
             Err(e) => self.say(format!("cannot replay: {e}")),
         }
-        self.dirty = true;
     }
 
     /// Advances a playing replay by `elapsed` of wall time.
@@ -165,12 +210,12 @@ impl App {
             Action::Top => replay.seek(session, Duration::ZERO),
             Action::Bottom => replay.seek(session, replay.duration),
             Action::Close => {
-                // Back to the whole output.
+                // Back to the whole output, read again in a task.
                 self.replay = None;
                 session.loaded = false;
                 session.stdout = OutputBuffer::new(PANE_LINES);
                 session.stderr = OutputBuffer::new(PANE_LINES);
-                session.load();
+                self.request_output();
             }
             _ => return false,
         }

@@ -267,9 +267,62 @@ impl Perform for Sink {
     }
 }
 
+/// Untrusted output as plain text, for a pager: what the panes keep
+/// (printable text, newlines, tabs), without colours; escape sequences and
+/// other controls dropped, so that nothing the submission printed drives
+/// the terminal the pager draws on. A carriage return ends the line (a
+/// progress bar shows each of its states).
+#[derive(Default)]
+pub struct PlainText {
+    parser: Parser,
+    sink: PlainSink,
+}
+
+#[derive(Default)]
+struct PlainSink {
+    text: String,
+}
+
+impl Perform for PlainSink {
+    fn print(&mut self, c: char) {
+        if let Some(c) = displayable(c) {
+            self.text.push(c);
+        }
+    }
+
+    fn execute(&mut self, byte: u8) {
+        match byte {
+            b'\n' | b'\r' => self.text.push('\n'),
+            b'\t' => self.text.push('\t'),
+            _ => {}
+        }
+    }
+}
+
+impl PlainText {
+    /// Reads `bytes` (a sequence may continue in the next call); returns
+    /// the text they completed.
+    pub fn push(&mut self, bytes: &[u8]) -> String {
+        self.parser.advance(&mut self.sink, bytes);
+        std::mem::take(&mut self.sink.text)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_text_keeps_text_and_drops_every_sequence() {
+        let mut plain = PlainText::default();
+        let mut text = plain.push(b"ok \x1b[31mred\x1b[0m\x1b]0;ti");
+        text += &plain.push(b"tle\x07\x1b[2J\tend\r\n\x07\xe2\x80");
+        text += &plain.push(b"\x8b\xc3\xa9\n");
+        assert_eq!(
+            text, "ok red\tend\n\n\u{e9}\n",
+            "U+200B dropped, é kept across chunks"
+        );
+    }
 
     fn texts(buffer: &OutputBuffer) -> Vec<String> {
         buffer.lines().map(OutputLine::text).collect()

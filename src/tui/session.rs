@@ -316,40 +316,62 @@ impl Session {
         }
     }
 
-    /// Reads a stored session's output from its log (once). Returns the
-    /// reader's warnings.
-    pub fn load(&mut self) -> Vec<String> {
-        if self.loaded {
-            return Vec::new();
+    /// Takes the output [`read_output`] read from its log, unless the
+    /// panes were filled meanwhile (a replay, a follow).
+    pub fn take_output(&mut self, output: Output) {
+        if !self.loaded {
+            self.stdout = output.stdout;
+            self.stderr = output.stderr;
+            self.loaded = true;
         }
-        self.loaded = true;
-        let Some(path) = self.log.clone() else {
-            return Vec::new();
-        };
-        let mut reader = match runlog::open(&path) {
-            Ok(reader) => reader,
-            Err(e) => return vec![e.to_string()],
-        };
-        // The ends of the streams, not the whole: the panes keep their last
-        // lines anyway.
-        let from = reader.totals().map(|t| t.saturating_sub(LOAD_BYTES));
-        while let Some(record) = reader.next() {
-            if let Body::Out { s, o, n, .. } = &record.body {
-                if let (Some(o), Some(n)) = (o, n)
-                    && o.saturating_add(*n) <= from[s.index()]
-                {
-                    continue;
-                }
-                let bytes = reader.bytes(&record);
-                let at = Duration::from_micros(record.t);
-                match s {
-                    StreamTag::Out => self.stdout.push(&bytes, at),
-                    StreamTag::Err => self.stderr.push(&bytes, at),
-                }
+    }
+}
+
+/// A stored run's output, as its panes show it.
+#[derive(Debug)]
+pub struct Output {
+    /// Sanitised stdout (its end).
+    pub stdout: OutputBuffer,
+    /// Sanitised stderr (its end).
+    pub stderr: OutputBuffer,
+    /// What the reader skipped or could not read.
+    pub warnings: Vec<String>,
+}
+
+/// Reads the end of each stream of the log at `path` (the panes keep their
+/// last lines anyway): the index's records are walked, the bytes read only
+/// for the last [`LOAD_BYTES`]. Blocking: the dashboard calls it in a task.
+pub fn read_output(path: &std::path::Path) -> Output {
+    let mut output = Output {
+        stdout: OutputBuffer::new(PANE_LINES),
+        stderr: OutputBuffer::new(PANE_LINES),
+        warnings: Vec::new(),
+    };
+    let mut reader = match runlog::open(path) {
+        Ok(reader) => reader,
+        Err(e) => {
+            output.warnings.push(e.to_string());
+            return output;
+        }
+    };
+    let from = reader.totals().map(|t| t.saturating_sub(LOAD_BYTES));
+    while let Some(record) = reader.next() {
+        if let Body::Out { s, o, n, .. } = &record.body {
+            if let (Some(o), Some(n)) = (o, n)
+                && o.saturating_add(*n) <= from[s.index()]
+            {
+                continue;
+            }
+            let bytes = reader.bytes(&record);
+            let at = Duration::from_micros(record.t);
+            match s {
+                StreamTag::Out => output.stdout.push(&bytes, at),
+                StreamTag::Err => output.stderr.push(&bytes, at),
             }
         }
-        reader.warnings
     }
+    output.warnings = reader.warnings;
+    output
 }
 
 /// Bytes of each stream a stored session loads into its panes: the end.

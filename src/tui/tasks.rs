@@ -11,8 +11,13 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use super::app::EnvironmentRow;
-use super::session::{Process, Session, short_id};
-use crate::runlog::{RunlogWriter, StoreLimits};
+use super::replay::Replay;
+use super::sanitize::PlainText;
+use super::session::{self, Output, Process, Session, short_id};
+use crate::runlog::{
+    self, Body, ExportFormat, RunSummary, RunlogWriter, Store, StoreLimits, StreamTag,
+};
+use crate::runtime::StreamKind;
 use crate::runtime::leftovers::{self, ManagedContainer};
 use crate::runtime::{ExecRequest, LaunchSpec, docker, process_group, registry, slurm};
 use crate::spec::EnvironmentSpec;
@@ -45,6 +50,25 @@ pub enum Done {
     LeftoverJobs(Vec<slurm::ManagedJob>),
     /// The environments, checked (can each run here now?).
     Environments(Vec<EnvironmentRow>),
+    /// A stored run's output, read from its log.
+    Output {
+        /// The run.
+        run_id: String,
+        /// What its panes show.
+        output: Box<Output>,
+    },
+    /// A replay, read from its log.
+    Replay {
+        /// The run.
+        run_id: String,
+        /// The replay, or why it cannot be.
+        replay: Result<Replay, String>,
+    },
+    /// A stream's text, ready for the pager (the file goes when this is
+    /// dropped).
+    Pager(tempfile::NamedTempFile),
+    /// The runs of the store, listed at start.
+    Listed(Result<(Vec<RunSummary>, Vec<String>), String>),
 }
 
 /// A run the dashboard started.
@@ -150,6 +174,50 @@ impl Tasks {
         tokio::spawn(async move {
             let _ = done.send(work.await);
         });
+    }
+
+    /// Reading files: on tokio's blocking threads.
+    fn report_blocking(&self, work: impl FnOnce() -> Done + Send + 'static) {
+        let done = self.done.clone();
+        tokio::task::spawn_blocking(move || {
+            let _ = done.send(work());
+        });
+    }
+
+    /// Lists the runs of `store` (the history shown at start).
+    pub fn list_store(&self, store: Store) {
+        self.report_blocking(move || Done::Listed(store.list().map_err(|e| e.to_string())));
+    }
+
+    /// Reads the end of run `run_id`'s output from its log at `path`.
+    pub fn load_output(&self, run_id: String, path: PathBuf) {
+        self.report_blocking(move || Done::Output {
+            output: Box::new(session::read_output(&path)),
+            run_id,
+        });
+    }
+
+    /// Reads run `run_id`'s log at `path` for a replay.
+    pub fn load_replay(&self, run_id: String, path: PathBuf) {
+        self.report_blocking(move || Done::Replay {
+            replay: Replay::load(run_id.clone(), &path),
+            run_id,
+        });
+    }
+
+    /// Writes `stream` of the log at `path` as plain text to a temporary
+    /// file for the pager.
+    pub fn pager_file(&self, run_id: String, path: PathBuf, stream: StreamKind) {
+        self.report_blocking(move || match plain_text(&path, stream) {
+            Ok(file) => Done::Pager(file),
+            Err(e) => Done::Said(format!("{}: cannot show it: {e}", short_id(&run_id))),
+        });
+    }
+
+    /// Saves both streams of the log at `path`, exactly as printed, as
+    /// `<run id>.stdout` and `<run id>.stderr` in the working directory.
+    pub fn save_output(&self, run_id: String, path: PathBuf) {
+        self.report_blocking(move || Done::Said(save_output(&run_id, &path)));
     }
 
     /// Starts the runs one after another, in order (so that `[ui] startup`
@@ -423,4 +491,74 @@ pub fn watch_store(
         return None;
     }
     Some((watcher, rx))
+}
+
+/// One stream of the log at `path`, made plain text (see [`PlainText`]), in
+/// a temporary file.
+fn plain_text(
+    path: &std::path::Path,
+    stream: StreamKind,
+) -> std::io::Result<tempfile::NamedTempFile> {
+    use std::io::Write;
+    let mut reader = runlog::open(path).map_err(std::io::Error::other)?;
+    let suffix = match stream {
+        StreamKind::Stdout => ".stdout.txt",
+        StreamKind::Stderr => ".stderr.txt",
+    };
+    let file = tempfile::Builder::new()
+        .prefix("subrt-")
+        .suffix(suffix)
+        .tempfile()?;
+    let mut out = std::io::BufWriter::new(file);
+    let mut plain = PlainText::default();
+    let wanted = match stream {
+        StreamKind::Stdout => StreamTag::Out,
+        StreamKind::Stderr => StreamTag::Err,
+    };
+    while let Some(record) = reader.next() {
+        if let Body::Out { s, .. } = &record.body
+            && *s == wanted
+        {
+            out.write_all(plain.push(&reader.bytes(&record)).as_bytes())?;
+        }
+    }
+    if let Some(warning) = reader.warnings.first() {
+        writeln!(out, "\n[subrt: {warning}]")?;
+    }
+    out.into_inner()
+        .map_err(std::io::IntoInnerError::into_error)
+}
+
+/// Writes both streams of the log at `path` next to the dashboard; says
+/// where, or what failed.
+fn save_output(run_id: &str, path: &std::path::Path) -> String {
+    let mut saved = Vec::new();
+    for (format, suffix) in [
+        (ExportFormat::Stdout, "stdout"),
+        (ExportFormat::Stderr, "stderr"),
+    ] {
+        let target = PathBuf::from(format!("{run_id}.{suffix}"));
+        let written = runlog::open(path)
+            .map_err(std::io::Error::other)
+            .and_then(|mut reader| {
+                let mut out = std::io::BufWriter::new(std::fs::File::create(&target)?);
+                runlog::export(&mut reader, format, true, &mut out)?;
+                std::io::Write::flush(&mut out)?;
+                Ok(std::fs::metadata(&target)?.len())
+            });
+        match written {
+            Ok(bytes) => saved.push(format!("{bytes} bytes of {suffix} to {}", target.display())),
+            Err(e) => {
+                return format!(
+                    "{}: cannot save {suffix} to {}: {e}",
+                    short_id(run_id),
+                    target.display()
+                );
+            }
+        }
+    }
+    let dir = std::env::current_dir()
+        .map(|d| d.display().to_string())
+        .unwrap_or_default();
+    format!("saved {} (in {dir})", saved.join(" and "))
 }

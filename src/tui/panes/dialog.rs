@@ -6,9 +6,9 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 
-use crate::tui::action::KEYS;
 use crate::tui::app::App;
 use crate::tui::form::FORM_FIELDS;
+use crate::tui::keymap;
 use crate::tui::session::short_id;
 
 /// A centred box of at most `width` x `height`, cleared.
@@ -33,21 +33,73 @@ fn text(frame: &mut Frame, area: Rect, lines: Vec<Line<'static>>) {
     frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), area);
 }
 
-pub(super) fn help(frame: &mut Frame, area: Rect) {
-    let inner = popup(frame, area, 76, KEYS.len() as u16 + 2, "Keys (Esc closes)");
-    let lines = KEYS
-        .iter()
-        .map(|(keys, what)| {
-            Line::from(vec![
-                Span::styled(
-                    format!("{keys:<14}"),
-                    Style::default().add_modifier(Modifier::BOLD),
-                ),
-                Span::raw(*what),
-            ])
-        })
-        .collect();
-    text(frame, inner, lines);
+/// The help, from the key tables; it scrolls (↑ ↓ PgUp PgDn) where the
+/// screen is too small to show it whole.
+pub(super) fn help(frame: &mut Frame, area: Rect, app: &App) {
+    const KEYS: usize = 16;
+    let width = 86.min(area.width);
+    // What a key does, wrapped at words beside its keys.
+    let room = usize::from(width.saturating_sub(2))
+        .saturating_sub(KEYS)
+        .max(16);
+    let mut lines = Vec::new();
+    for (title, bindings) in keymap::help() {
+        if !lines.is_empty() {
+            lines.push(Line::default());
+        }
+        lines.push(Line::styled(
+            title,
+            Style::default()
+                .fg(Color::Yellow)
+                .add_modifier(Modifier::BOLD),
+        ));
+        for (keys, what) in bindings {
+            for (i, part) in wrap_words(what, room).into_iter().enumerate() {
+                let keys = if i == 0 { keys.as_str() } else { "" };
+                lines.push(Line::from(vec![
+                    Span::styled(
+                        format!("{keys:<KEYS$}"),
+                        Style::default().add_modifier(Modifier::BOLD),
+                    ),
+                    Span::raw(part),
+                ]));
+            }
+        }
+    }
+    let paragraph = Paragraph::new(lines).wrap(Wrap { trim: false });
+    let rows = paragraph.line_count(width.saturating_sub(2));
+    let height = (rows as u16).saturating_add(2).min(area.height);
+    let visible = usize::from(height.saturating_sub(2));
+    let top = app.help_scroll.min(rows.saturating_sub(visible));
+    app.help_rows.set((rows, visible));
+    let title = if rows > visible {
+        format!(
+            "Keys {}-{} of {rows} (↑ ↓ PgUp PgDn scroll, Esc closes)",
+            top + 1,
+            (top + visible).min(rows)
+        )
+    } else {
+        "Keys (Esc closes)".to_owned()
+    };
+    let inner = popup(frame, area, width, height, &title);
+    frame.render_widget(paragraph.scroll((top as u16, 0)), inner);
+}
+
+/// `text` in lines of at most `width` characters, broken at spaces.
+fn wrap_words(text: &str, width: usize) -> Vec<String> {
+    let mut lines = vec![String::new()];
+    for word in text.split(' ') {
+        let line = lines.last_mut().expect("never empty");
+        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > width {
+            lines.push(word.to_owned());
+        } else {
+            if !line.is_empty() {
+                line.push(' ');
+            }
+            line.push_str(word);
+        }
+    }
+    lines
 }
 
 fn question(frame: &mut Frame, area: Rect, title: &str, lines: Vec<String>) {

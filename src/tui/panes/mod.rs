@@ -15,6 +15,8 @@ mod output;
 mod sessions;
 mod status;
 
+pub(crate) use sessions::clock;
+
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Direction, Layout as Split, Rect};
 use ratatui::style::{Color, Modifier, Style};
@@ -148,7 +150,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
     status::draw(frame, status_line, app);
     match &app.modal {
         Modal::None | Modal::Search | Modal::Filter => {}
-        Modal::Help => dialog::help(frame, area),
+        Modal::Help => dialog::help(frame, area, app),
         Modal::Details(id) => dialog::details(frame, area, app, id),
         Modal::ConfirmKill(id) => dialog::confirm_kill(frame, area, id),
         Modal::ConfirmKillMarked(ids) => dialog::confirm_kill_marked(frame, area, app, ids),

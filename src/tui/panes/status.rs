@@ -7,26 +7,14 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
 use crate::tui::app::{App, Modal};
+use crate::tui::keymap;
+use crate::tui::replay::REPLAY_BYTES;
 
 /// `m:ss.s`.
 fn clock(d: std::time::Duration) -> String {
     let s = d.as_secs_f64();
     format!("{}:{:04.1}", (s / 60.0) as u64, s % 60.0)
 }
-
-/// The keys a user reaches for first, most needed first (as many as fit).
-const HINTS: &[(&str, &str)] = &[
-    ("n", "new"),
-    ("/", "filter"),
-    ("F", "failed"),
-    ("e", "next failure"),
-    ("k", "kill"),
-    ("Enter", "replay"),
-    ("r", "rerun"),
-    ("o", "leaks"),
-    ("?", "help"),
-    ("q", "quit"),
-];
 
 pub(super) fn draw(frame: &mut Frame, area: Rect, app: &App) {
     if app.modal == Modal::Filter {
@@ -77,24 +65,38 @@ pub(super) fn draw(frame: &mut Frame, area: Rect, app: &App) {
         } else {
             "▶"
         };
-        let line = Line::from(vec![
-            Span::styled(
+        let mut spans = vec![Span::styled(
+            format!(
+                " {state} replay {} / {} ×{}",
+                clock(replay.position),
+                clock(replay.length),
+                replay.speed
+            ),
+            Style::default()
+                .fg(Color::Yellow)
+                .add_modifier(Modifier::BOLD),
+        )];
+        // What it cannot play, where the clock is.
+        if let Some(held) = replay.cut {
+            spans.push(Span::styled(
                 format!(
-                    " {state} replay {} / {} ×{}",
-                    clock(replay.position),
-                    clock(replay.duration),
-                    replay.speed
+                    " holds up to {} (first {} MiB)",
+                    clock(held),
+                    REPLAY_BYTES >> 20
                 ),
-                Style::default()
-                    .fg(Color::Yellow)
-                    .add_modifier(Modifier::BOLD),
-            ),
-            Span::styled(
-                "   Space pause  + - speed  ← → 5 s  Home End  Esc stop",
-                Style::default().fg(Color::DarkGray),
-            ),
-        ]);
-        frame.render_widget(Paragraph::new(line), area);
+                Style::default().fg(Color::LightRed),
+            ));
+        }
+        let keys: Vec<String> = keymap::REPLAY
+            .hints()
+            .into_iter()
+            .map(|(key, word)| format!("{key} {word}"))
+            .collect();
+        spans.push(Span::styled(
+            format!("   {}", keys.join("  ")),
+            Style::default().fg(Color::DarkGray),
+        ));
+        frame.render_widget(Paragraph::new(Line::from(spans)), area);
         return;
     }
     // As many hints as leave room for the message (at least 24 columns).
@@ -102,7 +104,8 @@ pub(super) fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let room = usize::from(area.width).saturating_sub(message.clamp(3, 24));
     let mut spans = Vec::new();
     let mut used = 0;
-    for (key, what) in HINTS {
+    // The main screen's (a dialog says its own keys).
+    for (key, what) in keymap::MAIN.hints() {
         let width = key.chars().count() + what.chars().count() + 3;
         if used + width > room {
             break;
