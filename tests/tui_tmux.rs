@@ -66,14 +66,21 @@ impl Tui {
 
     /// Starts the TUI on `config`.
     fn start_with_config(config: &str) -> Self {
+        Self::start_with_env(config, "")
+    }
+
+    /// Starts the TUI on `config`, in the config's folder, with the shell
+    /// assignments `env` (`PAGER=…`) before it.
+    fn start_with_env(config: &str, env: &str) -> Self {
         let serial = serial();
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("config.toml"), config).unwrap();
         let name = format!("subrt-test-{}-{}", std::process::id(), unique_sleep());
         let command = format!(
-            "{} --config {}; echo SUBRT-EXITED $?; sleep 60",
+            "cd {dir} && {env} {} --config {}; echo SUBRT-EXITED $?; sleep 60",
             env!("CARGO_BIN_EXE_subrt"),
-            dir.path().join("config.toml").display()
+            dir.path().join("config.toml").display(),
+            dir = dir.path().display(),
         );
         let width = WIDTH.to_string();
         tmux(
@@ -390,11 +397,11 @@ fn under_twenty_floods_keys_answer_and_memory_stays_bounded() {
     for _ in 0..3 {
         let sent = Instant::now();
         tui.keys(&["?"]);
-        tui.wait_for("Keys (Esc closes)");
+        tui.wait_for("Esc closes)");
         slowest = slowest.max(sent.elapsed());
         tui.keys(&["Escape"]);
         let deadline = Instant::now() + Duration::from_secs(5);
-        while tui.screen().contains("Keys (Esc closes)") && Instant::now() < deadline {
+        while tui.screen().contains("Esc closes)") && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
@@ -812,4 +819,72 @@ fn the_one_failure_among_300_runs_is_found_in_seconds() {
     tui.keys(&["F", "/", "s", "2", "9", "9", "Enter"]);
     let screen = tui.wait_for("Sessions (1 of 300) /s299");
     assert!(screen.contains("s299: true"), "{screen}");
+}
+
+#[test]
+fn v_pages_the_whole_output_as_plain_text_and_w_saves_its_bytes() {
+    if !tmux_available() {
+        return;
+    }
+    // A pager that keeps what it was given and waits for a key, so that
+    // the test sees it has the terminal.
+    let pager_dir = tempfile::tempdir().unwrap();
+    let paged = pager_dir.path().join("paged.txt");
+    let pager = pager_dir.path().join("pager.sh");
+    std::fs::write(
+        &pager,
+        format!(
+            "#!/bin/sh\ncp \"$1\" {}\necho PAGER-HAS-THE-TERMINAL\nread answer\n",
+            paged.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&pager, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    // 7,000 lines: more than a pane keeps; the first has colour and a title.
+    let command = "printf '\\033]0;pwned\\007\\033[31mFIRST-LINE\\033[0m\\n'; seq 2 7000";
+    let config = format!(
+        "[[environments]]\nname = \"local\"\ntype = \"local\"\n\
+         [ui]\nstartup = [{command:?}]\n"
+    );
+    let tui = Tui::start_with_env(&config, &format!("PAGER={}", pager.display()));
+    tui.wait_for("exited 0");
+    tui.keys(&["v"]);
+    tui.wait_for("PAGER-HAS-THE-TERMINAL");
+    let text = std::fs::read_to_string(&paged).unwrap();
+    assert!(
+        text.starts_with("FIRST-LINE\n2\n3\n"),
+        "the whole output from its first line, escapes gone: {:?}",
+        &text[..40.min(text.len())]
+    );
+    assert!(text.ends_with("\n7000\n") && !text.contains('\x1b'));
+    tui.keys(&["x", "Enter"]);
+    let back = tui.wait_for("Sessions");
+    assert!(back.contains("exited 0"), "the dashboard is back:\n{back}");
+    // The temporary file went with the pager.
+    let left: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| {
+            e.file_name().to_string_lossy().starts_with("subrt-")
+                && e.file_name().to_string_lossy().ends_with(".stdout.txt")
+        })
+        .collect();
+    assert!(left.is_empty(), "the pager's file stayed: {left:?}");
+
+    tui.keys(&["W"]);
+    let screen = tui.wait_for("saved ");
+    let saved: Vec<_> = std::fs::read_dir(tui.dir.path())
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "stdout"))
+        .collect();
+    assert_eq!(saved.len(), 1, "{screen}");
+    let bytes = std::fs::read(&saved[0]).unwrap();
+    assert!(
+        bytes.starts_with(b"\x1b]0;pwned\x07\x1b[31mFIRST-LINE"),
+        "saved exactly as printed"
+    );
+    tui.keys(&["q"]);
+    tui.wait_for("SUBRT-EXITED");
 }
