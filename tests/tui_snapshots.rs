@@ -240,6 +240,76 @@ fn an_80x24_terminal() {
 }
 
 #[test]
+fn a_40x10_terminal_still_lists_runs_by_command_and_state() {
+    use subrt::tui::app::Focus;
+    let mut app = app();
+    let screen = render(&app, 40, 10);
+    let rows: Vec<&str> = screen
+        .lines()
+        .filter(|l| l.contains("python3") || l.contains("sh setup"))
+        .collect();
+    assert!(rows.len() >= 3, "three runs listed:\n{screen}");
+    assert!(
+        rows[0].contains("python3 main.py") && rows[0].contains("running"),
+        "command and state:\n{screen}"
+    );
+    assert!(
+        !screen.contains("Environments"),
+        "no room for them:\n{screen}"
+    );
+    insta::assert_snapshot!(screen);
+    // Tab does not focus the pane that is not shown.
+    app.focus = Focus::Sessions;
+    app.update(Action::FocusPrev);
+    assert_eq!(
+        app.focus,
+        Focus::Stderr,
+        "around the end, not to Environments"
+    );
+}
+
+#[test]
+fn s_sorts_by_duration_then_state_and_keeps_the_selected_run() {
+    let mut app = app();
+    let selected = app.selected().unwrap().run_id.clone();
+    app.update(Action::Sort);
+    let by_duration: Vec<u64> = app
+        .visible_sessions()
+        .iter()
+        .map(|&i| app.sessions[i].elapsed().as_secs())
+        .collect();
+    assert!(
+        by_duration.windows(2).all(|w| w[0] >= w[1]),
+        "longest first: {by_duration:?}"
+    );
+    assert_eq!(app.selected().unwrap().run_id, selected, "the same run");
+    assert!(app.message.contains("duration"), "{}", app.message);
+    app.update(Action::Sort);
+    let first = app.visible_sessions()[0];
+    assert!(
+        app.sessions[first].state.is_running(),
+        "running first when sorted by state"
+    );
+    let order: Vec<&str> = app
+        .visible_sessions()
+        .iter()
+        .map(|&i| app.sessions[i].command.as_str())
+        .collect();
+    let failed = order
+        .iter()
+        .position(|c| *c == "python3 broken.py")
+        .unwrap();
+    let ok = order.iter().position(|c| *c == "python3 ok.py").unwrap();
+    assert!(failed < ok, "failures before successes: {order:?}");
+    app.update(Action::Sort);
+    assert_eq!(
+        app.visible_sessions(),
+        (0..app.sessions.len()).collect::<Vec<_>>(),
+        "back to newest first"
+    );
+}
+
+#[test]
 fn a_200x50_terminal() {
     insta::assert_snapshot!(render(&app(), 200, 50));
 }

@@ -201,6 +201,9 @@ pub struct App {
     /// A log to read into the selected session's panes (in a task, then
     /// [`App::output_loaded`]): run id and path.
     pub load_request: Option<(String, PathBuf)>,
+    /// The screen's size at the last frame (panes it has no room for are
+    /// not focused).
+    pub screen: std::cell::Cell<ratatui::layout::Rect>,
     /// The store's runs were listed (until then, it is not looked at).
     pub store_listed: bool,
     /// Rows the help is scrolled down.
@@ -248,6 +251,7 @@ impl App {
             unreadable: std::collections::HashSet::new(),
             load_request: None,
             store_listed: true,
+            screen: std::cell::Cell::new(ratatui::layout::Rect::new(0, 0, 120, 40)),
             help_scroll: 0,
             help_rows: std::cell::Cell::new((0, 0)),
             sort: Sort::default(),
@@ -535,6 +539,14 @@ impl App {
                 let mut order = vec![Focus::Environments, Focus::Sessions, Focus::Stdout];
                 if self.layout != Layout::Merged {
                     order.push(Focus::Stderr);
+                }
+                // Not those the screen has no room for (unless zoomed).
+                if !self.zoom {
+                    let areas = crate::tui::panes::areas(self.screen.get(), self);
+                    order.retain(|focus| match focus {
+                        Focus::Environments => !areas.environments.is_empty(),
+                        _ => true,
+                    });
                 }
                 let at = order.iter().position(|f| *f == self.focus).unwrap_or(0);
                 let step = if action == Action::FocusNext {

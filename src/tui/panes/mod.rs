@@ -24,6 +24,9 @@ use ratatui::widgets::{Block, BorderType, Borders};
 
 use super::app::{App, Focus, Layout, Modal};
 
+/// Below this many columns, the Environments pane is left out.
+pub const NARROW: u16 = 60;
+
 /// Where each block is on a screen of size `area`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Areas {
@@ -63,16 +66,24 @@ pub fn areas(area: Rect, app: &App) -> Areas {
         }
         return areas;
     }
+    // The top gets 30% of the rows, and on a small screen at least room
+    // for three runs (7 rows) while the output keeps one line (3 rows).
+    let top_rows = ((area.height * 3 + 5) / 10).max(7.min(area.height.saturating_sub(4)));
     let [top, bottom, status] = Split::default()
         .direction(Direction::Vertical)
         .constraints([
-            Constraint::Percentage(30),
+            Constraint::Length(top_rows),
             Constraint::Min(0),
             Constraint::Length(1),
         ])
         .areas(area);
-    // Sessions matter more: environments get 30%, from 24 to 40 columns.
-    let env_width = (area.width * 3 / 10).clamp(24.min(area.width), 40);
+    // Sessions matter more: environments get 30%, from 24 to 40 columns,
+    // and none below 60 columns (the new-run form lists them).
+    let env_width = if area.width < NARROW {
+        0
+    } else {
+        (area.width * 3 / 10).clamp(24, 40)
+    };
     let [environments, sessions] = Split::default()
         .direction(Direction::Horizontal)
         .constraints([Constraint::Length(env_width), Constraint::Min(0)])
@@ -120,6 +131,7 @@ pub fn hit(area: Rect, app: &App, x: u16, y: u16) -> Option<(Focus, u16)> {
 /// Draws the whole screen.
 pub fn draw(frame: &mut Frame, app: &App) {
     let area = frame.area();
+    app.screen.set(area);
     let Areas {
         environments: envs,
         sessions,

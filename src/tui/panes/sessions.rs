@@ -96,6 +96,39 @@ fn title(app: &App, width: u16) -> String {
 pub(super) fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let wide = area.width >= 100;
     let shown = app.visible_sessions();
+    // Exact widths that add up to the room there is: a layout solver left
+    // to shrink competing columns picks differently from run to run. On a
+    // narrow pane TIME goes first, then RUN (the command, the submission's
+    // name and the state are what tell runs apart); a column without room
+    // is left out, gap and all.
+    let room = area.width.saturating_sub(2 + 2 + 4); // borders, marker, gaps
+    let run = match room {
+        r if r < 44 => 0,
+        _ if wide => 26,
+        _ => 9,
+    };
+    let time = if room < 32 { 0 } else { 7 };
+    let state = if room < 48 { 11 } else { 14 };
+    let fixed = run + state + time;
+    let env = if room >= fixed + 12 + 12 { 12 } else { 0 };
+    // The gaps of the columns left out go to the command.
+    let unused_gaps = [run, env, time].iter().filter(|w| **w == 0).count() as u16;
+    let command = (room + unused_gaps).saturating_sub(fixed + env);
+    let columns = [
+        ("RUN", run),
+        ("ENV", env),
+        ("COMMAND", command),
+        ("STATE", state),
+        ("TIME", time),
+    ];
+    let keep = |cells: [String; 5]| -> Vec<String> {
+        cells
+            .into_iter()
+            .zip(columns)
+            .filter(|(_, (_, width))| *width > 0)
+            .map(|(cell, _)| cell)
+            .collect()
+    };
     let rows: Vec<Row> = shown
         .iter()
         .map(|&i| &app.sessions[i])
@@ -107,7 +140,7 @@ pub(super) fn draw(frame: &mut Frame, area: Rect, app: &App) {
                 Some(name) => format!("{name}: {}", s.command),
                 None => s.command.clone(),
             };
-            let command: String = shown
+            let mut command: String = shown
                 .chars()
                 .map(|c| if c.is_control() { '?' } else { c })
                 .collect();
@@ -119,43 +152,39 @@ pub(super) fn draw(frame: &mut Frame, area: Rect, app: &App) {
             };
             let mut run = run_column(&s.run_id, wide);
             if app.marked.contains(&s.run_id) {
-                // A mark in place of the first character (a ULID's is `0`).
-                run = format!("*{}", run.chars().skip(1).collect::<String>());
+                // A mark in place of the first character (a ULID's is `0`),
+                // or before the command when RUN has no room.
+                if columns[0].1 == 0 {
+                    command.insert(0, '*');
+                } else {
+                    run = format!("*{}", run.chars().skip(1).collect::<String>());
+                }
             }
-            Row::new(vec![
+            Row::new(keep([
                 run,
                 s.environment.clone(),
                 command,
                 state,
                 clock(s.elapsed()),
-            ])
+            ]))
             .style(Style::default().fg(color))
         })
         .collect();
-    // Exact widths that add up to the room there is: a layout solver left
-    // to shrink competing columns picks differently from run to run.
-    let room = area.width.saturating_sub(2 + 2 + 4); // borders, marker, gaps
-    let (run, state, time) = (if wide { 26 } else { 9 }, 14, 7);
-    let fixed = run + state + time;
-    let env = if room >= fixed + 12 + 12 { 12 } else { 0 };
-    let command = room.saturating_sub(fixed + env);
-    let table = Table::new(
-        rows,
-        [
-            Constraint::Length(run),
-            Constraint::Length(env),
-            Constraint::Length(command),
-            Constraint::Length(state),
-            Constraint::Length(time),
-        ],
-    )
-    .header(
-        Row::new(["RUN", "ENV", "COMMAND", "STATE", "TIME"])
-            .style(Style::default().add_modifier(Modifier::BOLD)),
-    )
-    .block(block(title(app, area.width), app, Focus::Sessions))
-    .row_highlight_style(Style::default().add_modifier(Modifier::REVERSED))
-    .highlight_symbol("▶ ");
+    let widths: Vec<Constraint> = columns
+        .iter()
+        .filter(|(_, width)| *width > 0)
+        .map(|(_, width)| Constraint::Length(*width))
+        .collect();
+    let header: Vec<&str> = columns
+        .iter()
+        .filter(|(_, width)| *width > 0)
+        .map(|(name, _)| *name)
+        .collect();
+    let table = Table::new(rows, widths)
+        .header(Row::new(header).style(Style::default().add_modifier(Modifier::BOLD)))
+        .block(block(title(app, area.width), app, Focus::Sessions))
+        .row_highlight_style(Style::default().add_modifier(Modifier::REVERSED))
+        .highlight_symbol("▶ ");
     let selected = shown.iter().position(|&i| i == app.selected_session);
     let mut state = TableState::default().with_selected(selected);
     frame.render_stateful_widget(table, area, &mut state);
