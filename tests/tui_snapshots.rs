@@ -9,6 +9,7 @@ use ratatui::backend::TestBackend;
 use subrt::runlog::{EndStatus, RunState, RunSummary};
 use subrt::tui::action::Action;
 use subrt::tui::app::{App, EnvironmentRow};
+use subrt::tui::form;
 use subrt::tui::panes;
 use subrt::tui::session::{Session, SessionState};
 
@@ -348,6 +349,7 @@ fn new_run_form_prefills_and_checks() {
     insta::assert_snapshot!(render(&app, 100, 30));
     // A timeout that is not a number is refused, with the reason.
     app.update(Action::NextField);
+    app.update(Action::NextField);
     app.update(Action::Type('x'));
     assert_eq!(app.update(Action::Yes), None);
     assert!(app.form.error.as_deref().unwrap().contains("`x`"));
@@ -366,26 +368,77 @@ fn new_run_form_prefills_and_checks() {
 }
 
 #[test]
-fn new_run_names_an_unknown_environment() {
+fn new_run_picks_the_environment_and_recalls_commands() {
     let mut app = app();
+    app.default_dir = "/".into();
     app.update(Action::NewRun);
     app.update(Action::PrevField);
     app.update(Action::PrevField);
-    for _ in 0.."local".len() {
-        app.update(Action::Erase);
+    assert_eq!(app.form.focus, form::ENVIRONMENT);
+    app.update(Action::Type('g'));
+    assert_eq!(app.form.fields[form::ENVIRONMENT], "local", "not typed");
+    app.update(Action::Down);
+    assert_eq!(app.form.fields[form::ENVIRONMENT], "python-docker");
+    app.update(Action::Down);
+    assert_eq!(
+        app.form.fields[form::ENVIRONMENT],
+        "local",
+        "around the end"
+    );
+    app.update(Action::Up);
+    assert_eq!(app.form.fields[form::ENVIRONMENT], "python-docker");
+    // The command field: ↑ goes back through the listed runs' commands.
+    app.update(Action::NextField);
+    app.update(Action::NextField);
+    assert_eq!(app.form.focus, form::COMMAND);
+    app.update(Action::Type('x'));
+    app.update(Action::Up);
+    assert_eq!(
+        app.form.fields[form::COMMAND],
+        "python3 main.py",
+        "the newest"
+    );
+    app.update(Action::Up);
+    assert_eq!(app.form.fields[form::COMMAND], "sh setup-heavy.sh");
+    let screen = render(&app, 100, 30);
+    assert!(screen.contains("earlier 2 of"), "{screen}");
+    app.update(Action::Down);
+    app.update(Action::Down);
+    assert_eq!(
+        app.form.fields[form::COMMAND],
+        "x",
+        "what was typed comes back"
+    );
+    // A stdin file that is not there is named.
+    app.update(Action::NextField);
+    for c in "no-such-input.txt".chars() {
+        app.update(Action::Type(c));
     }
-    for c in "gpu".chars() {
+    assert_eq!(app.update(Action::Yes), None);
+    let error = app.form.error.clone().unwrap();
+    assert!(error.contains("`no-such-input.txt`"), "{error}");
+}
+
+#[test]
+fn a_stdin_file_is_checked_and_passed_to_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("in.txt"), "7 8\n").unwrap();
+    let mut app = app();
+    app.default_dir = dir.path().display().to_string();
+    app.update(Action::NewRun);
+    for c in "python3 sum.py".chars() {
         app.update(Action::Type(c));
     }
     app.update(Action::NextField);
-    app.update(Action::NextField);
-    app.update(Action::Type('x'));
-    assert_eq!(app.update(Action::Yes), None);
-    let error = app.form.error.clone().unwrap();
-    assert!(
-        error.contains("`gpu`") && error.contains("local"),
-        "{error}"
+    for c in "in.txt".chars() {
+        app.update(Action::Type(c));
+    }
+    assert_eq!(
+        app.update(Action::Yes),
+        Some(subrt::tui::app::Effect::Launch)
     );
+    let run = app.pending_run.clone().unwrap();
+    assert_eq!(run.stdin, Some(dir.path().join("in.txt")));
 }
 
 #[test]

@@ -304,10 +304,14 @@ fn n_starts_a_run_and_r_runs_it_again() {
         return;
     }
     let tui = Tui::start(&[]);
+    // Its stdin from a file in the working dir (the config's folder).
+    std::fs::write(tui.dir.path().join("in.txt"), "NEW-RUN\n").unwrap();
     tui.wait_for("Sessions (0)");
     tui.keys(&["n"]);
     tui.wait_for("New run");
-    tui.keys(&["-l", "printf 'NEW%s\\n' -RUN; printf 'ERR%s\\n' -OUT >&2"]);
+    tui.keys(&["-l", "cat; printf 'ERR%s\\n' -OUT >&2"]);
+    tui.keys(&["Tab"]);
+    tui.keys(&["-l", "in.txt"]);
     tui.keys(&["Enter"]);
     let screen = tui.wait_for("ERR-OUT");
     assert!(screen.contains("NEW-RUN"));
@@ -320,7 +324,16 @@ fn n_starts_a_run_and_r_runs_it_again() {
         "stderr on the right"
     );
     tui.keys(&["r"]);
-    tui.wait_for("Sessions (2)");
+    let screen = tui.wait_for("Sessions (2)");
+    assert!(
+        screen.contains("started `cat;"),
+        "the rerun is selected:\n{screen}"
+    );
+    let screen = tui.wait_for("ERR-OUT");
+    assert!(
+        screen.contains("NEW-RUN"),
+        "the rerun read the same stdin file:\n{screen}"
+    );
     tui.keys(&["q"]);
     tui.wait_for("SUBRT-EXITED");
 }

@@ -521,6 +521,7 @@ impl App {
                             .clone()
                             .unwrap_or_else(|| self.default_dir.clone().into()),
                         command: session.command.clone(),
+                        stdin: session.stdin_file.clone(),
                         timeout: session.timeout,
                     });
                     return Some(Effect::Launch);

@@ -371,12 +371,13 @@ fn perform(app: &mut App, effect: Effect, config: &Config, tasks: &Tasks) {
             };
             match config.environment(Some(&run.environment)) {
                 Ok(spec) => {
-                    let launch = Launch::new(
+                    let mut launch = Launch::new(
                         spec.clone(),
                         run.working_dir,
                         run.command.clone(),
                         run.timeout,
                     );
+                    launch.stdin = run.stdin;
                     app.launching.insert(launch.run_id.clone());
                     tasks.launch(vec![launch], true);
                     format!("starting `{}` on {}…", run.command, run.environment)

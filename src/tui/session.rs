@@ -105,6 +105,8 @@ pub struct Session {
     pub working_dir: Option<std::path::PathBuf>,
     /// Its command's timeout (what `r` runs again with).
     pub timeout: Option<Duration>,
+    /// The file its stdin was read from (runs started here with one).
+    pub stdin_file: Option<std::path::PathBuf>,
     /// Its name, or its submission in a batch, from its labels.
     pub name: Option<String>,
     /// What the store said of it when it was listed (stored runs).
@@ -141,6 +143,7 @@ impl Session {
             last_output: None,
             working_dir: None,
             timeout: None,
+            stdin_file: None,
             name: None,
         }
     }
@@ -184,6 +187,7 @@ impl Session {
             timeout: run
                 .timeout
                 .and_then(|t| Duration::try_from_secs_f64(t).ok()),
+            stdin_file: None,
             name: [crate::batch::labels::NAME, crate::batch::labels::SUBMISSION]
                 .iter()
                 .find_map(|key| run.labels.get(*key).cloned()),

@@ -104,6 +104,8 @@ pub struct Launch {
     pub command: String,
     /// Its timeout.
     pub timeout: Option<Duration>,
+    /// A file to read its stdin from (when it starts).
+    pub stdin: Option<PathBuf>,
 }
 
 impl Launch {
@@ -120,6 +122,7 @@ impl Launch {
             working_dir,
             command,
             timeout,
+            stdin: None,
         }
     }
 }
@@ -360,6 +363,14 @@ async fn list_leftovers() -> Result<Vec<ManagedContainer>, String> {
 
 /// Starts `run`, recorded in `store`.
 async fn launch(run: &Launch, store: &StoreAt) -> Result<Started, String> {
+    let stdin = match &run.stdin {
+        Some(path) => Some(
+            tokio::fs::read(path)
+                .await
+                .map_err(|e| format!("cannot read the stdin file {}: {e}", path.display()))?,
+        ),
+        None => None,
+    };
     let mut launch = LaunchSpec::new(run.spec.clone(), run.working_dir.clone());
     launch.run_id = run.run_id.clone();
     let run_id = launch.run_id.clone();
@@ -379,6 +390,7 @@ async fn launch(run: &Launch, store: &StoreAt) -> Result<Started, String> {
     let events = supervisor.subscribe();
     let mut request = ExecRequest::new(run.command.clone()).capture_limit(0);
     request.timeout = run.timeout;
+    request.stdin = stdin.map(bytes::Bytes::from);
     drop(supervisor.submit(request).await);
     let mut session = Session::own(
         run_id,
@@ -389,6 +401,7 @@ async fn launch(run: &Launch, store: &StoreAt) -> Result<Started, String> {
     session.log = Some(log_path);
     session.working_dir = Some(run.working_dir.clone());
     session.timeout = run.timeout;
+    session.stdin_file = run.stdin.clone();
     Ok(Started {
         session: Box::new(session),
         events,

@@ -7,7 +7,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 
 use crate::tui::app::App;
-use crate::tui::form::FORM_FIELDS;
+use crate::tui::form::{self, FORM_FIELDS};
 use crate::tui::keymap;
 use crate::tui::session::short_id;
 
@@ -191,14 +191,14 @@ pub(super) fn confirm_quit(frame: &mut Frame, area: Rect, app: &App) {
 
 pub(super) fn new_run(frame: &mut Frame, area: Rect, app: &App) {
     let form = &app.form;
-    let inner = popup(frame, area, 72, 9, "New run (Enter starts, Esc cancels)");
+    let inner = popup(frame, area, 72, 10, "New run (Enter starts, Esc cancels)");
+    let history = app.command_history().len();
     let mut lines: Vec<Line> = FORM_FIELDS
         .iter()
         .zip(&form.fields)
         .enumerate()
         .map(|(i, (label, value))| {
             let focused = i == form.focus;
-            let cursor = if focused { "█" } else { "" };
             let style = if focused {
                 Style::default()
                     .fg(Color::Cyan)
@@ -206,9 +206,24 @@ pub(super) fn new_run(frame: &mut Frame, area: Rect, app: &App) {
             } else {
                 Style::default()
             };
+            let value = clean(value);
+            let shown = match (i, focused) {
+                // Picked from a list, not typed: no cursor.
+                (form::ENVIRONMENT, true) => {
+                    let at = app.environments.iter().position(|e| e.name == value);
+                    let of = app.environments.len();
+                    format!("‹ {value} ›  {} of {of}, ↑ ↓ pick", at.map_or(0, |a| a + 1))
+                }
+                (form::COMMAND, true) => match form.history_at {
+                    Some(at) => format!("{value}█  (earlier {} of {history})", at + 1),
+                    None => format!("{value}█"),
+                },
+                (_, true) => format!("{value}█"),
+                _ => value,
+            };
             Line::from(vec![
                 Span::styled(format!("{label:>12}: "), style),
-                Span::raw(format!("{value}{cursor}")),
+                Span::raw(shown),
             ])
         })
         .collect();
@@ -216,7 +231,7 @@ pub(super) fn new_run(frame: &mut Frame, area: Rect, app: &App) {
     lines.push(match &form.error {
         Some(error) => Line::styled(error.clone(), Style::default().fg(Color::Red)),
         None => Line::styled(
-            "Tab / ↑ ↓ move between fields",
+            "Tab moves between fields; ↑ ↓ on the command: earlier commands",
             Style::default().fg(Color::DarkGray),
         ),
     });
