@@ -484,6 +484,16 @@ fn leaked_containers_view() {
         run_id: format!("01JD00000000000000000000{n:02}"),
         environment: "box".into(),
         state: "running".into(),
+        image: "python:3.12-slim".into(),
+        // Three hours ago, give or take the test's own time.
+        created: Some(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs() as i64
+                - 3 * 3600
+                - 60,
+        ),
         owner: "vm/4242/1".into(),
         verdict,
     };
@@ -1073,14 +1083,19 @@ fn leaked_slurm_jobs_are_listed_and_cancelled_by_id() {
         owner_gone: true,
     }];
     let screen = render(&app, 140, 30);
-    assert!(screen.contains("slurm job 77 on n2"), "{screen}");
+    assert!(screen.contains("job 77 on n2"), "{screen}");
     assert!(
         screen.contains("01JD0000000000000000000042") && screen.contains("cluster"),
         "{screen}"
     );
     insta::assert_snapshot!(screen);
+    assert_eq!(app.update(Action::Kill), None, "k asks first");
+    assert!(render(&app, 140, 30).contains("Cancel Slurm job 77"));
+    assert_eq!(app.update(Action::No), None);
+    assert_eq!(app.modal, subrt::tui::app::Modal::Leftovers, "n goes back");
+    app.update(Action::Remove);
     assert_eq!(
-        app.update(Action::Kill),
+        app.update(Action::Yes),
         Some(Effect::CancelJob("77".into()))
     );
 }

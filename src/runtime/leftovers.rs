@@ -31,6 +31,10 @@ pub struct ManagedContainer {
     pub environment: String,
     /// Docker's state: running, exited...
     pub state: String,
+    /// Its image, as the daemon names it.
+    pub image: String,
+    /// When it was created, in seconds since the Unix epoch.
+    pub created: Option<i64>,
     /// The owner as labelled, `host/pid/start_time`.
     pub owner: String,
     /// Why it is (or is not) a leftover, in words.
@@ -105,6 +109,8 @@ pub async fn managed_containers(docker: &Docker) -> Result<Vec<ManagedContainer>
                 run_id: label(labels::RUN),
                 environment: label(labels::ENV),
                 state: c.state.map(|s| s.to_string()).unwrap_or_default(),
+                image: c.image.unwrap_or_default(),
+                created: c.created,
                 verdict,
                 owner,
             }

@@ -29,11 +29,13 @@ impl Owner {
     }
 
     /// True when the owner is a process on this host that still runs (same
-    /// pid and start time).
+    /// pid and start time, and not a zombie: a SIGKILLed owner its parent
+    /// has not reaped yet is gone).
     pub fn is_alive(&self) -> bool {
         self.host == hostname()
-            && self.start_time.is_some()
-            && process_start_time(self.pid) == self.start_time
+            && self
+                .start_time
+                .is_some_and(|start| super::process_group::is_running(self.pid, start))
     }
 
     /// The `subrt.owner` label form: `host/pid/start_time` (0 when unknown).

@@ -93,6 +93,16 @@ pub fn process_start_time(pid: u32) -> Option<u64> {
     stat_fields(pid)?.get(19)?.parse().ok()
 }
 
+/// Whether process `pid` started at `start` (see [`process_start_time`])
+/// still runs: a zombie (dead, not yet reaped by its parent, as a SIGKILLed
+/// subrt is for a moment) does not.
+pub fn is_running(pid: u32, start: u64) -> bool {
+    stat_fields(pid).is_some_and(|fields| {
+        !matches!(fields.first().map(String::as_str), Some("Z" | "X"))
+            && fields.get(19).and_then(|s| s.parse().ok()) == Some(start)
+    })
+}
+
 /// Makes the calling process get SIGKILL when the thread that spawned it
 /// exits, so commands do not outlive a subrt that was killed. For `pre_exec`.
 pub(crate) fn die_with_parent() -> io::Result<()> {
@@ -114,6 +124,26 @@ mod tests {
         let pid = child.id();
         child.wait().unwrap();
         assert_eq!(process_start_time(pid), None);
+    }
+
+    #[test]
+    fn a_zombie_is_not_running() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        let start = process_start_time(pid).unwrap();
+        // Exited, not reaped: a zombie whose start time is still there.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while stat_fields(pid).and_then(|f| f.first().cloned()).as_deref() != Some("Z") {
+            assert!(std::time::Instant::now() < deadline, "never a zombie");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(process_start_time(pid), Some(start));
+        assert!(!is_running(pid, start), "a zombie does not run");
+        assert!(is_running(
+            std::process::id(),
+            process_start_time(std::process::id()).unwrap()
+        ));
+        child.wait().unwrap();
     }
 
     #[test]

@@ -66,6 +66,8 @@ pub enum Modal {
     Leftovers,
     /// Remove the leaked container with this id? (Over the leftovers.)
     ConfirmRemove(String),
+    /// Cancel the leftover Slurm job with this id? (Over the leftovers.)
+    ConfirmCancelJob(String),
 }
 
 /// What the event loop must do for an action; runs and containers are
@@ -428,7 +430,9 @@ impl App {
         // Dialogs with keys of their own.
         match &self.modal {
             Modal::Leftovers => return self.leftovers_key(action),
-            Modal::ConfirmRemove(_) => return self.confirm_remove_key(action),
+            Modal::ConfirmRemove(_) | Modal::ConfirmCancelJob(_) => {
+                return self.confirm_remove_key(action);
+            }
             Modal::Filter => return self.filter_key(action),
             Modal::Search => return self.search_key(action),
             Modal::NewRun => return self.form_key(action),
@@ -684,7 +688,8 @@ impl App {
                     | Modal::Filter
                     | Modal::Details(_)
                     | Modal::Leftovers
-                    | Modal::ConfirmRemove(_) => {}
+                    | Modal::ConfirmRemove(_)
+                    | Modal::ConfirmCancelJob(_) => {}
                 }
             }
             Action::Leave if self.modal == Modal::ConfirmQuit => {

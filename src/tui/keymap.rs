@@ -309,12 +309,12 @@ pub const LEFTOVERS: Keymap = Keymap {
         bind(
             &[ch('k')],
             A::Kill,
-            "kill the container (it stays, stopped); cancel the job",
+            "kill the container (it stays, stopped); a job: cancel it (asks)",
         ),
         bind(
             &[ch('x')],
             A::Remove,
-            "remove the container (asks); cancel the job",
+            "remove the container (asks); a job: cancel it (asks)",
         ),
         bind(&[ch('r')], A::Refresh, "list them again"),
         bind(&[ch('j'), key(K::Down)], A::Down, "down"),
@@ -419,7 +419,8 @@ pub fn keymaps(modal: &Modal, replaying: bool) -> &'static [&'static Keymap] {
         Modal::ConfirmKill(_)
         | Modal::ConfirmKillMarked(_)
         | Modal::ConfirmCleanup(_)
-        | Modal::ConfirmRemove(_) => &[&GLOBAL, &QUESTION],
+        | Modal::ConfirmRemove(_)
+        | Modal::ConfirmCancelJob(_) => &[&GLOBAL, &QUESTION],
         Modal::ConfirmQuit => &[&GLOBAL, &QUIT],
         Modal::Leftovers => &[&GLOBAL, &LEFTOVERS],
         Modal::Search | Modal::Filter => &[&GLOBAL, &PROMPT],

@@ -37,7 +37,8 @@ impl App {
             .and_then(|i| self.leftover_jobs.get(i))
             && matches!(action, Action::Kill | Action::Remove)
         {
-            return Some(Effect::CancelJob(job.job_id.clone()));
+            self.modal = Modal::ConfirmCancelJob(job.job_id.clone());
+            return None;
         }
         match action {
             Action::Close => self.modal = Modal::None,
@@ -57,16 +58,18 @@ impl App {
         None
     }
 
-    /// A key in the question whether to remove a leaked container.
+    /// A key in the question whether to remove a leaked container or
+    /// cancel a leftover job.
     pub(super) fn confirm_remove_key(&mut self, action: Action) -> Option<Effect> {
-        let Modal::ConfirmRemove(id) = &self.modal else {
-            return None;
+        let effect = match &self.modal {
+            Modal::ConfirmRemove(id) => Effect::RemoveContainer(id.clone()),
+            Modal::ConfirmCancelJob(id) => Effect::CancelJob(id.clone()),
+            _ => return None,
         };
-        let id = id.clone();
         match action {
             Action::Yes => {
                 self.modal = Modal::Leftovers;
-                return Some(Effect::RemoveContainer(id));
+                return Some(effect);
             }
             Action::No | Action::Close => self.modal = Modal::Leftovers,
             _ => {}

@@ -439,6 +439,8 @@ async fn kill_other(run: &OtherRun) -> String {
         }
         return format!("{id}: killed {} container(s)", containers.len());
     }
+    // A zombie still names its group and namespace (its pid is not reused
+    // before it is reaped): the start time is what counts here.
     let alive = |pid: u32, start: u64| process_group::process_start_time(pid) == Some(start);
     match run.last_process {
         // The session's namespace: its init's death takes every process.

@@ -175,6 +175,18 @@ pub(super) fn confirm_remove(frame: &mut Frame, area: Rect, container_id: &str) 
     );
 }
 
+pub(super) fn confirm_cancel_job(frame: &mut Frame, area: Rect, job_id: &str) {
+    question(
+        frame,
+        area,
+        "Cancel job",
+        vec![
+            format!("Cancel Slurm job {job_id} and everything it runs?"),
+            "y: cancel it   n: keep it".into(),
+        ],
+    );
+}
+
 pub(super) fn confirm_quit(frame: &mut Frame, area: Rect, app: &App) {
     question(
         frame,

@@ -21,7 +21,9 @@ pub(super) fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let block = Block::default()
         .borders(Borders::ALL)
         .border_style(Style::default().fg(Color::Yellow))
-        .title(" Leaked containers and Slurm jobs (k kill, x remove, r refresh, Esc close) ");
+        .title(
+            " Leaked containers and Slurm jobs (k kill, x remove (asks), r refresh, Esc close) ",
+        );
     match &app.leftovers {
         Err(error) => {
             let text = Paragraph::new(Line::styled(error.clone(), Style::default().fg(Color::Red)));
@@ -32,6 +34,9 @@ pub(super) fn draw(frame: &mut Frame, area: Rect, app: &App) {
             frame.render_widget(text.block(block), rect);
         }
         Ok(list) => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
             let rows = list.iter().map(|c| {
                 let color = match c.verdict {
                     Verdict::OwnerGone => Color::Red,
@@ -39,9 +44,11 @@ pub(super) fn draw(frame: &mut Frame, area: Rect, app: &App) {
                 };
                 Row::new(vec![
                     c.name.clone(),
-                    c.run_id.clone(),
                     c.environment.clone(),
+                    c.image.clone(),
                     c.state.clone(),
+                    c.created.map_or_else(String::new, |at| age(now - at)),
+                    owner(&c.owner),
                     c.verdict.to_string(),
                 ])
                 .style(Style::default().fg(color))
@@ -49,14 +56,16 @@ pub(super) fn draw(frame: &mut Frame, area: Rect, app: &App) {
             // Jobs of owners that are gone: k and x cancel them.
             let jobs = app.leftover_jobs.iter().map(|job| {
                 Row::new(vec![
-                    format!("slurm job {} on {}", job.job_id, job.nodes),
-                    job.name.rsplit('-').next().unwrap_or_default().to_owned(),
+                    job.name.clone(),
                     job.name
                         .strip_prefix("subrt-")
                         .and_then(|rest| rest.rsplit_once('-'))
                         .map_or_else(String::new, |(env, _)| env.to_owned()),
+                    format!("job {} on {}", job.job_id, job.nodes),
                     job.state.to_lowercase(),
-                    "owner is gone".to_owned(),
+                    String::new(),
+                    owner(&job.owner),
+                    "owner gone".to_owned(),
                 ])
                 .style(Style::default().fg(Color::Red))
             });
@@ -64,15 +73,17 @@ pub(super) fn draw(frame: &mut Frame, area: Rect, app: &App) {
             let table = Table::new(
                 rows,
                 [
-                    Constraint::Fill(3),
-                    Constraint::Length(26),
+                    Constraint::Fill(5),
                     Constraint::Length(12),
+                    Constraint::Fill(2),
                     Constraint::Length(8),
-                    Constraint::Length(22),
+                    Constraint::Length(5),
+                    Constraint::Length(14),
+                    Constraint::Length(16),
                 ],
             )
             .header(
-                Row::new(["NAME", "RUN", "ENV", "STATE", "WHY"])
+                Row::new(["NAME", "ENV", "IMAGE", "STATE", "AGE", "OWNER", "WHY"])
                     .style(Style::default().add_modifier(Modifier::BOLD)),
             )
             .block(block)
@@ -81,5 +92,24 @@ pub(super) fn draw(frame: &mut Frame, area: Rect, app: &App) {
             let mut state = TableState::default().with_selected(Some(app.selected_leftover));
             frame.render_stateful_widget(table, rect, &mut state);
         }
+    }
+}
+
+/// `42s`, `17m`, `3h`, `12d`.
+fn age(secs: i64) -> String {
+    match secs.max(0) {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m", s / 60),
+        s if s < 86_400 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86_400),
+    }
+}
+
+/// An owner label (`host/pid/start`) as `host/pid`: the start time only
+/// tells a pid's reuse apart.
+fn owner(label: &str) -> String {
+    match label.rsplit_once('/') {
+        Some((host_pid, _start)) => host_pid.to_owned(),
+        None => label.to_owned(),
     }
 }

@@ -174,6 +174,10 @@ pub fn draw(frame: &mut Frame, app: &App) {
             leftovers::draw(frame, area, app);
             dialog::confirm_remove(frame, area, id);
         }
+        Modal::ConfirmCancelJob(id) => {
+            leftovers::draw(frame, area, app);
+            dialog::confirm_cancel_job(frame, area, id);
+        }
     }
 }
 
