@@ -301,10 +301,12 @@ pub enum FormatArg {
 pub struct ReplayArgs {
     /// A run id, a unique prefix of one, or `last`.
     pub run: String,
-    /// Print to stdout and stderr (the interactive replay is the TUI's).
+    /// Print to stdout and stderr; without it, the dashboard opens on the
+    /// run and replays it.
     #[arg(long)]
     pub print: bool,
-    /// Speed factor; 0 prints without delay.
+    /// Speed factor; 0 prints without delay (the dashboard plays from ×1/16
+    /// to ×64).
     #[arg(long, default_value_t = 1.0)]
     pub speed: f64,
     /// Leave out the setup commands' output.
@@ -382,14 +384,37 @@ pub async fn main(cli: Cli) -> Result<i32> {
         Some(Command::Specs) => specs(&config).await,
         Some(Command::Ls(args)) => ls(&config, &args),
         Some(Command::Export(args)) => export(&config, &args),
+        Some(Command::Replay(args)) if !args.print => replay_in_dashboard(config, &args).await,
         Some(Command::Replay(args)) => replay(&config, &args),
         Some(Command::Gc(args)) => gc(&config, &args).await,
         Some(Command::Prune(args)) => prune(&config, &args),
-        Some(Command::Tui) | None => tui(config).await,
+        Some(Command::Tui) | None => tui(config, subrt::tui::Options::default()).await,
     }
 }
 
-async fn tui(config: Config) -> Result<i32> {
+/// `subrt replay RUN`: the dashboard, replaying RUN (the config's
+/// `[ui] startup` commands are not started).
+async fn replay_in_dashboard(config: Config, args: &ReplayArgs) -> Result<i32> {
+    check_speed(args.speed)?;
+    let path = Store::new(&config.store_dir).resolve(&args.run)?;
+    let (run, _) = runlog::summarize(&path)?;
+    let options = subrt::tui::Options {
+        replay: Some(subrt::tui::ReplayStart {
+            run,
+            speed: args.speed,
+        }),
+    };
+    tui(config, options).await
+}
+
+fn check_speed(speed: f64) -> Result<()> {
+    if !(speed >= 0.0 && speed.is_finite()) {
+        bail!("--speed must be 0 or a positive number, not {speed}");
+    }
+    Ok(())
+}
+
+async fn tui(config: Config, options: subrt::tui::Options) -> Result<i32> {
     use std::io::IsTerminal;
     if !(std::io::stdin().is_terminal() && std::io::stdout().is_terminal()) {
         bail!(
@@ -411,7 +436,7 @@ async fn tui(config: Config) -> Result<i32> {
         .with_ansi(false)
         .try_init();
     // Ended by SIGTERM or SIGHUP (after cleaning up): say so, as 128+N.
-    Ok(subrt::tui::run(config)
+    Ok(subrt::tui::run(config, options)
         .await?
         .map_or(0, |signal| 128 + signal))
 }
@@ -779,12 +804,7 @@ fn export(config: &Config, args: &ExportArgs) -> Result<i32> {
 }
 
 fn replay(config: &Config, args: &ReplayArgs) -> Result<i32> {
-    if !args.print {
-        bail!("the interactive replay comes with the TUI; `--print` writes the output back");
-    }
-    if !(args.speed >= 0.0 && args.speed.is_finite()) {
-        bail!("--speed must be 0 or a positive number, not {}", args.speed);
-    }
+    check_speed(args.speed)?;
     let path = Store::new(&config.store_dir).resolve(&args.run)?;
     let mut reader = runlog::open(&path)?;
     let mut stdout = std::io::stdout().lock();

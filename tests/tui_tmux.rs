@@ -72,12 +72,18 @@ impl Tui {
     /// Starts the TUI on `config`, in the config's folder, with the shell
     /// assignments `env` (`PAGER=…`) before it.
     fn start_with_env(config: &str, env: &str) -> Self {
-        let serial = serial();
         let dir = tempfile::tempdir().unwrap();
+        Self::start_in(dir, config, env, "")
+    }
+
+    /// Starts `subrt --config CONFIG ARGS` in `dir`, whose config.toml is
+    /// written from `config`.
+    fn start_in(dir: tempfile::TempDir, config: &str, env: &str, args: &str) -> Self {
+        let serial = serial();
         std::fs::write(dir.path().join("config.toml"), config).unwrap();
         let name = format!("subrt-test-{}-{}", std::process::id(), unique_sleep());
         let command = format!(
-            "cd {dir} && {env} {} --config {}; echo SUBRT-EXITED $?; sleep 60",
+            "cd {dir} && {env} {} --config {} {args}; echo SUBRT-EXITED $?; sleep 60",
             env!("CARGO_BIN_EXE_subrt"),
             dir.path().join("config.toml").display(),
             dir = dir.path().display(),
@@ -900,4 +906,39 @@ fn v_pages_the_whole_output_as_plain_text_and_w_saves_its_bytes() {
     );
     tui.keys(&["q"]);
     tui.wait_for("SUBRT-EXITED");
+}
+
+#[test]
+fn subrt_replay_opens_the_dashboard_replaying_the_run() {
+    if !tmux_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = "[[environments]]\nname = \"local\"\ntype = \"local\"\n\
+                  [ui]\nstartup = [\"echo STARTUP-RAN\"]\n";
+    std::fs::write(dir.path().join("config.toml"), config).unwrap();
+    let recorded = Command::new(env!("CARGO_BIN_EXE_subrt"))
+        .arg("--config")
+        .arg(dir.path().join("config.toml"))
+        .args([
+            "run",
+            "--",
+            "printf 'FIRST%s\\n' -LINE; sleep 1; printf 'LATER%s\\n' -LINE",
+        ])
+        .output()
+        .unwrap();
+    assert!(recorded.status.success(), "{recorded:?}");
+    let tui = Tui::start_in(dir, config, "", "replay last --speed 0.5");
+    let screen = tui.wait_for("FIRST-LINE");
+    assert!(screen.contains("replay 0:"), "{screen}");
+    assert!(screen.contains("×0.5"), "at the speed asked for:\n{screen}");
+    assert!(!screen.contains("LATER-LINE"), "from the start:\n{screen}");
+    tui.wait_for("LATER-LINE");
+    let screen = tui.screen();
+    assert!(
+        !screen.contains("STARTUP-RAN") && screen.contains("Sessions (1)"),
+        "the config's startup commands are not started by a replay:\n{screen}"
+    );
+    tui.keys(&["q"]);
+    tui.wait_for("SUBRT-EXITED 0");
 }

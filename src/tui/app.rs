@@ -208,6 +208,8 @@ pub struct App {
     pub screen: std::cell::Cell<ratatui::layout::Rect>,
     /// The store's runs were listed (until then, it is not looked at).
     pub store_listed: bool,
+    /// The speed the next replay starts at.
+    pub replay_speed: f64,
     /// Rows the help is scrolled down.
     pub help_scroll: usize,
     /// The help's rows and how many of them the last frame showed.
@@ -254,6 +256,7 @@ impl App {
             load_request: None,
             store_listed: true,
             screen: std::cell::Cell::new(ratatui::layout::Rect::new(0, 0, 120, 40)),
+            replay_speed: 1.0,
             help_scroll: 0,
             help_rows: std::cell::Cell::new((0, 0)),
             sort: Sort::default(),

@@ -57,8 +57,31 @@ const LAUNCH_GRACE: Duration = Duration::from_millis(500);
 /// Stored runs listed at start.
 const HISTORY: usize = 2000;
 
-/// Runs the dashboard on `config` until the user quits.
-pub async fn run(config: Config) -> io::Result<Option<i32>> {
+/// How the dashboard starts.
+#[derive(Debug, Default)]
+pub struct Options {
+    /// Replay this run at once (`subrt replay RUN`); the config's
+    /// `[ui] startup` commands are not started.
+    pub replay: Option<ReplayStart>,
+}
+
+/// A run to replay when the dashboard opens.
+#[derive(Debug)]
+pub struct ReplayStart {
+    /// The run, as the store summarised it.
+    pub run: crate::runlog::RunSummary,
+    /// Its speed factor.
+    pub speed: f64,
+}
+
+/// Runs the dashboard on `config` until the user quits; returns the signal
+/// that ended it, if one did.
+///
+/// # Errors
+///
+/// The terminal could not be set up or drawn on.
+pub async fn run(config: Config, options: Options) -> io::Result<Option<i32>> {
+    let mut replay_start = options.replay;
     // Events hold output chunks of up to 256 KiB: a short queue bounds what
     // a flood pins here (the sessions wait, they do not lose output).
     let (events_tx, mut events) = mpsc::channel(EVENT_QUEUE);
@@ -95,7 +118,9 @@ pub async fn run(config: Config) -> io::Result<Option<i32>> {
     // The first frame does not wait for the store (thousands of runs).
     tasks.list_store(store.clone());
     tasks.check_environments(config.environments.clone());
-    if let Ok(spec) = config.environment(None) {
+    if replay_start.is_none()
+        && let Ok(spec) = config.environment(None)
+    {
         let startup: Vec<Launch> = config
             .startup
             .iter()
@@ -212,6 +237,13 @@ pub async fn run(config: Config) -> io::Result<Option<i32>> {
                     }
                     app.dirty = true;
                     None
+                }
+                Done::Listed(listed) => {
+                    app.listed(listed.map(|(runs, warnings)| (runs, warnings, HISTORY)));
+                    // `subrt replay RUN`: once the list is there.
+                    replay_start
+                        .take()
+                        .and_then(|start| app.open_replay(&start.run, start.speed))
                 }
                 report => {
                     finished(&mut app, report, &tasks);
@@ -470,13 +502,11 @@ fn finished(app: &mut App, report: Done, tasks: &Tasks) {
             app.environments = rows;
             app.dirty = true;
         }
-        Done::Listed(listed) => {
-            app.listed(listed.map(|(runs, warnings)| (runs, warnings, HISTORY)))
-        }
         Done::Output { run_id, output } => app.output_loaded(&run_id, *output),
         Done::Replay { run_id, replay } => app.replay_loaded(&run_id, replay),
-        // Handled by the event loop (it gives the terminal away).
-        Done::Pager(_) => {}
+        // Handled by the event loop (it gives the terminal away, it starts
+        // a replay).
+        Done::Pager(_) | Done::Listed(_) => {}
         Done::Launched {
             run_id,
             command,

@@ -14,6 +14,11 @@ use crate::runtime::StreamKind;
 /// Output a replay holds at most; a larger log replays its first part.
 pub const REPLAY_BYTES: usize = 64 << 20;
 
+/// The slowest replay.
+const MIN_SPEED: f64 = 1.0 / 16.0;
+/// The fastest.
+const MAX_SPEED: f64 = 64.0;
+
 /// When, which stream, the bytes.
 type Chunk = (Duration, StreamKind, Vec<u8>);
 
@@ -133,6 +138,22 @@ impl App {
         Some(Effect::LoadReplay { run_id, path })
     }
 
+    /// Selects `run` (listing it first when the history left it out) and
+    /// asks for its replay at `speed`: `subrt replay RUN`.
+    pub fn open_replay(&mut self, run: &crate::runlog::RunSummary, speed: f64) -> Option<Effect> {
+        let index = match self.sessions.iter().position(|s| s.run_id == run.run_id) {
+            Some(index) => index,
+            None => {
+                self.sessions.insert(0, Session::stored(run));
+                0
+            }
+        };
+        self.filter = Default::default();
+        self.select_session(index);
+        self.replay_speed = speed.clamp(MIN_SPEED, MAX_SPEED);
+        self.start_replay(index)
+    }
+
     /// Starts the replay [`Replay::load`] read, if its run is still the
     /// selected one.
     pub fn replay_loaded(&mut self, run_id: &str, loaded: Result<Replay, String>) {
@@ -151,6 +172,7 @@ impl App {
                 session.stdout = OutputBuffer::new(PANE_LINES);
                 session.stderr = OutputBuffer::new(PANE_LINES);
                 session.loaded = true;
+                replay.speed = std::mem::replace(&mut self.replay_speed, 1.0);
                 replay.seek(session, Duration::ZERO);
                 self.message = match replay.cut {
                     Some(held) => format!(
@@ -203,8 +225,8 @@ impl App {
         let step = Duration::from_secs(5);
         match action {
             Action::Pause => replay.paused = !replay.paused,
-            Action::Faster => replay.speed = (replay.speed * 2.0).min(64.0),
-            Action::Slower => replay.speed = (replay.speed / 2.0).max(1.0 / 16.0),
+            Action::Faster => replay.speed = (replay.speed * 2.0).min(MAX_SPEED),
+            Action::Slower => replay.speed = (replay.speed / 2.0).max(MIN_SPEED),
             Action::SeekForward => replay.seek(session, replay.position + step),
             Action::SeekBack => replay.seek(session, replay.position.saturating_sub(step)),
             Action::Top => replay.seek(session, Duration::ZERO),
