@@ -81,6 +81,8 @@ pub struct ReplayStart {
 ///
 /// The terminal could not be set up or drawn on.
 pub async fn run(config: Config, options: Options) -> io::Result<Option<i32>> {
+    let opened = Instant::now();
+    let mut trace = Trace::from_env();
     let mut replay_start = options.replay;
     // Events hold output chunks of up to 256 KiB: a short queue bounds what
     // a flood pins here (the sessions wait, they do not lose output).
@@ -167,6 +169,7 @@ pub async fn run(config: Config, options: Options) -> io::Result<Option<i32>> {
                 draw_error = Some(e);
                 break true;
             }
+            trace.drawn(opened, app.store_listed, app.sessions.len());
             app.dirty = false;
             next_frame = Instant::now() + FRAME;
         }
@@ -178,10 +181,14 @@ pub async fn run(config: Config, options: Options) -> io::Result<Option<i32>> {
         if !replaying {
             replay_clock = Instant::now();
         }
+        // In this order: keys and what tasks report come before session
+        // output, so that a flood (whose events never stop) delays neither.
         let effect = tokio::select! {
+            biased;
             read = async { input.as_mut()?.next().await }, if input.is_some() => match read {
                 Some(Ok(event)) => match event {
                     Event::Key(key) if key.kind == KeyEventKind::Press => {
+                        trace.key();
                         let replaying = app.replay.is_some();
                         action_for(key, &app.modal, replaying).and_then(|a| app.update(a))
                     }
@@ -205,21 +212,6 @@ pub async fn run(config: Config, options: Options) -> io::Result<Option<i32>> {
                 // a quit that cleans up, as for SIGHUP.
                 Some(Err(_)) | None => Some(Effect::Quit { cleanup: true }),
             },
-            Some((run_id, event)) = events.recv() => {
-                apply(&mut app, &run_id, event);
-                // Take what else is queued before drawing again, within a
-                // budget: under a flood the queue never empties, and keys
-                // must still get their turn.
-                let budget = Instant::now() + DRAIN_BUDGET;
-                for _ in 0..DRAIN_EVENTS {
-                    let Ok((run_id, event)) = events.try_recv() else { break };
-                    apply(&mut app, &run_id, event);
-                    if Instant::now() > budget {
-                        break;
-                    }
-                }
-                None
-            }
             Some(report) = done.recv() => match report {
                 Done::Pager(file) => {
                     // The pager gets the terminal until it exits.
@@ -290,6 +282,22 @@ pub async fn run(config: Config, options: Options) -> io::Result<Option<i32>> {
             _ = hangup.recv() => {
                 ended_by = Some(libc::SIGHUP);
                 Some(Effect::Quit { cleanup: true })
+            }
+            // Last: under a flood it is always ready.
+            Some((run_id, event)) = events.recv() => {
+                apply(&mut app, &run_id, event);
+                // Take what else is queued before drawing again, within a
+                // budget: under a flood the queue never empties, and keys
+                // must still get their turn.
+                let budget = Instant::now() + DRAIN_BUDGET;
+                for _ in 0..DRAIN_EVENTS {
+                    let Ok((run_id, event)) = events.try_recv() else { break };
+                    apply(&mut app, &run_id, event);
+                    if Instant::now() > budget {
+                        break;
+                    }
+                }
+                None
             }
         };
         if replaying {
@@ -586,5 +594,56 @@ impl Pager {
             .spawn()
             .map_err(|e| format!("cannot start the pager `{pager}` ($PAGER): {e}"))?;
         Ok(Self { child, _file: file })
+    }
+}
+
+/// With `SUBRT_TUI_TRACE=FILE`, the dashboard writes to FILE when its first
+/// frame was drawn and, for each key, how long it took until a frame showed
+/// its effect (the time a user waits, measured inside the process). For
+/// `benches/dashboard.rs`; off (and free) otherwise.
+struct Trace {
+    out: Option<io::BufWriter<std::fs::File>>,
+    /// Keys read since the last frame.
+    keys: Vec<Instant>,
+    first_frame: bool,
+    /// The first frame with the store's runs was written.
+    listed_frame: bool,
+}
+
+impl Trace {
+    fn from_env() -> Self {
+        let out = std::env::var_os("SUBRT_TUI_TRACE")
+            .and_then(|path| std::fs::File::create(path).ok())
+            .map(io::BufWriter::new);
+        Self {
+            out,
+            keys: Vec::new(),
+            first_frame: true,
+            listed_frame: false,
+        }
+    }
+
+    fn key(&mut self) {
+        if self.out.is_some() {
+            self.keys.push(Instant::now());
+        }
+    }
+
+    /// A frame was drawn; `listed`: with the store's runs (`sessions`).
+    fn drawn(&mut self, opened: Instant, listed: bool, sessions: usize) {
+        use std::io::Write;
+        let Some(out) = &mut self.out else { return };
+        let now = Instant::now();
+        let since = (now - opened).as_micros();
+        if std::mem::take(&mut self.first_frame) {
+            let _ = writeln!(out, "first_frame_us {since}");
+        }
+        if listed && !std::mem::replace(&mut self.listed_frame, true) {
+            let _ = writeln!(out, "listed_frame_us {since} {sessions}");
+        }
+        for key in self.keys.drain(..) {
+            let _ = writeln!(out, "key_us {}", (now - key).as_micros());
+        }
+        let _ = out.flush();
     }
 }
