@@ -87,7 +87,10 @@ fn measure(dir: &Path, live: usize) -> Measured {
     }
     std::thread::sleep(Duration::from_secs(2)); // the floods run meanwhile
     let pid = Command::new("pgrep")
-        .args(["-f", &format!("subrt --config {}", dir.join("config.toml").display())])
+        .args([
+            "-f",
+            &format!("subrt --config {}", dir.join("config.toml").display()),
+        ])
         .output()
         .unwrap();
     let pid = String::from_utf8(pid.stdout)
@@ -191,7 +194,10 @@ fn main() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let big = format!("yes 'a line of the big log, 40 bytes..' | head -c {BIG_LOG_BYTES}");
-    let out = subrt(dir.path()).args(["run", "--", &big]).output().unwrap();
+    let out = subrt(dir.path())
+        .args(["run", "--", &big])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{out:?}");
     eprintln!("store of {STORED} runs made in {:?}", started.elapsed());
 

@@ -10,7 +10,7 @@ use subrt::runlog::{EndStatus, RunState, RunSummary};
 use subrt::tui::action::Action;
 use subrt::tui::app::{App, EnvironmentRow};
 use subrt::tui::form;
-use subrt::tui::panes;
+use subrt::tui::panes::{self, Part};
 use subrt::tui::session::{Session, SessionState};
 
 fn summary(
@@ -127,6 +127,16 @@ fn app() -> App {
     app
 }
 
+/// One part of the screen alone, `width` x `height`: its snapshot changes
+/// only when that part does.
+fn render_part(app: &App, part: Part, width: u16, height: u16) -> String {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+    terminal
+        .draw(|frame| panes::draw_part(frame, app, part))
+        .unwrap();
+    terminal.backend().to_string()
+}
+
 fn render(app: &App, width: u16, height: u16) -> String {
     let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
     terminal.draw(|frame| panes::draw(frame, app)).unwrap();
@@ -152,7 +162,7 @@ fn merged_layout_interleaves_by_time() {
     app.update(Action::CycleLayout);
     let screen = render(&app, 120, 36);
     assert!(screen.contains("stdout+stderr"));
-    insta::assert_snapshot!(screen);
+    insta::assert_snapshot!(render_part(&app, Part::Stdout, 120, 24));
 }
 
 #[test]
@@ -162,7 +172,7 @@ fn help_lists_every_key_and_scrolls_at_small_sizes() {
     app.update(Action::Help);
     let first = render(&app, 100, 30);
     assert!(first.contains("Keys 1-28 of"), "{first}");
-    insta::assert_snapshot!(first);
+    insta::assert_snapshot!(render_part(&app, Part::Dialog, 100, 30));
     // Page down to the end: every binding's line was on some screen.
     let mut seen = first.clone();
     for _ in 0..20 {
@@ -197,7 +207,12 @@ fn kill_asks_first() {
         subrt::tui::app::Modal::ConfirmKill(first),
         "k asks first, naming the run"
     );
-    insta::assert_snapshot!(render(&app, 100, 30));
+    let dialog = render_part(&app, Part::Dialog, 70, 8);
+    assert!(
+        dialog.contains("01JD0000000000000000000001") && dialog.contains("y: kill"),
+        "the whole id and the keys to answer:\n{dialog}"
+    );
+    insta::assert_snapshot!(dialog);
     app.update(Action::No);
     assert_eq!(app.modal, subrt::tui::app::Modal::None);
     app.selected_session = 2; // exited: nothing to kill
@@ -209,7 +224,7 @@ fn kill_asks_first() {
 fn quit_confirmation() {
     let mut app = app();
     app.modal = subrt::tui::app::Modal::ConfirmQuit;
-    insta::assert_snapshot!(render(&app, 100, 30));
+    insta::assert_snapshot!(render_part(&app, Part::Dialog, 70, 8));
 }
 
 #[test]
@@ -217,7 +232,7 @@ fn timestamps_and_wrap() {
     let mut app = app();
     app.update(Action::ToggleTimestamps);
     app.update(Action::ToggleWrap);
-    insta::assert_snapshot!(render(&app, 100, 30));
+    insta::assert_snapshot!(render_part(&app, Part::Stdout, 60, 28));
 }
 
 #[test]
@@ -230,7 +245,7 @@ fn scrolling_up_stops_following() {
     assert!(!app.follow);
     let screen = render(&app, 100, 30);
     assert!(!screen.contains("[follow]"));
-    insta::assert_snapshot!(screen);
+    insta::assert_snapshot!(render_part(&app, Part::Stdout, 60, 28));
     app.update(Action::Bottom);
     assert!(app.follow);
 }
@@ -346,7 +361,7 @@ fn new_run_form_prefills_and_checks() {
     for c in "python3 main.py".chars() {
         app.update(Action::Type(c));
     }
-    insta::assert_snapshot!(render(&app, 100, 30));
+    insta::assert_snapshot!(render_part(&app, Part::Dialog, 80, 12));
     // A timeout that is not a number is refused, with the reason.
     app.update(Action::NextField);
     app.update(Action::NextField);
@@ -470,7 +485,7 @@ fn search_highlights_and_jumps_between_matches() {
         highlighted >= "step 1".len() * 3,
         "matches are highlighted ({highlighted} cells)"
     );
-    insta::assert_snapshot!(terminal.backend().to_string());
+    insta::assert_snapshot!(render_part(&app, Part::Stdout, 60, 28));
     app.update(Action::Close);
     assert!(app.search.is_empty(), "Esc ends the search");
 }
@@ -521,7 +536,7 @@ fn leaked_containers_view() {
         app.update(Action::Yes),
         Some(subrt::tui::app::Effect::RemoveContainer(kept))
     );
-    insta::assert_snapshot!(render(&app, 140, 30));
+    insta::assert_snapshot!(render_part(&app, Part::Dialog, 140, 30));
     app.set_leftovers(Err(
         "cannot reach the Docker daemon at unix:///var/run/docker.sock".into(),
     ));
@@ -620,7 +635,9 @@ fn replay_plays_a_finished_run_with_its_timing() {
         app.replay.as_ref().unwrap().position,
         Duration::from_millis(4500)
     );
-    insta::assert_snapshot!(render(&app, 100, 20));
+    insta::assert_snapshot!(
+        render_part(&app, Part::Stdout, 60, 8) + &render_part(&app, Part::Status, 100, 1)
+    );
     app.update(Action::SeekBack);
     assert_eq!(texts(&app), ["one"], "seeking back rebuilds the panes");
     app.update(Action::Bottom);
@@ -833,7 +850,7 @@ fn the_failed_view_shows_only_failures_and_says_so() {
         app.sessions[app.selected_session].command,
         "python3 broken.py"
     );
-    insta::assert_snapshot!(screen);
+    insta::assert_snapshot!(render_part(&app, Part::Sessions, 120, 12));
     app.update(Action::ShowView(View::TimedOut));
     assert_eq!(shown_commands(&render(&app, 120, 30)), ["sleep 1000"]);
     app.update(Action::ShowView(View::TimedOut));
@@ -864,7 +881,7 @@ fn slash_on_sessions_filters_as_you_type() {
     let screen = render(&app, 120, 30);
     assert!(screen.contains("Sessions (1 of 9) /PYTHON3 b"), "{screen}");
     assert_eq!(shown_commands(&screen), ["python3 broken.py"]);
-    insta::assert_snapshot!(screen);
+    insta::assert_snapshot!(render_part(&app, Part::Sessions, 120, 12));
     // Kill and friends act on the run shown selected, never on a hidden one.
     assert_eq!(
         app.sessions[app.selected_session].command,
@@ -921,7 +938,7 @@ fn details_of_the_selected_run() {
             "details lack {expected:?}:\n{screen}"
         );
     }
-    insta::assert_snapshot!(screen);
+    insta::assert_snapshot!(render_part(&app, Part::Dialog, 120, 30));
     app.update(Action::Close);
     assert!(!render(&app, 120, 36).contains("Esc closes"));
 }
@@ -950,7 +967,7 @@ fn space_marks_runs_and_k_kills_exactly_the_marked_ones() {
         screen.contains("python3 main.py") && screen.contains("sh setup-heavy.sh"),
         "{screen}"
     );
-    insta::assert_snapshot!(screen);
+    insta::assert_snapshot!(render_part(&app, Part::Sessions, 120, 14));
     // A run arriving meanwhile moves every row: `y` still kills those named.
     app.sessions.insert(
         0,
@@ -1088,7 +1105,7 @@ fn leaked_slurm_jobs_are_listed_and_cancelled_by_id() {
         screen.contains("01JD0000000000000000000042") && screen.contains("cluster"),
         "{screen}"
     );
-    insta::assert_snapshot!(screen);
+    insta::assert_snapshot!(render_part(&app, Part::Dialog, 140, 30));
     assert_eq!(app.update(Action::Kill), None, "k asks first");
     assert!(render(&app, 140, 30).contains("Cancel Slurm job 77"));
     assert_eq!(app.update(Action::No), None);

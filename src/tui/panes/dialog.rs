@@ -102,9 +102,15 @@ fn wrap_words(text: &str, width: usize) -> Vec<String> {
     lines
 }
 
+/// A question in a box as tall as its wrapped lines (the answer keys on
+/// the last line must show).
 fn question(frame: &mut Frame, area: Rect, title: &str, lines: Vec<String>) {
-    let inner = popup(frame, area, 56, lines.len() as u16 + 2, title);
-    text(frame, inner, lines.into_iter().map(Line::from).collect());
+    let width = 64.min(area.width);
+    let paragraph = Paragraph::new(lines.into_iter().map(Line::from).collect::<Vec<_>>())
+        .wrap(Wrap { trim: false });
+    let rows = paragraph.line_count(width.saturating_sub(2)) as u16;
+    let inner = popup(frame, area, width, rows + 2, title);
+    frame.render_widget(paragraph, inner);
 }
 
 pub(super) fn confirm_kill(frame: &mut Frame, area: Rect, run_id: &str) {

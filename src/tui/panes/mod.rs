@@ -160,6 +160,45 @@ pub fn draw(frame: &mut Frame, app: &App) {
         }
     }
     status::draw(frame, status_line, app);
+    draw_dialog(frame, area, app);
+}
+
+/// One part of the screen, drawn alone over the whole frame: what a
+/// snapshot test of that part looks at, so that a change to one pane
+/// churns only its own snapshots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// The Environments pane.
+    Environments,
+    /// The Sessions pane.
+    Sessions,
+    /// The stdout pane (the merged one when merged).
+    Stdout,
+    /// The stderr pane.
+    Stderr,
+    /// The status line (its first row).
+    Status,
+    /// The open dialog, over nothing.
+    Dialog,
+}
+
+/// Draws only `part` of the screen, over the whole frame.
+pub fn draw_part(frame: &mut Frame, app: &App, part: Part) {
+    let area = frame.area();
+    app.screen.set(area);
+    match part {
+        Part::Environments => environments::draw(frame, area, app),
+        Part::Sessions => sessions::draw(frame, area, app),
+        Part::Stdout if app.layout == Layout::Merged => output::draw_merged(frame, area, app),
+        Part::Stdout => output::draw_stream(frame, area, app, output::Pane::Stdout),
+        Part::Stderr => output::draw_stream(frame, area, app, output::Pane::Stderr),
+        Part::Status => status::draw(frame, Rect { height: 1, ..area }, app),
+        Part::Dialog => draw_dialog(frame, area, app),
+    }
+}
+
+/// The open dialog, if any, over `area`.
+fn draw_dialog(frame: &mut Frame, area: Rect, app: &App) {
     match &app.modal {
         Modal::None | Modal::Search | Modal::Filter => {}
         Modal::Help => dialog::help(frame, area, app),
