@@ -317,6 +317,25 @@ fn s_sorts_by_duration_then_state_and_keeps_the_selected_run() {
         .unwrap();
     let ok = order.iter().position(|c| *c == "python3 ok.py").unwrap();
     assert!(failed < ok, "failures before successes: {order:?}");
+    // By batch: the newest batch first, each by submission, then the rest.
+    app.sessions[3].batch = Some("01JDBATCH10000000000000AAAAAA".into());
+    app.sessions[3].name = Some("bob".into());
+    app.sessions[6].batch = Some("01JDBATCH20000000000000BBBBBB".into());
+    app.sessions[6].name = Some("zed".into());
+    app.sessions[5].batch = Some("01JDBATCH20000000000000BBBBBB".into());
+    app.sessions[5].name = Some("amy".into());
+    app.update(Action::Sort);
+    assert_eq!(
+        &app.visible_sessions()[..3],
+        [5, 6, 3],
+        "newest batch first, by submission"
+    );
+    let screen = render_part(&app, Part::Sessions, 120, 8);
+    assert!(screen.contains("by batch"), "{screen}");
+    assert!(
+        screen.contains("BBBBBB amy: yes"),
+        "each row says its batch:\n{screen}"
+    );
     app.update(Action::Sort);
     assert_eq!(
         app.visible_sessions(),

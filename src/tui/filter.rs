@@ -17,6 +17,9 @@ pub enum Sort {
     /// Running first (the longest silent first), then failures, timeouts,
     /// kills, the rest; newest first within each.
     State,
+    /// Grouped by batch, the newest batch first, each batch's runs by
+    /// submission; runs of no batch last.
+    Batch,
 }
 
 impl Sort {
@@ -26,6 +29,7 @@ impl Sort {
             Self::Start => "start (newest first)",
             Self::Duration => "duration (longest first)",
             Self::State => "state (running, failed, timed out, killed, ok)",
+            Self::Batch => "batch (newest first, then submission)",
         }
     }
 }
@@ -187,6 +191,12 @@ impl App {
                 rows.sort_by_key(|&i| std::cmp::Reverse(sessions[i].elapsed().as_secs()))
             }
             Sort::State => rows.sort_by_key(|&i| urgency(&sessions[i])),
+            Sort::Batch => rows.sort_by(|&a, &b| {
+                let key = |s: &Session| (s.batch.is_none(), std::cmp::Reverse(s.batch.clone()));
+                key(&sessions[a])
+                    .cmp(&key(&sessions[b]))
+                    .then_with(|| sessions[a].name.cmp(&sessions[b].name))
+            }),
         }
         rows
     }
@@ -196,7 +206,8 @@ impl App {
         self.sort = match self.sort {
             Sort::Start => Sort::Duration,
             Sort::Duration => Sort::State,
-            Sort::State => Sort::Start,
+            Sort::State => Sort::Batch,
+            Sort::Batch => Sort::Start,
         };
         self.say(format!("sorted by {}", self.sort.describe()));
     }

@@ -234,7 +234,7 @@ pub const MAIN: Keymap = Keymap {
         bind(
             &[ch('S')],
             A::Sort,
-            "sort runs: by start, by duration, by state",
+            "sort runs: by start, by duration, by state, grouped by batch",
         ),
         bind(
             &[ch(' ')],

@@ -109,6 +109,8 @@ pub struct Session {
     pub stdin_file: Option<std::path::PathBuf>,
     /// Its name, or its submission in a batch, from its labels.
     pub name: Option<String>,
+    /// The batch it belongs to, from its labels.
+    pub batch: Option<String>,
     /// What the store said of it when it was listed (stored runs).
     pub summary: Option<Box<RunSummary>>,
     /// When it last wrote output, as far as this dashboard knows.
@@ -145,6 +147,7 @@ impl Session {
             timeout: None,
             stdin_file: None,
             name: None,
+            batch: None,
         }
     }
 
@@ -191,6 +194,7 @@ impl Session {
             name: [crate::batch::labels::NAME, crate::batch::labels::SUBMISSION]
                 .iter()
                 .find_map(|key| run.labels.get(*key).cloned()),
+            batch: run.labels.get(crate::batch::labels::BATCH).cloned(),
         }
     }
 

@@ -7,6 +7,7 @@ use ratatui::widgets::{Row, Table, TableState};
 
 use super::block;
 use crate::tui::app::{App, Focus};
+use crate::tui::filter::Sort;
 use crate::tui::session::{SessionState, short_id};
 
 fn state_color(state: SessionState) -> Color {
@@ -80,6 +81,12 @@ fn title(app: &App, width: u16) -> String {
         format!(" Sessions ({}) ", app.sessions.len())
     };
     title.push_str(&marked);
+    title.push_str(match app.sort {
+        Sort::Start => "",
+        Sort::Duration => "by duration ",
+        Sort::State => "by state ",
+        Sort::Batch => "by batch ",
+    });
     let room = usize::from(width.saturating_sub(4));
     let mut first = true;
     for (n, what) in parts.iter().filter(|(n, _)| *n > 0) {
@@ -136,10 +143,19 @@ pub(super) fn draw(frame: &mut Frame, area: Rect, app: &App) {
             // Command lines come from configs and users, but may hold
             // control characters: show them as `?`.
             // A batch's run is told apart by its name or submission first.
-            let shown = match &s.name {
+            let mut shown = match &s.name {
                 Some(name) => format!("{name}: {}", s.command),
                 None => s.command.clone(),
             };
+            // Grouped by batch: each row says its batch (the end of its id).
+            if app.sort == Sort::Batch {
+                let tag = s.batch.as_deref().map_or("-".to_owned(), |b| {
+                    b.chars()
+                        .skip(b.chars().count().saturating_sub(6))
+                        .collect()
+                });
+                shown = format!("{tag:>6} {shown}");
+            }
             let mut command: String = shown
                 .chars()
                 .map(|c| if c.is_control() { '?' } else { c })
