@@ -1204,3 +1204,16 @@ fn search_ignores_case_unless_asked_and_says_what_it_searched() {
     let said = search(&mut short, "ERROR");
     assert!(said.contains("of 1"), "upper case finds itself: {said}");
 }
+
+#[test]
+fn a_status_message_goes_after_its_time() {
+    let mut app = app();
+    app.say("/xyz: no match");
+    let bar = render_part(&app, Part::Status, 100, 1);
+    assert!(bar.contains("no match"), "{bar}");
+    // As if MESSAGE_FOR had passed (the event loop wakes up for it).
+    app.message_until = Some(std::time::Instant::now() - Duration::from_millis(1));
+    let bar = render_part(&app, Part::Status, 100, 1);
+    assert!(!bar.contains("no match"), "{bar}");
+    assert!(bar.contains("n new"), "the hints stay: {bar}");
+}

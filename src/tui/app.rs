@@ -14,6 +14,10 @@ use crate::runtime::leftovers::ManagedContainer;
 use crate::runtime::{RuntimeEvent, StreamKind};
 use crate::supervisor::SessionEvent;
 
+/// How long a status-bar message shows: long enough to read, not so long
+/// that it speaks of another run than the one on screen.
+pub const MESSAGE_FOR: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The panes, in Tab order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Focus {
@@ -165,8 +169,10 @@ pub struct App {
     pub timestamps: bool,
     /// Lines scrolled up from the bottom, per output pane (stdout, stderr).
     pub scroll: [usize; 2],
-    /// The last message for the status bar.
+    /// The last message for the status bar (see [`App::message`]).
     pub message: String,
+    /// When it stops showing.
+    pub message_until: Option<Instant>,
     /// Something changed since the last frame.
     pub dirty: bool,
     /// The new-run form, while it is open.
@@ -236,6 +242,7 @@ impl App {
             timestamps: false,
             scroll: [0, 0],
             message: "? for keys".into(),
+            message_until: None,
             dirty: true,
             form: NewRunForm::default(),
             pending_run: None,
@@ -350,10 +357,19 @@ impl App {
         .min(last);
     }
 
-    /// Shows `message` in the status bar.
+    /// Shows `message` in the status bar, for [`MESSAGE_FOR`].
     pub fn say(&mut self, message: impl Into<String>) {
         self.message = message.into();
+        self.message_until = Some(Instant::now() + MESSAGE_FOR);
         self.dirty = true;
+    }
+
+    /// The status bar's message, unless it is older than [`MESSAGE_FOR`].
+    pub fn message(&self) -> &str {
+        match self.message_until {
+            Some(until) if Instant::now() >= until => "",
+            _ => &self.message,
+        }
     }
 
     /// Shows the selected session's output (what selecting it does): for
@@ -387,7 +403,7 @@ impl App {
         if let Some(warning) = output.warnings.first()
             && self.selected().is_some_and(|s| s.run_id == run_id)
         {
-            self.message = format!("warning: {warning}");
+            self.say(format!("warning: {warning}"));
         }
         if let Some(session) = self.sessions.iter_mut().find(|s| s.run_id == run_id) {
             session.take_output(output);
@@ -715,7 +731,8 @@ impl App {
             SessionEvent::CommandStarted { .. } => session.state = SessionState::Running,
             SessionEvent::Failed { error, .. } => {
                 session.state = SessionState::Exited(126);
-                self.message = format!("{}: {error}", short_id(&session.run_id));
+                let message = format!("{}: {error}", short_id(&session.run_id));
+                self.say(message);
             }
             SessionEvent::Runtime { event, .. } => match event {
                 RuntimeEvent::SetupStarted { .. } => session.state = SessionState::Setup,
@@ -731,7 +748,8 @@ impl App {
                     }
                 }
                 RuntimeEvent::Note(note) => {
-                    self.message = format!("{}: {note}", short_id(&session.run_id));
+                    let message = format!("{}: {note}", short_id(&session.run_id));
+                    self.say(message);
                 }
                 RuntimeEvent::Finished(result) => {
                     session.elapsed = result.elapsed;

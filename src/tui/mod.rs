@@ -255,6 +255,13 @@ pub async fn run(config: Config, options: Options) -> io::Result<Option<i32>> {
                 None
             }
             () = tokio::time::sleep_until(next_frame), if app.dirty => None,
+            // The message's time is up: draw the bar without it.
+            () = sleep_until_std(app.message_until), if app.message_until.is_some() => {
+                app.message_until = None;
+                app.message.clear();
+                app.dirty = true;
+                None
+            }
             // Wakes the loop for the replay's clock, which moves below
             // whatever woke it (a flood of events must not stop it).
             () = tokio::time::sleep(FRAME), if replaying => None,
@@ -645,5 +652,13 @@ impl Trace {
             let _ = writeln!(out, "key_us {}", (now - key).as_micros());
         }
         let _ = out.flush();
+    }
+}
+
+/// Sleeps until `at` (a std instant), or forever when there is none.
+async fn sleep_until_std(at: Option<std::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
     }
 }

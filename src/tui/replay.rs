@@ -174,7 +174,7 @@ impl App {
                 session.loaded = true;
                 replay.speed = std::mem::replace(&mut self.replay_speed, 1.0);
                 replay.seek(session, Duration::ZERO);
-                self.message = match replay.cut {
+                let message = match replay.cut {
                     Some(held) => format!(
                         "this replay holds the first {} MiB of output, up to {}; the run printed until {}",
                         REPLAY_BYTES >> 20,
@@ -186,6 +186,7 @@ impl App {
                 self.follow = true;
                 self.scroll = [0, 0];
                 self.replay = Some(replay);
+                self.say(message);
             }
             Err(e) => self.say(format!("cannot replay: {e}")),
         }

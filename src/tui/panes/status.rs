@@ -100,7 +100,7 @@ pub(super) fn draw(frame: &mut Frame, area: Rect, app: &App) {
         return;
     }
     // As many hints as leave room for the message (at least 24 columns).
-    let message = app.message.chars().count() + 3;
+    let message = app.message().chars().count() + 3;
     let room = usize::from(area.width).saturating_sub(message.clamp(3, 24));
     let mut spans = Vec::new();
     let mut used = 0;
@@ -120,7 +120,7 @@ pub(super) fn draw(frame: &mut Frame, area: Rect, app: &App) {
         spans.push(Span::raw(format!(" {what} ")));
     }
     spans.push(Span::styled(
-        format!(" │ {}", app.message),
+        format!(" │ {}", app.message()),
         Style::default().fg(Color::Gray),
     ));
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
