@@ -942,3 +942,77 @@ fn subrt_replay_opens_the_dashboard_replaying_the_run() {
     tui.keys(&["q"]);
     tui.wait_for("SUBRT-EXITED 0");
 }
+
+#[test]
+fn top_wrap_filter_counts_and_clocks_in_a_real_terminal() {
+    if !tmux_available() {
+        return;
+    }
+    let long = "x".repeat(200);
+    let startup = [
+        "seq -f 'line %g' 1 100".to_owned(),
+        format!("for i in $(seq 30); do echo {long}; done; echo THE END"),
+        "sh -c 'exit 1'".to_owned(),
+        "exit 3".to_owned(),
+        "sleep 300".to_owned(),
+    ];
+    let tui = Tui::start(&startup);
+    // The first is on top, selected.
+    let screen = tui.wait_for("line 100");
+    assert!(
+        !screen.contains("line 1\n") && !screen.contains("│line 1 "),
+        "following the end"
+    );
+    // The title counts the states.
+    tui.wait_for("1 running · 2 failed · 2 ok");
+
+    // g: the first line of the 100-line output.
+    tui.keys(&["Tab", "g"]);
+    let screen = tui.wait_for("line 1 ");
+    assert!(screen.contains("line 2 "), "{screen}");
+    tui.keys(&["G"]);
+    tui.wait_for("line 100");
+
+    // Wrap on, 30 lines of 200 characters then THE END: the end shows.
+    tui.keys(&["BTab", "Down"]);
+    let screen = tui.wait_for("THE END");
+    tui.keys(&["w"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let screen_wrapped = tui.wait_for("THE END");
+    assert_ne!(screen, screen_wrapped, "wrap changed the pane");
+
+    // /fail on Sessions: only the two failures are left.
+    tui.keys(&["/", "f", "a", "i", "l", "Enter"]);
+    let screen = tui.wait_for("Sessions (2 of 5)");
+    assert!(
+        screen.contains("exit 3") && screen.contains("exit 1'"),
+        "{screen}"
+    );
+    assert!(
+        !screen.contains("sleep 300") && !screen.contains("seq -f"),
+        "{screen}"
+    );
+    tui.keys(&["/", "Escape"]);
+    tui.wait_for("Sessions (5)");
+
+    // The silent run's clock goes on.
+    let clock_of = |screen: &str| -> String {
+        let row = screen
+            .lines()
+            .find(|l| l.contains("sleep 300"))
+            .expect("the sleep's row");
+        row.split_whitespace()
+            .rev()
+            .nth(1)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let before = clock_of(&tui.screen());
+    std::thread::sleep(Duration::from_millis(2200));
+    let after = clock_of(&tui.screen());
+    assert_ne!(before, after, "the elapsed time of a silent run grows");
+    tui.keys(&["q"]);
+    tui.wait_for("still run");
+    tui.keys(&["y"]);
+    tui.wait_for("SUBRT-EXITED");
+}

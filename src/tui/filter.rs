@@ -118,6 +118,12 @@ impl SessionFilter {
         }
         let needle = self.text.to_lowercase();
         let state = session.state.label();
+        // `/fail` finds every failure, whatever its exit code.
+        let failed = if is_failure(session.state) {
+            "failed"
+        } else {
+            ""
+        };
         let found = |field: &str| field.to_lowercase().contains(&needle);
         let labels = session.summary.iter().flat_map(|run| run.labels.iter());
         [
@@ -126,6 +132,7 @@ impl SessionFilter {
             session.command.as_str(),
             session.environment.as_str(),
             state.as_str(),
+            failed,
         ]
         .into_iter()
         .any(found)
