@@ -713,15 +713,17 @@ fn the_store_is_picked_up_above_the_history_floor_only() {
     .unwrap();
     let store = subrt::runlog::Store::new(dir.path());
     let mut app = App::new(vec![], vec![]);
-    app.history_floor = "01JDA0000000000000000000OLD".into();
-    app.refresh_store(&store);
+    // What the store's thread does: a look, its news put on screen.
+    let mut view =
+        subrt::tui::store_watch::StoreView::new(store, "01JDA0000000000000000000OLD".into(), &[]);
+    app.store_news(view.look());
     let ids: Vec<&str> = app.sessions.iter().map(|s| s.run_id.as_str()).collect();
     assert_eq!(
         ids,
         ["01JDC0000000000000000000NEW", "01JDB000000000000000000LIST"],
         "newest first, none at or below the floor, the bad file skipped"
     );
-    app.refresh_store(&store);
+    app.store_news(view.look());
     assert_eq!(app.sessions.len(), 2, "nothing is added twice");
 }
 
@@ -1216,4 +1218,49 @@ fn a_status_message_goes_after_its_time() {
     let bar = render_part(&app, Part::Status, 100, 1);
     assert!(!bar.contains("no match"), "{bar}");
     assert!(bar.contains("n new"), "the hints stay: {bar}");
+}
+
+#[test]
+fn the_store_thread_follows_another_processes_run_to_its_end() {
+    use subrt::tui::store_watch::StoreView;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        "[[environments]]\nname = \"local\"\ntype = \"local\"\n",
+    )
+    .unwrap();
+    // Another process's run: it prints, waits, prints, ends.
+    let mut other = std::process::Command::new(env!("CARGO_BIN_EXE_subrt"))
+        .arg("--config")
+        .arg(&config)
+        .args(["run", "--", "echo FIRST; sleep 1.5; echo SECOND; exit 4"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let store = subrt::runlog::Store::new(dir.path().join("runs"));
+    let mut app = App::new(vec![], vec![]);
+    let mut view = StoreView::new(store, String::new(), &[]);
+    let texts = |app: &App| -> Vec<String> {
+        app.sessions
+            .first()
+            .map(|s| s.stdout.lines().map(|l| l.text()).collect())
+            .unwrap_or_default()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while texts(&app) != ["FIRST"] {
+        assert!(std::time::Instant::now() < deadline, "FIRST never showed");
+        app.store_news(view.look());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(app.sessions[0].state, SessionState::Live);
+    while app.sessions[0].state == SessionState::Live {
+        assert!(std::time::Instant::now() < deadline, "the run never ended");
+        app.store_news(view.look());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(texts(&app), ["FIRST", "SECOND"]);
+    assert_eq!(app.sessions[0].state, SessionState::Exited(4));
+    assert_eq!(other.wait().unwrap().code(), Some(4));
+    assert_eq!(app.sessions.len(), 1, "listed once");
 }

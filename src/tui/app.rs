@@ -203,16 +203,13 @@ pub struct App {
     pub replay: Option<Replay>,
     /// The mouse is captured (clicks and the wheel go to the app).
     pub mouse: bool,
-    /// Run ids at or below this one are not picked up from the store (the
-    /// history listed at start was cut there); empty: no floor.
-    pub history_floor: String,
     /// A log to read into the selected session's panes (in a task, then
     /// [`App::output_loaded`]): run id and path.
     pub load_request: Option<(String, PathBuf)>,
     /// The screen's size at the last frame (panes it has no room for are
     /// not focused).
     pub screen: std::cell::Cell<ratatui::layout::Rect>,
-    /// The store's runs were listed (until then, it is not looked at).
+    /// The store's runs were listed.
     pub store_listed: bool,
     /// The speed the next replay starts at.
     pub replay_speed: f64,
@@ -222,8 +219,6 @@ pub struct App {
     pub help_rows: std::cell::Cell<(usize, usize)>,
     /// How the Sessions pane orders runs.
     pub sort: Sort,
-    /// Logs that could not be summarised; not tried again.
-    pub(super) unreadable: std::collections::HashSet<String>,
 }
 
 impl App {
@@ -258,8 +253,6 @@ impl App {
             selected_leftover: 0,
             replay: None,
             mouse: true,
-            history_floor: String::new(),
-            unreadable: std::collections::HashSet::new(),
             load_request: None,
             store_listed: true,
             screen: std::cell::Cell::new(ratatui::layout::Rect::new(0, 0, 120, 40)),

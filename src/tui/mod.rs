@@ -18,6 +18,7 @@ pub mod replay;
 pub mod sanitize;
 pub mod search;
 pub mod session;
+pub mod store_watch;
 pub mod tasks;
 
 use std::io;
@@ -39,6 +40,7 @@ use crate::supervisor::{SessionEvent, Supervisor};
 use app::{App, Effect, EnvironmentRow};
 use keymap::action_for;
 use session::short_id;
+use store_watch::StoreWatch;
 use tasks::{Done, Launch, OtherRun, Started, StoreAt, Tasks};
 
 /// The shortest time between two frames (about 30 a second).
@@ -112,13 +114,15 @@ pub async fn run(config: Config, options: Options) -> io::Result<Option<i32>> {
 
     // Slow work (launches, kills, the daemon) reports back here.
     let (done_tx, mut done) = mpsc::unbounded_channel();
+    let done_for_store = done_tx.clone();
     let store_at = StoreAt {
         dir: config.store_dir.clone(),
         limits: config.store_limits,
     };
     let tasks = Tasks::new(done_tx, events_tx.clone(), store_at);
-    // The first frame does not wait for the store (thousands of runs).
-    tasks.list_store(store.clone());
+    // The first frame does not wait for the store (thousands of runs): a
+    // thread lists it, then looks again when asked.
+    let store_watch = StoreWatch::start(store, HISTORY, done_for_store);
     tasks.check_environments(config.environments.clone());
     if replay_start.is_none()
         && let Ok(spec) = config.environment(None)
@@ -130,6 +134,9 @@ pub async fn run(config: Config, options: Options) -> io::Result<Option<i32>> {
             .map(|command| Launch::new(spec.clone(), base.clone(), command.clone(), None))
             .collect();
         app.launching = startup.iter().map(|l| l.run_id.clone()).collect();
+        for run_id in &app.launching {
+            store_watch.know(run_id);
+        }
         tasks.launch(startup, false);
     }
 
@@ -275,11 +282,11 @@ pub async fn run(config: Config, options: Options) -> io::Result<Option<i32>> {
                     None => std::future::pending().await,
                 }
             } => {
-                app.refresh_store(&store);
+                store_watch.look();
                 None
             }
             _ = store_tick.tick(), if store_changed.is_none() || app.follows_live_runs() => {
-                app.refresh_store(&store);
+                store_watch.look();
                 None
             }
             _ = terminate.recv() => {
@@ -318,7 +325,7 @@ pub async fn run(config: Config, options: Options) -> io::Result<Option<i32>> {
                 let _ = terminal.clear();
                 app.dirty = true;
             }
-            Some(effect) => perform(&mut app, effect, &config, &tasks),
+            Some(effect) => perform(&mut app, effect, &config, &tasks, &store_watch),
             None => {}
         }
         // The selected run's output is read from its log in a task.
@@ -390,7 +397,13 @@ fn apply(app: &mut App, run_id: &str, event: SessionEvent) {
 /// Hands what an action asked of a runtime, the daemon or the cluster to
 /// a task (quitting and redrawing are the event loop's); only what needs no
 /// waiting is done here.
-fn perform(app: &mut App, effect: Effect, config: &Config, tasks: &Tasks) {
+fn perform(
+    app: &mut App,
+    effect: Effect,
+    config: &Config,
+    tasks: &Tasks,
+    store_watch: &StoreWatch,
+) {
     // Runs are named by id: whatever moved in the list since it was asked.
     let message = match effect {
         Effect::Quit { .. } | Effect::Redraw => return,
@@ -426,6 +439,7 @@ fn perform(app: &mut App, effect: Effect, config: &Config, tasks: &Tasks) {
                     );
                     launch.stdin = run.stdin;
                     app.launching.insert(launch.run_id.clone());
+                    store_watch.know(&launch.run_id);
                     tasks.launch(vec![launch], true);
                     format!("starting `{}` on {}…", run.command, run.environment)
                 }
@@ -519,6 +533,7 @@ fn finished(app: &mut App, report: Done, tasks: &Tasks) {
         }
         Done::Output { run_id, output } => app.output_loaded(&run_id, *output),
         Done::Replay { run_id, replay } => app.replay_loaded(&run_id, replay),
+        Done::Store(news) => app.store_news(*news),
         // Handled by the event loop (it gives the terminal away, it starts
         // a replay).
         Done::Pager(_) | Done::Listed(_) => {}

@@ -1,17 +1,18 @@
-//! The store as the dashboard sees it: runs other processes start appear
-//! at the top as their logs appear, and live ones are followed.
-
-use std::time::Duration;
+//! The store as the dashboard shows it: listed at start, then runs other
+//! processes start appear at the top, and live ones show what they print.
+//! The reading is done by [`store_watch`](super::store_watch)'s thread.
 
 use super::app::App;
-use super::session::{Session, SessionState};
-use crate::runlog::{self, RunSummary, Store};
+use super::sanitize::OutputBuffer;
+use super::session::{Origin, PANE_LINES, Session, SessionState};
+use super::store_watch::{Followed, StoreNews};
+use crate::runlog::{RunSummary, StreamTag};
 
 impl App {
     /// Takes the store's runs as listed at start (newest first, with the
     /// reader's warnings): the first `limit` join the list below the runs
     /// this dashboard started meanwhile. Runs newer than those are picked
-    /// up live; older ones are not.
+    /// up live ([`App::store_news`]); older ones are not.
     pub fn listed(&mut self, listed: Result<(Vec<RunSummary>, Vec<String>, usize), String>) {
         self.store_listed = true;
         self.dirty = true;
@@ -19,10 +20,6 @@ impl App {
             Ok(listed) => listed,
             Err(e) => return self.say(format!("cannot list the store: {e}")),
         };
-        self.history_floor = runs
-            .get(limit)
-            .map(|first_left_out| first_left_out.run_id.clone())
-            .unwrap_or_default();
         let known: std::collections::HashSet<String> =
             self.sessions.iter().map(|s| s.run_id.clone()).collect();
         let was_empty = self.sessions.is_empty();
@@ -40,67 +37,72 @@ impl App {
         }
     }
 
-    /// Picks up runs that appeared in `store` since the last call, and
-    /// follows the live ones (runs other processes are writing).
-    pub fn refresh_store(&mut self, store: &Store) {
-        if !self.store_listed {
-            return;
-        }
-        let Ok((files, _)) = store.entries() else {
-            return;
-        };
-        self.store_unsettled = false;
-        let mut known: std::collections::HashSet<String> =
+    /// Puts what the store's thread found on screen: new runs at the top,
+    /// newest first (the selection stays on its run), and what live runs
+    /// of other processes wrote into their panes.
+    pub fn store_news(&mut self, news: StoreNews) {
+        self.store_unsettled = news.unsettled;
+        let known: std::collections::HashSet<String> =
             self.sessions.iter().map(|s| s.run_id.clone()).collect();
-        // Newest first, above everything: a new run of another process is
-        // seen at once (the selection follows its run, not its row).
         let mut insert_at = 0;
-        for path in files {
-            let id = path
-                .file_name()
-                .map(|s| s.to_string_lossy().trim_end_matches(".jsonl").to_owned())
-                .unwrap_or_default();
-            // Older than what was listed at start, known, or unreadable.
+        for run in &news.new_runs {
             // Runs this dashboard is starting join the list as its own.
-            if id <= self.history_floor
-                || self.unreadable.contains(&id)
-                || known.contains(&id)
-                || self.launching.contains(&id)
-            {
-                continue;
-            }
-            let run = match runlog::summarize(&path) {
-                // A copy of a known log (its header names a listed run).
-                Ok((run, _)) if known.contains(&run.run_id) => None,
-                Ok((run, _)) => Some(run),
-                Err(_) => None,
-            };
-            let Some(run) = run else {
-                self.unreadable.insert(id);
-                continue;
-            };
-            // Seen the moment it was made (the store's folder is watched):
-            // its first command is not in its log yet. Looked at again in a
-            // second, listed as it is after a few.
-            if run.command.is_none() && started_within(&run.started_at, YOUNG_RUN) {
-                self.store_unsettled = true;
+            if known.contains(&run.run_id) || self.launching.contains(&run.run_id) {
                 continue;
             }
             let had_sessions = !self.sessions.is_empty();
-            known.insert(run.run_id.clone());
-            self.sessions.insert(insert_at, Session::stored(&run));
-            // Keep the same session selected.
+            self.sessions.insert(insert_at, Session::stored(run));
             if had_sessions && self.selected_session >= insert_at {
                 self.selected_session += 1;
             }
             insert_at += 1;
-            self.dirty = true;
         }
-        for session in &mut self.sessions {
-            if session.state == SessionState::Live {
-                session.follow();
-                self.dirty = true;
+        for followed in news.followed {
+            self.followed(followed);
+        }
+        self.dirty = true;
+    }
+
+    fn followed(&mut self, followed: Followed) {
+        let Some(session) = self
+            .sessions
+            .iter_mut()
+            .find(|s| s.run_id == followed.run_id)
+        else {
+            return;
+        };
+        if matches!(session.origin, Origin::Own(_)) {
+            return;
+        }
+        if followed.first {
+            session.stdout = OutputBuffer::new(PANE_LINES);
+            session.stderr = OutputBuffer::new(PANE_LINES);
+            session.loaded = true;
+            session.origin = Origin::Followed;
+        }
+        if let Some((owner, kind, slurm_job)) = followed.header {
+            session.owner = Some(owner);
+            session.kind = Some(kind);
+            session.slurm_job = slurm_job;
+        }
+        if followed.printed {
+            session.last_output = Some(std::time::Instant::now());
+        }
+        for (stream, bytes, at) in &followed.output {
+            match stream {
+                StreamTag::Out => session.stdout.push(bytes, *at),
+                StreamTag::Err => session.stderr.push(bytes, *at),
             }
+        }
+        if let Some(elapsed) = followed.elapsed {
+            session.elapsed = elapsed;
+        }
+        if let Some(process) = followed.last_process {
+            session.last_process = Some(process);
+        }
+        if let Some(state) = followed.ended {
+            session.state = state;
+            session.origin = Origin::Stored;
         }
     }
 
@@ -109,15 +111,4 @@ impl App {
     pub fn follows_live_runs(&self) -> bool {
         self.store_unsettled || self.sessions.iter().any(|s| s.state == SessionState::Live)
     }
-}
-
-/// How long a run without a command yet is not listed.
-const YOUNG_RUN: Duration = Duration::from_secs(5);
-
-/// Whether `started_at` (RFC 3339) is less than `age` ago.
-fn started_within(started_at: &str, age: Duration) -> bool {
-    humantime::parse_rfc3339_weak(started_at)
-        .ok()
-        .and_then(|at| std::time::SystemTime::now().duration_since(at).ok())
-        .is_some_and(|since| since < age)
 }

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use super::sanitize::OutputBuffer;
-use crate::runlog::{self, Body, EndStatus, Owner, RunState, RunSummary, StreamTag, Tail};
+use crate::runlog::{self, Body, EndStatus, Owner, RunState, RunSummary, StreamTag};
 use crate::supervisor::Supervisor;
 
 /// Lines kept per stream and session; the run log has everything.
@@ -64,8 +64,9 @@ pub enum Origin {
     Own(Supervisor),
     /// Another process's run, read from its log when it is viewed.
     Stored,
-    /// Another process's run, live: its log is followed as it grows.
-    Followed(Box<Tail>),
+    /// Another process's run, live: its log is followed as it grows (by
+    /// the store's thread, [`store_watch`](super::store_watch)).
+    Followed,
 }
 
 /// One session: its identity, state and what it printed.
@@ -202,7 +203,7 @@ impl Session {
     pub fn supervisor(&self) -> Option<&Supervisor> {
         match &self.origin {
             Origin::Own(supervisor) => Some(supervisor),
-            Origin::Stored | Origin::Followed(_) => None,
+            Origin::Stored | Origin::Followed => None,
         }
     }
 
@@ -228,100 +229,6 @@ impl Session {
 
     pub(super) fn since_start(&self) -> Duration {
         self.started.map(|s| s.elapsed()).unwrap_or_default()
-    }
-
-    /// For a run another process writes: reads what its log gained since
-    /// the last call, and notices when it ended or its writer died.
-    pub fn follow(&mut self) {
-        let Some(path) = self.log.clone() else { return };
-        // Output after the first poll is new: the run is not quiet.
-        let following = match self.origin {
-            Origin::Own(_) => return,
-            Origin::Stored => false,
-            Origin::Followed(_) => true,
-        };
-        if !following {
-            self.stdout = OutputBuffer::new(PANE_LINES);
-            self.stderr = OutputBuffer::new(PANE_LINES);
-            self.loaded = true;
-            if let Ok(reader) = runlog::open(&path) {
-                self.owner = Some(reader.header.owner);
-                self.kind = Some(reader.header.environment.kind);
-                self.slurm_job = reader.header.slurm_job.map(|job| job.job_id);
-            }
-            self.origin = Origin::Followed(Box::new(Tail::new(&path)));
-        }
-        let Origin::Followed(tail) = &mut self.origin else {
-            return;
-        };
-        let records = tail.poll().unwrap_or_default();
-        if following && records.iter().any(|r| matches!(r.body, Body::Out { .. })) {
-            self.last_output = Some(Instant::now());
-        }
-        // Of what a poll brings (all of a big log, the first time), only
-        // the end of each stream is read: the panes keep their last lines.
-        let mut ends = [0u64; 2];
-        for record in &records {
-            if let Body::Out {
-                s,
-                o: Some(o),
-                n: Some(n),
-                ..
-            } = &record.body
-            {
-                ends[s.index()] = ends[s.index()].max(o.saturating_add(*n));
-            }
-        }
-        let mut ended = false;
-        for record in records {
-            self.elapsed = Duration::from_micros(record.time_us());
-            match &record.body {
-                Body::Out { s, o, n, .. } => {
-                    if let (Some(o), Some(n)) = (o, n)
-                        && o.saturating_add(*n).saturating_add(LOAD_BYTES) <= ends[s.index()]
-                    {
-                        continue;
-                    }
-                    let bytes = tail.bytes(&record);
-                    let at = Duration::from_micros(record.t);
-                    match s {
-                        StreamTag::Out => self.stdout.push(&bytes, at),
-                        StreamTag::Err => self.stderr.push(&bytes, at),
-                    }
-                }
-                Body::Proc {
-                    pid,
-                    pgid,
-                    start,
-                    init,
-                    init_start,
-                } => {
-                    self.last_process = Some(Process {
-                        pid: *pid,
-                        pgid: *pgid,
-                        start: *start,
-                        init: init.zip(*init_start),
-                    })
-                }
-                Body::End { status, exit, .. } => {
-                    ended = true;
-                    self.state = match status {
-                        EndStatus::TimedOut => SessionState::TimedOut,
-                        EndStatus::Killed => SessionState::Killed,
-                        EndStatus::SetupFailed => SessionState::SetupFailed(exit.unwrap_or(-1)),
-                        EndStatus::Exited => SessionState::Exited(exit.unwrap_or(-1)),
-                        EndStatus::Empty => SessionState::Empty,
-                    };
-                }
-                _ => {}
-            }
-        }
-        if ended {
-            self.origin = Origin::Stored;
-        } else if !self.owner.as_ref().is_some_and(Owner::is_alive) {
-            self.state = SessionState::Interrupted;
-            self.origin = Origin::Stored;
-        }
     }
 
     /// Takes the output [`read_output`] read from its log, unless the

@@ -14,9 +14,8 @@ use super::app::EnvironmentRow;
 use super::replay::Replay;
 use super::sanitize::PlainText;
 use super::session::{self, Output, Process, Session, short_id};
-use crate::runlog::{
-    self, Body, ExportFormat, RunSummary, RunlogWriter, Store, StoreLimits, StreamTag,
-};
+use super::store_watch::StoreNews;
+use crate::runlog::{self, Body, ExportFormat, RunSummary, RunlogWriter, StoreLimits, StreamTag};
 use crate::runtime::StreamKind;
 use crate::runtime::leftovers::{self, ManagedContainer};
 use crate::runtime::{ExecRequest, LaunchSpec, docker, process_group, registry, slurm};
@@ -69,6 +68,8 @@ pub enum Done {
     Pager(tempfile::NamedTempFile),
     /// The runs of the store, listed at start.
     Listed(Result<(Vec<RunSummary>, Vec<String>), String>),
+    /// What the store gained since the last look.
+    Store(Box<StoreNews>),
 }
 
 /// A run the dashboard started.
@@ -185,11 +186,6 @@ impl Tasks {
         tokio::task::spawn_blocking(move || {
             let _ = done.send(work());
         });
-    }
-
-    /// Lists the runs of `store` (the history shown at start).
-    pub fn list_store(&self, store: Store) {
-        self.report_blocking(move || Done::Listed(store.list().map_err(|e| e.to_string())));
     }
 
     /// Reads the end of run `run_id`'s output from its log at `path`.
