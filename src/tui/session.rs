@@ -290,7 +290,7 @@ pub fn read_output(path: &std::path::Path) -> Output {
 }
 
 /// Bytes of each stream a stored session loads into its panes: the end.
-const LOAD_BYTES: u64 = 4 << 20;
+pub(super) const LOAD_BYTES: u64 = 4 << 20;
 
 /// A host process a run's log recorded, for killing it from here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

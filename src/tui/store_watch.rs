@@ -11,13 +11,9 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use super::session::{Process, SessionState};
+use super::session::{LOAD_BYTES, Process, SessionState};
 use super::tasks::Done;
 use crate::runlog::{self, Body, EndStatus, Owner, RunSummary, Store, StreamTag, Tail};
-
-/// Bytes of each stream a followed run's panes read at most per look: the
-/// end (as many as a stored run's panes load).
-const FOLLOW_BYTES: u64 = 4 << 20;
 
 /// How long a run without a command yet is not listed.
 const YOUNG_RUN: Duration = Duration::from_secs(5);
@@ -209,7 +205,7 @@ fn poll(run_id: &str, following: &mut Following) -> Followed {
         match &record.body {
             Body::Out { s, o, n, .. } => {
                 if let (Some(o), Some(n)) = (o, n)
-                    && o.saturating_add(*n).saturating_add(FOLLOW_BYTES) <= ends[s.index()]
+                    && o.saturating_add(*n).saturating_add(LOAD_BYTES) <= ends[s.index()]
                 {
                     continue;
                 }
