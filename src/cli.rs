@@ -1,4 +1,6 @@
-//! The command line: `subrt run`, `subrt specs`.
+//! The command line: `subrt run`, `subrt batch`, `subrt ls`, ...
+
+mod progress;
 
 use std::fs::File;
 use std::io::Write;
@@ -12,6 +14,7 @@ use clap::{Args, Parser, Subcommand};
 use color_eyre::eyre::{Context, Result, bail};
 use tokio::signal::unix::{SignalKind, signal};
 
+use progress::Progress;
 use subrt::config::Config;
 use subrt::runlog::{self, ExportFormat, RunState, RunlogWriter, Store};
 use subrt::runtime::{Containment, docker, leftovers, slurm};
@@ -22,6 +25,9 @@ use subrt::supervisor::{SessionEvent, Supervisor};
 pub const EXIT_TIMED_OUT: i32 = 124;
 /// Exit status when subrt itself fails (bad config, missing dir, ...).
 pub const EXIT_USAGE: i32 = 2;
+/// Exit status of `subrt batch` when its output's reader went away: what a
+/// shell shows for a process ended by SIGPIPE (128 + 13).
+pub const EXIT_BROKEN_PIPE: i32 = 141;
 
 /// Runs submissions on pluggable runtimes.
 #[derive(Debug, Parser)]
@@ -823,6 +829,12 @@ fn replay(config: &Config, args: &ReplayArgs) -> Result<i32> {
     Ok(0)
 }
 
+/// `subrt batch`. Interrupted (SIGINT, SIGTERM), it cleans up every running
+/// session and exits 128 + the signal. When the reader of its stdout goes
+/// away (`subrt batch --json FILE | head -1`) it does the same and exits 141,
+/// what a shell shows for a process that SIGPIPE ended: the batch did not
+/// finish, so its status must not say it did; unlike `subrt ls | head`,
+/// where nothing is lost and the status stays 0.
 async fn batch(config: &Config, args: &BatchArgs) -> Result<i32> {
     use subrt::batch::{self, Manifest, Overrides};
     let overrides = Overrides {
@@ -841,197 +853,75 @@ async fn batch(config: &Config, args: &BatchArgs) -> Result<i32> {
     let running = batch::run(config, &manifest, &options, events_tx, cancel);
     tokio::pin!(running);
     let mut progress = Progress::new(manifest.submissions.len(), args.json);
-    let mut caught = None;
+    let mut tick = tokio::time::interval(progress::TICK);
+    // Why the batch stops early: once it is set, the batch is cancelled
+    // and the loop waits for it to clean up, printing nothing more.
+    let mut stop = None;
     let summary = loop {
         tokio::select! {
             summary = &mut running => break summary,
-            Some(event) = events.recv() => progress.show(&event)?,
-            signal = signals.recv(), if caught.is_none() => {
-                caught = Some(signal);
+            Some(event) = events.recv() => {
+                if stop.is_none() && let Err(e) = progress.show(&event) {
+                    stop = Some(Stop::Output(e));
+                    let _ = cancel_tx.send(true);
+                }
+            }
+            signal = signals.recv(), if stop.is_none() => {
+                stop = Some(Stop::Signal(signal));
                 let _ = cancel_tx.send(true);
+            }
+            _ = tick.tick() => {
+                progress.tick();
+                // Found at once, not at the next line a slow batch prints.
+                if stop.is_none() && stdout_reader_gone() {
+                    stop = Some(Stop::Output(std::io::ErrorKind::BrokenPipe.into()));
+                    let _ = cancel_tx.send(true);
+                }
             }
         }
     };
     while let Ok(event) = events.try_recv() {
-        progress.show(&event)?;
-    }
-    progress.finish(&summary)?;
-    if let Some(signal) = caught {
-        return Ok(128 + signal);
-    }
-    Ok(summary.exit_status())
-}
-
-/// What `subrt batch` prints as it goes: JSON objects, or a line per
-/// finished submission, and on a terminal a status line on stderr.
-struct Progress {
-    json: bool,
-    terminal: bool,
-    total: usize,
-    done: usize,
-    passed: usize,
-    failed: usize,
-    timed_out: usize,
-    /// Submissions running now, and since when.
-    running: std::collections::BTreeMap<String, std::time::Instant>,
-}
-
-impl Progress {
-    fn new(total: usize, json: bool) -> Self {
-        use std::io::IsTerminal;
-        Self {
-            json,
-            terminal: std::io::stderr().is_terminal(),
-            total,
-            done: 0,
-            passed: 0,
-            failed: 0,
-            timed_out: 0,
-            running: Default::default(),
+        if stop.is_none()
+            && let Err(e) = progress.show(&event)
+        {
+            stop = Some(Stop::Output(e));
         }
     }
-
-    fn show(&mut self, event: &subrt::batch::BatchEvent) -> Result<()> {
-        use subrt::batch::BatchEvent;
-        let mut out = std::io::stdout().lock();
-        match event {
-            BatchEvent::Started { submission, .. } => {
-                self.running
-                    .insert(submission.clone(), std::time::Instant::now());
-            }
-            BatchEvent::Command {
-                submission,
-                number,
-                name,
-                run_id,
-                outcome,
-                elapsed,
-            } => {
-                if outcome.success() {
-                    self.passed += 1;
-                } else {
-                    self.failed += 1;
-                    self.timed_out += usize::from(outcome.timed_out);
-                }
-                if self.json {
-                    let line = CommandJson {
-                        submission,
-                        command: *number,
-                        name: name.as_deref(),
-                        run_id,
-                        elapsed: elapsed.as_secs_f64(),
-                        outcome,
-                    };
-                    serde_json::to_writer(&mut out, &line)?;
-                    writeln!(out)?;
-                }
-            }
-            BatchEvent::Finished {
-                submission,
-                run_id,
-                passed,
-                failed,
-                error,
-            } => {
-                self.done += 1;
-                self.running.remove(submission);
-                if !self.json {
-                    self.clear_status();
-                    match error {
-                        Some(error) => writeln!(out, "{submission}: could not run: {error}")?,
-                        None => writeln!(
-                            out,
-                            "{submission}: {passed} passed, {failed} failed (run {})",
-                            run_id.as_deref().unwrap_or("-")
-                        )?,
-                    }
-                }
-            }
-            BatchEvent::Skipped { submission, run_id } => {
-                self.done += 1;
-                if !self.json {
-                    self.clear_status();
-                    writeln!(out, "{submission}: finished before (run {run_id}), skipped")?;
-                }
-            }
+    let output = match stop {
+        Some(Stop::Signal(signal)) => {
+            // The summary says `cancelled`; it is printed if it can be.
+            let _ = progress.finish(&summary);
+            return Ok(128 + signal);
         }
-        drop(out);
-        self.status();
-        Ok(())
-    }
-
-    fn clear_status(&self) {
-        if self.terminal {
-            eprint!("\r\x1b[2K");
-        }
-    }
-
-    /// `[12/200] 30 ok · 2 failed · 1 timed out · 4 running, slowest bob 0:12`
-    fn status(&self) {
-        if !self.terminal {
-            return;
-        }
-        let slowest = self
-            .running
-            .iter()
-            .min_by_key(|(_, since)| **since)
-            .map(|(id, since)| {
-                let secs = since.elapsed().as_secs();
-                format!(", slowest {} {}:{:02}", clip(id, 24), secs / 60, secs % 60)
-            })
-            .unwrap_or_default();
-        eprint!(
-            "\r\x1b[2K[{}/{}] {} ok · {} failed · {} timed out · {} running{slowest}",
-            self.done,
-            self.total,
-            self.passed,
-            self.failed,
-            self.timed_out,
-            self.running.len()
-        );
-    }
-
-    fn finish(&self, summary: &subrt::batch::Summary) -> Result<()> {
-        self.clear_status();
-        let mut out = std::io::stdout().lock();
-        if self.json {
-            serde_json::to_writer(&mut out, &serde_json::json!({ "summary": summary }))?;
-            writeln!(out)?;
-        } else {
-            writeln!(
-                out,
-                "batch {}: {} submissions, {} commands passed, {} failed ({} timed out){}{}",
-                summary.batch,
-                summary.submissions,
-                summary.passed,
-                summary.failed,
-                summary.timed_out,
-                if summary.skipped > 0 {
-                    format!(", {} skipped", summary.skipped)
-                } else {
-                    String::new()
-                },
-                if summary.cancelled {
-                    ", interrupted"
-                } else {
-                    ""
-                },
-            )?;
-        }
-        Ok(())
+        Some(Stop::Output(e)) => Err(e),
+        None => progress.finish(&summary),
+    };
+    match output {
+        Ok(()) => Ok(summary.exit_status()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(EXIT_BROKEN_PIPE),
+        Err(e) => Err(e).wrap_err("cannot write to stdout"),
     }
 }
 
-/// One line of `subrt batch --json`: a finished command.
-#[derive(serde::Serialize)]
-struct CommandJson<'a> {
-    submission: &'a str,
-    command: usize,
-    name: Option<&'a str>,
-    run_id: &'a str,
-    elapsed: f64,
-    #[serde(flatten)]
-    outcome: &'a subrt::runtime::Outcome,
+/// Whether stdout is a pipe whose reader closed it: Linux reports
+/// `POLLERR` on the writing end then, without a write.
+fn stdout_reader_gone() -> bool {
+    let mut fd = libc::pollfd {
+        fd: libc::STDOUT_FILENO,
+        events: 0,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, no waiting.
+    let ready = unsafe { libc::poll(&mut fd, 1, 0) };
+    ready == 1 && fd.revents & libc::POLLERR != 0
+}
+
+/// Why `subrt batch` stopped before its batch finished.
+enum Stop {
+    /// SIGINT or SIGTERM (the signal's number).
+    Signal(i32),
+    /// Stdout could not be written (its reader went away, the disk is full).
+    Output(std::io::Error),
 }
 
 fn prune(config: &Config, args: &PruneArgs) -> Result<i32> {

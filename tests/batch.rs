@@ -273,6 +273,58 @@ fn sigint_stops_the_batch_and_resume_runs_exactly_the_rest() {
     );
 }
 
+/// `subrt batch --json FILE | head -1`: the reader has what it wanted and
+/// went away, while the batch's commands sleep. The batch stops within a
+/// second or so as if interrupted, quietly (no error about a
+/// broken pipe), exits 141 as a process ended by SIGPIPE would, and leaves
+/// no command running.
+#[test]
+fn a_reader_that_goes_away_stops_the_batch_quietly() {
+    let project = project();
+    let n = common::unique_sleep();
+    let file = write_batch(
+        project.dir.path(),
+        "batch.toml",
+        40,
+        &format!(r#"["echo hi", "sleep 5.{n}"]"#),
+        "jobs = 2",
+    );
+    let mut child = project
+        .cmd(&["batch", &file, "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+        &mut first,
+    )
+    .unwrap();
+    assert!(first.contains("\"submission\""), "{first}");
+    drop(child.stdout.take());
+    let gone = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    // Before the sleeps end: found without waiting for the next line.
+    assert!(
+        gone.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        gone.elapsed()
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+    assert!(!stderr.contains("pipe"), "quiet: {stderr}");
+    assert!(
+        live_processes(&format!("sleep 5.{n}")).is_empty(),
+        "a command of the batch survived"
+    );
+    let started = project.logs().len();
+    assert!(
+        started < 40,
+        "the rest of the batch did not start: {started}"
+    );
+}
+
 #[test]
 fn run_takes_labels_and_a_name() {
     let project = project();

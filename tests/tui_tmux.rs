@@ -1016,3 +1016,46 @@ fn top_wrap_filter_counts_and_clocks_in_a_real_terminal() {
     tui.keys(&["y"]);
     tui.wait_for("SUBRT-EXITED");
 }
+
+/// `subrt batch` on a terminal: a bar with the counts by outcome and the
+/// submission running longest, whose clock moves while nothing finishes;
+/// the plain lines print above it, and at the end the bar is gone and the
+/// summary is the last line.
+#[test]
+fn batch_on_a_terminal_shows_a_bar_with_counts_and_the_slowest() {
+    if !tmux_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut batch = String::from("environment = \"local\"\njobs = 2\n");
+    for (id, command) in [
+        ("quick", "true"),
+        ("broken", "exit 3"),
+        ("slowpoke", "sleep 3.5"),
+        ("after", "true"),
+    ] {
+        std::fs::create_dir_all(dir.path().join(id)).unwrap();
+        batch += &format!(
+            "[[submissions]]\nid = \"{id}\"\nworkdir = \"{id}\"\ncommands = [\"{command}\"]\n"
+        );
+    }
+    std::fs::write(dir.path().join("b.toml"), batch).unwrap();
+    let config = "[[environments]]\nname = \"local\"\ntype = \"local\"\n";
+    let tui = Tui::start_in(dir, config, "", "batch b.toml");
+    let screen = tui.wait_for("slowest slowpoke 0:01");
+    assert!(screen.contains("broken: 0 passed, 1 failed"), "{screen}");
+    assert!(screen.contains("failed · 0 timed out"), "{screen}");
+    assert!(
+        screen.contains("/4"),
+        "the bar counts submissions: {screen}"
+    );
+    let screen = tui.wait_for("slowest slowpoke 0:02");
+    assert!(!screen.contains("slowpoke: "), "still running: {screen}");
+    let screen = tui.wait_for("SUBRT-EXITED 1");
+    assert!(!screen.contains("running"), "the bar is gone: {screen}");
+    let lines: Vec<&str> = screen.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(
+        lines[lines.len() - 2].starts_with("batch "),
+        "the summary is last: {screen}"
+    );
+}
