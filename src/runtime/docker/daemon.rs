@@ -2,12 +2,14 @@
 //! images, and the kill and remove calls that the runtime and `subrt gc`
 //! share.
 
+use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
-use bollard::Docker;
 use bollard::query_parameters::{
     CreateImageOptionsBuilder, KillContainerOptionsBuilder, RemoveContainerOptionsBuilder,
 };
+use bollard::{ClientVersion, Docker};
 use futures_util::StreamExt;
 
 use crate::runtime::RuntimeError;
@@ -17,9 +19,22 @@ pub const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
 
 /// How long connecting to the daemon may take before it counts as down.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long any call may take: bollard's default, as `connect_with_host`.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Connects to the daemon of `settings` (its `host`, else `DOCKER_HOST`,
 /// else the local socket) and agrees on an API version.
+///
+/// The version is agreed once per daemon and process: asking `/version`
+/// makes the daemon run `runc --version` and `docker-init --version`, two
+/// processes for every session of a batch otherwise. Later connections to
+/// the same daemon only `/_ping` it, which is what tells a daemon that went
+/// down from one that answers.
+///
+/// # Errors
+///
+/// [`RuntimeError::DockerUnreachable`], naming the socket or address, when
+/// the daemon does not answer within 5 s or refuses.
 pub async fn connect(host: Option<&str>) -> Result<Docker, RuntimeError> {
     let target = match host {
         Some(host) => host.to_owned(),
@@ -28,15 +43,56 @@ pub async fn connect(host: Option<&str>) -> Result<Docker, RuntimeError> {
             .filter(|h| !h.is_empty())
             .unwrap_or_else(|| DEFAULT_HOST.to_owned()),
     };
-    let unreachable = |reason: String| RuntimeError::DockerUnreachable {
-        host: target.clone(),
+    if let Some(docker) = agreed(&target) {
+        answer(&target, docker.ping()).await?;
+        return Ok(docker);
+    }
+    let docker =
+        Docker::connect_with_host(&target).map_err(|e| RuntimeError::DockerUnreachable {
+            host: target.clone(),
+            reason: e.to_string(),
+        })?;
+    let docker = answer(&target, docker.negotiate_version()).await?;
+    AGREED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(target, docker.client_version());
+    Ok(docker)
+}
+
+/// What the daemon at `host` answered within [`CONNECT_TIMEOUT`].
+async fn answer<T>(
+    host: &str,
+    call: impl Future<Output = Result<T, bollard::errors::Error>>,
+) -> Result<T, RuntimeError> {
+    let unreachable = |reason| RuntimeError::DockerUnreachable {
+        host: host.to_owned(),
         reason,
     };
-    let docker = Docker::connect_with_host(&target).map_err(|e| unreachable(e.to_string()))?;
-    match tokio::time::timeout(CONNECT_TIMEOUT, docker.negotiate_version()).await {
-        Ok(Ok(docker)) => Ok(docker),
+    match tokio::time::timeout(CONNECT_TIMEOUT, call).await {
+        Ok(Ok(answer)) => Ok(answer),
         Ok(Err(e)) => Err(unreachable(e.to_string())),
         Err(_) => Err(unreachable(format!("no answer within {CONNECT_TIMEOUT:?}"))),
+    }
+}
+
+/// The API version agreed with each daemon so far, by host.
+static AGREED: Mutex<BTreeMap<String, ClientVersion>> = Mutex::new(BTreeMap::new());
+
+/// A client of `target` speaking the version agreed before, if one was and
+/// the address is a local socket or plain HTTP (others negotiate again).
+fn agreed(target: &str) -> Option<Docker> {
+    let version = *AGREED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(target)?;
+    let timeout = REQUEST_TIMEOUT.as_secs();
+    if target.starts_with("unix://") {
+        Docker::connect_with_unix(target, timeout, &version).ok()
+    } else if target.starts_with("tcp://") || target.starts_with("http://") {
+        Docker::connect_with_http(target, timeout, &version).ok()
+    } else {
+        None
     }
 }
 
