@@ -233,6 +233,13 @@ async fn network_none_leaves_only_loopback() {
         .await
         .unwrap();
     assert_eq!(&result.stdout.data[..], b"lo\n");
+    // And loopback is up (IFF_UP | IFF_LOOPBACK): a submission may serve
+    // and test itself on 127.0.0.1, though the daemon sets up no network.
+    let flags = rt
+        .execute(ExecRequest::new("cat /sys/class/net/lo/flags"))
+        .await
+        .unwrap();
+    assert_eq!(&flags.stdout.data[..], b"0x9\n");
     rt.cleanup().await.unwrap();
 }
 
