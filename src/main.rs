@@ -1,5 +1,7 @@
 //! The `subrt` binary: parses arguments, installs color-eyre, calls the CLI.
 
+use std::io::Write;
+
 use clap::Parser;
 
 mod cli;
@@ -27,7 +29,9 @@ fn main() -> color_eyre::Result<()> {
         Err(report) => {
             // Expected failures (bad config, missing dir, daemon down) are
             // for the user, not a backtrace: one line, each cause once.
-            eprintln!("subrt: {}", one_line(&report));
+            // Not eprintln: stderr may be a terminal that closed (the
+            // dashboard's), and a failed print would panic.
+            let _ = writeln!(std::io::stderr(), "subrt: {}", one_line(&report));
             cli::EXIT_USAGE
         }
     };

@@ -614,6 +614,17 @@ fn closing_the_terminal_cleans_up() {
             "`{needle}` outlived the closed terminal"
         );
     }
+    // Not only by containment when subrt died: its cleanup ran, so the run
+    // is recorded as killed (a print to the closed terminal once killed
+    // subrt first, leaving the run `interrupted`).
+    let runs = ls_of(&tui);
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(
+        (runs[0]["state"].as_str(), runs[0]["killed"].as_bool()),
+        (Some("finished"), Some(true)),
+        "{}",
+        runs[0]
+    );
 }
 
 /// `subrt ls --json` on the store of `tui`'s config.
@@ -1057,5 +1068,59 @@ fn batch_on_a_terminal_shows_a_bar_with_counts_and_the_slowest() {
     assert!(
         lines[lines.len() - 2].starts_with("batch "),
         "the summary is last: {screen}"
+    );
+}
+
+/// The terminal closes while a pager has it (`v`, then the window goes
+/// away): the pager ends, the dashboard cannot take the terminal back, and
+/// it still cleans up its sessions before it exits, so the running one is
+/// recorded as killed, not left interrupted.
+#[test]
+fn closing_the_terminal_while_the_pager_has_it_cleans_up() {
+    if !tmux_available() {
+        return;
+    }
+    let pager_dir = tempfile::tempdir().unwrap();
+    let pager = pager_dir.path().join("pager.sh");
+    std::fs::write(
+        &pager,
+        "#!/bin/sh\necho PAGER-HAS-THE-TERMINAL\nread answer\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&pager, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let n = unique_sleep();
+    // The output, not the command line in the list, says it started.
+    let command = format!("echo $((6 * 7))-started; sleep {n}");
+    let config = format!(
+        "[[environments]]\nname = \"local\"\ntype = \"local\"\n\
+         [ui]\nstartup = [{command:?}]\n"
+    );
+    let tui = Tui::start_with_env(&config, &format!("PAGER={}", pager.display()));
+    tui.wait_for("42-started");
+    let pid = tui.pid();
+    tui.keys(&["v"]);
+    tui.wait_for("PAGER-HAS-THE-TERMINAL");
+    tmux(&tui.name, &["kill-session", "-t", &tui.name]);
+    let ended = || match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+    };
+    assert!(
+        common::eventually(Duration::from_secs(5), ended),
+        "the dashboard is still running after its terminal closed"
+    );
+    assert!(live_processes(&format!("sleep {n}")).is_empty());
+    let runs = ls_of(&tui);
+    let run = runs
+        .iter()
+        .find(|r| r["command"] == command.as_str())
+        .expect("the run is listed");
+    assert_eq!(
+        (run["state"].as_str(), run["killed"].as_bool()),
+        (Some("finished"), Some(true)),
+        "cleaned up, not left behind: {run}"
     );
 }

@@ -224,18 +224,26 @@ pub async fn run(config: Config, options: Options) -> io::Result<Option<i32>> {
                     // The pager gets the terminal until it exits.
                     input = None;
                     mouse_capture(false);
-                    ratatui::restore();
+                    let _ = ratatui::try_restore();
+                    app.dirty = true;
                     match Pager::start(file) {
-                        Ok(started) => pager = Some(started),
+                        Ok(started) => {
+                            pager = Some(started);
+                            None
+                        }
                         Err(e) => {
                             app.say(e);
-                            terminal = ratatui::try_init()?;
-                            mouse_capture(app.mouse);
-                            input = Some(EventStream::new());
+                            match ratatui::try_init() {
+                                Ok(reopened) => {
+                                    terminal = reopened;
+                                    mouse_capture(app.mouse);
+                                    input = Some(EventStream::new());
+                                    None
+                                }
+                                Err(e) => terminal_lost(&mut draw_error, e),
+                            }
                         }
                     }
-                    app.dirty = true;
-                    None
                 }
                 Done::Listed(listed) => {
                     app.listed(listed.map(|(runs, warnings)| (runs, warnings, HISTORY)));
@@ -251,15 +259,20 @@ pub async fn run(config: Config, options: Options) -> io::Result<Option<i32>> {
             },
             status = async { pager.as_mut()?.child.wait().await.ok() }, if pager.is_some() => {
                 pager = None;
-                terminal = ratatui::try_init()?;
-                let _ = terminal.clear();
-                mouse_capture(app.mouse);
-                input = Some(EventStream::new());
                 if let Some(status) = status.filter(|s| !s.success()) {
                     app.say(format!("the pager exited with {status}"));
                 }
                 app.dirty = true;
-                None
+                match ratatui::try_init() {
+                    Ok(reopened) => {
+                        terminal = reopened;
+                        let _ = terminal.clear();
+                        mouse_capture(app.mouse);
+                        input = Some(EventStream::new());
+                        None
+                    }
+                    Err(e) => terminal_lost(&mut draw_error, e),
+                }
             }
             () = tokio::time::sleep_until(next_frame), if app.dirty => None,
             // The message's time is up: draw the bar without it.
@@ -334,7 +347,13 @@ pub async fn run(config: Config, options: Options) -> io::Result<Option<i32>> {
         }
     };
     mouse_capture(false);
-    ratatui::restore();
+    // Quietly: after a hangup the terminal is gone, and ratatui's own
+    // restore and drop would say so on stderr, which is that terminal too;
+    // a failed print panics, and subrt would die before its cleanup.
+    let _ = ratatui::try_restore();
+    if terminal.show_cursor().is_err() {
+        std::mem::forget(terminal);
+    }
     // Nobody reads session events any more: close the channel so that the
     // sessions' publishers do not wait on it (cleanup queues behind them).
     drop(events);
@@ -359,6 +378,14 @@ pub async fn run(config: Config, options: Options) -> io::Result<Option<i32>> {
         futures_util::future::join_all(cleanups).await;
     }
     draw_error.map_or(Ok(ended_by), Err)
+}
+
+/// The terminal could not be taken back (after a pager): the dashboard
+/// quits as when a frame cannot be drawn, cleaning up its sessions first,
+/// and reports `error` after that.
+fn terminal_lost(draw_error: &mut Option<std::io::Error>, error: std::io::Error) -> Option<Effect> {
+    *draw_error = Some(error);
+    Some(Effect::Quit { cleanup: true })
 }
 
 /// Takes (or releases) mouse events from the terminal.
