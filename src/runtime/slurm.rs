@@ -492,7 +492,7 @@ impl Runner for Inner {
         let _ = tx.send(started).await;
 
         let (stdout, stderr) = process_io::take_pipes(&mut child);
-        let (status_tx, status_rx) = oneshot::channel();
+        let (status_tx, mut status_rx) = oneshot::channel();
         let stderr = StatusFilter::new(stderr, &self.nonce, status_tx);
         let stdin = stdin.zip(child.stdin.take());
         let io = ProcessIo::start(stdout, stderr, stdin, phase, tx, captures);
@@ -501,7 +501,7 @@ impl Runner for Inner {
         let ended = tokio::select! {
             // The command's status, from the step (which may stay for the
             // command's background processes).
-            Ok(code) = status_rx => Ended::Command(code),
+            Ok(code) = &mut status_rx => Ended::Command(code),
             status = child.wait() => Ended::Srun(status),
             () = sleep_until(deadline) => {
                 timed_out = true;
@@ -525,6 +525,14 @@ impl Runner for Inner {
         }
         let killed = timed_out || self.lifecycle().kill_requested;
         let [out_capture, err_capture] = io.finish(killed).await;
+        // srun can end before the reader of stderr has come to the record:
+        // the wrapper exits (with 0) as soon as it wrote it, when nothing
+        // lingers. Read to its end now, stderr has given the record up if
+        // it held one; without this an `exit 7` read as 0.
+        let ended = match (ended, status_rx.try_recv()) {
+            (Ended::Srun(_), Ok(code)) => Ended::Command(code),
+            (ended, _) => ended,
+        };
         let mut exit = match ended {
             Ended::Command(code) => Exit::from_shell_code(code, timed_out),
             // srun ended before the command said how it ended: killed (a
