@@ -628,6 +628,16 @@ async fn run(config: &Config, args: RunArgs) -> Result<i32> {
         }
     }
     supervisor.cleanup().await?;
+    // Said while cleaning up: the log found incomplete at its end.
+    while let Ok(event) = events.try_recv() {
+        if let SessionEvent::Runtime {
+            event: RuntimeEvent::Note(note),
+            ..
+        } = event
+        {
+            eprintln!("subrt: {note}");
+        }
+    }
     let result = result.expect("the loop ends with a result");
 
     if args.json {

@@ -176,11 +176,13 @@ async fn serve(
             Job::Close { done } => {
                 if let Some(writer) = log.take() {
                     let path = writer.path().to_owned();
+                    // The writer may find the disk full only now, behind
+                    // the output it still had queued: said as in `record`.
                     if let Err(e) = writer.finish().await {
                         note(
                             &subscribers,
                             number,
-                            format!("run log {}: {e}", path.display()),
+                            format!("run log {}: {e}; recording stopped", path.display()),
                         )
                         .await;
                     }
