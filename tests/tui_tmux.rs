@@ -864,7 +864,8 @@ fn v_pages_the_whole_output_as_plain_text_and_w_saves_its_bytes() {
     std::fs::write(
         &pager,
         format!(
-            "#!/bin/sh\ncp \"$1\" {}\necho PAGER-HAS-THE-TERMINAL\nread answer\n",
+            "#!/bin/sh\ncp \"$1\" {}\necho \"$1\" > {}.path\necho PAGER-HAS-THE-TERMINAL\nread answer\n",
+            paged.display(),
             paged.display()
         ),
     )
@@ -876,10 +877,15 @@ fn v_pages_the_whole_output_as_plain_text_and_w_saves_its_bytes() {
         "[[environments]]\nname = \"local\"\ntype = \"local\"\n\
          [ui]\nstartup = [{command:?}]\n"
     );
-    let tui = Tui::start_with_env(&config, &format!("PAGER={}", pager.display()));
+    // Temporary files of its own, so that no other process's count.
+    let tmp = tempfile::tempdir().unwrap();
+    let env = format!("PAGER={} TMPDIR={}", pager.display(), tmp.path().display());
+    let tui = Tui::start_with_env(&config, &env);
     tui.wait_for("exited 0");
     tui.keys(&["v"]);
     tui.wait_for("PAGER-HAS-THE-TERMINAL");
+    let shown = std::fs::read_to_string(format!("{}.path", paged.display())).unwrap();
+    assert!(shown.starts_with(&*tmp.path().to_string_lossy()), "{shown}");
     let text = std::fs::read_to_string(&paged).unwrap();
     assert!(
         text.starts_with("FIRST-LINE\n2\n3\n"),
@@ -891,7 +897,7 @@ fn v_pages_the_whole_output_as_plain_text_and_w_saves_its_bytes() {
     let back = tui.wait_for("Sessions");
     assert!(back.contains("exited 0"), "the dashboard is back:\n{back}");
     // The temporary file went with the pager.
-    let left: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+    let left: Vec<_> = std::fs::read_dir(tmp.path())
         .unwrap()
         .filter_map(Result::ok)
         .filter(|e| {
