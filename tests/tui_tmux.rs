@@ -597,15 +597,8 @@ fn closing_the_terminal_cleans_up() {
     let pid = tui.pid();
     // The window goes away: tmux hangs up the dashboard's terminal.
     tmux(&tui.name, &["kill-session", "-t", &tui.name]);
-    let ended = || match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rsplit(')')
-            .next()
-            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
-    };
     assert!(
-        common::eventually(Duration::from_secs(5), ended),
+        common::eventually(Duration::from_secs(5), || has_ended(&pid)),
         "the dashboard is still running after its terminal closed"
     );
     for needle in &needles {
@@ -625,6 +618,18 @@ fn closing_the_terminal_cleans_up() {
         "{}",
         runs[0]
     );
+}
+
+/// Whether process `pid` is gone or a zombie (its parent, tmux's shell,
+/// may be gone too and nobody reaps it).
+fn has_ended(pid: &str) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+    }
 }
 
 /// `subrt ls --json` on the store of `tui`'s config.
@@ -1107,15 +1112,8 @@ fn closing_the_terminal_while_the_pager_has_it_cleans_up() {
     tui.keys(&["v"]);
     tui.wait_for("PAGER-HAS-THE-TERMINAL");
     tmux(&tui.name, &["kill-session", "-t", &tui.name]);
-    let ended = || match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rsplit(')')
-            .next()
-            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
-    };
     assert!(
-        common::eventually(Duration::from_secs(5), ended),
+        common::eventually(Duration::from_secs(5), || has_ended(&pid)),
         "the dashboard is still running after its terminal closed"
     );
     assert!(live_processes(&format!("sleep {n}")).is_empty());
