@@ -35,13 +35,11 @@ fn subrt(dir: &Path) -> Command {
     cmd
 }
 
-/// A fresh store folder in `/dev/shm`, or an empty path where there is none.
-fn shm_store() -> std::path::PathBuf {
+/// A fresh store folder in `/dev/shm`, where there is one.
+fn shm_store() -> Option<std::path::PathBuf> {
     let shm = Path::new("/dev/shm");
-    if !shm.is_dir() {
-        return Default::default();
-    }
-    shm.join(format!("subrt-bench-{}", std::process::id()))
+    shm.is_dir()
+        .then(|| shm.join(format!("subrt-bench-{}", std::process::id())))
 }
 
 /// `subrt batch -j 1` of `file` on `store`: seconds per submission in all,
@@ -102,10 +100,10 @@ fn main() {
     // with how many files were deleted lately (its allocator skips recently
     // freed inodes), so the second shows what is subrt's own.
     let stores = [
-        ("on disk", dir.path().join("store")),
+        ("on disk", Some(dir.path().join("store"))),
         ("in tmpfs", shm_store()),
     ];
-    for (place, store) in stores.iter().filter(|(_, s)| !s.as_os_str().is_empty()) {
+    for (place, store) in stores.iter().filter_map(|(p, s)| Some((p, s.as_ref()?))) {
         let (wall, own) = local_batch(dir.path(), &file, store, n);
         let looped = local_loop(dir.path(), store, n);
         println!(

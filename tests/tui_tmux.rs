@@ -620,6 +620,16 @@ fn closing_the_terminal_cleans_up() {
     );
 }
 
+/// An executable `sh` script running `body`, to be `$PAGER`; in a folder
+/// that lives as long as the first of the pair.
+fn pager_script(body: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("pager.sh");
+    std::fs::write(&script, format!("#!/bin/sh\n{body}")).unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    (dir, script)
+}
+
 /// Whether process `pid` is gone or a zombie (its parent, tmux's shell,
 /// may be gone too and nobody reaps it).
 fn has_ended(pid: &str) -> bool {
@@ -863,19 +873,13 @@ fn v_pages_the_whole_output_as_plain_text_and_w_saves_its_bytes() {
     }
     // A pager that keeps what it was given and waits for a key, so that
     // the test sees it has the terminal.
-    let pager_dir = tempfile::tempdir().unwrap();
-    let paged = pager_dir.path().join("paged.txt");
-    let pager = pager_dir.path().join("pager.sh");
-    std::fs::write(
-        &pager,
-        format!(
-            "#!/bin/sh\ncp \"$1\" {}\necho \"$1\" > {}.path\necho PAGER-HAS-THE-TERMINAL\nread answer\n",
-            paged.display(),
-            paged.display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&pager, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let kept = tempfile::tempdir().unwrap();
+    let paged = kept.path().join("paged.txt");
+    let (_pager_dir, pager) = pager_script(&format!(
+        "cp \"$1\" {}\necho \"$1\" > {}.path\necho PAGER-HAS-THE-TERMINAL\nread answer\n",
+        paged.display(),
+        paged.display()
+    ));
     // 7,000 lines: more than a pane keeps; the first has colour and a title.
     let command = "printf '\\033]0;pwned\\007\\033[31mFIRST-LINE\\033[0m\\n'; seq 2 7000";
     let config = format!(
@@ -1091,14 +1095,7 @@ fn closing_the_terminal_while_the_pager_has_it_cleans_up() {
     if !tmux_available() {
         return;
     }
-    let pager_dir = tempfile::tempdir().unwrap();
-    let pager = pager_dir.path().join("pager.sh");
-    std::fs::write(
-        &pager,
-        "#!/bin/sh\necho PAGER-HAS-THE-TERMINAL\nread answer\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&pager, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let (_pager_dir, pager) = pager_script("echo PAGER-HAS-THE-TERMINAL\nread answer\n");
     let n = unique_sleep();
     // The output, not the command line in the list, says it started.
     let command = format!("echo $((6 * 7))-started; sleep {n}");

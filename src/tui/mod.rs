@@ -233,11 +233,10 @@ pub async fn run(config: Config, options: Options) -> io::Result<Option<i32>> {
                         }
                         Err(e) => {
                             app.say(e);
-                            match ratatui::try_init() {
-                                Ok(reopened) => {
+                            match take_back_terminal(app.mouse) {
+                                Ok((reopened, keys)) => {
                                     terminal = reopened;
-                                    mouse_capture(app.mouse);
-                                    input = Some(EventStream::new());
+                                    input = Some(keys);
                                     None
                                 }
                                 Err(e) => terminal_lost(&mut draw_error, e),
@@ -263,12 +262,10 @@ pub async fn run(config: Config, options: Options) -> io::Result<Option<i32>> {
                     app.say(format!("the pager exited with {status}"));
                 }
                 app.dirty = true;
-                match ratatui::try_init() {
-                    Ok(reopened) => {
+                match take_back_terminal(app.mouse) {
+                    Ok((reopened, keys)) => {
                         terminal = reopened;
-                        let _ = terminal.clear();
-                        mouse_capture(app.mouse);
-                        input = Some(EventStream::new());
+                        input = Some(keys);
                         None
                     }
                     Err(e) => terminal_lost(&mut draw_error, e),
@@ -378,6 +375,15 @@ pub async fn run(config: Config, options: Options) -> io::Result<Option<i32>> {
         futures_util::future::join_all(cleanups).await;
     }
     draw_error.map_or(Ok(ended_by), Err)
+}
+
+/// The terminal back from a pager, cleared, with the mouse as the user
+/// had it, and a fresh reader of its keys.
+fn take_back_terminal(mouse: bool) -> io::Result<(ratatui::DefaultTerminal, EventStream)> {
+    let mut terminal = ratatui::try_init()?;
+    terminal.clear()?;
+    mouse_capture(mouse);
+    Ok((terminal, EventStream::new()))
 }
 
 /// The terminal could not be taken back (after a pager): the dashboard
