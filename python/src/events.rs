@@ -4,9 +4,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use pyo3::IntoPyObjectExt;
+use bytes::Bytes;
+use pyo3::exceptions::PyOverflowError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
+use pyo3::{IntoPyObjectExt, ffi};
 use subrt::runtime::{OutputChunk, Phase, RuntimeEvent, StreamKind};
 use subrt::supervisor::{SessionEvent, Supervisor};
 use tokio::runtime::Handle;
@@ -157,14 +159,7 @@ fn output<'py>(
             None => break,
         }
     }
-    let data = PyBytes::new_with(py, len, |buf| {
-        let mut at = 0;
-        for part in &parts {
-            buf[at..at + part.len()].copy_from_slice(part);
-            at += part.len();
-        }
-        Ok(())
-    })?;
+    let data = joined(py, &parts, len)?;
     let kind = match stream {
         StreamKind::Stdout => "stdout",
         StreamKind::Stderr => "stderr",
@@ -174,6 +169,29 @@ fn output<'py>(
         Phase::Command => "command",
     };
     item(py, kind, Some(phase), data.into_any())
+}
+
+/// `parts` (`len` bytes in all) as one `bytes`, copied once: unlike
+/// `PyBytes::new_with`, the buffer is not zeroed first, which under a flood
+/// was a whole extra pass over the data.
+fn joined<'py>(py: Python<'py>, parts: &[Bytes], len: usize) -> PyResult<Bound<'py, PyBytes>> {
+    if let [part] = parts {
+        return Ok(PyBytes::new(py, part));
+    }
+    let size = ffi::Py_ssize_t::try_from(len).map_err(|_| PyOverflowError::new_err(len))?;
+    // SAFETY: a null source asks for an uninitialised bytes object of `size`
+    // bytes; it is filled below, exactly (the parts sum to `len`), before any
+    // Python code can see it.
+    unsafe {
+        let object = ffi::PyBytes_FromStringAndSize(std::ptr::null(), size);
+        let bytes = Bound::from_owned_ptr_or_err(py, object)?.cast_into_unchecked::<PyBytes>();
+        let mut at = ffi::PyBytes_AsString(object).cast::<u8>();
+        for part in parts {
+            std::ptr::copy_nonoverlapping(part.as_ptr(), at, part.len());
+            at = at.add(part.len());
+        }
+        Ok(bytes)
+    }
 }
 
 fn item<'py>(
