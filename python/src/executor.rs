@@ -53,13 +53,21 @@ pub(crate) struct Interrupted<T> {
     pub(crate) task: JoinHandle<T>,
 }
 
-/// Runs `future` on the runtime and waits for it with the GIL released,
-/// looking at Python's signal handlers every [`SIGNAL_TICK`].
+/// Runs `future` to its end with the GIL released, looking at Python's
+/// signal handlers every [`SIGNAL_TICK`].
+///
+/// The future is polled on the calling thread (the runtime's worker drives
+/// its I/O and timers): a call then wakes one thread when it ends, where a
+/// spawned task wakes the worker to start and the caller to finish, which
+/// was a seventh of `execute("true")`. Nothing polled here may be tied to
+/// the calling thread (a Python thread may end long before the session):
+/// runtimes start their processes in tasks of their own, on the runtime's
+/// threads, where `PR_SET_PDEATHSIG` is bound to a thread that lasts.
 ///
 /// # Errors
 ///
 /// The exception a signal handler raised (`KeyboardInterrupt`), with the
-/// task still running.
+/// rest of the future spawned on the runtime, running.
 pub(crate) fn wait<F>(
     py: Python<'_>,
     handle: &Handle,
@@ -69,34 +77,21 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    let task = handle.spawn(future);
-    wait_task(py, handle, task)
-}
-
-/// Waits for `task` as [`wait`] does.
-///
-/// # Errors
-///
-/// As [`wait`].
-pub(crate) fn wait_task<T: Send + 'static>(
-    py: Python<'_>,
-    handle: &Handle,
-    mut task: JoinHandle<T>,
-) -> Result<T, Interrupted<T>> {
+    let mut future = Box::pin(future);
     loop {
         let done = py.detach(|| {
-            handle.block_on(async { tokio::time::timeout(SIGNAL_TICK, &mut task).await.ok() })
+            handle.block_on(async {
+                tokio::time::timeout(SIGNAL_TICK, future.as_mut())
+                    .await
+                    .ok()
+            })
         });
-        match done {
-            Some(Ok(value)) => return Ok(value),
-            // The task panicked; the runtime has logged it. Nothing of
-            // ours panics on purpose, so treat it as a bug report.
-            Some(Err(join)) => std::panic::resume_unwind(join.into_panic()),
-            None => {
-                if let Err(error) = py.check_signals() {
-                    return Err(Interrupted { error, task });
-                }
-            }
+        if let Some(value) = done {
+            return Ok(value);
+        }
+        if let Err(error) = py.check_signals() {
+            let task = handle.spawn(future);
+            return Err(Interrupted { error, task });
         }
     }
 }
