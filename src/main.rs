@@ -7,6 +7,9 @@ use clap::Parser;
 mod cli;
 
 fn main() -> color_eyre::Result<()> {
+    // What subrt inherited is not for its commands (see inherited_fds).
+    use subrt::runtime::inherited_fds;
+    inherited_fds::close_on_exec(&inherited_fds::inheritable());
     color_eyre::install()?;
     let cli = cli::Cli::parse();
     let runtime = match cli.command {

@@ -308,3 +308,28 @@ fn run_takes_variables_and_assets() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("HOST:CONTAINER"));
 }
+
+#[test]
+fn a_command_gets_no_descriptor_that_subrt_inherited() {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = subrt();
+    cmd.args([
+        "run",
+        "--",
+        "test -e /proc/self/fd/7 && echo inherited || echo closed",
+    ]);
+    // As a shell's `exec 7</dev/null` would: fd 7, open across exec.
+    // SAFETY: open and dup2 are async-signal-safe; nothing is allocated.
+    unsafe {
+        cmd.pre_exec(|| {
+            let fd = libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY);
+            if fd < 0 || libc::dup2(fd, 7) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    };
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "closed\n");
+}

@@ -195,3 +195,21 @@ async fn dropping_the_runtime_kills_what_it_started() {
     drop(rt);
     assert!(common::gone(&format!("sleep {n}")));
 }
+
+#[tokio::test]
+async fn a_command_gets_no_descriptor_the_process_holds_for_inheritance() {
+    use std::os::fd::AsRawFd;
+    // As a harness's parent might pass one down: open across exec.
+    let file = tempfile::tempfile().unwrap();
+    let fd = file.as_raw_fd();
+    // SAFETY: clears the flags of an fd this test owns.
+    assert_eq!(unsafe { libc::fcntl(fd, libc::F_SETFD, 0) }, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let rt = spawn_runtime(launch(dir.path())).await.unwrap();
+    let check = format!("test -e /proc/self/fd/{fd} && echo inherited || echo closed");
+    let result = rt.execute(ExecRequest::new(check)).await.unwrap();
+    assert_eq!(String::from_utf8_lossy(&result.stdout.data), "closed\n");
+    // The process's own descriptor is left as it was.
+    // SAFETY: reads the flags of an fd this test owns.
+    assert_eq!(unsafe { libc::fcntl(fd, libc::F_GETFD) }, 0);
+}

@@ -193,3 +193,15 @@ def test_leaving_a_stream_at_its_last_line_does_not_hang(make_spec, workdir, sto
                 break
             assert time.monotonic() - started < 5
             assert runtime.execute("echo next").stdout == "next\n"
+
+
+def test_a_command_gets_no_descriptor_the_harness_holds_for_inheritance(workdir, store):
+    fd = os.open(os.devnull, os.O_RDONLY)
+    try:
+        os.set_inheritable(fd, True)
+        with subrt.spawn_runtime(subrt.LocalEnvironmentSpec(), workdir) as runtime:
+            check = f"test -e /proc/self/fd/{fd} && echo inherited || echo closed"
+            assert runtime.execute(check).stdout == "closed\n"
+        assert os.get_inheritable(fd), "the harness's own descriptor is left as it was"
+    finally:
+        os.close(fd)

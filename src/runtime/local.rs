@@ -36,6 +36,7 @@ use tokio::time::Instant;
 
 use super::capture::Capture;
 use super::driver::{self, Exit, Lifecycle, Process, Runner, sleep_until};
+use super::inherited_fds;
 use super::pid_namespace::PidNamespace;
 use super::process_group::{die_with_parent, group_exists, kill_group};
 use super::process_io::{self, ProcessIo};
@@ -386,7 +387,10 @@ impl Runner for Inner {
             .stderr(Stdio::piped())
             .process_group(0);
 
-        let (mut child, init) = match self.spawn_contained(&mut cmd) {
+        let hidden = inherited_fds::Hidden::now();
+        let spawned = self.spawn_contained(&mut cmd);
+        drop(hidden);
+        let (mut child, init) = match spawned {
             Ok(Some(spawned)) => spawned,
             Ok(None) => return (Exit::killed(false), captures),
             Err(e) => {

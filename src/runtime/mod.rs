@@ -46,6 +46,7 @@ pub mod docker;
 mod driver;
 mod error;
 mod events;
+pub mod inherited_fds;
 pub mod leftovers;
 pub mod local;
 mod models;
