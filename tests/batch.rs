@@ -306,12 +306,12 @@ fn a_reader_that_goes_away_stops_the_batch_quietly() {
     let gone = Instant::now();
     let out = child.wait_with_output().unwrap();
     // Before the sleeps end: found without waiting for the next line.
+    let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         gone.elapsed() < Duration::from_secs(4),
-        "{:?}",
+        "{:?}: {stderr}",
         gone.elapsed()
     );
-    let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(141), "{stderr}");
     assert!(!stderr.contains("pipe"), "quiet: {stderr}");
     assert!(

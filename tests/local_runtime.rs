@@ -213,3 +213,28 @@ async fn a_command_gets_no_descriptor_the_process_holds_for_inheritance() {
     // SAFETY: reads the flags of an fd this test owns.
     assert_eq!(unsafe { libc::fcntl(fd, libc::F_GETFD) }, 0);
 }
+
+/// A command on its way to the runtime when `cleanup` comes (its stream
+/// made, its process not yet spawned) must not start in a namespace made
+/// anew for it: a cancelled batch showed this as a `sleep` that ran on.
+#[tokio::test]
+async fn a_command_on_its_way_when_cleanup_comes_never_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = common::unique_sleep();
+    let rt = spawn_runtime(launch(dir.path())).await.unwrap();
+    // On this test's one thread the stream's task has not run yet.
+    let mut events = rt
+        .stream(ExecRequest::new(format!("sleep 30.{n}")))
+        .await
+        .unwrap();
+    rt.cleanup().await.unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        while events.next_event().await.is_some() {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the command ran on after cleanup");
+    assert!(
+        common::live_processes(&format!("sleep 30.{n}")).is_empty(),
+        "sleep 30.{n} outlived cleanup"
+    );
+}

@@ -52,6 +52,14 @@ impl Lifecycle {
         if self.running() { None } else { self.last_exit }
     }
 
+    /// Whether the current call may still start a process: not once it was
+    /// killed, nor once the runtime is cleaned up (a command on its way to
+    /// the runtime when `cleanup` came must not bring up a new namespace,
+    /// container or step).
+    pub fn may_start(&self) -> bool {
+        !self.kill_requested && self.phase != RuntimeState::Cleaned
+    }
+
     /// Marks a running call as killed (no-op when idle).
     pub fn request_kill(&mut self) {
         if self.running() {

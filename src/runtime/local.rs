@@ -292,7 +292,7 @@ impl Inner {
         cmd: &mut tokio::process::Command,
     ) -> Result<Option<(tokio::process::Child, Option<u32>)>, std::io::Error> {
         let life = self.lifecycle();
-        if life.kill_requested {
+        if !life.may_start() {
             return Ok(None);
         }
         let mut processes = self.processes();

@@ -459,7 +459,7 @@ impl Runner for Inner {
 
         let spawned = {
             let life = self.lifecycle();
-            if life.kill_requested {
+            if !life.may_start() {
                 return (Exit::killed(false), captures);
             }
             let mut steps = lock(&self.steps);

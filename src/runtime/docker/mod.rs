@@ -284,7 +284,7 @@ impl Runner for Inner {
         let note = async |text: String| {
             let _ = tx.send(RuntimeEvent::Note(text)).await;
         };
-        if self.lifecycle().kill_requested {
+        if !self.lifecycle().may_start() {
             return (Exit::killed(false), captures);
         }
         let container = match self.ensure_container().await {
