@@ -186,12 +186,17 @@ pub async fn kill(docker: &Docker, id: &str) -> Result<(), RuntimeError> {
     }
 }
 
-/// Kills and removes a container (with its anonymous volumes). A container
-/// that is already gone is not an error.
+/// How long a removal the daemon already has under way is waited for.
+const REMOVAL_WAIT: Duration = Duration::from_secs(5);
+
+/// Kills and removes a container (with its anonymous volumes); returns once
+/// it is gone. A container that is already gone is not an error.
 ///
 /// # Errors
 ///
-/// The daemon refused, with its words.
+/// The daemon refused, with its words, or a removal it had under way (the
+/// auto-remove of a container that stopped) did not end within
+/// [`REMOVAL_WAIT`].
 pub async fn remove(docker: &Docker, id: &str) -> Result<(), RuntimeError> {
     let options = RemoveContainerOptionsBuilder::default()
         .force(true)
@@ -199,10 +204,29 @@ pub async fn remove(docker: &Docker, id: &str) -> Result<(), RuntimeError> {
         .build();
     match docker.remove_container(id, Some(options)).await {
         Err(e) if is_not_found(&e) => Ok(()),
-        // Removal already under way (auto-remove after the container stopped).
+        // Removal already under way (auto-remove after the container
+        // stopped): "removed" means gone, so wait for it to end.
         Err(bollard::errors::Error::DockerResponseServerError {
             status_code: 409, ..
-        }) => Ok(()),
+        }) => gone(docker, id).await,
         other => other.map_err(docker_error(format!("removing container {id}"))),
     }
+}
+
+/// Waits until container `id` no longer exists, at most [`REMOVAL_WAIT`].
+async fn gone(docker: &Docker, id: &str) -> Result<(), RuntimeError> {
+    let deadline = tokio::time::Instant::now() + REMOVAL_WAIT;
+    while tokio::time::Instant::now() < deadline {
+        match docker.inspect_container(id, None).await {
+            Err(e) if is_not_found(&e) => return Ok(()),
+            _ => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    Err(RuntimeError::Docker {
+        action: format!("removing container {id}"),
+        reason: format!(
+            "the daemon's own removal did not end within {} s",
+            REMOVAL_WAIT.as_secs()
+        ),
+    })
 }
