@@ -30,8 +30,8 @@ pub fn inheritable() -> Vec<RawFd> {
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<RawFd>().ok())
         .filter(|&fd| fd > 2)
         .filter(|&fd| {
-            // SAFETY: F_GETFD reads the flags of an fd number; a number that
-            // was the directory listing's own, now closed, gives -1.
+            // SAFETY: F_GETFD reads the flags of an fd number; the listing's
+            // own fd is close-on-exec, and one closed since gives -1.
             let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
             flags >= 0 && flags & libc::FD_CLOEXEC == 0
         })
@@ -57,22 +57,39 @@ pub fn close_on_exec(fds: &[RawFd]) {
 /// the host starts in that instant, asking to inherit everything
 /// (`close_fds=False`), does not get them either.
 #[derive(Debug)]
-pub(crate) struct Hidden(Vec<RawFd>);
+pub(crate) struct Hidden(Vec<(RawFd, Option<(u64, u64)>)>);
 
 impl Hidden {
     pub(crate) fn now() -> Self {
         let fds = inheritable();
         close_on_exec(&fds);
-        Self(fds)
+        Self(fds.into_iter().map(|fd| (fd, identity(fd))).collect())
     }
 }
 
 impl Drop for Hidden {
+    /// Makes them inheritable again, each only if its number still names
+    /// the same file: one closed meanwhile and its number reused by a new
+    /// (close-on-exec) descriptor must stay close-on-exec.
     fn drop(&mut self) {
-        for &fd in &self.0 {
-            // SAFETY: clears the close-on-exec flag this set on an fd the
-            // process held open for inheritance.
-            unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
+        for &(fd, file) in &self.0 {
+            if file.is_some() && identity(fd) == file {
+                // SAFETY: clears the close-on-exec flag this set on an fd
+                // the process holds open for inheritance.
+                unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
+            }
         }
     }
+}
+
+/// The device and inode `fd` refers to, if it is open.
+fn identity(fd: RawFd) -> Option<(u64, u64)> {
+    let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: fstat writes a `stat` into the buffer given, or fails.
+    if unsafe { libc::fstat(fd, stat.as_mut_ptr()) } != 0 {
+        return None;
+    }
+    // SAFETY: fstat succeeded, so the buffer is filled.
+    let stat = unsafe { stat.assume_init() };
+    Some((stat.st_dev, stat.st_ino))
 }
