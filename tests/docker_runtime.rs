@@ -284,6 +284,48 @@ async fn kill_replaces_the_container_for_the_next_command() {
     rt.cleanup().await.unwrap();
 }
 
+/// A cleanup that comes while the next command's container is being made
+/// finds no container to remove; the command must still not start, and the
+/// container must not stay.
+#[tokio::test]
+async fn cleanup_while_a_container_is_made_leaves_no_command_and_no_container() {
+    let Some(image) = test_image() else { return };
+    let launch = LaunchSpec::new(spec(image), workspace());
+    let run_id = launch.run_id.clone();
+    let rt = spawn_runtime(launch).await.unwrap();
+    let first = rt.info().container_id.unwrap();
+    rt.kill().await.unwrap(); // the next command makes a new container
+    let n = common::unique_sleep();
+    let mut events = rt
+        .stream(ExecRequest::new(format!("sleep 30.{n}")))
+        .await
+        .unwrap();
+    // On this test's one thread the stream's task stands still while
+    // `docker ps` runs: once it lists the new container, the task is at
+    // most between creating and starting it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !common::docker::containers_of(&run_id, true)
+        .iter()
+        .any(|id| *id != first)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no new container in 20 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    rt.cleanup().await.unwrap();
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while events.next_event().await.is_some() {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the command ran on after cleanup");
+    assert!(
+        common::docker::containers_of(&run_id, true).is_empty(),
+        "a container made during cleanup stayed"
+    );
+}
+
 #[tokio::test]
 async fn keep_container_after_clean_keeps_it() {
     let Some(image) = test_image() else { return };

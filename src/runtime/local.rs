@@ -218,7 +218,14 @@ impl SubmissionRuntime for LocalRuntime {
 
     async fn cleanup(&self) -> Result<(), RuntimeError> {
         let (groups, namespaces) = {
-            self.inner.lifecycle().phase = RuntimeState::Cleaned;
+            {
+                // The running call is marked killed before the phase
+                // leaves `Running` (after, `request_kill` is a no-op and
+                // its result would not say `killed`).
+                let mut life = self.inner.lifecycle();
+                life.request_kill();
+                life.phase = RuntimeState::Cleaned;
+            }
             self.inner.kill_all()?;
             let mut processes = self.inner.processes();
             (

@@ -199,6 +199,40 @@ pub async fn kill_from_another_task_ends_the_stream<T: Target>(target: T) {
     rt.cleanup().await.unwrap();
 }
 
+/// `cleanup` while a command runs ends it as a kill would: its result says
+/// `killed`, so a harness can tell it from a command that failed.
+pub async fn cleanup_during_a_command_ends_it_as_killed<T: Target>(target: T) {
+    let rt = target.runtime(&[]).await;
+    let n = crate::common::unique_sleep();
+    let mut stream = rt
+        .stream(ExecRequest::new(format!("echo started; sleep {n}")))
+        .await
+        .unwrap();
+    let start = Instant::now();
+    let result = loop {
+        match stream
+            .next_event()
+            .await
+            .expect("the stream ends with Finished")
+        {
+            RuntimeEvent::Output(c) if c.phase == Phase::Command => {
+                let rt = Arc::clone(&rt);
+                tokio::spawn(async move { rt.cleanup().await.unwrap() });
+            }
+            RuntimeEvent::Finished(result) => break result,
+            _ => {}
+        }
+    };
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "Finished came {:?} after the start",
+        start.elapsed()
+    );
+    assert_eq!(result.signal, Some(9), "{result:?}");
+    assert!(result.killed && !result.timed_out, "{result:?}");
+    assert!(eventually_gone(&target, &rt, &format!("sleep {n}")).await);
+}
+
 pub async fn dropping_the_stream_kills_the_command<T: Target>(target: T) {
     let rt = target.runtime(&[]).await;
     let n = crate::common::unique_sleep();
@@ -441,6 +475,7 @@ macro_rules! contract_tests {
             a_timeout_kills_the_whole_tree,
             kill_from_another_task_ends_the_stream,
             dropping_the_stream_kills_the_command,
+            cleanup_during_a_command_ends_it_as_killed,
             cleanup_kills_what_commands_left_running,
             stdin_reaches_the_command,
             setup_runs_once_as_the_first_phase,

@@ -294,6 +294,13 @@ impl Runner for Inner {
                 return (Exit::not_started(), captures);
             }
         };
+        // A kill or cleanup that came while the container was being made
+        // found no container to remove: this one is removed here, and the
+        // command does not start in it.
+        if !self.lifecycle().may_start() {
+            let _ = self.kill_container().await;
+            return (Exit::killed(false), captures);
+        }
         let options = CreateExecOptions {
             attach_stdin: Some(stdin.is_some()),
             attach_stdout: Some(true),
