@@ -56,6 +56,34 @@ async fn stream_all(runtime: &dyn SubmissionRuntime, command: &str) -> u64 {
     bytes
 }
 
+/// A stream as the Python package reads one: the runtime's one worker
+/// thread reads the pipes, and the events are taken on another thread
+/// (here the main one, waiting on each with `block_on`).
+fn stream_to_another_thread() -> Duration {
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let launch = LaunchSpec::new(EnvironmentSpec::local("bench"), std::env::temp_dir());
+    let runtime = tokio.block_on(spawn_runtime(launch)).unwrap();
+    let moved = median(|| {
+        timed(|| {
+            let request = ExecRequest::new(format!("head -c {MOVE} /dev/zero")).capture_limit(0);
+            let mut events = tokio.block_on(runtime.stream(request)).unwrap();
+            let mut bytes = 0;
+            while let Some(event) = tokio.block_on(events.next_event()) {
+                if let RuntimeEvent::Output(chunk) = event {
+                    bytes += chunk.data.len() as u64;
+                }
+            }
+            assert_eq!(bytes as f64, MOVE_BYTES);
+        })
+    });
+    tokio.block_on(runtime.cleanup()).unwrap();
+    moved
+}
+
 fn main() {
     // Current-thread, as the CLI uses: on two cores a multi-threaded runtime
     // competes with the command for the CPU (see BENCHMARKS.md).
@@ -108,6 +136,14 @@ fn main() {
         })
     });
     row("stream() vs raw pipe", pipe, library, "GB/s", gb_per_s);
+    let across = stream_to_another_thread();
+    row(
+        "stream() read on another thread",
+        pipe,
+        across,
+        "GB/s",
+        gb_per_s,
+    );
 
     println!("\nrunning `true` {SPAWNS} times (commands/s, median of {ROUNDS})\n");
     let spawn = median(|| {
