@@ -214,6 +214,45 @@ async fn a_command_gets_no_descriptor_the_process_holds_for_inheritance() {
     assert_eq!(unsafe { libc::fcntl(fd, libc::F_GETFD) }, 0);
 }
 
+/// Spawns that overlap (sessions on several threads, as a harness's thread
+/// pool runs them) must each keep the descriptor hidden: one spawn making it
+/// inheritable again when it is done must not hand it to a command another
+/// thread is starting in that instant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn overlapping_spawns_never_hand_on_a_descriptor_held_for_inheritance() {
+    use std::os::fd::AsRawFd;
+    let file = tempfile::tempfile().unwrap();
+    let fd = file.as_raw_fd();
+    // SAFETY: clears the flags of an fd this test owns.
+    assert_eq!(unsafe { libc::fcntl(fd, libc::F_SETFD, 0) }, 0);
+    let check = format!("test -e /proc/self/fd/{fd} && echo inherited || echo closed");
+    let sessions: Vec<_> = (0..8)
+        .map(|_| {
+            let check = check.clone();
+            tokio::spawn(async move {
+                let dir = tempfile::tempdir().unwrap();
+                let rt = spawn_runtime(launch(dir.path())).await.unwrap();
+                let mut inherited = 0;
+                for _ in 0..40 {
+                    let result = rt.execute(ExecRequest::new(check.clone())).await.unwrap();
+                    if result.stdout.data.as_ref() != b"closed\n" {
+                        inherited += 1;
+                    }
+                }
+                rt.cleanup().await.unwrap();
+                inherited
+            })
+        })
+        .collect();
+    let mut inherited = 0;
+    for session in sessions {
+        inherited += session.await.unwrap();
+    }
+    assert_eq!(inherited, 0, "{inherited} of 320 commands got fd {fd}");
+    // SAFETY: reads the flags of an fd this test owns.
+    assert_eq!(unsafe { libc::fcntl(fd, libc::F_GETFD) }, 0);
+}
+
 /// A command on its way to the runtime when `cleanup` comes (its stream
 /// made, its process not yet spawned) must not start in a namespace made
 /// anew for it: a cancelled batch showed this as a `sleep` that ran on.

@@ -328,3 +328,60 @@ async fn quick_exit_codes_are_never_lost() {
     rt.cleanup().await.unwrap();
     assert!(wrong.is_empty(), "(expected, got): {wrong:?}");
 }
+
+/// The pids of live processes whose command line has `needle`.
+fn pids_of(needle: &str) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|entry| {
+            let pid = entry.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            String::from_utf8_lossy(&cmdline)
+                .replace('\0', " ")
+                .contains(needle)
+                .then_some(pid)
+        })
+        .collect()
+}
+
+/// `salloc` lives as long as the session and `srun` as long as its step:
+/// neither may hold a descriptor the harness keeps open for inheritance (a
+/// pipe it waits to see closed would stay open while they run).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn salloc_and_srun_get_no_descriptor_the_process_holds_for_inheritance() {
+    use std::os::fd::AsRawFd;
+    if !cluster() {
+        return;
+    }
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let fd = file.as_file().as_raw_fd();
+    // SAFETY: clears the flags of an fd this test owns.
+    assert_eq!(unsafe { libc::fcntl(fd, libc::F_SETFD, 0) }, 0);
+    let launch = LaunchSpec::new(spec(Some("n1")), workspace());
+    let run_id = launch.run_id.clone();
+    let rt = spawn_runtime(launch).await.unwrap();
+    let n = common::unique_sleep();
+    let mut events = rt
+        .stream(ExecRequest::new(format!("sleep 30.{n}")))
+        .await
+        .unwrap();
+    let srun = loop {
+        match events.next_event().await.expect("the step starts") {
+            subrt::runtime::RuntimeEvent::ProcessStarted { pid, .. } => break pid,
+            _ => continue,
+        }
+    };
+    let salloc = pids_of(&format!("subrt-slurm-test-{run_id}"));
+    assert!(!salloc.is_empty(), "no salloc for run {run_id}");
+    for pid in salloc.into_iter().chain([srun]) {
+        let holds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .flatten()
+            .any(|fd| std::fs::read_link(fd.path()).is_ok_and(|to| to == file.path()));
+        assert!(!holds, "process {pid} holds the harness's fd {fd}");
+    }
+    rt.cleanup().await.unwrap();
+    // SAFETY: reads the flags of an fd this test owns.
+    assert_eq!(unsafe { libc::fcntl(fd, libc::F_GETFD) }, 0);
+}

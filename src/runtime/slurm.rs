@@ -34,6 +34,7 @@ use tokio::sync::oneshot;
 
 use super::capture::Capture;
 use super::driver::{self, Exit, Lifecycle, Process, Runner, sleep_until};
+use super::inherited_fds;
 use super::local::check_working_dir;
 use super::owner::Owner;
 use super::process_group::die_with_parent;
@@ -265,13 +266,17 @@ async fn allocate(
     // Not killed on drop: a SIGKILLed salloc leaves its job to the
     // cluster's InactiveLimit (which may be off). Closing the lifeline
     // ends the holder, and salloc gives the job back itself.
-    let mut salloc = Command::new(&tools.salloc)
+    // salloc lasts as long as the session: it must not hold a descriptor
+    // the host keeps open for inheritance (nor srun for its step, below).
+    let hidden = inherited_fds::Hidden::now();
+    let spawned = Command::new(&tools.salloc)
         .args(salloc_args(config, &name, &comment))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| slurm_error("start salloc", e.to_string()))?;
+        .spawn();
+    drop(hidden);
+    let mut salloc = spawned.map_err(|e| slurm_error("start salloc", e.to_string()))?;
     let lifeline = salloc.stdin.take().expect("stdin is piped");
     let mut stdout = BufReader::new(salloc.stdout.take().expect("stdout is piped"));
     let mut line = String::new();
@@ -463,7 +468,9 @@ impl Runner for Inner {
                 return (Exit::killed(false), captures);
             }
             let mut steps = lock(&self.steps);
+            let hidden = inherited_fds::Hidden::now();
             let child = cmd.spawn();
+            drop(hidden);
             if let Ok(child) = &child {
                 steps.current = child.id();
                 steps.started += 1;
