@@ -75,6 +75,41 @@ def test_a_forked_child_cannot_use_its_parents_runtime(workdir, store):
     runtime.cleanup()
 
 
+def test_a_child_forked_while_a_command_is_spawned_keeps_its_inheritable_descriptors(workdir, store):
+    # A spawn hides the harness's inheritable descriptors for its instant; a
+    # child forked in that instant holds them hidden, and the spawn that
+    # would give them back never ends there.
+    fd = os.open(os.devnull, os.O_RDONLY)
+    os.set_inheritable(fd, True)
+    stop = threading.Event()
+
+    def spawn_on():
+        with subrt.spawn_runtime(subrt.LocalEnvironmentSpec(), workdir, store=False) as runtime:
+            while not stop.is_set():
+                runtime.execute("true")
+
+    spawner = threading.Thread(target=spawn_on)
+    spawner.start()
+    statuses = []
+    try:
+        for _ in range(30):
+            time.sleep(0.003)
+            pid = os.fork()
+            if pid == 0:  # the child: its own runtime, one command, then look
+                try:
+                    with subrt.spawn_runtime(subrt.LocalEnvironmentSpec(), workdir, store=False) as mine:
+                        mine.execute("true")
+                    os._exit(0 if os.get_inheritable(fd) else 1)
+                except BaseException:
+                    os._exit(2)
+            statuses.append(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+    finally:
+        stop.set()
+        spawner.join()
+        os.close(fd)
+    assert statuses == [0] * 30, f"children whose descriptor stayed hidden: {statuses.count(1)}"
+
+
 CTRL_C = """
 import sys, time, subrt
 runtime = subrt.spawn_runtime(subrt.LocalEnvironmentSpec(), ".", store=False)

@@ -56,7 +56,7 @@ pub fn close_on_exec(fds: &[RawFd]) {
 /// `posix_spawn` path: a `pre_exec` step would make std fork the whole
 /// process (for a Python harness, 1.8 against 0.8 ms per `execute("true")`,
 /// measured with two inherited descriptors). A process another thread of
-/// the host starts in that instant, asking to inherit everything
+/// the host starts while subrt spawns, asking to inherit everything
 /// (`close_fds=False`), does not get them either.
 ///
 /// Spawns on several threads at once share one hiding: the descriptors stay
@@ -66,52 +66,73 @@ pub fn close_on_exec(fds: &[RawFd]) {
 #[derive(Debug)]
 pub(crate) struct Hidden(());
 
-/// What the spawns under way have hidden, and how many spawns there are.
+/// What the spawns under way in process `pid` have hidden, and how many
+/// spawns there are.
 struct Hiding {
+    pid: u32,
     spawns: usize,
     fds: Vec<(RawFd, Option<(u64, u64)>)>,
 }
 
 static HIDING: Mutex<Hiding> = Mutex::new(Hiding {
+    pid: 0,
     spawns: 0,
     fds: Vec::new(),
 });
 
+/// The hiding of this process. In a child made by `fork` while another
+/// thread was spawning, that spawn never ends: what it hid is given back
+/// at the child's first spawn, which starts a hiding of its own.
 fn hiding() -> MutexGuard<'static, Hiding> {
-    HIDING.lock().unwrap_or_else(|e| e.into_inner())
+    let mut hiding = HIDING.lock().unwrap_or_else(|e| e.into_inner());
+    let pid = std::process::id();
+    if hiding.pid != pid {
+        hiding.pid = pid;
+        hiding.spawns = 0;
+        restore(std::mem::take(&mut hiding.fds));
+    }
+    hiding
+}
+
+/// Makes `fds` inheritable again, each only if its number still names the
+/// same file: one closed meanwhile and its number reused by a new
+/// (close-on-exec) descriptor must stay close-on-exec.
+fn restore(fds: Vec<(RawFd, Option<(u64, u64)>)>) {
+    for (fd, file) in fds {
+        if file.is_some() && identity(fd) == file {
+            // SAFETY: clears the close-on-exec flag this set on an fd the
+            // process holds open for inheritance.
+            unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
+        }
+    }
 }
 
 impl Hidden {
     pub(crate) fn now() -> Self {
-        let mut hiding = hiding();
-        // Looked for at every spawn: one made inheritable since the first
-        // spawn of a hiding is hidden too.
+        // Counted first: from here on nothing is given back until this is
+        // dropped, so what this marks below stays marked for its spawn.
+        hiding().spawns += 1;
+        // Looked for at every spawn (one made inheritable since the first
+        // spawn of a hiding is hidden too), without the lock: a `fork` of
+        // the host while it is held would leave the child's locked.
         let fds = inheritable();
         close_on_exec(&fds);
-        hiding
-            .fds
-            .extend(fds.into_iter().map(|fd| (fd, identity(fd))));
-        hiding.spawns += 1;
+        let fds: Vec<_> = fds.into_iter().map(|fd| (fd, identity(fd))).collect();
+        hiding().fds.extend(fds);
         Self(())
     }
 }
 
 impl Drop for Hidden {
-    /// The last spawn makes them inheritable again, each only if its number
-    /// still names the same file: one closed meanwhile and its number reused
-    /// by a new (close-on-exec) descriptor must stay close-on-exec.
+    /// The last spawn makes them inheritable again.
     fn drop(&mut self) {
         let mut hiding = hiding();
-        hiding.spawns -= 1;
-        if hiding.spawns > 0 {
-            return;
-        }
-        for (fd, file) in std::mem::take(&mut hiding.fds) {
-            if file.is_some() && identity(fd) == file {
-                // SAFETY: clears the close-on-exec flag this set on an fd
-                // the process holds open for inheritance.
-                unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
-            }
+        // Counted in this process (a hiding is per process, see `hiding`),
+        // so never below zero; saturating all the same, as a drop must not
+        // panic.
+        hiding.spawns = hiding.spawns.saturating_sub(1);
+        if hiding.spawns == 0 {
+            restore(std::mem::take(&mut hiding.fds));
         }
     }
 }
