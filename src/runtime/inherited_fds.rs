@@ -115,10 +115,12 @@ impl Hidden {
         // Looked for at every spawn (one made inheritable since the first
         // spawn of a hiding is hidden too), without the lock: a `fork` of
         // the host while it is held would leave the child's locked.
+        // Noted before they are marked, so that a child forked in between
+        // still finds them to give back.
         let fds = inheritable();
+        let noted: Vec<_> = fds.iter().map(|&fd| (fd, identity(fd))).collect();
+        hiding().fds.extend(noted);
         close_on_exec(&fds);
-        let fds: Vec<_> = fds.into_iter().map(|fd| (fd, identity(fd))).collect();
-        hiding().fds.extend(fds);
         Self(())
     }
 }
