@@ -329,22 +329,6 @@ async fn quick_exit_codes_are_never_lost() {
     assert!(wrong.is_empty(), "(expected, got): {wrong:?}");
 }
 
-/// The pids of live processes whose command line has `needle`.
-fn pids_of(needle: &str) -> Vec<u32> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|entry| {
-            let pid = entry.file_name().to_str()?.parse().ok()?;
-            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
-            String::from_utf8_lossy(&cmdline)
-                .replace('\0', " ")
-                .contains(needle)
-                .then_some(pid)
-        })
-        .collect()
-}
-
 /// `salloc` lives as long as the session and `srun` as long as its step:
 /// neither may hold a descriptor the harness keeps open for inheritance (a
 /// pipe it waits to see closed would stay open while they run).
@@ -372,7 +356,10 @@ async fn salloc_and_srun_get_no_descriptor_the_process_holds_for_inheritance() {
             _ => continue,
         }
     };
-    let salloc = pids_of(&format!("subrt-slurm-test-{run_id}"));
+    let salloc: Vec<u32> = common::live_pids(&format!("subrt-slurm-test-{run_id}"))
+        .into_iter()
+        .map(|(pid, _)| pid)
+        .collect();
     assert!(!salloc.is_empty(), "no salloc for run {run_id}");
     for pid in salloc.into_iter().chain([srun]) {
         let holds = std::fs::read_dir(format!("/proc/{pid}/fd"))

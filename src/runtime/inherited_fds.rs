@@ -12,7 +12,7 @@
 //!   it starts ([`close_on_exec`] of [`inheritable`]);
 //! - the library, in a process it does not own, leaves the process's own
 //!   descriptors as they were: they are close-on-exec only while a command
-//!   is spawned ([`Hidden`]).
+//!   is spawned ([`while_hidden`]).
 //!
 //! Local commands and setup commands go through this, and so do Slurm's
 //! `salloc` (it lasts as long as the session) and `srun` (as long as its
@@ -49,8 +49,8 @@ pub fn close_on_exec(fds: &[RawFd]) {
     }
 }
 
-/// The process's inheritable descriptors, marked close-on-exec until this is
-/// dropped: hold it across a spawn.
+/// Runs `spawn` with the process's inheritable descriptors marked
+/// close-on-exec, and makes them inheritable again after.
 ///
 /// Marking them in the parent, not in the child, keeps the spawn on the fast
 /// `posix_spawn` path: a `pre_exec` step would make std fork the whole
@@ -63,8 +63,13 @@ pub fn close_on_exec(fds: &[RawFd]) {
 /// hidden from the first one's start to the last one's end. Each restoring
 /// its own would hand them to a command another thread was starting in that
 /// instant (5 to 8 of 320 commands of 8 sessions on 4 threads got one).
-#[derive(Debug)]
-pub(crate) struct Hidden(());
+pub(crate) fn while_hidden<T>(spawn: impl FnOnce() -> T) -> T {
+    let _hidden = Hidden::now();
+    spawn()
+}
+
+/// One spawn's share of the hiding, until it is dropped.
+struct Hidden;
 
 /// What the spawns under way in process `pid` have hidden, and how many
 /// spawns there are.
@@ -108,20 +113,20 @@ fn restore(fds: Vec<(RawFd, Option<(u64, u64)>)>) {
 }
 
 impl Hidden {
-    pub(crate) fn now() -> Self {
+    fn now() -> Self {
         // Counted first: from here on nothing is given back until this is
         // dropped, so what this marks below stays marked for its spawn.
         hiding().spawns += 1;
         // Looked for at every spawn (one made inheritable since the first
-        // spawn of a hiding is hidden too), without the lock: a `fork` of
-        // the host while it is held would leave the child's locked.
-        // Noted before they are marked, so that a child forked in between
-        // still finds them to give back.
+        // spawn of a hiding is hidden too), outside the lock, which a
+        // `fork` of the host would leave held in the child. Noted before
+        // they are marked, so that a child forked in between still finds
+        // them to give back.
         let fds = inheritable();
         let noted: Vec<_> = fds.iter().map(|&fd| (fd, identity(fd))).collect();
         hiding().fds.extend(noted);
         close_on_exec(&fds);
-        Self(())
+        Self
     }
 }
 

@@ -394,9 +394,7 @@ impl Runner for Inner {
             .stderr(Stdio::piped())
             .process_group(0);
 
-        let hidden = inherited_fds::Hidden::now();
-        let spawned = self.spawn_contained(&mut cmd);
-        drop(hidden);
+        let spawned = inherited_fds::while_hidden(|| self.spawn_contained(&mut cmd));
         let (mut child, init) = match spawned {
             Ok(Some(spawned)) => spawned,
             Ok(None) => return (Exit::killed(false), captures),

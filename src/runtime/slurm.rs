@@ -268,15 +268,14 @@ async fn allocate(
     // ends the holder, and salloc gives the job back itself.
     // salloc lasts as long as the session: it must not hold a descriptor
     // the host keeps open for inheritance (nor srun for its step, below).
-    let hidden = inherited_fds::Hidden::now();
-    let spawned = Command::new(&tools.salloc)
+    let mut salloc = Command::new(&tools.salloc);
+    salloc
         .args(salloc_args(config, &name, &comment))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn();
-    drop(hidden);
-    let mut salloc = spawned.map_err(|e| slurm_error("start salloc", e.to_string()))?;
+        .stderr(Stdio::piped());
+    let mut salloc = inherited_fds::while_hidden(|| salloc.spawn())
+        .map_err(|e| slurm_error("start salloc", e.to_string()))?;
     let lifeline = salloc.stdin.take().expect("stdin is piped");
     let mut stdout = BufReader::new(salloc.stdout.take().expect("stdout is piped"));
     let mut line = String::new();
@@ -468,9 +467,7 @@ impl Runner for Inner {
                 return (Exit::killed(false), captures);
             }
             let mut steps = lock(&self.steps);
-            let hidden = inherited_fds::Hidden::now();
-            let child = cmd.spawn();
-            drop(hidden);
+            let child = inherited_fds::while_hidden(|| cmd.spawn());
             if let Ok(child) = &child {
                 steps.current = child.id();
                 steps.started += 1;

@@ -54,8 +54,20 @@ pub fn escapes(finish: bool) -> (String, Vec<String>) {
 
 /// Host processes, not zombies, whose command line contains `needle`.
 pub fn live_processes(needle: &str) -> Vec<String> {
+    live_pids(needle)
+        .into_iter()
+        .map(|(_, cmdline)| cmdline)
+        .collect()
+}
+
+/// The pids and command lines of host processes, not zombies, whose command
+/// line contains `needle`.
+pub fn live_pids(needle: &str) -> Vec<(u32, String)> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+            continue;
+        };
         let path = entry.path();
         let Ok(stat) = std::fs::read_to_string(path.join("stat")) else {
             continue;
@@ -74,7 +86,7 @@ pub fn live_processes(needle: &str) -> Vec<String> {
         };
         let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
         if cmdline.contains(needle) {
-            found.push(cmdline);
+            found.push((pid, cmdline));
         }
     }
     found
