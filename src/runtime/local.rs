@@ -38,7 +38,7 @@ use super::capture::Capture;
 use super::driver::{self, Exit, Lifecycle, Process, Runner, sleep_until};
 use super::inherited_fds;
 use super::pid_namespace::PidNamespace;
-use super::process_group::{die_with_parent, group_exists, kill_group};
+use super::process_group::{group_exists, kill_group, spawn_dying_with_subrt};
 use super::process_io::{self, ProcessIo};
 use super::{
     Containment, EventStream, ExecRequest, LaunchSpec, RuntimeBackend, RuntimeError, RuntimeEvent,
@@ -296,7 +296,7 @@ impl Inner {
     /// `kill` either stops it from starting or sees it.
     fn spawn_contained(
         &self,
-        cmd: &mut tokio::process::Command,
+        mut cmd: tokio::process::Command,
     ) -> Result<Option<(tokio::process::Child, Option<u32>)>, std::io::Error> {
         let life = self.lifecycle();
         if !life.may_start() {
@@ -313,14 +313,11 @@ impl Inner {
                     processes.namespace = Some(PidNamespace::create()?);
                 }
                 let namespace = processes.namespace.as_ref().expect("made above");
-                let child = namespace.spawn(cmd)?;
+                let child = namespace.spawn(&mut cmd)?;
                 (child, Some(namespace.init_pid()))
             }
             _ => {
-                // SAFETY: die_with_parent only calls prctl, which is
-                // async-signal-safe.
-                unsafe { cmd.pre_exec(die_with_parent) };
-                let child = cmd.spawn()?;
+                let child = spawn_dying_with_subrt(cmd)?;
                 let pid = child.id().expect("a child that was just spawned has a pid");
                 processes.groups.push(pid as i32);
                 (child, None)
@@ -394,7 +391,7 @@ impl Runner for Inner {
             .stderr(Stdio::piped())
             .process_group(0);
 
-        let spawned = inherited_fds::while_hidden(|| self.spawn_contained(&mut cmd));
+        let spawned = inherited_fds::while_hidden(|| self.spawn_contained(cmd));
         let (mut child, init) = match spawned {
             Ok(Some(spawned)) => spawned,
             Ok(None) => return (Exit::killed(false), captures),

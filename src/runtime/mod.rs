@@ -47,6 +47,7 @@ mod driver;
 mod error;
 mod events;
 pub mod inherited_fds;
+mod lasting_thread;
 pub mod leftovers;
 pub mod local;
 mod models;

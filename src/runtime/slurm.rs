@@ -37,7 +37,7 @@ use super::driver::{self, Exit, Lifecycle, Process, Runner, sleep_until};
 use super::inherited_fds;
 use super::local::check_working_dir;
 use super::owner::Owner;
-use super::process_group::die_with_parent;
+use super::process_group::spawn_dying_with_subrt;
 use super::process_io::{self, ProcessIo};
 use super::slurm_container::{self, SessionBundle};
 use super::slurm_status::{StatusFilter, WRAPPER};
@@ -458,8 +458,6 @@ impl Runner for Inner {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0);
-        // SAFETY: die_with_parent only calls prctl, which is async-signal-safe.
-        unsafe { cmd.pre_exec(die_with_parent) };
 
         let spawned = {
             let life = self.lifecycle();
@@ -467,7 +465,7 @@ impl Runner for Inner {
                 return (Exit::killed(false), captures);
             }
             let mut steps = lock(&self.steps);
-            let child = inherited_fds::while_hidden(|| cmd.spawn());
+            let child = inherited_fds::while_hidden(|| spawn_dying_with_subrt(cmd));
             if let Ok(child) = &child {
                 steps.current = child.id();
                 steps.started += 1;
