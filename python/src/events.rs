@@ -11,9 +11,9 @@ use pyo3::types::{PyBytes, PyTuple};
 use pyo3::{IntoPyObjectExt, ffi};
 use subrt::runtime::{OutputChunk, Phase, RuntimeEvent, StreamKind};
 use subrt::supervisor::{SessionEvent, Supervisor};
-use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 
+use crate::executor::Executor;
 use crate::{convert, runtime_error};
 
 /// How often a waiting `__next__` looks at Python's signal handlers.
@@ -37,7 +37,7 @@ pub(crate) struct Events {
     feed: Mutex<Option<Feed>>,
     finished: AtomicBool,
     supervisor: Supervisor,
-    handle: Handle,
+    executor: &'static Executor,
     owner_pid: u32,
     busy: Arc<AtomicBool>,
 }
@@ -46,7 +46,7 @@ impl Events {
     pub(crate) fn new(
         receiver: mpsc::Receiver<SessionEvent>,
         supervisor: Supervisor,
-        handle: Handle,
+        executor: &'static Executor,
         busy: Arc<AtomicBool>,
     ) -> Self {
         Self {
@@ -56,7 +56,7 @@ impl Events {
             })),
             finished: AtomicBool::new(false),
             supervisor,
-            handle,
+            executor,
             owner_pid: std::process::id(),
             busy,
         }
@@ -81,7 +81,7 @@ impl Events {
     /// when this returns.
     fn abandon(&self, feed: Option<Feed>) {
         let supervisor = self.supervisor.clone();
-        self.handle.block_on(async move {
+        self.executor.block_on(async move {
             let _ = supervisor.kill().await;
             if let Some(Feed {
                 mut receiver,
@@ -230,7 +230,7 @@ impl Events {
                 Some(event) => event,
                 None => {
                     let next = py.detach(|| {
-                        self.handle.block_on(async {
+                        self.executor.block_on(async {
                             tokio::time::timeout(SIGNAL_TICK, feed.receiver.recv()).await
                         })
                     });

@@ -15,10 +15,9 @@ use subrt::runlog::RunlogWriter;
 use subrt::runtime::{ExecRequest, LaunchSpec, RuntimeError, StaticAsset, registry};
 use subrt::spec::{Mount, MountMode};
 use subrt::supervisor::Supervisor;
-use tokio::runtime::Handle;
 
 use crate::events::Events;
-use crate::executor::{self, Interrupted};
+use crate::executor::{self, Executor, Interrupted};
 use crate::{convert, runtime_error, specs};
 
 /// How long a spawn that Ctrl-C interrupted may still take, so that what it
@@ -37,7 +36,7 @@ pub(crate) fn default_store() -> PathBuf {
 #[pyclass(frozen, module = "subrt._native")]
 pub(crate) struct Session {
     pub(crate) supervisor: Supervisor,
-    pub(crate) handle: Handle,
+    pub(crate) executor: &'static Executor,
     /// The process that made the session: a forked child must not use (or
     /// clean up) its parent's sessions.
     owner_pid: u32,
@@ -166,9 +165,9 @@ impl Session {
         launch.disable_setup = disable_setup;
         launch.labels = labels;
 
-        let handle = executor::handle()?;
+        let executor = executor::get()?;
         let run_id = launch.run_id.clone();
-        let spawned = executor::wait(py, &handle, async move {
+        let spawned = executor::wait(py, executor, async move {
             let runtime = registry::builtins().spawn(launch.clone()).await?;
             let Some(store) = store else {
                 return Ok((Supervisor::start(runtime), None));
@@ -194,7 +193,7 @@ impl Session {
         let (supervisor, log_dir) = match spawned {
             Ok(made) => made.map_err(runtime_error)?,
             Err(Interrupted { error, task }) => {
-                handle.spawn(async move {
+                executor.spawn(async move {
                     if let Ok(Ok(Ok((supervisor, _)))) =
                         tokio::time::timeout(SPAWN_GRACE, task).await
                     {
@@ -206,7 +205,7 @@ impl Session {
         };
         Ok(Self {
             supervisor,
-            handle,
+            executor,
             owner_pid: std::process::id(),
             run_id,
             log_dir,
@@ -244,7 +243,7 @@ impl Session {
         let supervisor = self.supervisor.clone();
         let outcome = executor::wait(
             py,
-            &self.handle,
+            self.executor,
             async move { supervisor.run(request).await },
         );
         let result = match outcome {
@@ -253,7 +252,7 @@ impl Session {
                 // Ctrl-C: the command goes, then the exception.
                 let supervisor = self.supervisor.clone();
                 let _ = py.detach(|| {
-                    self.handle.block_on(async move {
+                    self.executor.block_on(async move {
                         let _ = supervisor.kill().await;
                         task.await
                     })
@@ -280,7 +279,7 @@ impl Session {
         let events = self.supervisor.subscribe();
         let supervisor = self.supervisor.clone();
         // Queue the command; its events go to the subscription made first.
-        let queued = executor::wait(py, &self.handle, async move {
+        let queued = executor::wait(py, self.executor, async move {
             drop(supervisor.submit(request).await);
         });
         if let Err(Interrupted { error, .. }) = queued {
@@ -290,7 +289,7 @@ impl Session {
         Ok(Events::new(
             events,
             self.supervisor.clone(),
-            self.handle.clone(),
+            self.executor,
             Arc::clone(&self.busy),
         ))
     }
@@ -307,7 +306,7 @@ impl Session {
     fn kill(&self, py: Python<'_>) -> PyResult<()> {
         self.check_process()?;
         let supervisor = self.supervisor.clone();
-        match executor::wait(py, &self.handle, async move { supervisor.kill().await }) {
+        match executor::wait(py, self.executor, async move { supervisor.kill().await }) {
             Ok(killed) => killed.map_err(runtime_error),
             Err(Interrupted { error, .. }) => Err(error),
         }
@@ -321,7 +320,7 @@ impl Session {
             return Ok(());
         }
         let supervisor = self.supervisor.clone();
-        match executor::wait(py, &self.handle, async move { supervisor.cleanup().await }) {
+        match executor::wait(py, self.executor, async move { supervisor.cleanup().await }) {
             Ok(cleaned) => cleaned.map_err(runtime_error),
             // The cleanup goes on in the background.
             Err(Interrupted { error, .. }) => Err(error),
@@ -341,7 +340,7 @@ impl Session {
         self.claim()?;
         let _release = Release(Arc::clone(&self.busy));
         let supervisor = self.supervisor.clone();
-        let timed = executor::wait(py, &self.handle, async move {
+        let timed = executor::wait(py, self.executor, async move {
             let started = std::time::Instant::now();
             for _ in 0..times {
                 supervisor.run(ExecRequest::new(command.clone())).await?;
@@ -369,7 +368,7 @@ impl Drop for Session {
             return;
         }
         let supervisor = self.supervisor.clone();
-        self.handle.spawn(async move {
+        self.executor.spawn(async move {
             let _ = supervisor.cleanup().await;
         });
     }

@@ -45,6 +45,30 @@ def test_waiting_releases_the_gil(workdir, store):
     assert len(ticks) > 30, f"another thread ran only {len(ticks)} times during a 1 s execute"
 
 
+@pytest.mark.parametrize("containment", ["pid-namespace", "process-group"])
+def test_a_command_outlives_the_thread_that_started_it(containment, workdir, store):
+    # A thread starts a stream, reads its first line and ends; another
+    # thread reads on. Waiting threads run the package's runtime, so the
+    # command may well have been spawned on the thread that ended: it must
+    # not die with it (PR_SET_PDEATHSIG is bound to the spawning thread).
+    spec = subrt.LocalEnvironmentSpec(local={"containment": containment})
+    with subrt.spawn_runtime(spec, workdir) as runtime:
+        handed_over = []
+
+        def start():
+            events = runtime.stream("echo started; sleep 0.5; echo finished")
+            handed_over.append((events, next(events)))
+
+        starter = threading.Thread(target=start)
+        starter.start()
+        starter.join()
+        events, first = handed_over[0]
+        assert first.text == "started\n"
+        rest = list(events)
+        result = rest[-1].result
+        assert (result.exit_code, result.signal, result.stdout) == (0, None, "started\nfinished\n")
+
+
 @pytest.mark.parametrize("method", ["fork", "spawn"])
 def test_worker_processes(method, workdir, store):
     # A runtime in the parent first: a forked child inherits its threads' memory.
