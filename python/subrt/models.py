@@ -14,8 +14,47 @@ from typing import Any, Dict, Optional, Tuple
 __all__ = ["RuntimeEvent", "RuntimeResult", "SetupFailure"]
 
 
-def _text(data: bytes) -> str:
-    return data.decode("utf-8", errors="replace")
+def _text(data: bytes) -> Any:
+    """A result's text of ``data``, for a ``_Text`` field: decoded when read."""
+    return _Undecoded(b"", data, len(data))
+
+
+class _Text:
+    """A text field (``RuntimeEvent.text``, ``RuntimeResult.stdout``...): the
+    text it was given, or, for one made from a runtime's bytes, those bytes
+    decoded on first read. Most readers of a flood look only at ``data`` or
+    ``kind``, and of a streamed result at its exit code; decoding every chunk
+    up front was a third of ``stream()``'s cost."""
+
+    def __set_name__(self, owner: Any, name: str) -> None:
+        self.name = name
+
+    def __get__(self, instance: Any, owner: Any = None) -> str:
+        if instance is None:
+            return ""  # the field's default, as dataclasses ask for it
+        text = instance.__dict__[self.name]
+        if isinstance(text, _Undecoded):
+            text = instance.__dict__[self.name] = text.decode()
+        return text
+
+    def __set__(self, instance: Any, text: Any) -> None:
+        instance.__dict__[self.name] = text
+
+
+class _Undecoded:
+    """The text of one chunk, not decoded yet: the bytes held back from the
+    chunk before, then the chunk up to ``end``."""
+
+    __slots__ = ("carry", "data", "end")
+
+    def __init__(self, carry: bytes, data: bytes, end: int) -> None:
+        self.carry, self.data, self.end = carry, data, end
+
+    def decode(self) -> str:
+        body = self.data if self.end == len(self.data) else memoryview(self.data)[: self.end]
+        if self.carry:
+            body = self.carry + body
+        return str(body, "utf-8", "replace")
 
 
 @dataclass(frozen=True)
@@ -40,10 +79,10 @@ class RuntimeResult:
 
     #: Exit code, or 128+N when signal N ended the command.
     exit_code: int
-    stdout: str = ""
-    stderr: str = ""
-    setup_stdout: str = ""
-    setup_stderr: str = ""
+    stdout: str = _Text()  # type: ignore[assignment]
+    stderr: str = _Text()  # type: ignore[assignment]
+    setup_stdout: str = _Text()  # type: ignore[assignment]
+    setup_stderr: str = _Text()  # type: ignore[assignment]
     #: Wall time of the call in seconds, setup included.
     elapsed: float = 0.0
     #: The timeout ended the command.
@@ -107,24 +146,6 @@ class RuntimeResult:
         )
 
 
-class _Text:
-    """``RuntimeEvent.text``: the text it was given, or, for an output event
-    made by a runtime, its bytes decoded on first read. Most readers of a
-    flood look only at ``data`` or ``kind``; decoding every chunk up front
-    was a third of ``stream()``'s cost."""
-
-    def __get__(self, event: Optional["RuntimeEvent"], owner: Any = None) -> str:
-        if event is None:
-            return ""  # the field's default, as dataclasses ask for it
-        text = event.__dict__["text"]
-        if isinstance(text, _Undecoded):
-            text = event.__dict__["text"] = text.decode()
-        return text
-
-    def __set__(self, event: "RuntimeEvent", text: Any) -> None:
-        event.__dict__["text"] = text
-
-
 @dataclass(frozen=True)
 class RuntimeEvent:
     """One event of a streamed command.
@@ -141,6 +162,15 @@ class RuntimeEvent:
     data: bytes = field(default=b"", repr=False)
     phase: Optional[str] = None
     result: Optional[RuntimeResult] = None
+
+    @classmethod
+    def _output(cls, kind: str, phase: str, data: bytes, text: Any) -> "RuntimeEvent":
+        """An output event, made without the frozen dataclass's ``__init__``
+        (which sets each field through ``object.__setattr__``): a flood makes
+        tens of thousands a second, and that was a third of their cost."""
+        event = object.__new__(cls)
+        event.__dict__.update(kind=kind, text=text, data=data, phase=phase, result=None)
+        return event
 
 
 # The most bytes at the end of a chunk that can be the start of a character
@@ -162,22 +192,6 @@ def _held_back(data: bytes) -> int:
     return 0
 
 
-class _Undecoded:
-    """The text of one chunk, not decoded yet: the bytes held back from the
-    chunk before, then the chunk up to ``end``."""
-
-    __slots__ = ("carry", "data", "end")
-
-    def __init__(self, carry: bytes, data: bytes, end: int) -> None:
-        self.carry, self.data, self.end = carry, data, end
-
-    def decode(self) -> str:
-        body = self.data if self.end == len(self.data) else memoryview(self.data)[: self.end]
-        if self.carry:
-            body = self.carry + body
-        return str(body, "utf-8", "replace")
-
-
 class _Decoders:
     """Decodes each stream of a command chunk by chunk, as an incremental
     decoder would (a character split across two chunks is decoded whole, not
@@ -191,6 +205,9 @@ class _Decoders:
         ``RuntimeEvent(text=...)``."""
         key = (kind, phase)
         carry = self._held.get(key, b"")
+        if not carry and data and data[-1] < 0x80:
+            # Nothing held back, and nothing to hold back: the usual case.
+            return _Undecoded(carry, data, len(data))
         if carry and len(data) < _MOST_HELD:
             # The character held back may still be incomplete after this.
             data, carry = carry + data, b""

@@ -363,7 +363,7 @@ class RustRuntime(SubmissionRuntime):
                     _log.warning("subrt: run %s: %s", self.run_id, payload)
                 else:
                     text = decoders.decode(kind, phase, payload)
-                    yield RuntimeEvent(kind=kind, text=text, data=payload, phase=phase)
+                    yield RuntimeEvent._output(kind, phase, payload, text)
         finally:
             # A stream left before `finished` (break, an exception, garbage
             # collection) kills its command.

@@ -77,7 +77,7 @@ def test_worker_processes(method, workdir, store):
         context = multiprocessing.get_context(method)
         with futures.ProcessPoolExecutor(4, mp_context=context) as pool:
             results = list(pool.map(workers.run_one, range(12)))
-        assert [r[1:] for r in results] == [(f"{n}\n", 0) for n in range(12)]
+        assert [(r.stdout, r.exit_code) for _, r in results] == [(f"{n}\n", 0) for n in range(12)]
         assert len({r[0] for r in results}) > 1, "the work spread over the workers"
         assert parent_runtime.execute("echo still").stdout == "still\n"
 

@@ -2,8 +2,10 @@
 the real daemon)."""
 
 import os
+import pickle
 import threading
 import time
+from dataclasses import fields
 
 import pytest
 
@@ -106,6 +108,16 @@ def test_a_megabyte_of_random_bytes_comes_back_exact(make_spec, workdir, store):
     assert result.stdout_total_bytes == len(data) and not result.truncated
 
 
+def test_a_result_pickles_and_compares_by_its_text(make_spec, workdir, store):
+    with subrt.spawn_runtime(make_spec(), workdir) as runtime:
+        result = runtime.execute(r"printf 'caf\303\251 \377'; printf 'e\n' >&2")
+    copy = pickle.loads(pickle.dumps(result))
+    assert copy == result
+    assert (copy.stdout, copy.stderr) == ("café \ufffd", "e\n")
+    assert (result.stdout_bytes, copy.stdout_bytes) == (b"caf\xc3\xa9 \xff",) * 2
+    assert result == subrt.RuntimeResult(**{f.name: getattr(result, f.name) for f in fields(result)})
+
+
 def test_stream_is_live(make_spec, workdir, store):
     with subrt.spawn_runtime(make_spec(), workdir) as runtime:
         started = time.monotonic()
@@ -114,6 +126,11 @@ def test_stream_is_live(make_spec, workdir, store):
         first_at = time.monotonic() - started
         rest = list(events)
     assert (first.kind, first.text, first.data, first.phase) == ("stdout", "a\n", b"a\n", "command")
+    # The same value, and as frozen, as an event a harness makes itself.
+    made = subrt.RuntimeEvent(kind="stdout", text="a\n", data=b"a\n", phase="command")
+    assert first == made and hash(first) == hash(made) and repr(first) == repr(made)
+    with pytest.raises(AttributeError):
+        first.kind = "stderr"
     assert first_at < 1.5, f"the first line came after {first_at:.2f} s, not before the sleep ended"
     assert [(e.kind, e.text) for e in rest[:-1]] == [("stderr", "b\n")]
     finished = rest[-1]

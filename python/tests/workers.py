@@ -10,4 +10,5 @@ def run_one(n: int) -> tuple:
     with tempfile.TemporaryDirectory() as work:
         with subrt.spawn_runtime(subrt.LocalEnvironmentSpec(), work, store=False) as runtime:
             result = runtime.execute(f"echo {n}; echo $$ >&2")
-            return os.getpid(), result.stdout, result.exit_code
+            # The result itself goes back to the parent, its text not yet read.
+            return os.getpid(), result
