@@ -406,7 +406,20 @@ impl Runner for Inner {
         let _ = tx
             .send(RuntimeEvent::ProcessStarted { pid, pgid, init })
             .await;
-        let (stdout, stderr) = process_io::take_pipes(&mut child);
+        let (stdout, stderr) = match process_io::take_pipes(&mut child) {
+            Ok(pipes) => pipes,
+            Err(e) => {
+                self.kill_command(pgid);
+                let _ = child.wait().await;
+                self.processes().current = None;
+                let note = format!(
+                    "cannot read the output of {} -c {line:?}: {e}",
+                    shell.display()
+                );
+                let _ = tx.send(RuntimeEvent::Note(note)).await;
+                return (Exit::not_started(), captures);
+            }
+        };
         let stdin = stdin.zip(child.stdin.take());
         let io = ProcessIo::start(stdout, stderr, stdin, phase, tx, captures);
 

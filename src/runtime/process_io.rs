@@ -2,11 +2,14 @@
 //! runtime's sruns): its output read into events and captures, its stdin
 //! written, and how long output is still read once it has ended.
 
+use std::future::Future;
+use std::io;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout};
+use tokio::io::AsyncWriteExt;
+use tokio::net::unix::pipe;
+use tokio::process::{Child, ChildStdin};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -35,8 +38,8 @@ impl ProcessIo {
     /// Starts reading `stdout` and `stderr` into events on `tx` and into
     /// `captures`, and writing `stdin`'s bytes to its pipe.
     pub(crate) fn start(
-        stdout: impl AsyncRead + Unpin + Send + 'static,
-        stderr: impl AsyncRead + Unpin + Send + 'static,
+        stdout: impl Output,
+        stderr: impl Output,
         stdin: Option<(Bytes, ChildStdin)>,
         phase: Phase,
         tx: &mpsc::Sender<RuntimeEvent>,
@@ -97,13 +100,55 @@ impl ProcessIo {
     }
 }
 
-/// The stdout and stderr pipes of `child`, enlarged (both must be piped).
-pub(crate) fn take_pipes(child: &mut Child) -> (ChildStdout, ChildStderr) {
-    let stdout = child.stdout.take().expect("stdout is piped");
-    let stderr = child.stderr.take().expect("stderr is piped");
+/// The stdout and stderr pipes of `child` (both must be piped), enlarged.
+///
+/// # Errors
+///
+/// A pipe could not be taken from tokio's handle of the child or registered
+/// again (which would take an `epoll` or `fstat` failure).
+pub(crate) fn take_pipes(child: &mut Child) -> io::Result<(pipe::Receiver, pipe::Receiver)> {
+    let stdout = child
+        .stdout
+        .take()
+        .expect("stdout is piped")
+        .into_owned_fd()?;
+    let stderr = child
+        .stderr
+        .take()
+        .expect("stderr is piped")
+        .into_owned_fd()?;
     enlarge_pipe(&stdout);
     enlarge_pipe(&stderr);
-    (stdout, stderr)
+    Ok((
+        pipe::Receiver::from_owned_fd(stdout)?,
+        pipe::Receiver::from_owned_fd(stderr)?,
+    ))
+}
+
+/// What [`pump`] reads: a process's pipe, or a filter over one.
+pub(crate) trait Output: Send + Unpin + 'static {
+    /// Reads what there is into `buf`, waiting only when there is nothing.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: bytes leave the pipe only in a read that completes.
+    fn read_into(&mut self, buf: &mut BytesMut) -> impl Future<Output = io::Result<usize>> + Send;
+}
+
+/// A pipe is read for as long as it has bytes, and only waited on (an
+/// `epoll` round) once a read finds it empty. `AsyncRead` would wait after
+/// every read that did not fill the buffer, and a reader that keeps up with
+/// the command finds a part of a buffer each time: under a flood that was
+/// a fifth of a stream's time (BENCHMARKS.md).
+impl Output for pipe::Receiver {
+    async fn read_into(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+        loop {
+            match self.try_read_buf(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.readable().await?,
+                read => return read,
+            }
+        }
+    }
 }
 
 /// Asks for a 1 MiB pipe buffer (the unprivileged maximum by default): a
@@ -116,7 +161,7 @@ pub(crate) fn enlarge_pipe(pipe: &impl std::os::fd::AsRawFd) {
 /// Reads a pipe into events until it closes, the stream's reader goes away,
 /// or, once the shell has exited, the pipe stays silent for the drain time.
 pub(crate) async fn pump(
-    mut pipe: impl AsyncRead + Unpin,
+    mut pipe: impl Output,
     stream: StreamKind,
     phase: Phase,
     tx: &mpsc::Sender<RuntimeEvent>,
@@ -131,11 +176,11 @@ pub(crate) async fn pump(
         let drain = *exited.borrow_and_update();
         let read = match drain {
             None => tokio::select! {
-                read = pipe.read_buf(&mut buf) => read,
+                read = pipe.read_into(&mut buf) => read,
                 // Reading is cancel-safe: start over with the drain time.
                 _ = exited.changed() => continue,
             },
-            Some(quiet) => match tokio::time::timeout(quiet, pipe.read_buf(&mut buf)).await {
+            Some(quiet) => match tokio::time::timeout(quiet, pipe.read_into(&mut buf)).await {
                 Ok(read) => read,
                 Err(_) => break,
             },

@@ -493,7 +493,17 @@ impl Runner for Inner {
         };
         let _ = tx.send(started).await;
 
-        let (stdout, stderr) = process_io::take_pipes(&mut child);
+        let (stdout, stderr) = match process_io::take_pipes(&mut child) {
+            Ok(pipes) => pipes,
+            Err(e) => {
+                self.kill_step();
+                let _ = child.wait().await;
+                lock(&self.steps).current = None;
+                let note = format!("cannot read the output of srun for {line:?}: {e}");
+                let _ = tx.send(RuntimeEvent::Note(note)).await;
+                return (Exit::not_started(), captures);
+            }
+        };
         let (status_tx, mut status_rx) = oneshot::channel();
         let stderr = StatusFilter::new(stderr, &self.nonce, status_tx);
         let stdin = stdin.zip(child.stdin.take());

@@ -11,7 +11,7 @@
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 use tokio::sync::oneshot;
 
 /// The step's task: `sh -c WRAPPER subrt-step SHELL LINE NONCE`.
@@ -103,6 +103,12 @@ impl<R> StatusFilter<R> {
                 _ => self.ready.push(self.held.remove(0)),
             }
         }
+    }
+}
+
+impl<R: AsyncRead + Send + Unpin + 'static> super::process_io::Output for StatusFilter<R> {
+    async fn read_into(&mut self, buf: &mut bytes::BytesMut) -> std::io::Result<usize> {
+        self.read_buf(buf).await
     }
 }
 
