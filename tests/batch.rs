@@ -360,3 +360,62 @@ fn the_shipped_demo_batch_runs() {
     let dave = all.iter().filter(|c| c["submission"] == "dave").count();
     assert_eq!(dave, 2);
 }
+
+/// SIGKILL of `subrt batch` at 50 moments, most of them between two
+/// commands of a submission: a run is never listed `finished` unless every
+/// command of its submission ran, and `--resume` reruns exactly the
+/// submissions whose runs did not finish all of their work.
+#[test]
+fn sigkill_of_a_batch_never_leaves_a_partial_run_finished() {
+    let project = project();
+    // Many quick commands: a SIGKILL finds a session between two of them
+    // far more often than inside one.
+    let commands = format!("[{}]", vec!["\"true\""; 40].join(", "));
+    let file = write_batch(project.dir.path(), "batch.toml", 6, &commands, "jobs = 3");
+    let mut seed = 0x9e37_79b9_u64;
+    for round in 0..50 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let delay = Duration::from_millis(30 + seed % 400);
+        let mut child = project
+            .cmd(&["batch", &file, "--json"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(delay);
+        // SAFETY: signalling a child we own.
+        unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+        child.wait().unwrap();
+        for run in ls(&project, &[]) {
+            if run["state"] == "finished" {
+                let ran = run["commands"].as_u64().unwrap();
+                assert_eq!(
+                    ran, 40,
+                    "round {round} ({delay:?}): a run listed finished after {ran} of 40 commands: {run}"
+                );
+            }
+        }
+    }
+    // The last round's batch is the one `--resume` takes up.
+    let newest = ls(&project, &["-n", "1"]);
+    let batch = newest[0]["labels"]["batch"].as_str().unwrap().to_owned();
+    let runs = ls(&project, &["--batch", &batch]);
+    let complete: std::collections::BTreeSet<String> = runs
+        .iter()
+        .filter(|r| r["state"] == "finished")
+        .filter_map(|r| r["labels"]["submission"].as_str().map(str::to_owned))
+        .collect();
+    let resumed = project.run(&["batch", &file, "--json", "--resume"]);
+    assert_eq!(resumed.status.code(), Some(0), "{resumed:?}");
+    let out = lines(&resumed.stdout);
+    let summary = &out.last().unwrap()["summary"];
+    assert_eq!(summary["skipped"], complete.len(), "{summary}");
+    let rerun: std::collections::BTreeSet<String> = out
+        .iter()
+        .filter_map(|c| c["submission"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(rerun.len() + complete.len(), 6, "{rerun:?} {complete:?}");
+    assert!(rerun.is_disjoint(&complete));
+}

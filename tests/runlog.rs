@@ -197,8 +197,9 @@ fn torn_and_corrupt_lines_export_with_a_warning() {
     let runs = store.ls(&[]);
     assert_eq!(
         (runs[0]["state"].as_str(), runs[0]["exit_code"].as_i64()),
-        (Some("finished"), Some(0)),
-        "no end line, its writer gone, but its command had ended: {runs:?}"
+        (Some("interrupted"), Some(0)),
+        "no end line and its writer gone: the session did not finish, though \
+         its command had ended (with 0): {runs:?}"
     );
 }
 

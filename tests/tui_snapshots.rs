@@ -26,6 +26,7 @@ fn summary(
         environment: "local".into(),
         command: Some(command.into()),
         timeout: None,
+        commands: 1,
         working_dir: PathBuf::from("/"),
         state,
         status,

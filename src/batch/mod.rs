@@ -128,9 +128,13 @@ impl Summary {
 }
 
 /// The batch id for `manifest`: a fresh one, or with `resume` the one of
-/// the newest run of the same file in the store; and the submissions done
-/// under it (finished, not killed).
-fn batch_id(store: &Store, file: &Path, resume: bool) -> (String, BTreeMap<String, String>) {
+/// the newest run of the same file in the store; and, by submission, the
+/// last run of it under that id.
+fn batch_id(
+    store: &Store,
+    file: &Path,
+    resume: bool,
+) -> (String, BTreeMap<String, crate::runlog::RunSummary>) {
     let fresh = || (ulid::Ulid::generate().to_string(), BTreeMap::new());
     if !resume {
         return fresh();
@@ -144,17 +148,34 @@ fn batch_id(store: &Store, file: &Path, resume: bool) -> (String, BTreeMap<Strin
         .iter()
         .find(of_file)
         .and_then(|r| r.labels.get(labels::BATCH))
+        .cloned()
     else {
         return fresh();
     };
-    let done = runs
-        .iter()
-        .filter(|r| r.labels.get(labels::BATCH) == Some(batch))
-        .filter(|r| r.state == RunState::Finished)
-        .filter(|r| r.outcome.as_ref().is_some_and(|o| !o.killed))
-        .filter_map(|r| Some((r.labels.get(labels::SUBMISSION)?.clone(), r.run_id.clone())))
-        .collect();
-    (batch.clone(), done)
+    let mut last = BTreeMap::new();
+    // Newest first: the first run of a submission is its last attempt.
+    for run in runs {
+        if run.labels.get(labels::BATCH) != Some(&batch) {
+            continue;
+        }
+        if let Some(submission) = run.labels.get(labels::SUBMISSION) {
+            last.entry(submission.clone()).or_insert(run);
+        }
+    }
+    (batch, last)
+}
+
+/// Whether `run` did all of `submission`'s work, so that `--resume` skips
+/// it: its log is complete (a run whose owner died is interrupted, however
+/// far it got), nothing killed it, and every command ran, or the
+/// submission stopped at a failure as `stop_on_failure` asks.
+fn finished_all(run: &crate::runlog::RunSummary, submission: &Submission) -> bool {
+    let Some(outcome) = &run.outcome else {
+        return false;
+    };
+    let all_ran = run.commands as usize == submission.commands.len();
+    let stopped_as_asked = submission.stop_on_failure && !outcome.success();
+    run.state == RunState::Finished && !outcome.killed && (all_ran || stopped_as_asked)
 }
 
 /// The sessions running now, for cleaning up at a cancel.
@@ -193,12 +214,14 @@ pub async fn run(
     let mut tasks = tokio::task::JoinSet::new();
     let mut watching = true;
     for submission in &manifest.submissions {
-        if let Some(run_id) = done.get(&submission.id) {
+        if let Some(run) = done.get(&submission.id)
+            && finished_all(run, submission)
+        {
             summary.skipped += 1;
             let _ = events
                 .send(BatchEvent::Skipped {
                     submission: submission.id.clone(),
-                    run_id: run_id.clone(),
+                    run_id: run.run_id.clone(),
                 })
                 .await;
             continue;

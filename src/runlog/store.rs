@@ -26,10 +26,11 @@ pub enum RunState {
     Running,
     /// Between commands: no command runs, the session is alive.
     Idle,
-    /// Over: cleaned up (the log has its `end`), or its owner is gone
-    /// while no command ran.
+    /// Over: cleaned up (the log has its `end`).
     Finished,
-    /// Its owner died while a command ran.
+    /// Its owner died without ending it: while a command ran, or between
+    /// two commands. Silence is not success: a run is finished only when
+    /// its log says so.
     Interrupted,
 }
 
@@ -64,6 +65,8 @@ pub struct RunSummary {
     pub command: Option<String>,
     /// The first command's timeout, in seconds.
     pub timeout: Option<f64>,
+    /// Commands started in the session.
+    pub commands: u32,
     /// The submission's working directory.
     pub working_dir: PathBuf,
     /// Running, idle, finished or interrupted.
@@ -117,6 +120,7 @@ const TAIL: u64 = 64 * 1024;
 struct Pass {
     command: Option<String>,
     timeout: Option<f64>,
+    commands: u32,
     /// Start of the command that has not ended.
     running_since: Option<u64>,
     busy: u64,
@@ -134,6 +138,7 @@ impl Pass {
                     self.command = Some(command.clone());
                     self.timeout = *timeout;
                 }
+                self.commands = self.commands.max(record.c);
                 self.running_since = Some(record.t);
             }
             Body::Out { s, o, n, .. } => {
@@ -166,7 +171,10 @@ impl Pass {
                 };
                 self.last = Some((status, outcome));
             }
-            Body::End { .. } => self.ended = Some(record.body),
+            Body::End { commands, .. } => {
+                self.commands = *commands;
+                self.ended = Some(record.body);
+            }
             _ => {}
         }
     }
@@ -238,8 +246,7 @@ pub fn summarize(path: &Path) -> Result<(RunSummary, Vec<String>), RunlogError> 
             let state = match (owner_alive, pass.running_since.is_some()) {
                 (true, true) => RunState::Running,
                 (true, false) => RunState::Idle,
-                (false, true) => RunState::Interrupted,
-                (false, false) => RunState::Finished,
+                (false, _) => RunState::Interrupted,
             };
             (state, status, exit)
         }
@@ -278,6 +285,7 @@ pub fn summarize(path: &Path) -> Result<(RunSummary, Vec<String>), RunlogError> 
         environment: header.environment.name.clone(),
         command: pass.command,
         timeout: pass.timeout,
+        commands: pass.commands,
         working_dir: header.working_dir.clone(),
         state,
         status,

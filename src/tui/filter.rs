@@ -264,6 +264,7 @@ mod tests {
             path: "/nonexistent".into(),
             command: Some(command.into()),
             timeout: None,
+            commands: 1,
             working_dir: "/".into(),
             state: RunState::Finished,
             status: None,
