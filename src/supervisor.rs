@@ -240,14 +240,28 @@ async fn record(log: &mut Option<RunlogWriter>, event: &SessionEvent, subscriber
         SessionEvent::Runtime { number, event } => (*number, writer.event(*number, event).await),
         SessionEvent::Failed { number, error } => (*number, writer.note(*number, error).await),
     };
-    if let Err(e) = recorded {
-        *log = None;
-        note(
-            subscribers,
-            number,
-            format!("run log: {e}; recording stopped"),
-        )
-        .await;
+    match recorded {
+        // The index cannot be written: nothing more can be recorded.
+        Err(e) => {
+            *log = None;
+            note(
+                subscribers,
+                number,
+                format!("run log: {e}; recording stopped"),
+            )
+            .await;
+        }
+        // Output can no longer be written (a full disk); the commands' and
+        // the session's ends still are.
+        Ok(()) => {
+            if let Some(e) = writer.problem() {
+                let text = format!(
+                    "run log: {e}; recording stopped (output is no longer kept; \
+                     how the commands end still is)"
+                );
+                note(subscribers, number, text).await;
+            }
+        }
     }
 }
 

@@ -376,29 +376,38 @@ fn max_bytes_removes_the_oldest_finished_runs() {
     assert!(!runs.is_empty());
 }
 
-#[test]
-fn a_full_disk_says_log_incomplete_and_the_run_goes_on() {
+/// A tmpfs of `size` mounted on `dir` (made), unmounted on drop; `None`
+/// (the test skips) when not root.
+fn small_filesystem(dir: &std::path::Path, size: &str) -> Option<Unmount> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         eprintln!("skipped: mounting a small filesystem needs root");
-        return;
+        return None;
     }
-    let project = project("dir = \"small\"");
-    let small = project.dir.path().join("small");
-    std::fs::create_dir(&small).unwrap();
+    std::fs::create_dir_all(dir).unwrap();
     let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=512k", "tmpfs"])
-        .arg(&small)
+        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+        .arg(dir)
         .status()
         .unwrap();
     assert!(mounted.success());
-    struct Unmount(PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount").arg(&self.0).status();
-        }
+    Some(Unmount(dir.to_owned()))
+}
+
+struct Unmount(PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
     }
-    let _unmount = Unmount(small.clone());
+}
+
+#[test]
+fn a_full_disk_says_log_incomplete_and_the_run_goes_on() {
+    let project = project("dir = \"small\"");
+    let Some(_unmount) = small_filesystem(&project.dir.path().join("small"), "512k") else {
+        return;
+    };
     let out = project.run(&["run", "--", "head -c 2M /dev/zero; echo done >&2"]);
     assert!(out.status.success(), "{out:?}");
     assert_eq!(
@@ -409,7 +418,22 @@ fn a_full_disk_says_log_incomplete_and_the_run_goes_on() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("recording stopped"), "{stderr}");
     let table = String::from_utf8(project.run(&["ls"]).stdout).unwrap();
-    assert!(table.contains("log incomplete"), "{table}");
+    assert!(table.contains("exited, log incomplete"), "{table}");
+    // The run completed: its end was recorded in the index's reserve,
+    // though the disk had no room left for output.
+    let run = &ls(&project)[0];
+    assert_eq!(run["state"], "finished", "{run}");
+    assert_eq!(run["exit_code"], 0, "{run}");
+    assert!(
+        run["log_incomplete"]
+            .as_str()
+            .is_some_and(|r| r.contains("No space left")),
+        "{run}"
+    );
+    // What was kept is an exact prefix of what the command wrote.
+    let export = project.run(&["export", "last", "--format", "stdout"]);
+    assert!(export.stdout.iter().all(|&b| b == 0));
+    assert!(export.stdout.len() < 2 << 20);
 }
 
 #[test]
@@ -458,4 +482,47 @@ fn a_damaged_index_is_reported_not_a_panic() {
         String::from_utf8_lossy(&out.stderr).contains("claims"),
         "{out:?}"
     );
+}
+
+/// The disk fills up (something else took the last block) while a session
+/// runs a hundred more commands: each command's start and end and the
+/// session's end are still recorded (in the index's reserve), so the run
+/// reads as finished, all its commands counted, not as interrupted.
+#[tokio::test]
+async fn a_full_disk_still_takes_the_end_of_every_command_and_of_the_session() {
+    use subrt::runlog::{RunState, RunlogWriter, StoreLimits, summarize};
+    use subrt::runtime::{LaunchSpec, RuntimeEvent, RuntimeResult, SubmissionRuntime};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let Some(_unmount) = small_filesystem(&store, "256k") else {
+        return;
+    };
+    let launch = LaunchSpec::new(
+        subrt::spec::EnvironmentSpec::local("local"),
+        dir.path().to_owned(),
+    );
+    let runtime = subrt::runtime::spawn_runtime(launch.clone()).await.unwrap();
+    let result = runtime
+        .execute(subrt::runtime::ExecRequest::new("true"))
+        .await
+        .unwrap();
+    let writer =
+        RunlogWriter::create(&store, StoreLimits::default(), &launch, &runtime.info()).unwrap();
+    // Every block of the filesystem taken.
+    let mut filler = std::fs::File::create(store.join("filler")).unwrap();
+    let block = vec![0u8; 4096];
+    while std::io::Write::write_all(&mut filler, &block).is_ok() {}
+    let long = "x".repeat(100);
+    for number in 1..=100 {
+        writer.command_started(number, &long, None).await.unwrap();
+        let finished = RuntimeEvent::Finished(RuntimeResult { ..result.clone() });
+        writer.event(number, &finished).await.unwrap();
+    }
+    writer.finish().await.unwrap();
+    let path = store.join(&launch.run_id);
+    let (summary, warnings) = summarize(&path).unwrap();
+    assert_eq!(summary.state, RunState::Finished, "{warnings:?}");
+    assert_eq!(summary.commands, 100);
+    runtime.cleanup().await.unwrap();
 }

@@ -229,6 +229,10 @@ pub enum Body {
         /// Microseconds the commands ran, setup included (version 2).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         busy: Option<u64>,
+        /// Why output stopped being recorded before the end (a full
+        /// disk): the session ended, its log is incomplete.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        incomplete: Option<String>,
     },
 }
 

@@ -275,10 +275,16 @@ pub fn summarize(path: &Path) -> Result<(RunSummary, Vec<String>), RunlogError> 
         outcome.truncated = truncated;
         outcome
     });
-    let log_incomplete = v2
-        .then(|| std::fs::read_to_string(path.join(INCOMPLETE_FILE)).ok())
-        .flatten()
-        .map(|reason| reason.trim().to_owned());
+    let log_incomplete = match &pass.ended {
+        Some(Body::End {
+            incomplete: Some(reason),
+            ..
+        }) => Some(reason.clone()),
+        _ => v2
+            .then(|| std::fs::read_to_string(path.join(INCOMPLETE_FILE)).ok())
+            .flatten()
+            .map(|reason| reason.trim().to_owned()),
+    };
     let summary = RunSummary {
         run_id: header.run_id.clone(),
         path: path.to_owned(),

@@ -37,15 +37,24 @@ const COALESCE: Duration = Duration::from_millis(5);
 const COALESCE_BYTES: u64 = 1 << 20;
 /// Written into a run's folder when recording failed, with the reason.
 pub(super) const INCOMPLETE_FILE: &str = "incomplete";
+/// Bytes kept allocated past the end of the index (`fallocate` without
+/// changing its size), so that a disk that fills up still takes the
+/// records that end the commands and the session: what tells a run that
+/// completed from one whose owner died.
+const INDEX_RESERVE: u64 = 64 << 10;
 
 /// Records one session in `<store>/<run id>/`; see the [format](super).
+///
+/// A stream file that cannot be written (a full disk) stops the recording
+/// of output only: the index, which keeps [`INDEX_RESERVE`] bytes
+/// allocated ahead, still gets the end of each command and of the session,
+/// whose `end` then says why the log is incomplete.
 ///
 /// # Caveats
 ///
 /// Dropping it without [`finish`](Self::finish) lets the thread write what
 /// is queued and stop without the `end` record: the run then reads as
-/// interrupted (or finished, if no command was running) once its owner is
-/// gone.
+/// interrupted once its owner is gone.
 #[derive(Debug)]
 pub struct RunlogWriter {
     queue: mpsc::Sender<Message>,
@@ -61,6 +70,12 @@ struct Failure {
     path: PathBuf,
     kind: std::io::ErrorKind,
     message: String,
+    /// The index itself cannot be written: nothing more is recorded.
+    /// Otherwise only output is lost, and the index goes on.
+    fatal: bool,
+    /// Handed to the session once (by [`RunlogWriter::problem`] or
+    /// [`RunlogWriter::finish`]).
+    reported: bool,
 }
 
 impl Failure {
@@ -169,9 +184,9 @@ impl RunlogWriter {
             line.push(b'\n');
             index.write_all(&line).map_err(io(&index_path))?;
             std::fs::rename(&making, &dir).map_err(io(&dir))?;
-            Ok((index, streams))
+            Ok((index, streams, line.len() as u64))
         })();
-        let (index, streams) = match opened {
+        let (index, streams, header_len) = match opened {
             Ok(files) => files,
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&making);
@@ -180,7 +195,7 @@ impl RunlogWriter {
         };
         let failure = Arc::new(Mutex::new(None));
         let (queue, messages) = mpsc::channel(QUEUE);
-        let thread = Thread {
+        let mut thread = Thread {
             dir: dir.clone(),
             index,
             streams,
@@ -194,7 +209,12 @@ impl RunlogWriter {
             pending: None,
             line: Vec::with_capacity(512),
             failure: Arc::clone(&failure),
+            index_len: header_len,
+            reserved_to: 0,
+            output_lost: None,
         };
+        // Before the session's first command, while the disk has room.
+        thread.reserve();
         std::thread::Builder::new()
             .name(format!("subrt-log-{}", launch.run_id))
             .spawn(move || thread.run(messages))
@@ -231,13 +251,29 @@ impl RunlogWriter {
 
     /// Queues `message`, waiting while the queue is full.
     async fn send(&self, message: Message) -> Result<(), RunlogError> {
-        if let Some(failure) = &*self.failure.lock().unwrap_or_else(|e| e.into_inner()) {
+        if let Some(failure) = &*self.failure.lock().unwrap_or_else(|e| e.into_inner())
+            && failure.fatal
+        {
             return Err(failure.error());
         }
         self.queue.send(message).await.map_err(|_| RunlogError::Io {
             path: self.dir.clone(),
             source: std::io::Error::other("the run log's writer thread stopped"),
         })
+    }
+
+    /// Why recording went wrong, the first time it is asked after it did
+    /// (then `None` again): output is no longer recorded, though the
+    /// writer still takes the session's records.
+    pub fn problem(&self) -> Option<RunlogError> {
+        let mut slot = self.failure.lock().unwrap_or_else(|e| e.into_inner());
+        match slot.as_mut() {
+            Some(failure) if !failure.reported => {
+                failure.reported = true;
+                Some(failure.error())
+            }
+            _ => None,
+        }
     }
 
     /// Records that command `number` starts.
@@ -333,19 +369,23 @@ impl RunlogWriter {
         self.send(message).await
     }
 
-    /// Writes what is queued and the `end` record; the log is complete.
+    /// Writes what is queued and the `end` record; the log is complete
+    /// (and says so, or says why output is missing from it).
     ///
     /// # Errors
     ///
-    /// Recording failed at some point; the error says where.
+    /// Recording failed at some point and was not yet reported by
+    /// [`problem`](Self::problem); the error says where.
     pub async fn finish(self) -> Result<(), RunlogError> {
         let (done, finished) = oneshot::channel();
         let t = self.now();
-        self.send(Message::Finish { t, done }).await?;
-        let _ = finished.await;
-        match &*self.failure.lock().unwrap_or_else(|e| e.into_inner()) {
-            Some(failure) => Err(failure.error()),
-            None => Ok(()),
+        let sent = self.send(Message::Finish { t, done }).await;
+        if sent.is_ok() {
+            let _ = finished.await;
+        }
+        match self.problem() {
+            Some(error) => Err(error),
+            None => sent,
         }
     }
 }
@@ -378,6 +418,11 @@ struct Thread {
     pending: Option<Pending>,
     line: Vec<u8>,
     failure: Arc<Mutex<Option<Failure>>>,
+    /// Bytes in the index, and up to where its blocks are allocated.
+    index_len: u64,
+    reserved_to: u64,
+    /// Output is no longer recorded, for this reason.
+    output_lost: Option<String>,
 }
 
 impl Thread {
@@ -396,7 +441,7 @@ impl Thread {
                 }
                 Err(mpsc::error::TryRecvError::Disconnected) => break,
             };
-            if self.failed() {
+            if self.index_failed() {
                 if let Message::Finish { done, .. } = message {
                     let _ = done.send(());
                 }
@@ -423,6 +468,7 @@ impl Thread {
                         err: self.written[1],
                         commands: self.commands,
                         busy: Some(self.busy),
+                        incomplete: self.output_lost.clone(),
                     };
                     self.write(t, 0, &body);
                     let _ = done.send(());
@@ -432,38 +478,50 @@ impl Thread {
         self.flush_pending();
     }
 
-    fn failed(&self) -> bool {
+    /// The index can no longer be written.
+    fn index_failed(&self) -> bool {
         self.failure
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .is_some()
+            .as_ref()
+            .is_some_and(|f| f.fatal)
     }
 
-    /// Remembers the first failure, and says so in the run's folder.
-    fn fail(&mut self, path: PathBuf, error: &std::io::Error) {
+    /// Remembers a failure (the first, or the first fatal one), and says so
+    /// in the run's folder, as far as the disk still takes a file.
+    fn fail(&mut self, path: PathBuf, error: &std::io::Error, fatal: bool) {
+        let reason = format!("{}: {error}", path.display());
+        if !fatal {
+            self.output_lost.get_or_insert_with(|| reason.clone());
+        }
         let mut slot = self.failure.lock().unwrap_or_else(|e| e.into_inner());
-        if slot.is_none() {
-            let _ = std::fs::write(
-                self.dir.join(INCOMPLETE_FILE),
-                format!("{}: {error}\n", path.display()),
-            );
+        if slot.as_ref().is_none_or(|f| fatal && !f.fatal) {
+            let _ = std::fs::write(self.dir.join(INCOMPLETE_FILE), format!("{reason}\n"));
             *slot = Some(Failure {
                 path,
                 kind: error.kind(),
                 message: error.to_string(),
+                fatal,
+                reported: false,
             });
         }
     }
 
     fn output(&mut self, t: u64, c: u32, s: StreamTag, p: PhaseTag, data: &[u8]) {
+        if self.output_lost.is_some() {
+            return;
+        }
         let index = s.index();
         let at = self.written[index];
         for piece in self.layout.write_plan(at, data.len() as u64) {
             let from = (piece.logical - at) as usize;
             let bytes = &data[from..from + piece.len as usize];
             if let Err(e) = self.streams[index].write_all_at(bytes, piece.file) {
+                // What was written of this chunk stays unnamed by the index:
+                // readers see the stream up to the last complete record.
                 let path = self.dir.join(s.file_name());
-                return self.fail(path, &e);
+                self.flush_pending();
+                return self.fail(path, &e, false);
             }
         }
         self.written[index] += data.len() as u64;
@@ -547,9 +605,41 @@ impl Thread {
         self.line.clear();
         serde_json::to_writer(&mut self.line, &record).expect("records serialise");
         self.line.push(b'\n');
-        if let Err(e) = self.index.write_all(&self.line) {
-            let path = self.dir.join(INDEX_FILE);
-            self.fail(path, &e);
+        let len = self.line.len() as u64;
+        if self.index_len + len + INDEX_RESERVE / 2 > self.reserved_to {
+            self.reserve();
+        }
+        match self.index.write_all(&self.line) {
+            Ok(()) => self.index_len += len,
+            Err(e) => {
+                let path = self.dir.join(INDEX_FILE);
+                self.fail(path, &e, true);
+            }
+        }
+    }
+
+    /// Allocates [`INDEX_RESERVE`] bytes past the end of the index, keeping
+    /// its size. A disk already full (or a filesystem without `fallocate`)
+    /// leaves what is reserved as it is.
+    fn reserve(&mut self) {
+        use std::os::fd::AsRawFd;
+        let (Ok(start), Ok(len)) = (
+            libc::off_t::try_from(self.index_len),
+            libc::off_t::try_from(INDEX_RESERVE),
+        ) else {
+            return;
+        };
+        // SAFETY: fallocate(2) on a descriptor this thread owns.
+        let done = unsafe {
+            libc::fallocate(
+                self.index.as_raw_fd(),
+                libc::FALLOC_FL_KEEP_SIZE,
+                start,
+                len,
+            )
+        };
+        if done == 0 {
+            self.reserved_to = self.index_len + INDEX_RESERVE;
         }
     }
 }
