@@ -491,7 +491,7 @@ fn a_damaged_index_is_reported_not_a_panic() {
 #[tokio::test]
 async fn a_full_disk_still_takes_the_end_of_every_command_and_of_the_session() {
     use subrt::runlog::{RunState, RunlogWriter, StoreLimits, summarize};
-    use subrt::runtime::{LaunchSpec, RuntimeEvent, RuntimeResult, SubmissionRuntime};
+    use subrt::runtime::{LaunchSpec, RuntimeEvent};
 
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
@@ -516,7 +516,7 @@ async fn a_full_disk_still_takes_the_end_of_every_command_and_of_the_session() {
     let long = "x".repeat(100);
     for number in 1..=100 {
         writer.command_started(number, &long, None).await.unwrap();
-        let finished = RuntimeEvent::Finished(RuntimeResult { ..result.clone() });
+        let finished = RuntimeEvent::Finished(result.clone());
         writer.event(number, &finished).await.unwrap();
     }
     writer.finish().await.unwrap();
