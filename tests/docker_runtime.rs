@@ -386,3 +386,87 @@ async fn a_missing_image_names_the_image_and_the_pull_failure() {
     assert!(message.contains("subrt-no-such-image:404"), "{message}");
     assert!(message.contains("pulling it failed"), "{message}");
 }
+
+/// `docker kill` of a session's container while a command runs: the result
+/// says a kill from outside subrt ended it (not a crash of the command),
+/// a note says what happened, and the next command gets a fresh container.
+#[tokio::test]
+async fn a_docker_kill_from_outside_is_reported_as_one() {
+    let Some(rt) = runtime_with(|_| {}).await else {
+        return;
+    };
+    let id = rt.info().container_id.unwrap();
+    let mut events = rt
+        .stream(ExecRequest::new("echo started; sleep 30"))
+        .await
+        .unwrap();
+    let mut notes = Vec::new();
+    let mut result = None;
+    while let Some(event) = events.next_event().await {
+        match event {
+            subrt::runtime::RuntimeEvent::Output(chunk) if &chunk.data[..] == b"started\n" => {
+                common::docker::run(std::process::Command::new("docker").args(["kill", &id]))
+                    .unwrap();
+            }
+            subrt::runtime::RuntimeEvent::Note(note) => notes.push(note),
+            subrt::runtime::RuntimeEvent::Finished(finished) => result = Some(finished),
+            _ => {}
+        }
+    }
+    let result = result.unwrap();
+    assert_eq!(result.exit_code, 137);
+    assert!(result.killed, "{result:?}");
+    assert_eq!(
+        result.killed_by,
+        Some(subrt::runtime::KilledBy::Outside),
+        "{result:?}"
+    );
+    assert!(!result.oom_killed);
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("killed from outside subrt")),
+        "{notes:?}"
+    );
+    let next = rt.execute(ExecRequest::new("echo again")).await.unwrap();
+    assert_eq!(&next.stdout.data[..], b"again\n");
+    assert_ne!(rt.info().container_id.unwrap(), id);
+    rt.cleanup().await.unwrap();
+}
+
+/// A command that allocates past the container's memory limit ends as out
+/// of memory, said so, not as a bare 137.
+#[tokio::test]
+async fn out_of_memory_in_a_container_is_reported_as_such() {
+    let Some(rt) = runtime_with(|launch| {
+        let docker = launch.environment.docker.as_mut().unwrap();
+        docker.memory = Some("32m".into());
+    })
+    .await
+    else {
+        return;
+    };
+    // dd allocates its 256 MiB block and fills it from /dev/zero.
+    let result = rt
+        .execute(ExecRequest::new(
+            "dd if=/dev/zero of=/dev/null bs=256M count=1",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(result.signal, Some(9), "{result:?}");
+    assert!(result.oom_killed, "{result:?}");
+    assert_eq!(
+        result.killed_by,
+        Some(subrt::runtime::KilledBy::OutOfMemory)
+    );
+    assert!(!result.killed, "out of memory is a failure of the command");
+    let peak = result.usage.peak_memory_bytes.unwrap();
+    assert!(
+        (16 << 20..=32 << 20).contains(&peak),
+        "peak {peak} near the 32m limit"
+    );
+    // The next failure of the same container is not blamed on memory.
+    let next = rt.execute(ExecRequest::new("exit 137")).await.unwrap();
+    assert!(!next.oom_killed && next.killed_by.is_none(), "{next:?}");
+    rt.cleanup().await.unwrap();
+}

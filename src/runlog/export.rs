@@ -87,29 +87,17 @@ pub fn export(
                         let phase = usize::from(*p == PhaseTag::Setup);
                         bytes[phase][s.index()] += len;
                     }
-                    Body::Exit {
-                        code,
-                        signal,
-                        timed_out,
-                        killed,
-                        setup_failure,
-                        ..
-                    } => {
+                    Body::Exit { .. } => {
                         let Some(current) = results.last_mut() else {
                             continue;
                         };
                         current.ended_us = Some(record.t);
                         current.setup_stdout_bytes = bytes[1][0];
                         current.setup_stderr_bytes = bytes[1][1];
-                        current.outcome = Some(Outcome {
-                            exit_code: *code,
-                            signal: *signal,
-                            timed_out: *timed_out,
-                            killed: *killed,
-                            setup_failure: setup_failure.clone(),
+                        current.outcome = record.body.outcome().map(|outcome| Outcome {
                             stdout_bytes: bytes[0][0] + bytes[1][0],
                             stderr_bytes: bytes[0][1] + bytes[1][1],
-                            truncated: false,
+                            ..outcome
                         });
                     }
                     _ => {}

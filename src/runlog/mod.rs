@@ -73,7 +73,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::runtime::{Containment, Phase, SetupFailure, StreamKind};
+use crate::runtime::{Containment, KilledBy, Outcome, Phase, SetupFailure, StreamKind};
 use crate::spec::EnvironmentSpec;
 
 /// The `format` of line 1.
@@ -199,6 +199,12 @@ pub enum Body {
         timed_out: bool,
         /// `kill` ended it (also a kill from outside the session).
         killed: bool,
+        /// Who or what ended it, when it did not end by itself.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        killed_by: Option<KilledBy>,
+        /// The out-of-memory killer ended a process of it.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        oom_killed: bool,
         /// The setup command that failed, if one did.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         setup_failure: Option<SetupFailure>,
@@ -240,6 +246,36 @@ impl Record {
     /// Microseconds since the session started.
     pub fn time_us(&self) -> u64 {
         self.t
+    }
+}
+
+impl Body {
+    /// The outcome an `exit` record says (byte counts left at 0: they are
+    /// the reader's to add up); `None` for other records.
+    pub fn outcome(&self) -> Option<Outcome> {
+        let Body::Exit {
+            code,
+            signal,
+            timed_out,
+            killed,
+            killed_by,
+            oom_killed,
+            setup_failure,
+            ..
+        } = self
+        else {
+            return None;
+        };
+        Some(Outcome {
+            exit_code: *code,
+            signal: *signal,
+            timed_out: *timed_out,
+            killed: *killed,
+            killed_by: *killed_by,
+            oom_killed: *oom_killed,
+            setup_failure: setup_failure.clone(),
+            ..Outcome::default()
+        })
     }
 }
 

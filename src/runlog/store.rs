@@ -149,26 +149,16 @@ impl Pass {
                     _ => self.bytes[index] + inline_bytes(&record),
                 };
             }
-            Body::Exit {
-                code,
-                signal,
-                timed_out,
-                killed,
-                setup_failure,
-                ..
-            } => {
+            Body::Exit { .. } => {
                 if let Some(start) = self.running_since.take() {
                     self.busy += record.t.saturating_sub(start);
                 }
-                let status = EndStatus::of(*timed_out, *killed, setup_failure.is_some());
-                let outcome = Outcome {
-                    exit_code: *code,
-                    signal: *signal,
-                    timed_out: *timed_out,
-                    killed: *killed,
-                    setup_failure: setup_failure.clone(),
-                    ..Outcome::default()
-                };
+                let outcome = record.body.outcome().expect("an exit record");
+                let status = EndStatus::of(
+                    outcome.timed_out,
+                    outcome.killed,
+                    outcome.setup_failure.is_some(),
+                );
                 self.last = Some((status, outcome));
             }
             Body::End { commands, .. } => {

@@ -360,6 +360,8 @@ impl RunlogWriter {
                     signal: result.signal,
                     timed_out: result.timed_out,
                     killed: result.killed,
+                    killed_by: result.killed_by,
+                    oom_killed: result.oom_killed,
                     setup_failure: result.setup_failure.clone(),
                     out: None,
                     err: None,

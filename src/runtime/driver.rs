@@ -15,8 +15,8 @@ use tokio::time::Instant;
 use super::capture::Capture;
 use super::placeholders::expand_static;
 use super::{
-    EventStream, ExecRequest, Phase, RuntimeError, RuntimeEvent, RuntimeResult, RuntimeState,
-    SetupFailure,
+    EventStream, ExecRequest, KilledBy, Phase, RuntimeError, RuntimeEvent, RuntimeResult,
+    RuntimeState, SetupFailure, Usage,
 };
 
 /// The state every runtime keeps between calls.
@@ -74,9 +74,12 @@ pub(crate) struct Exit {
     pub code: i32,
     pub signal: Option<i32>,
     pub timed_out: bool,
-    /// Killed from outside subrt (its session was killed by another
-    /// process); a `kill` of this runtime is known without it.
-    pub killed_outside: bool,
+    /// What the backend found ended it: a kill from outside subrt (its
+    /// session killed by another process), the out-of-memory killer. A
+    /// `kill` of this runtime and a timeout are known without it.
+    pub ended_by: Option<KilledBy>,
+    /// What the process cost, where the backend measures it.
+    pub usage: Usage,
 }
 
 impl Exit {
@@ -90,7 +93,8 @@ impl Exit {
             code: 128 + libc::SIGKILL,
             signal: Some(libc::SIGKILL),
             timed_out,
-            killed_outside: false,
+            ended_by: None,
+            usage: Usage::default(),
         }
     }
 
@@ -102,7 +106,8 @@ impl Exit {
             code,
             signal: (129..=192).contains(&code).then_some(code - 128),
             timed_out,
-            killed_outside: false,
+            ended_by: None,
+            usage: Usage::default(),
         }
     }
 
@@ -117,7 +122,8 @@ impl Exit {
             code,
             signal,
             timed_out,
-            killed_outside: false,
+            ended_by: None,
+            usage: Usage::default(),
         }
     }
 
@@ -127,7 +133,8 @@ impl Exit {
             code: -1,
             signal: None,
             timed_out,
-            killed_outside: false,
+            ended_by: None,
+            usage: Usage::default(),
         }
     }
 
@@ -137,7 +144,8 @@ impl Exit {
             code: 126,
             signal: None,
             timed_out: false,
-            killed_outside: false,
+            ended_by: None,
+            usage: Usage::default(),
         }
     }
 }
@@ -254,6 +262,7 @@ async fn drive<R: Runner>(
             (exit, captures) = runner
                 .run(process(line, Phase::Setup, None), captures)
                 .await;
+            result.usage = result.usage.and(exit.usage);
             if !exit.success() {
                 result.setup_failure = Some(SetupFailure {
                     command: line.clone(),
@@ -282,6 +291,7 @@ async fn drive<R: Runner>(
                 .await;
             result.stdout = out.finish();
             result.stderr = err.finish();
+            result.usage = result.usage.and(exit.usage);
             exit
         }
     };
@@ -291,7 +301,15 @@ async fn drive<R: Runner>(
     result.elapsed = started.elapsed();
     {
         let mut life = runner.lifecycle();
-        result.killed = (life.kill_requested || exit.killed_outside) && !exit.timed_out;
+        result.killed_by = if exit.timed_out {
+            Some(KilledBy::Timeout)
+        } else if life.kill_requested {
+            Some(KilledBy::Kill)
+        } else {
+            exit.ended_by
+        };
+        result.killed = matches!(result.killed_by, Some(KilledBy::Kill | KilledBy::Outside));
+        result.oom_killed = exit.ended_by == Some(KilledBy::OutOfMemory);
         life.last_exit = Some(exit.code);
         if life.phase != RuntimeState::Cleaned {
             life.phase = RuntimeState::Idle;

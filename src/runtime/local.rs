@@ -41,8 +41,8 @@ use super::pid_namespace::PidNamespace;
 use super::process_group::{group_exists, kill_group, spawn_dying_with_subrt};
 use super::process_io::{self, ProcessIo};
 use super::{
-    Containment, EventStream, ExecRequest, LaunchSpec, RuntimeBackend, RuntimeError, RuntimeEvent,
-    RuntimeInfo, RuntimeState, SubmissionRuntime, local_containment,
+    Containment, EventStream, ExecRequest, KilledBy, LaunchSpec, RuntimeBackend, RuntimeError,
+    RuntimeEvent, RuntimeInfo, RuntimeState, SubmissionRuntime, local_containment,
 };
 use crate::spec::EnvironmentSpec;
 
@@ -456,7 +456,7 @@ impl Runner for Inner {
             }
         };
         if exit.signal == Some(libc::SIGKILL) && !killed && self.namespace_ended().await {
-            exit.killed_outside = true;
+            exit.ended_by = Some(KilledBy::Outside);
             let note = "killed from outside subrt: the session's PID namespace was killed";
             let _ = tx.send(RuntimeEvent::Note(note.into())).await;
             // What ran in it is gone: the next command gets a new one.

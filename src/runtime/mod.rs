@@ -41,6 +41,7 @@
 //! ```
 
 mod capture;
+pub mod cgroup;
 mod containment;
 pub mod docker;
 mod driver;
@@ -66,8 +67,9 @@ pub use containment::{Containment, local_containment, pid_namespaces};
 pub use error::RuntimeError;
 pub use events::EventStream;
 pub use models::{
-    DEFAULT_CAPTURE_LIMIT, ExecRequest, LaunchSpec, Outcome, OutputChunk, Phase, RuntimeEvent,
-    RuntimeInfo, RuntimeResult, RuntimeState, SetupFailure, SlurmJob, StaticAsset, StreamKind,
+    DEFAULT_CAPTURE_LIMIT, ExecRequest, KilledBy, LaunchSpec, Outcome, OutputChunk, Phase,
+    RuntimeEvent, RuntimeInfo, RuntimeResult, RuntimeState, SetupFailure, SlurmJob, StaticAsset,
+    StreamKind, Usage,
 };
 pub use registry::{Registry, RuntimeBackend, spawn_runtime};
 

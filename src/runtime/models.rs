@@ -212,10 +212,81 @@ pub struct RuntimeResult {
     pub elapsed: Duration,
     /// The timeout ended it.
     pub timed_out: bool,
-    /// `kill` ended it.
+    /// A kill ended it: `kill` or `cleanup`, or a kill from outside subrt.
     pub killed: bool,
+    /// Who or what ended it, when it did not end by itself.
+    pub killed_by: Option<KilledBy>,
+    /// The kernel's out-of-memory killer ended a process of the command.
+    pub oom_killed: bool,
+    /// What the call cost, where the runtime can measure it.
+    pub usage: Usage,
     /// The setup command that failed, if one did; the command did not run.
     pub setup_failure: Option<SetupFailure>,
+}
+
+/// What a call cost, setup included, where the runtime can measure it (a
+/// cgroup of its own: Docker on a local daemon, sandboxed local sessions);
+/// each field is `None` where it cannot.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct Usage {
+    /// Most memory its processes held at once, in bytes.
+    #[serde(default)]
+    pub peak_memory_bytes: Option<u64>,
+    /// CPU time its processes spent in user mode.
+    #[serde(default)]
+    pub cpu_user_seconds: Option<f64>,
+    /// CPU time its processes spent in the kernel.
+    #[serde(default)]
+    pub cpu_system_seconds: Option<f64>,
+}
+
+impl Usage {
+    /// The cost of two parts of a call (setup, then the command): CPU
+    /// times add up, the peak is the larger.
+    pub fn and(self, other: Usage) -> Usage {
+        let add = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) => Some(a + b),
+            (a, b) => a.or(b),
+        };
+        Usage {
+            peak_memory_bytes: self.peak_memory_bytes.max(other.peak_memory_bytes),
+            cpu_user_seconds: add(self.cpu_user_seconds, other.cpu_user_seconds),
+            cpu_system_seconds: add(self.cpu_system_seconds, other.cpu_system_seconds),
+        }
+    }
+
+    /// Nothing was measured.
+    pub fn is_empty(&self) -> bool {
+        *self == Usage::default()
+    }
+}
+
+/// Who or what ended a command that did not end by itself: the
+/// `killed_by` of every outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KilledBy {
+    /// Its timeout.
+    Timeout,
+    /// A kill asked of subrt: `kill`, `cleanup`, `k` in the dashboard, a
+    /// cancelled batch.
+    Kill,
+    /// Something outside subrt: `docker kill` of the session's container,
+    /// a SIGKILL of its PID namespace's init, `scancel` of its job.
+    Outside,
+    /// The kernel's out-of-memory killer, at the session's memory limit.
+    OutOfMemory,
+}
+
+impl std::fmt::Display for KilledBy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            KilledBy::Timeout => "its timeout",
+            KilledBy::Kill => "a kill through subrt",
+            KilledBy::Outside => "a kill from outside subrt",
+            KilledBy::OutOfMemory => "the out-of-memory killer",
+        })
+    }
 }
 
 impl RuntimeResult {
@@ -231,6 +302,9 @@ impl RuntimeResult {
             elapsed: Duration::ZERO,
             timed_out: false,
             killed: false,
+            killed_by: None,
+            oom_killed: false,
+            usage: Usage::default(),
             setup_failure: None,
         }
     }
@@ -246,9 +320,9 @@ fn serialize_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::
 }
 
 /// How a command ended, in the words every output of subrt uses:
-/// `run --json`, `ls --json` and `export --format json` carry these fields
-/// with these names.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+/// `run --json`, `ls --json`, `export --format json`, `batch --json` and
+/// the Python package's results carry these fields with these names.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct Outcome {
     /// Exit code, or 128+N when killed by signal N.
     pub exit_code: i32,
@@ -258,6 +332,16 @@ pub struct Outcome {
     pub timed_out: bool,
     /// A kill ended it (`kill`, or a kill from outside the session).
     pub killed: bool,
+    /// Who or what ended it, when it did not end by itself.
+    #[serde(default)]
+    pub killed_by: Option<KilledBy>,
+    /// The out-of-memory killer ended a process of it.
+    #[serde(default)]
+    pub oom_killed: bool,
+    /// What it cost: `peak_memory_bytes`, `cpu_user_seconds`,
+    /// `cpu_system_seconds`.
+    #[serde(flatten)]
+    pub usage: Usage,
     /// The setup command that failed; the command did not run.
     pub setup_failure: Option<SetupFailure>,
     /// Bytes written to stdout, setup included.
@@ -290,6 +374,9 @@ impl RuntimeResult {
             signal: self.signal,
             timed_out: self.timed_out,
             killed: self.killed,
+            killed_by: self.killed_by,
+            oom_killed: self.oom_killed,
+            usage: self.usage,
             setup_failure: self.setup_failure.clone(),
             stdout_bytes: self.stdout.total_bytes + self.setup_stdout.total_bytes,
             stderr_bytes: self.stderr.total_bytes + self.setup_stderr.total_bytes,

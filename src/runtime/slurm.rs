@@ -42,8 +42,8 @@ use super::process_io::{self, ProcessIo};
 use super::slurm_container::{self, SessionBundle};
 use super::slurm_status::{StatusFilter, WRAPPER};
 use super::{
-    Containment, EventStream, ExecRequest, LaunchSpec, RuntimeBackend, RuntimeError, RuntimeEvent,
-    RuntimeInfo, RuntimeState, SlurmJob, SubmissionRuntime,
+    Containment, EventStream, ExecRequest, KilledBy, LaunchSpec, RuntimeBackend, RuntimeError,
+    RuntimeEvent, RuntimeInfo, RuntimeState, SlurmJob, SubmissionRuntime,
 };
 use crate::spec::{EnvironmentSpec, SlurmConfig};
 
@@ -562,7 +562,7 @@ impl Runner for Inner {
         if !killed && !exit.success() && !self.job_alive().await {
             // `scancel` from another process (the dashboard), or the
             // cluster ended the job (its time limit).
-            exit.killed_outside = true;
+            exit.ended_by = Some(KilledBy::Outside);
             let note = format!(
                 "slurm: job {} is gone (cancelled from outside subrt, or its time limit)",
                 self.job.job_id

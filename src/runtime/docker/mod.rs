@@ -37,10 +37,11 @@ use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 
 use super::capture::Capture;
+use super::cgroup::Cgroup;
 use super::driver::{self, Exit, Lifecycle, Process, Runner, sleep_until};
 use super::{
-    EventStream, ExecRequest, LaunchSpec, OutputChunk, RuntimeBackend, RuntimeError, RuntimeEvent,
-    RuntimeInfo, RuntimeState, StreamKind, SubmissionRuntime,
+    EventStream, ExecRequest, KilledBy, LaunchSpec, OutputChunk, RuntimeBackend, RuntimeError,
+    RuntimeEvent, RuntimeInfo, RuntimeState, StreamKind, SubmissionRuntime,
 };
 use crate::spec::{DockerConfig, EnvironmentSpec};
 use daemon::{docker_error, ensure_image};
@@ -82,6 +83,12 @@ struct Container {
     /// The attached stdin of the running container: while this connection
     /// is open the container lives (see [`settings::container_body`]).
     lifeline: Option<AttachContainerResults>,
+    /// The running container's out-of-memory kill was reported already
+    /// (the daemon's `OOMKilled` stays set for the container's life).
+    oom_reported: bool,
+    /// The running container's cgroup, when the daemon runs on this host:
+    /// what each command costs is read there.
+    cgroup: Option<Cgroup>,
 }
 
 fn settings_of(spec: &EnvironmentSpec) -> Result<&DockerConfig, RuntimeError> {
@@ -190,10 +197,21 @@ impl Inner {
             let _ = remove(&self.docker, &created.id).await;
             return Err(docker_error(format!("starting container {name}"))(e));
         }
+        let cgroup = self.cgroup_of(&created.id).await;
         let mut container = self.container();
         container.id = Some(created.id.clone());
         container.lifeline = Some(lifeline);
+        container.oom_reported = false;
+        container.cgroup = cgroup;
         Ok(created.id)
+    }
+
+    /// The cgroup of container `id`, found through its init's pid when the
+    /// daemon shares this host's process table (not a remote daemon).
+    async fn cgroup_of(&self, id: &str) -> Option<Cgroup> {
+        let inspect = self.docker.inspect_container(id, None).await.ok()?;
+        let pid = inspect.state?.pid.filter(|&pid| pid > 0)?;
+        Cgroup::of_process(u32::try_from(pid).ok()?)
     }
 
     /// Kills the container, if there is one, and forgets it: the next
@@ -301,6 +319,13 @@ impl Runner for Inner {
             let _ = self.kill_container().await;
             return (Exit::killed(false), captures);
         }
+        // What the command costs: the container's counters, read around it
+        // (one command at a time runs in a container).
+        let meter = self.container().cgroup.clone();
+        let before = meter.as_ref().map(|cgroup| {
+            cgroup.reset_peak();
+            cgroup.usage()
+        });
         let options = CreateExecOptions {
             attach_stdin: Some(stdin.is_some()),
             attach_stdout: Some(true),
@@ -389,7 +414,19 @@ impl Runner for Inner {
         } else if self.lifecycle().kill_requested {
             Exit::killed(false)
         } else {
-            self.exit_of(&exec).await
+            let mut exit = self.exit_of(&exec).await;
+            let used = meter
+                .as_ref()
+                .zip(before.as_ref())
+                .map(|(c, b)| c.usage().since(b));
+            if let Some(used) = used {
+                exit.usage = used.as_usage();
+            }
+            if !exit.success() {
+                let oom = used.and_then(|u| u.oom_kills).map(|kills| kills > 0);
+                exit.ended_by = self.what_ended(&container, line, oom, tx).await;
+            }
+            exit
         };
         (exit, [out, err])
     }
@@ -411,11 +448,65 @@ impl Inner {
                 }
             }
         }
-        // The container died under it (killed from outside, or out of memory).
-        Exit {
-            killed_outside: true,
-            ..Exit::killed(false)
+        // The container died under it (killed from outside, or out of
+        // memory): what ended it is found by the caller.
+        Exit::killed(false)
+    }
+
+    /// What ended a command that failed in container `id`, when it was not
+    /// the command itself: the out-of-memory killer (the daemon's
+    /// `OOMKilled`, new since the last report), or a kill of the container
+    /// from outside subrt (`docker kill`, its PID 1 killed), after which
+    /// the next command gets a fresh container. Said in a note.
+    async fn what_ended(
+        &self,
+        id: &str,
+        line: &str,
+        oom_in_cgroup: Option<bool>,
+        tx: &tokio::sync::mpsc::Sender<RuntimeEvent>,
+    ) -> Option<KilledBy> {
+        let state = match self.docker.inspect_container(id, None).await {
+            Ok(inspect) => inspect.state.unwrap_or_default(),
+            // Gone altogether: removed from outside.
+            Err(e) if daemon::is_not_found(&e) => Default::default(),
+            Err(e) => {
+                tracing::warn!(container = id, error = %e, "cannot inspect container");
+                return None;
+            }
+        };
+        let running = state.running == Some(true);
+        // The cgroup's own count when it is readable; the daemon's flag
+        // (set only when the container's init was the one killed, and for
+        // the container's whole life) otherwise.
+        let oom = oom_in_cgroup.unwrap_or_else(|| {
+            state.oom_killed == Some(true) && {
+                let mut container = self.container();
+                !std::mem::replace(&mut container.oom_reported, true)
+            }
+        });
+        let (cause, note) = if oom {
+            let limit = self.settings.memory.as_deref().unwrap_or("the host's");
+            let note = format!(
+                "{line:?} ran out of memory: the kernel's out-of-memory killer ended it \
+                 (memory limit {limit})"
+            );
+            (KilledBy::OutOfMemory, note)
+        } else if !running {
+            let note = format!(
+                "killed from outside subrt: container {} stopped under {line:?} \
+                 (docker kill or docker stop, or its PID 1 was killed)",
+                id.get(..12).unwrap_or(id)
+            );
+            (KilledBy::Outside, note)
+        } else {
+            return None;
+        };
+        let _ = tx.send(RuntimeEvent::Note(note)).await;
+        if !running {
+            // What ran in it is gone: the next command gets a new one.
+            let _ = self.kill_container().await;
         }
+        Some(cause)
     }
 }
 
