@@ -203,7 +203,7 @@ async fn serve(
                 let mut result = Err(RuntimeError::StreamEnded);
                 while let Some(event) = events.next_event().await {
                     if let RuntimeEvent::Finished(finished) = &event {
-                        result = Ok(finished.clone());
+                        result = Ok((**finished).clone());
                     }
                     emit(SessionEvent::Runtime { number, event }, &mut log).await;
                 }

@@ -516,7 +516,7 @@ async fn a_full_disk_still_takes_the_end_of_every_command_and_of_the_session() {
     let long = "x".repeat(100);
     for number in 1..=100 {
         writer.command_started(number, &long, None).await.unwrap();
-        let finished = RuntimeEvent::Finished(result.clone());
+        let finished = RuntimeEvent::Finished(Box::new(result.clone()));
         writer.event(number, &finished).await.unwrap();
     }
     writer.finish().await.unwrap();

@@ -315,7 +315,7 @@ async fn drive<R: Runner>(
             life.phase = RuntimeState::Idle;
         }
     }
-    let _ = tx.send(RuntimeEvent::Finished(result)).await;
+    let _ = tx.send(RuntimeEvent::Finished(Box::new(result))).await;
 }
 
 /// Waits until `deadline`, or forever without one.

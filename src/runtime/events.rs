@@ -35,7 +35,7 @@ impl EventStream {
     pub async fn finish(mut self) -> Result<RuntimeResult, RuntimeError> {
         while let Some(event) = self.next_event().await {
             if let RuntimeEvent::Finished(result) = event {
-                return Ok(result);
+                return Ok(*result);
             }
         }
         Err(RuntimeError::StreamEnded)

@@ -189,7 +189,7 @@ pub enum RuntimeEvent {
     /// A warning or error of the runtime itself (not the command's output).
     Note(String),
     /// The call ended; always the last event.
-    Finished(RuntimeResult),
+    Finished(Box<RuntimeResult>),
 }
 
 /// How a call ended and what it printed.

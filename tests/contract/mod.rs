@@ -59,7 +59,7 @@ pub fn bytes_of(events: &[(Duration, RuntimeEvent)], stream: StreamKind, phase: 
 /// The result that ends `events`, checking that it is the last event.
 pub fn finished(events: &[(Duration, RuntimeEvent)]) -> (Duration, RuntimeResult) {
     match events.last() {
-        Some((at, RuntimeEvent::Finished(result))) => (*at, result.clone()),
+        Some((at, RuntimeEvent::Finished(result))) => (*at, (**result).clone()),
         other => panic!("the last event is not Finished: {other:?}"),
     }
 }
@@ -219,7 +219,7 @@ pub async fn cleanup_during_a_command_ends_it_as_killed<T: Target>(target: T) {
                 let rt = Arc::clone(&rt);
                 tokio::spawn(async move { rt.cleanup().await.unwrap() });
             }
-            RuntimeEvent::Finished(result) => break result,
+            RuntimeEvent::Finished(result) => break *result,
             _ => {}
         }
     };
