@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use clap::{Args, Parser, Subcommand};
-use color_eyre::eyre::{Context, Result, bail};
+use color_eyre::eyre::{Context, Result, bail, eyre};
 use tokio::signal::unix::{SignalKind, signal};
 
 use progress::Progress;
@@ -100,6 +100,11 @@ pub struct BatchArgs {
     /// Stop the batch at the first failed command.
     #[arg(long)]
     pub fail_fast: bool,
+    /// Let the file's paths (workdirs, assets, stdin files) lead out of
+    /// the file's folder. A file inside a submission's folder must still
+    /// stay inside it.
+    #[arg(long)]
+    pub allow_outside: bool,
 }
 
 /// Arguments of `subrt prune`.
@@ -513,10 +518,23 @@ async fn run(config: &Config, args: RunArgs) -> Result<i32> {
                 .wrap_err("cannot read subrt's stdin")?;
             Some(Bytes::from(data))
         }
+        // A file in the submission's folder must stay in it (a link there
+        // to a host file is refused); the operator's own files are read as
+        // named.
         Some(path) => {
-            Some(Bytes::from(std::fs::read(path).wrap_err_with(|| {
-                format!("cannot read stdin file {}", path.display())
-            })?))
+            let path = std::path::absolute(path).unwrap_or_else(|_| path.clone());
+            let path = subrt::runtime::beneath::lexical(&path);
+            let data = match subrt::runtime::beneath::relative_to(&working_dir, &path) {
+                Some(relative) => subrt::runtime::beneath::read(
+                    &working_dir,
+                    &relative,
+                    subrt::batch::MAX_STDIN_BYTES,
+                )
+                .map_err(|e| eyre!("stdin file: {e}"))?,
+                None => std::fs::read(&path)
+                    .wrap_err_with(|| format!("cannot read stdin file {}", path.display()))?,
+            };
+            Some(Bytes::from(data))
         }
     };
 
@@ -616,7 +634,7 @@ async fn run(config: &Config, args: RunArgs) -> Result<i32> {
                 RuntimeEvent::Output(_)
                 | RuntimeEvent::SetupStarted { .. }
                 | RuntimeEvent::ProcessStarted { .. } => {}
-                RuntimeEvent::Note(note) => eprintln!("subrt: {note}"),
+                RuntimeEvent::Note(note) => say(&note),
                 RuntimeEvent::Finished(finished) => result = Some(finished),
             },
             Some(SessionEvent::Failed { error, .. }) => {
@@ -635,7 +653,7 @@ async fn run(config: &Config, args: RunArgs) -> Result<i32> {
             ..
         } = event
         {
-            eprintln!("subrt: {note}");
+            say(&note);
         }
     }
     let result = result.expect("the loop ends with a result");
@@ -657,10 +675,10 @@ async fn run(config: &Config, args: RunArgs) -> Result<i32> {
         writeln!(writer)?;
         writer.flush()?;
     } else if let Some(failure) = &result.setup_failure {
-        eprintln!(
-            "subrt: setup command `{}` failed with exit status {}; the command did not run",
+        say(format_args!(
+            "setup command `{}` failed with exit status {}; the command did not run",
             failure.command, failure.exit_code
-        );
+        ));
     }
     Ok(exit_status(&result))
 }
@@ -718,7 +736,7 @@ impl Signals {
 fn ls(config: &Config, args: &LsArgs) -> Result<i32> {
     let (runs, warnings) = Store::new(&config.store_dir).list()?;
     for warning in warnings {
-        eprintln!("subrt: warning: {warning}");
+        say(format_args!("warning: {warning}"));
     }
     let now = std::time::SystemTime::now();
     let runs = runs
@@ -775,13 +793,16 @@ fn ls(config: &Config, args: &LsArgs) -> Result<i32> {
     Ok(0)
 }
 
-/// `text` cut to `width` characters, with an ellipsis when cut; control
-/// characters (from a command line) shown as `?`.
+/// Says `text` on stderr after `subrt: `, sanitised: notes, warnings and
+/// errors quote command lines, ids and folder names, which are untrusted.
+fn say(text: impl std::fmt::Display) {
+    eprintln!("subrt: {}", subrt::sanitize::plain(&text.to_string()));
+}
+
+/// `text` cut to `width` characters, with an ellipsis when cut; escape
+/// sequences and controls (from a command line, an id) dropped.
 fn clip(text: &str, width: usize) -> String {
-    let clean: String = text
-        .chars()
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect();
+    let clean = subrt::sanitize::plain(text);
     if clean.chars().count() <= width {
         clean
     } else {
@@ -813,7 +834,7 @@ fn export(config: &Config, args: &ExportArgs) -> Result<i32> {
         }
     };
     for warning in &reader.warnings {
-        eprintln!("subrt: warning: {warning}");
+        say(format_args!("warning: {warning}"));
     }
     written?;
     Ok(0)
@@ -833,7 +854,7 @@ fn replay(config: &Config, args: &ReplayArgs) -> Result<i32> {
         &mut stderr,
     );
     for warning in &reader.warnings {
-        eprintln!("subrt: warning: {warning}");
+        say(format_args!("warning: {warning}"));
     }
     played.wrap_err("cannot write the output back")?;
     Ok(0)
@@ -850,6 +871,7 @@ async fn batch(config: &Config, args: &BatchArgs) -> Result<i32> {
     let overrides = Overrides {
         environment: args.env.clone(),
         timeout: args.timeout,
+        allow_outside: args.allow_outside,
     };
     let manifest = Manifest::load(&args.file, config, &overrides)?;
     let mut signals = Signals::new()?;
@@ -959,7 +981,7 @@ fn prune(config: &Config, args: &PruneArgs) -> Result<i32> {
                     writeln!(out, "removed {what}")?;
                 }
                 Err(e) => {
-                    eprintln!("subrt: {e}");
+                    say(&e);
                     status = 1;
                 }
             }
@@ -988,7 +1010,7 @@ async fn gc(config: &Config, args: &GcArgs) -> Result<i32> {
         let docker = match docker::connect(host.as_deref()).await {
             Ok(docker) => docker,
             Err(e) => {
-                eprintln!("subrt: {e}");
+                say(&e);
                 status = 1;
                 continue;
             }
@@ -1016,7 +1038,7 @@ async fn gc(config: &Config, args: &GcArgs) -> Result<i32> {
                         writeln!(std::io::stdout(), "removed {what}")?;
                     }
                     Err(e) => {
-                        eprintln!("subrt: {e}");
+                        say(&e);
                         status = 1;
                     }
                 }
@@ -1032,7 +1054,7 @@ async fn gc(config: &Config, args: &GcArgs) -> Result<i32> {
                 removed += jobs_cancelled;
             }
             Err(e) => {
-                eprintln!("subrt: {e}");
+                say(&e);
                 status = 1;
             }
         }

@@ -232,6 +232,13 @@ impl Config {
             environments.push(spec);
         }
 
+        if environments.is_empty() {
+            return Err(invalid(
+                None,
+                "no [[environments]]: a config needs at least one (see the shipped config.toml)"
+                    .into(),
+            ));
+        }
         let default_environment = match raw.default_environment {
             Some(name) => {
                 if !environments.iter().any(|e| &e.name == name.get_ref()) {

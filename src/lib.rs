@@ -8,12 +8,14 @@
 //! - [`supervisor`]: one task per session that owns a runtime and fans its
 //!   events out to the CLI, the run log and the TUI;
 //! - [`runlog`]: the saved log of every session, its reader and exports;
-//! - [`tui`]: the terminal dashboard.
+//! - [`tui`]: the terminal dashboard;
+//! - [`sanitize`]: what of untrusted text may reach a terminal.
 
 pub mod batch;
 pub mod config;
 pub mod runlog;
 pub mod runtime;
+pub mod sanitize;
 pub mod spec;
 pub mod supervisor;
 pub mod tui;

@@ -34,7 +34,9 @@ fn main() -> color_eyre::Result<()> {
             // for the user, not a backtrace: one line, each cause once.
             // Not eprintln: stderr may be a terminal that closed (the
             // dashboard's), and a failed print would panic.
-            let _ = writeln!(std::io::stderr(), "subrt: {}", one_line(&report));
+            // Sanitised: an error may quote an id or a folder name.
+            let line = subrt::sanitize::plain(&one_line(&report));
+            let _ = writeln!(std::io::stderr(), "subrt: {line}");
             cli::EXIT_USAGE
         }
     };

@@ -347,6 +347,33 @@ impl EnvironmentSpec {
                 self.name
             ));
         }
+        if let Some(docker) = &self.docker {
+            if let Some(memory) = &docker.memory
+                && parse_size(memory).is_none()
+            {
+                return Err(format!(
+                    "environment `{}`: docker.memory `{memory}` is not a size like \"512m\" or \"1g\"",
+                    self.name
+                ));
+            }
+            if let Some(cpus) = docker.cpus
+                && !(cpus.is_finite() && cpus > 0.0)
+            {
+                return Err(format!(
+                    "environment `{}`: docker.cpus {cpus} is not a positive number of cores",
+                    self.name
+                ));
+            }
+            if let Some(pids) = docker.pids_limit
+                && pids <= 0
+            {
+                return Err(format!(
+                    "environment `{}`: docker.pids_limit {pids} is not a positive number \
+                     (leave it out for no limit)",
+                    self.name
+                ));
+            }
+        }
         if let Some(container) = self.slurm.as_ref().and_then(|s| s.container.as_ref())
             && container.bundle.is_some() == container.image.is_some()
         {

@@ -166,7 +166,7 @@ fn a_bad_batch_file_names_the_place_and_starts_nothing() {
         (
             "[[submissions]]\nid = \"a\"\nworkdir = \"missing\"\ncommands = [\"true\"]\n",
             "bad.toml:3:11",
-            "not a directory",
+            "missing does not exist",
         ),
         (
             "[[submissions]]\nid = \"a\"\nworkdir = \"ok\"\nenvironment = \"nope\"\ncommands = [\"true\"]\n",
@@ -418,4 +418,301 @@ fn sigkill_of_a_batch_never_leaves_a_partial_run_finished() {
         .collect();
     assert_eq!(rerun.len() + complete.len(), 6, "{rerun:?} {complete:?}");
     assert!(rerun.is_disjoint(&complete));
+}
+
+/// Paths that lead out of where they must stay: each refused at load with
+/// a message that names it, nothing started, the secret never read; with
+/// `--allow-outside` the operator's own paths are allowed, the
+/// submission's links still are not.
+#[test]
+fn paths_that_lead_out_are_refused_and_nothing_is_read() {
+    let project = project();
+    let dir = project.dir.path();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let secret = elsewhere.path().join("secret");
+    std::fs::write(&secret, "HOST-SECRET\n").unwrap();
+    std::fs::create_dir_all(dir.join("subs/s/inputs")).unwrap();
+    std::fs::write(dir.join("subs/s/inputs/fine.txt"), "fine\n").unwrap();
+    std::os::unix::fs::symlink(&secret, dir.join("subs/s/input.txt")).unwrap();
+    std::os::unix::fs::symlink(elsewhere.path(), dir.join("subs/linked")).unwrap();
+    let submission = |workdir: &str, extra: &str, stdin: &str| {
+        format!(
+            "[[submissions]]\nid = \"s\"\nworkdir = \"{workdir}\"\n{extra}\
+             commands = [{{ run = \"cat\", stdin = \"{stdin}\" }}]\n"
+        )
+    };
+    let cases = [
+        (
+            submission("subs/s", "", "input.txt"),
+            "stdin file",
+            "leads out of",
+        ),
+        (
+            submission("subs/s", "", "../../../secret"),
+            "stdin file",
+            "outside the batch file's folder",
+        ),
+        (
+            submission(
+                "subs/s",
+                "assets = { data = \"subs/s/input.txt\" }\n",
+                "inputs/fine.txt",
+            ),
+            "asset `data`",
+            "leads out of",
+        ),
+        (
+            submission("subs/linked", "", "secret"),
+            "workdir",
+            "leads out of",
+        ),
+        (
+            submission("../outside", "", "x"),
+            "workdir",
+            "outside the batch file's folder",
+        ),
+    ];
+    for (text, what, words) in &cases {
+        std::fs::write(dir.join("batch.toml"), text).unwrap();
+        let out = project.run(&["batch", "batch.toml", "--json"]);
+        let error = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{text}\n{error}");
+        assert!(
+            error.contains("batch.toml:") && error.contains(what) && error.contains(words),
+            "{text}\n{error}"
+        );
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("HOST-SECRET"));
+        assert!(project.logs().is_empty(), "a run started: {error}");
+    }
+    // The operator may name their own files outside the file's folder...
+    std::fs::write(elsewhere.path().join("shared.txt"), "shared\n").unwrap();
+    let shared = elsewhere.path().join("shared.txt");
+    let text = submission("subs/s", "", &shared.display().to_string());
+    std::fs::write(dir.join("batch.toml"), &text).unwrap();
+    let refused = project.run(&["batch", "batch.toml"]);
+    assert_eq!(refused.status.code(), Some(2), "{refused:?}");
+    let allowed = project.run(&["batch", "batch.toml", "--allow-outside"]);
+    assert_eq!(allowed.status.code(), Some(0), "{allowed:?}");
+    // ...but a submission's link stays refused.
+    let text = submission("subs/s", "", "input.txt");
+    std::fs::write(dir.join("batch.toml"), &text).unwrap();
+    let out = project.run(&["batch", "batch.toml", "--allow-outside"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+}
+
+/// A submission that swaps its stdin file for a link to a host file
+/// between its commands: the next command's stdin is refused when it is
+/// read, and the host file reaches nothing.
+#[test]
+fn a_link_planted_by_a_command_is_not_followed_for_the_next_stdin() {
+    let project = project();
+    let dir = project.dir.path();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let secret = elsewhere.path().join("secret");
+    std::fs::write(&secret, "HOST-SECRET\n").unwrap();
+    std::fs::create_dir_all(dir.join("subs/s")).unwrap();
+    std::fs::write(dir.join("subs/s/input.txt"), "first\n").unwrap();
+    let text = format!(
+        "[[submissions]]\nid = \"s\"\nworkdir = \"subs/s\"\ncommands = [\
+         {{ run = \"cat; rm input.txt; ln -s {} input.txt\", stdin = \"input.txt\" }}, \
+         {{ run = \"cat\", stdin = \"input.txt\" }}]\n",
+        secret.display()
+    );
+    std::fs::write(dir.join("batch.toml"), text).unwrap();
+    let out = project.run(&["batch", "batch.toml"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("could not run") && stdout.contains("leads out of"),
+        "{stdout}"
+    );
+    for run in project.logs() {
+        let out = project.run(&[
+            "export",
+            &run.file_name().unwrap().to_string_lossy(),
+            "--format",
+            "stdout",
+        ]);
+        assert!(!String::from_utf8_lossy(&out.stdout).contains("HOST-SECRET"));
+    }
+}
+
+/// Values that cannot mean anything are refused where they are, before
+/// anything starts.
+#[test]
+fn bad_values_are_refused_at_load_with_their_place() {
+    let project = project();
+    let dir = project.dir.path();
+    std::fs::create_dir_all(dir.join("ok")).unwrap();
+    let one = |top: &str, own: &str| {
+        format!(
+            "{top}\n[[submissions]]\nid = \"a\"\nworkdir = \"ok\"\n{own}commands = [\"true\"]\n"
+        )
+    };
+    let cases = [
+        (one("timeout = -5", ""), "bad.toml:1:11", "timeout -5"),
+        (one("timeout = nan", ""), "bad.toml:1:11", "timeout NaN"),
+        (one("timeout = inf", ""), "bad.toml:1:11", "timeout inf"),
+        (one("", "timeout = -1\n"), "bad.toml:5:11", "timeout -1"),
+        (one("jobs = 0", ""), "bad.toml:1:8", "jobs = 0"),
+        (
+            "[[submissions]]\nid = \"a\"\nworkdir = \"ok\"\ncommands = [{ run = \"true\", timeout = -1.0 }]\n".into(),
+            "bad.toml:4:13",
+            "timeout -1",
+        ),
+    ];
+    for (text, place, words) in &cases {
+        std::fs::write(dir.join("bad.toml"), text).unwrap();
+        let out = project.run(&["batch", "bad.toml"]);
+        let error = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{text}: {error}");
+        assert!(
+            error.contains(place) && error.contains(words),
+            "{text}: {error}"
+        );
+    }
+    // Invalid UTF-8: where it is, in TOML and in JSON Lines.
+    std::fs::write(dir.join("bad.toml"), b"jobs = 2\n# caf\xe9\n").unwrap();
+    let error = String::from_utf8_lossy(&project.run(&["batch", "bad.toml"]).stderr).into_owned();
+    assert!(
+        error.contains("bad.toml:2:6") && error.contains("0xe9"),
+        "{error}"
+    );
+    std::fs::write(
+        dir.join("bad.jsonl"),
+        b"{\"id\": \"a\", \"workdir\": \"ok\", \"commands\": [\"true\"]}\n{\"id\": \"b\xff\"}\n",
+    )
+    .unwrap();
+    let error = String::from_utf8_lossy(&project.run(&["batch", "bad.jsonl"]).stderr).into_owned();
+    assert!(
+        error.contains("bad.jsonl:2:10") && error.contains("0xff"),
+        "{error}"
+    );
+    assert!(project.logs().is_empty());
+}
+
+/// A 20 MB TOML batch is refused without being parsed (a parse takes tens
+/// of times its size), pointing at JSON Lines; the same batch as JSON
+/// Lines loads in bounded memory.
+#[test]
+fn a_huge_toml_batch_is_refused_and_json_lines_are_streamed() {
+    let project = project();
+    let dir = project.dir.path();
+    std::fs::create_dir_all(dir.join("ok")).unwrap();
+    let mut toml = String::new();
+    let mut jsonl = String::new();
+    let padding = "x".repeat(150);
+    for i in 0..100_000 {
+        toml += &format!(
+            "[[submissions]]\nid = \"s{i}\"\nworkdir = \"ok\"\ncommands = [\"false {padding}\"]\n"
+        );
+        jsonl += &format!(
+            "{{\"id\": \"s{i}\", \"workdir\": \"ok\", \"commands\": [\"false {padding}\"]}}\n"
+        );
+    }
+    // The last line is bad: everything is read and checked before anything runs.
+    jsonl += "{\"id\": \"last\", \"workdir\": \"missing\", \"commands\": [\"true\"]}\n";
+    std::fs::write(dir.join("big.toml"), &toml).unwrap();
+    std::fs::write(dir.join("big.jsonl"), &jsonl).unwrap();
+    let out = project.run(&["batch", "big.toml"]);
+    let error = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(error.contains("JSON Lines"), "{error}");
+    let started = Instant::now();
+    let child = project
+        .cmd(&["batch", "big.jsonl"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut peak_kib = 0;
+    let watch = std::thread::spawn(move || {
+        while let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+            let hwm = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches(" kB").parse::<u64>().ok());
+            peak_kib = peak_kib.max(hwm.unwrap_or(0));
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        peak_kib
+    });
+    let out = child.wait_with_output().unwrap();
+    let peak_kib = watch.join().unwrap();
+    let error = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{error}");
+    assert!(error.contains("big.jsonl:100001:"), "{error}");
+    assert!(
+        peak_kib < 200 << 10,
+        "{peak_kib} KiB to check a {} MB file",
+        jsonl.len() >> 20
+    );
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert!(project.logs().is_empty());
+}
+
+/// A submission id or a folder name with terminal escapes never reaches
+/// the terminal raw: refused ids are shown escaped, paths in messages are
+/// sanitised.
+#[test]
+fn hostile_ids_and_folder_names_are_printed_harmless() {
+    let project = project();
+    let dir = project.dir.path();
+    std::fs::create_dir_all(dir.join("ok")).unwrap();
+    let evil = "evil\u{1b}]0;pwned\u{7}\u{1b}[2J";
+    let text = format!(
+        "[[submissions]]\nid = {}\nworkdir = \"ok\"\ncommands = [\"true\"]\n",
+        toml_string(evil)
+    );
+    std::fs::write(dir.join("batch.toml"), text).unwrap();
+    let out = project.run(&["batch", "batch.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    let error = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !error.contains('\u{1b}') && !error.contains('\u{7}'),
+        "{error:?}"
+    );
+    assert!(error.contains("\\u{1b}]0;pwned"), "shown escaped: {error}");
+
+    // A folder whose name carries escapes, quoted by an error.
+    let folder = dir.join(format!("sub{evil}"));
+    std::fs::create_dir_all(&folder).unwrap();
+    let jsonl = format!(
+        "{{\"id\": \"s\", \"workdir\": {}, \"commands\": [{{\"run\": \"cat\", \"stdin\": \"missing.txt\"}}]}}\n",
+        serde_json::to_string(&format!("sub{evil}")).unwrap()
+    );
+    std::fs::write(dir.join("b.jsonl"), jsonl).unwrap();
+    let out = project.run(&["batch", "b.jsonl"]);
+    let error = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{error}");
+    assert!(error.contains("missing.txt"), "{error}");
+    assert!(
+        !error.contains('\u{1b}') && !error.contains('\u{7}'),
+        "{error:?}"
+    );
+
+    // A store entry named with escapes, listed by `ls` as not a run.
+    std::fs::create_dir_all(dir.join(format!("runs/x{evil}.jsonl"))).unwrap();
+    let out = project.run(&["ls"]);
+    let warning = String::from_utf8_lossy(&out.stderr);
+    assert!(warning.contains("warning"), "{warning}");
+    assert!(
+        !warning.contains('\u{1b}') && !warning.contains('\u{7}'),
+        "{warning:?}"
+    );
+}
+
+/// `value` as a TOML basic string, escapes and all.
+fn toml_string(value: &str) -> String {
+    let mut out = String::from("\"");
+    for c in value.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }

@@ -333,3 +333,42 @@ fn a_command_gets_no_descriptor_that_subrt_inherited() {
     assert!(out.status.success(), "{out:?}");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "closed\n");
 }
+
+/// `subrt run --stdin` of a file in the working dir that is a link to a
+/// host file: refused, nothing read; the operator's own file elsewhere is
+/// read as named.
+#[test]
+fn a_stdin_file_linked_out_of_the_working_dir_is_refused() {
+    let work = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let secret = elsewhere.path().join("secret");
+    std::fs::write(&secret, "HOST-SECRET\n").unwrap();
+    std::os::unix::fs::symlink(&secret, work.path().join("input.txt")).unwrap();
+    let workdir = work.path().to_str().unwrap();
+    let linked = work.path().join("input.txt");
+    let out = run(&[
+        "run",
+        "--no-log",
+        "--workdir",
+        workdir,
+        "--stdin",
+        linked.to_str().unwrap(),
+        "--",
+        "cat",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(out.stdout.is_empty());
+    let error = String::from_utf8_lossy(&out.stderr);
+    assert!(error.contains("leads out of"), "{error}");
+    let out = run(&[
+        "run",
+        "--no-log",
+        "--workdir",
+        workdir,
+        "--stdin",
+        secret.to_str().unwrap(),
+        "--",
+        "cat",
+    ]);
+    assert_eq!(out.stdout, b"HOST-SECRET\n", "the operator's own file");
+}

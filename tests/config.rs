@@ -122,7 +122,7 @@ fn a_docker_environment_needs_its_docker_table() {
 #[test]
 fn the_store_is_relative_to_the_config_file() {
     let config = Config::parse(
-        "[store]\ndir = \"logs\"\n",
+        "[store]\ndir = \"logs\"\n[[environments]]\nname = \"l\"\ntype = \"local\"\n",
         Path::new("/etc/subrt/config.toml"),
     )
     .unwrap();
@@ -143,4 +143,31 @@ fn a_missing_file_is_named() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("/no/such/config.toml"), "{err}");
+}
+
+#[test]
+fn an_empty_config_and_unusable_limits_are_refused_where_they_are() {
+    let err = error_of("");
+    assert!(err.contains("no [[environments]]"), "{err}");
+    let err = error_of("# only a comment\n[store]\ndir = \"runs\"\n");
+    assert!(err.contains("no [[environments]]"), "{err}");
+    let docker = |setting: &str| {
+        error_of(&format!(
+            "[[environments]]\nname = \"l\"\ntype = \"local\"\n\n\
+             [[environments]]\nname = \"d\"\ntype = \"docker\"\n\
+             docker = {{ image = \"i\", {setting} }}\n"
+        ))
+    };
+    for (setting, words) in [
+        ("memory = \"lots\"", "docker.memory `lots`"),
+        ("cpus = -1.0", "docker.cpus -1"),
+        ("cpus = nan", "docker.cpus NaN"),
+        ("pids_limit = 0", "docker.pids_limit 0"),
+    ] {
+        let err = docker(setting);
+        assert!(
+            err.contains("config.toml:5:1") && err.contains(words),
+            "{setting}: {err}"
+        );
+    }
 }

@@ -470,3 +470,32 @@ async fn out_of_memory_in_a_container_is_reported_as_such() {
     assert!(!next.oom_killed && next.killed_by.is_none(), "{next:?}");
     rt.cleanup().await.unwrap();
 }
+
+/// A static asset in the submission's folder that is a link to a host
+/// file is not mounted: the daemon would follow the link, so subrt
+/// resolves it first and refuses what leads out of the folder.
+#[tokio::test]
+async fn an_asset_linked_out_of_the_submission_is_not_mounted() {
+    let Some(image) = test_image() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    std::fs::write(elsewhere.path().join("secret"), "HOST-SECRET").unwrap();
+    std::os::unix::fs::symlink(
+        elsewhere.path().join("secret"),
+        work.path().join("data.txt"),
+    )
+    .unwrap();
+    let mut launch = LaunchSpec::new(spec(image), work.path());
+    launch.static_assets.insert(
+        "data".into(),
+        StaticAsset {
+            path: "data.txt".into(),
+            save_path: "data.txt".into(),
+        },
+    );
+    let error = spawn_runtime(launch).await.unwrap_err().to_string();
+    assert!(
+        error.contains("static asset `data`") && error.contains("leads out of"),
+        "{error}"
+    );
+}

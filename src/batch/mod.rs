@@ -9,7 +9,9 @@
 
 mod manifest;
 
-pub use manifest::{Command, Manifest, ManifestError, Overrides, Submission};
+pub use manifest::{
+    Command, MAX_STDIN_BYTES, Manifest, ManifestError, Overrides, StdinFile, Submission,
+};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -22,6 +24,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use crate::config::Config;
 use crate::runlog::{RunState, RunlogWriter, Store};
 use crate::runtime::{ExecRequest, LaunchSpec, Outcome, StaticAsset, registry};
+use crate::sanitize;
 use crate::supervisor::Supervisor;
 
 /// Labels subrt sets on every run of a batch.
@@ -321,15 +324,16 @@ impl Job {
             }
             let mut request = ExecRequest::new(command.run.clone()).capture_limit(0);
             request.timeout = command.timeout;
-            if let Some(path) = &command.stdin {
-                match std::fs::read(path) {
+            if let Some(file) = &command.stdin {
+                match file.read(manifest::MAX_STDIN_BYTES) {
                     Ok(data) => request.stdin = Some(Bytes::from(data)),
                     Err(e) => {
-                        // Checked when the file was read, gone since: the
+                        // Checked when the file was read, changed since (gone,
+                        // or a link out of its folder put there): the
                         // submission cannot go on. An error, not a failed
                         // command (none ran).
                         let _ = supervisor.cleanup().await;
-                        let error = format!("stdin file {}: {e}", path.display());
+                        let error = format!("stdin file {}", sanitize::plain(&e));
                         let event = finished(Some(run_id.clone()), passed, failed, Some(error));
                         let _ = self.events.send(event).await;
                         return (passed, failed, timed_out, true);

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use subrt::batch::{BatchEvent, Summary};
 use subrt::runtime::Outcome;
+use subrt::sanitize::plain;
 
 use super::clip;
 
@@ -98,8 +99,11 @@ impl Progress {
                 self.running.remove(submission);
                 self.bar.inc(1);
                 if !self.json {
+                    let submission = plain(submission);
                     self.print(|out| match error {
-                        Some(error) => writeln!(out, "{submission}: could not run: {error}"),
+                        Some(error) => {
+                            writeln!(out, "{submission}: could not run: {}", plain(error))
+                        }
                         None => writeln!(
                             out,
                             "{submission}: {passed} passed, {failed} failed (run {})",
@@ -111,6 +115,7 @@ impl Progress {
             BatchEvent::Skipped { submission, run_id } => {
                 self.bar.inc(1);
                 if !self.json {
+                    let submission = plain(submission);
                     self.print(|out| {
                         writeln!(out, "{submission}: finished before (run {run_id}), skipped")
                     })?;

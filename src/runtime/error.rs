@@ -84,6 +84,16 @@ pub enum RuntimeError {
         /// What the cluster said.
         reason: String,
     },
+    /// A path subrt would read or mount on a submission's behalf leads out
+    /// of the folder it must stay in, or cannot be used.
+    #[error("{what}: {source}")]
+    Path {
+        /// What the path is for ("static asset `data`").
+        what: String,
+        /// What is wrong with it.
+        #[source]
+        source: super::beneath::BeneathError,
+    },
     /// A command was started while another one runs on the same runtime.
     #[error("a command is already running on this runtime")]
     Busy,

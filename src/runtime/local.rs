@@ -117,12 +117,9 @@ impl RuntimeBackend for LocalRuntime {
         check_working_dir(&launch.working_dir)?;
         let working_dir = launch.working_dir.clone();
         let assets = launch
-            .static_assets
-            .iter()
-            .map(|(name, asset)| {
-                let path = working_dir.join(&asset.path);
-                (name.clone(), path.display().to_string())
-            })
+            .asset_sources()?
+            .into_iter()
+            .map(|(name, path)| (name, path.display().to_string()))
             .collect();
         let mut notes = Vec::new();
         if !launch.ports.is_empty() {

@@ -40,6 +40,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod beneath;
 mod capture;
 pub mod cgroup;
 mod containment;

@@ -72,6 +72,29 @@ impl LaunchSpec {
     }
 }
 
+impl LaunchSpec {
+    /// Each static asset's host path, resolved: a path inside the working
+    /// dir (relative, or absolute under it) must stay inside it (see
+    /// [`beneath`](super::beneath)); others are the operator's, as given.
+    ///
+    /// # Errors
+    ///
+    /// An asset inside the working dir that leads out of it, or is missing.
+    pub fn asset_sources(&self) -> Result<BTreeMap<String, PathBuf>, super::RuntimeError> {
+        self.static_assets
+            .iter()
+            .map(|(name, asset)| {
+                let path = super::beneath::resolve_in_submission(&self.working_dir, &asset.path)
+                    .map_err(|source| super::RuntimeError::Path {
+                        what: format!("static asset `{name}`"),
+                        source,
+                    })?;
+                Ok((name.clone(), self.working_dir.join(path)))
+            })
+            .collect()
+    }
+}
+
 /// A file the submission may read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StaticAsset {

@@ -326,12 +326,9 @@ impl RuntimeBackend for SlurmRuntime {
         let (job, holder) = allocate(tools, &launch, &config).await?;
         let working_dir = launch.working_dir.clone();
         let assets = launch
-            .static_assets
-            .iter()
-            .map(|(name, asset)| {
-                let path = working_dir.join(&asset.path);
-                (name.clone(), path.display().to_string())
-            })
+            .asset_sources()?
+            .into_iter()
+            .map(|(name, path)| (name, path.display().to_string()))
             .collect();
         Ok(Self {
             inner: Arc::new(Inner {

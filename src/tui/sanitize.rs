@@ -6,6 +6,8 @@
 //! a bare carriage return (the line starts over, as progress bars expect).
 //! Everything else is dropped: OSC (titles, clipboard), DCS, cursor movement,
 //! screen clears, C0 and C1 controls. Raw bytes stay in the run log.
+//! Which characters reach the screen is [`crate::sanitize`]'s to say, for
+//! the dashboard and the command line alike.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -13,6 +15,9 @@ use std::time::Duration;
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use vte::{Params, Parser, Perform};
+
+pub use crate::sanitize::PlainText;
+use crate::sanitize::displayable;
 
 /// Characters a line may hold; longer output continues on a new line, so a
 /// flood without newlines stays bounded.
@@ -218,26 +223,6 @@ fn extended_color(rest: &[u16]) -> (Option<Color>, usize) {
     }
 }
 
-/// What of `c` reaches the screen. C1 controls arrive here as characters
-/// and are not text; zero-width and format characters (U+200B, joiners,
-/// bidi overrides, soft hyphens, combining marks) have no cell of their own
-/// and would shift what a terminal draws after them, so they go; regional
-/// indicators (flag halves), which terminals pair into one wide glyph, show
-/// as `?`.
-fn displayable(c: char) -> Option<char> {
-    use unicode_width::UnicodeWidthChar;
-    if c.is_control() {
-        return None;
-    }
-    if ('\u{1F1E6}'..='\u{1F1FF}').contains(&c) {
-        return Some('?');
-    }
-    match c.width() {
-        Some(width) if width > 0 => Some(c),
-        _ => None,
-    }
-}
-
 impl Perform for Sink {
     fn print(&mut self, c: char) {
         if let Some(c) = displayable(c) {
@@ -267,62 +252,9 @@ impl Perform for Sink {
     }
 }
 
-/// Untrusted output as plain text, for a pager: what the panes keep
-/// (printable text, newlines, tabs), without colours; escape sequences and
-/// other controls dropped, so that nothing the submission printed drives
-/// the terminal the pager draws on. A carriage return ends the line (a
-/// progress bar shows each of its states).
-#[derive(Default)]
-pub struct PlainText {
-    parser: Parser,
-    sink: PlainSink,
-}
-
-#[derive(Default)]
-struct PlainSink {
-    text: String,
-}
-
-impl Perform for PlainSink {
-    fn print(&mut self, c: char) {
-        if let Some(c) = displayable(c) {
-            self.text.push(c);
-        }
-    }
-
-    fn execute(&mut self, byte: u8) {
-        match byte {
-            b'\n' | b'\r' => self.text.push('\n'),
-            b'\t' => self.text.push('\t'),
-            _ => {}
-        }
-    }
-}
-
-impl PlainText {
-    /// Reads `bytes` (a sequence may continue in the next call); returns
-    /// the text they completed.
-    pub fn push(&mut self, bytes: &[u8]) -> String {
-        self.parser.advance(&mut self.sink, bytes);
-        std::mem::take(&mut self.sink.text)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn plain_text_keeps_text_and_drops_every_sequence() {
-        let mut plain = PlainText::default();
-        let mut text = plain.push(b"ok \x1b[31mred\x1b[0m\x1b]0;ti");
-        text += &plain.push(b"tle\x07\x1b[2J\tend\r\n\x07\xe2\x80");
-        text += &plain.push(b"\x8b\xc3\xa9\n");
-        assert_eq!(
-            text, "ok red\tend\n\n\u{e9}\n",
-            "U+200B dropped, é kept across chunks"
-        );
-    }
 
     fn texts(buffer: &OutputBuffer) -> Vec<String> {
         buffer.lines().map(OutputLine::text).collect()

@@ -8,7 +8,7 @@ use std::path::{Component, Path, PathBuf};
 use bollard::models::{ContainerCreateBody, HostConfig, PortBinding};
 
 use crate::runtime::owner::Owner;
-use crate::runtime::{LaunchSpec, RuntimeError};
+use crate::runtime::{LaunchSpec, RuntimeError, beneath};
 use crate::spec::{DockerConfig, Mount, MountMode, parse_size};
 
 /// Labels on every container subrt creates.
@@ -65,17 +65,24 @@ pub(crate) fn container_body(
             settings.workdir
         )));
     }
-    let working_dir =
-        std::path::absolute(&launch.working_dir).map_err(|e| RuntimeError::WorkingDir {
-            path: launch.working_dir.clone(),
-            reason: e.to_string(),
-        })?;
-    if settings.mount_workspace && !working_dir.is_dir() {
-        return Err(RuntimeError::WorkingDir {
-            path: working_dir,
-            reason: "it does not exist or is not a directory".into(),
-        });
-    }
+    // The daemon is handed real paths: a link it would follow is resolved
+    // here, where subrt checks where it leads.
+    let working_dir = match std::fs::canonicalize(&launch.working_dir) {
+        Ok(dir) if dir.is_dir() => dir,
+        _ if settings.mount_workspace => {
+            return Err(RuntimeError::WorkingDir {
+                path: launch.working_dir.clone(),
+                reason: "it does not exist or is not a directory".into(),
+            });
+        }
+        _ => {
+            std::path::absolute(&launch.working_dir).unwrap_or_else(|_| launch.working_dir.clone())
+        }
+    };
+    let in_submission = |what: String, path: &Path| {
+        beneath::resolve_in_submission(&working_dir, path)
+            .map_err(|source| RuntimeError::Path { what, source })
+    };
 
     let mut binds = Vec::new();
     if settings.mount_workspace {
@@ -85,8 +92,8 @@ pub(crate) fn container_body(
             workdir.display()
         ));
     }
-    for asset in launch.static_assets.values() {
-        let source = working_dir.join(&asset.path);
+    for (name, asset) in &launch.static_assets {
+        let source = in_submission(format!("static asset `{name}`"), &asset.path)?;
         binds.push(format!(
             "{}:{}:ro",
             source.display(),
@@ -94,7 +101,15 @@ pub(crate) fn container_body(
         ));
     }
     for mount in settings.extra_mounts.iter().chain(&launch.mounts) {
-        binds.push(bind_of(mount, &working_dir, &workdir).map_err(invalid)?);
+        let source = in_submission(
+            format!("mount source {}", mount.source.display()),
+            &working_dir.join(&mount.source),
+        )?;
+        let mount = Mount {
+            source,
+            ..mount.clone()
+        };
+        binds.push(bind_of(&mount, &working_dir, &workdir).map_err(invalid)?);
     }
 
     let host_network = settings.network == "host";
