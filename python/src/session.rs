@@ -115,9 +115,11 @@ fn request(
 #[pymethods]
 impl Session {
     /// Starts a runtime for the spec (JSON) in `working_dir`, recorded in
-    /// `store` unless it is `None`.
+    /// `store` unless it is `None`, with the store's bounds
+    /// (`max_run_bytes` per stream, `max_store_bytes` for the store; the
+    /// defaults of `[store]` when `None`).
     #[staticmethod]
-    #[pyo3(signature = (spec, working_dir, static_assets, ports, mounts, env_vars, setup_command, is_evaluation, disable_setup, store, labels))]
+    #[pyo3(signature = (spec, working_dir, static_assets, ports, mounts, env_vars, setup_command, is_evaluation, disable_setup, store, labels, max_run_bytes=None, max_store_bytes=None))]
     #[allow(clippy::too_many_arguments)]
     fn spawn(
         py: Python<'_>,
@@ -132,7 +134,19 @@ impl Session {
         disable_setup: bool,
         store: Option<PathBuf>,
         labels: BTreeMap<String, String>,
+        max_run_bytes: Option<u64>,
+        max_store_bytes: Option<u64>,
     ) -> PyResult<Self> {
+        let mut limits = subrt::runlog::StoreLimits::default();
+        if let Some(bytes) = max_run_bytes {
+            if bytes == 0 {
+                return Err(pyo3::exceptions::PyValueError::new_err(
+                    "max_run_bytes must be more than 0",
+                ));
+            }
+            limits.max_run_bytes = bytes;
+        }
+        limits.max_bytes = max_store_bytes;
         let environment = specs::parse(spec)?;
         let working_dir = std::path::absolute(&working_dir).unwrap_or(working_dir);
         let mut launch = LaunchSpec::new(environment, working_dir);
@@ -172,7 +186,6 @@ impl Session {
             let Some(store) = store else {
                 return Ok((Supervisor::start(runtime), None));
             };
-            let limits = subrt::runlog::StoreLimits::default();
             match RunlogWriter::create(&store, limits, &launch, &runtime.info()) {
                 Ok(log) => {
                     let dir = log.path().to_owned();

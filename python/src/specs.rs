@@ -47,10 +47,14 @@ pub(crate) fn check_spec(json: &str) -> PyResult<String> {
     serde_json::to_string(&spec).map_err(|e| PyValueError::new_err(e.to_string()))
 }
 
-/// Loads a `config.toml`: its default environment's name, its store and its
+/// What a `config.toml` gives the package: its default environment's name,
+/// its store and the store's bounds (`max_run_bytes`, `max_bytes`), and its
 /// environments (as JSON, in the file's order).
+type LoadedConfig = (String, PathBuf, u64, Option<u64>, Vec<String>);
+
+/// Loads a `config.toml` (see [`LoadedConfig`]).
 #[pyfunction]
-pub(crate) fn load_config(path: PathBuf) -> PyResult<(String, PathBuf, Vec<String>)> {
+pub(crate) fn load_config(path: PathBuf) -> PyResult<LoadedConfig> {
     let config = Config::load(&path).map_err(|e| PyValueError::new_err(e.to_string()))?;
     let environments = config
         .environments
@@ -58,7 +62,13 @@ pub(crate) fn load_config(path: PathBuf) -> PyResult<(String, PathBuf, Vec<Strin
         .map(serde_json::to_string)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| PyValueError::new_err(e.to_string()))?;
-    Ok((config.default_environment, config.store_dir, environments))
+    Ok((
+        config.default_environment,
+        config.store_dir,
+        config.store_limits.max_run_bytes,
+        config.store_limits.max_bytes,
+        environments,
+    ))
 }
 
 /// The runtime types the Rust library provides (`local`, `docker`, ...).

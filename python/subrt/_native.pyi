@@ -15,8 +15,9 @@ def check_spec(json: str) -> str:
     :raises ValueError: naming the field that is wrong.
     """
 
-def load_config(path: str) -> Tuple[str, Path, List[str]]:
-    """A config file's default environment, store and environments (JSON)."""
+def load_config(path: str) -> Tuple[str, Path, int, Optional[int], List[str]]:
+    """A config file's default environment, store, the store's
+    `max_run_bytes` and `max_bytes`, and environments (JSON)."""
 
 def runtime_types() -> List[str]:
     """The runtime types the Rust library provides."""
@@ -50,6 +51,8 @@ class Session:
         disable_setup: bool,
         store: Optional[str],
         labels: Mapping[str, str],
+        max_run_bytes: Optional[int] = None,
+        max_store_bytes: Optional[int] = None,
     ) -> "Session": ...
     @property
     def run_id(self) -> str: ...

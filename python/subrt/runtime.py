@@ -296,10 +296,22 @@ class RustRuntime(SubmissionRuntime):
         disable_setup: bool = False,
         store: Store = None,
         labels: Optional[Mapping[str, str]] = None,
+        max_run_bytes: Optional[int] = None,
+        max_store_bytes: Optional[int] = None,
         **kwargs: Any,
     ) -> "RustRuntime":
         if kwargs:
             raise TypeError(f"{cls.__name__}.spawn: unexpected arguments {', '.join(sorted(kwargs))}")
+        # A spec loaded from a config brings its `[store]`: where runs go
+        # and how much they keep, as the CLI on the same config does.
+        settings = getattr(environment, "_store_settings", None)
+        if settings is not None:
+            if store is None and not os.environ.get("SUBRT_STORE"):
+                store = settings.dir
+            if max_run_bytes is None:
+                max_run_bytes = settings.max_run_bytes
+            if max_store_bytes is None:
+                max_store_bytes = settings.max_bytes
         session = _native.Session.spawn(
             _json_spec(environment),
             os.fspath(working_dir),
@@ -312,6 +324,8 @@ class RustRuntime(SubmissionRuntime):
             bool(disable_setup),
             _store(store),
             _env("labels", labels),
+            max_run_bytes,
+            max_store_bytes,
         )
         return cls(session, environment)
 
@@ -431,6 +445,8 @@ def spawn_runtime(
     disable_setup: bool = False,
     store: Store = None,
     labels: Optional[Mapping[str, str]] = None,
+    max_run_bytes: Optional[int] = None,
+    max_store_bytes: Optional[int] = None,
 ) -> SubmissionRuntime:
     """Starts the runtime registered for ``environment.type``.
 
@@ -448,6 +464,11 @@ def spawn_runtime(
         ``SUBRT_STORE`` (else the user's store), ``False`` for no record.
     :param labels: labels of the run, shown by ``subrt ls --label`` and the
         dashboard.
+    :param max_run_bytes: bytes the log keeps per stream (its head and its
+        tail beyond); a spec from :func:`load_config` brings its config's
+        ``[store] max_run_bytes``, else 1 GiB.
+    :param max_store_bytes: when the store grows past this, its oldest
+        finished runs go (the config's ``[store] max_bytes``).
     :raises SolutionRuntimeError: the type is not registered (the message
         lists the registered ones), or the runtime cannot start.
     """
@@ -458,13 +479,16 @@ def spawn_runtime(
             f"unknown runtime type `{spec.type}` (registered types: {', '.join(sorted(_REGISTRY))})"
         )
     extra: Dict[str, Any] = {}
+    ours = {
+        "store": store,
+        "labels": labels,
+        "max_run_bytes": max_run_bytes,
+        "max_store_bytes": max_store_bytes,
+    }
     if issubclass(cls, RustRuntime):
-        extra = {"store": store, "labels": labels}
+        extra = ours
     else:  # the seed's signature, plus what the caller gave of ours
-        if store is not None:
-            extra["store"] = store
-        if labels is not None:
-            extra["labels"] = labels
+        extra = {k: v for k, v in ours.items() if v is not None}
     return cls.spawn(
         spec,
         working_dir,

@@ -179,6 +179,25 @@ def load_config(path: "os.PathLike[str] | str") -> Dict[str, EnvironmentSpec]:
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"config file {path} does not exist")
-    _default, _store, environments = _native.load_config(path)
-    specs = (EnvironmentSpec.from_dict(json.loads(text)) for text in environments)
-    return {spec.name: spec for spec in specs}
+    _default, store, max_run_bytes, max_bytes, environments = _native.load_config(path)
+    settings = StoreSettings(os.fspath(store), max_run_bytes, max_bytes)
+    out = {}
+    for text in environments:
+        spec = EnvironmentSpec.from_dict(json.loads(text))
+        # Runs of a spec from a config go to its store, within its bounds,
+        # unless the caller says otherwise (``store=``, ``max_run_bytes=``).
+        object.__setattr__(spec, "_store_settings", settings)
+        out[spec.name] = spec
+    return out
+
+
+class StoreSettings(tuple):
+    """``[store]`` of the config a spec was loaded from: ``dir``,
+    ``max_run_bytes`` and ``max_bytes`` (``None``: unbounded)."""
+
+    def __new__(cls, dir: str, max_run_bytes: int, max_bytes: Optional[int]) -> "StoreSettings":
+        return super().__new__(cls, (dir, max_run_bytes, max_bytes))
+
+    dir = property(lambda self: self[0])
+    max_run_bytes = property(lambda self: self[1])
+    max_bytes = property(lambda self: self[2])

@@ -64,10 +64,38 @@ def test_a_kill_from_another_process_ends_the_command(workdir, store):
             return  # process groups: the dashboard kills the group instead
         events = runtime.stream(f"echo started; sleep {n}")
         assert next(events).text == "started\n"
-        log = (store / runtime.run_id / "events.jsonl").read_text().splitlines()
-        [init] = {json.loads(line)["init"] for line in log if '"e":"proc"' in line}
+        # The log's writer runs on a thread of its own: the record may
+        # follow the output by a moment.
+        def inits():
+            log = (store / runtime.run_id / "events.jsonl").read_text().splitlines()
+            return {json.loads(line)["init"] for line in log if '"e":"proc"' in line}
+
+        assert eventually(lambda: inits())
+        [init] = inits()
         os.kill(init, signal.SIGKILL)
         started = time.monotonic()
         finished = [e for e in events if e.kind == "finished"][0]
         assert finished.result.killed
         assert time.monotonic() - started < 2
+
+
+def test_the_configs_store_bounds_are_honoured(workdir, tmp_path, monkeypatch, subrt_bin):
+    # A spec loaded from a config records where the config says, keeping
+    # what `[store] max_run_bytes` says (the CLI on that config does too).
+    monkeypatch.delenv("SUBRT_STORE", raising=False)
+    config = tmp_path / "config.toml"
+    config.write_text(
+        '[store]\ndir = "runs"\nmax_run_bytes = "1m"\n'
+        '[[environments]]\nname = "local"\ntype = "local"\n'
+    )
+    spec = subrt.load_config(config)["local"]
+    with subrt.spawn_runtime(spec, workdir) as runtime:
+        result = runtime.execute("head -c 3M /dev/zero")
+    assert runtime.log_dir == tmp_path / "runs" / runtime.run_id
+    assert (runtime.log_dir / "stdout").stat().st_size == 1 << 20
+    [run] = ls(subrt_bin, tmp_path / "runs")
+    assert run["truncated"] and run["bytes_out"] == 3 << 20
+    # And as an argument, over the config's.
+    with subrt.spawn_runtime(spec, workdir, max_run_bytes=1 << 16) as runtime:
+        runtime.execute("head -c 1M /dev/zero")
+    assert (runtime.log_dir / "stdout").stat().st_size == 1 << 16
