@@ -168,6 +168,32 @@ up() {
     say "up: $(sinfo -h -N -o '%N' | tr '\n' ' ')(SLURM_CONF=$CONF)"
 }
 
+# The cgroup folders of this cluster's nodes (slurmd -N n2 makes slurm_n2
+# in each hierarchy): what the nodes run, stepds and commands, is in them.
+node_cgroups() {
+    local node
+    for node in n1 "${NODES[@]}"; do
+        find /sys/fs/cgroup -maxdepth 2 -type d -name "slurm_$node" 2>/dev/null
+    done
+}
+
+# SIGKILL to every process of the nodes' cgroups, until none is left (a
+# fork between the listing and the kill adds one), then the folders,
+# deepest first.
+kill_node_processes() {
+    local dirs pids round
+    mapfile -t dirs < <(node_cgroups)
+    ((${#dirs[@]})) || return 0
+    for round in $(seq 1 50); do
+        pids=$(find "${dirs[@]}" -name cgroup.procs -exec cat {} + 2>/dev/null | sort -u)
+        [[ -n "$pids" ]] || break
+        # shellcheck disable=SC2086
+        kill -9 $pids 2>/dev/null || true
+        sleep 0.1
+    done
+    find "${dirs[@]}" -depth -type d -exec rmdir {} + 2>/dev/null || true
+}
+
 down() {
     pkill -f "slurmd -f $CONF" || true
     pkill -f "slurmctld -f $CONF" || true
@@ -176,6 +202,8 @@ down() {
         sleep 0.2
     done
     pkill -9 -f "slurm(ctl)?d -f $CONF" || true
+    # Steps outlive their slurmd: what they run goes too, with their cgroups.
+    kill_node_processes
     for node in "${NODES[@]}"; do
         ip link delete "veth-$node" 2>/dev/null || true
         ip netns delete subrt-slurm-"$node" 2>/dev/null || true

@@ -73,7 +73,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::runtime::{Containment, KilledBy, Outcome, Phase, SetupFailure, StreamKind};
+use crate::runtime::{Containment, KilledBy, Outcome, Phase, SetupFailure, StreamKind, Usage};
 use crate::spec::EnvironmentSpec;
 
 /// The `format` of line 1.
@@ -205,6 +205,12 @@ pub enum Body {
         /// The out-of-memory killer ended a process of it.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         oom_killed: bool,
+        /// Its exit status could not be read, and why.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        status_lost: Option<String>,
+        /// What it cost.
+        #[serde(default, flatten, skip_serializing_if = "Usage::is_empty")]
+        usage: Usage,
         /// The setup command that failed, if one did.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         setup_failure: Option<SetupFailure>,
@@ -260,6 +266,8 @@ impl Body {
             killed,
             killed_by,
             oom_killed,
+            status_lost,
+            usage,
             setup_failure,
             ..
         } = self
@@ -273,6 +281,8 @@ impl Body {
             killed: *killed,
             killed_by: *killed_by,
             oom_killed: *oom_killed,
+            status_lost: status_lost.clone(),
+            usage: *usage,
             setup_failure: setup_failure.clone(),
             ..Outcome::default()
         })
@@ -356,19 +366,24 @@ pub enum EndStatus {
     Killed,
     /// A setup command failed.
     SetupFailed,
+    /// How it ended is not known: its status could not be read (a node
+    /// failed, the cluster went away).
+    StatusLost,
     /// No command ran.
     Empty,
 }
 
 impl EndStatus {
-    /// How a command ended, from its exit record's flags: the one place
-    /// this is decided.
-    pub fn of(timed_out: bool, killed: bool, setup_failed: bool) -> Self {
-        if setup_failed {
+    /// How a command ended, from its outcome: the one place this is
+    /// decided.
+    pub fn of(outcome: &Outcome) -> Self {
+        if outcome.status_lost.is_some() {
+            EndStatus::StatusLost
+        } else if outcome.setup_failure.is_some() {
             EndStatus::SetupFailed
-        } else if timed_out {
+        } else if outcome.timed_out {
             EndStatus::TimedOut
-        } else if killed {
+        } else if outcome.killed {
             EndStatus::Killed
         } else {
             EndStatus::Exited
@@ -383,6 +398,7 @@ impl std::fmt::Display for EndStatus {
             EndStatus::TimedOut => "timed out",
             EndStatus::Killed => "killed",
             EndStatus::SetupFailed => "setup failed",
+            EndStatus::StatusLost => "status lost",
             EndStatus::Empty => "empty",
         })
     }

@@ -154,11 +154,7 @@ impl Pass {
                     self.busy += record.t.saturating_sub(start);
                 }
                 let outcome = record.body.outcome().expect("an exit record");
-                let status = EndStatus::of(
-                    outcome.timed_out,
-                    outcome.killed,
-                    outcome.setup_failure.is_some(),
-                );
+                let status = EndStatus::of(&outcome);
                 self.last = Some((status, outcome));
             }
             Body::End { commands, .. } => {

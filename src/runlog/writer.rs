@@ -362,6 +362,8 @@ impl RunlogWriter {
                     killed: result.killed,
                     killed_by: result.killed_by,
                     oom_killed: result.oom_killed,
+                    status_lost: result.status_lost.clone(),
+                    usage: result.usage,
                     setup_failure: result.setup_failure.clone(),
                     out: None,
                     err: None,
@@ -568,21 +570,14 @@ impl Thread {
     }
 
     fn record(&mut self, t: u64, c: u32, mut body: Body) {
+        let status = body.outcome().as_ref().map(EndStatus::of);
         match &mut body {
             Body::Cmd { .. } => {
                 self.commands = self.commands.max(c);
                 self.command_start = Some(t);
             }
-            Body::Exit {
-                code,
-                timed_out,
-                killed,
-                setup_failure,
-                out,
-                err,
-                ..
-            } => {
-                let status = EndStatus::of(*timed_out, *killed, setup_failure.is_some());
+            Body::Exit { code, out, err, .. } => {
+                let status = status.expect("an exit record has an outcome");
                 if let Some(start) = self.command_start.take() {
                     self.busy += t.saturating_sub(start);
                 }

@@ -69,7 +69,7 @@ impl Lifecycle {
 }
 
 /// How one process ended.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Exit {
     pub code: i32,
     pub signal: Option<i32>,
@@ -80,11 +80,21 @@ pub(crate) struct Exit {
     pub ended_by: Option<KilledBy>,
     /// What the process cost, where the backend measures it.
     pub usage: Usage,
+    /// Its status could not be read, and why (`code` is then -1).
+    pub lost: Option<String>,
 }
 
 impl Exit {
-    pub fn success(self) -> bool {
-        self.code == 0 && self.signal.is_none()
+    pub fn success(&self) -> bool {
+        self.code == 0 && self.signal.is_none() && self.lost.is_none()
+    }
+
+    /// A process whose status could not be read, for `reason`.
+    pub fn lost(reason: String, timed_out: bool) -> Self {
+        Self {
+            lost: Some(reason),
+            ..Self::unknown(timed_out)
+        }
     }
 
     /// Ended by SIGKILL (a kill, a timeout, or killed before it started).
@@ -95,6 +105,7 @@ impl Exit {
             timed_out,
             ended_by: None,
             usage: Usage::default(),
+            lost: None,
         }
     }
 
@@ -108,6 +119,7 @@ impl Exit {
             timed_out,
             ended_by: None,
             usage: Usage::default(),
+            lost: None,
         }
     }
 
@@ -124,6 +136,7 @@ impl Exit {
             timed_out,
             ended_by: None,
             usage: Usage::default(),
+            lost: None,
         }
     }
 
@@ -135,6 +148,7 @@ impl Exit {
             timed_out,
             ended_by: None,
             usage: Usage::default(),
+            lost: None,
         }
     }
 
@@ -146,6 +160,7 @@ impl Exit {
             timed_out: false,
             ended_by: None,
             usage: Usage::default(),
+            lost: None,
         }
     }
 }
@@ -298,6 +313,7 @@ async fn drive<R: Runner>(
     result.exit_code = exit.code;
     result.signal = exit.signal;
     result.timed_out = exit.timed_out;
+    result.status_lost = exit.lost.clone();
     result.elapsed = started.elapsed();
     {
         let mut life = runner.lifecycle();

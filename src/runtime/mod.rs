@@ -61,6 +61,7 @@ mod process_io;
 pub mod registry;
 pub mod slurm;
 mod slurm_container;
+pub mod slurm_health;
 mod slurm_status;
 
 pub use capture::CapturedOutput;

@@ -243,6 +243,10 @@ pub struct RuntimeResult {
     pub oom_killed: bool,
     /// What the call cost, where the runtime can measure it.
     pub usage: Usage,
+    /// The command's exit status could not be read, and why: `node failed:
+    /// ...`, `cluster unreachable: ...`, `status lost: ...`. Its processes
+    /// may have run on; `exit_code` is -1. Never a success.
+    pub status_lost: Option<String>,
     /// The setup command that failed, if one did; the command did not run.
     pub setup_failure: Option<SetupFailure>,
 }
@@ -328,13 +332,17 @@ impl RuntimeResult {
             killed_by: None,
             oom_killed: false,
             usage: Usage::default(),
+            status_lost: None,
             setup_failure: None,
         }
     }
 
-    /// True when the command ran and exited with 0.
+    /// True when the command ran and its status, read, was 0.
     pub fn success(&self) -> bool {
-        self.exit_code == 0 && self.signal.is_none() && self.setup_failure.is_none()
+        self.exit_code == 0
+            && self.signal.is_none()
+            && self.setup_failure.is_none()
+            && self.status_lost.is_none()
     }
 }
 
@@ -365,6 +373,10 @@ pub struct Outcome {
     /// `cpu_system_seconds`.
     #[serde(flatten)]
     pub usage: Usage,
+    /// Its exit status could not be read, and why (see
+    /// [`RuntimeResult::status_lost`]).
+    #[serde(default)]
+    pub status_lost: Option<String>,
     /// The setup command that failed; the command did not run.
     pub setup_failure: Option<SetupFailure>,
     /// Bytes written to stdout, setup included.
@@ -377,9 +389,12 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    /// The command ran and exited with 0.
+    /// The command ran and its status, read, was 0.
     pub fn success(&self) -> bool {
-        self.exit_code == 0 && self.signal.is_none() && self.setup_failure.is_none()
+        self.exit_code == 0
+            && self.signal.is_none()
+            && self.setup_failure.is_none()
+            && self.status_lost.is_none()
     }
 }
 
@@ -400,6 +415,7 @@ impl RuntimeResult {
             killed_by: self.killed_by,
             oom_killed: self.oom_killed,
             usage: self.usage,
+            status_lost: self.status_lost.clone(),
             setup_failure: self.setup_failure.clone(),
             stdout_bytes: self.stdout.total_bytes + self.setup_stdout.total_bytes,
             stderr_bytes: self.stderr.total_bytes + self.setup_stderr.total_bytes,

@@ -18,14 +18,22 @@
 //!   the step's cgroup. The runtime refuses a cluster with another proctrack.
 //! - **Timeouts are subrt's**: Slurm's limits are in minutes. At the
 //!   deadline srun gets SIGKILL, as at `kill`; `cleanup` cancels the job.
+//! - **A status is read, never assumed.** A command has ended with a status
+//!   only when the step reported it. When srun ends without it, or the node
+//!   or the controller stops answering while the command runs (watched by
+//!   [`slurm_health`](super::slurm_health)), the command ends failed with
+//!   `status_lost` saying why (`node failed`, `cluster unreachable`,
+//!   `status lost`), within [`slurm_health::BOUND`], and the job is
+//!   cancelled so that the node kills what is left when it comes back.
 //! - The working dir, and the shell, must be reachable at the same paths on
 //!   the nodes (a shared filesystem).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
@@ -40,6 +48,7 @@ use super::owner::Owner;
 use super::process_group::spawn_dying_with_subrt;
 use super::process_io::{self, ProcessIo};
 use super::slurm_container::{self, SessionBundle};
+use super::slurm_health;
 use super::slurm_status::{StatusFilter, WRAPPER};
 use super::{
     Containment, EventStream, ExecRequest, KilledBy, LaunchSpec, RuntimeBackend, RuntimeError,
@@ -79,6 +88,8 @@ struct Inner {
     ///
     /// [`slurm_status`]: super::slurm_status
     nonce: String,
+    /// Where the node's `slurmd` listens, when the cluster says.
+    slurmd: Option<SocketAddr>,
 }
 
 #[derive(Debug)]
@@ -172,24 +183,78 @@ async fn query(program: &Path, args: &[&str]) -> Result<String, String> {
     }
 }
 
-/// The cluster's `ProctrackType`; asked once per process.
-async fn proctrack(tools: &Tools) -> Result<String, RuntimeError> {
-    static PROCTRACK: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
-    PROCTRACK
+/// The cluster's config (`scontrol show config`), key to value; asked
+/// once per process.
+async fn cluster_config(tools: &Tools) -> Result<&'static HashMap<String, String>, RuntimeError> {
+    static CONFIG: tokio::sync::OnceCell<HashMap<String, String>> =
+        tokio::sync::OnceCell::const_new();
+    CONFIG
         .get_or_try_init(|| async {
             let config = query(&tools.scontrol, &["show", "config"])
                 .await
                 .map_err(|reason| slurm_error("ask the controller for its config", reason))?;
             Ok(config
                 .lines()
-                .find_map(|line| {
+                .filter_map(|line| {
                     let (key, value) = line.split_once('=')?;
-                    (key.trim() == "ProctrackType").then(|| value.trim().to_owned())
+                    Some((key.trim().to_owned(), value.trim().to_owned()))
                 })
-                .unwrap_or_default())
+                .collect())
         })
         .await
-        .cloned()
+}
+
+/// The cluster's `ProctrackType`.
+async fn proctrack(tools: &Tools) -> Result<String, RuntimeError> {
+    let config = cluster_config(tools).await?;
+    Ok(config.get("ProctrackType").cloned().unwrap_or_default())
+}
+
+/// Where `node`'s `slurmd` listens (`NodeAddr`, `SlurmdPort`), when the
+/// cluster says; `None` leaves only the controller's word to watch it by.
+async fn slurmd_of(tools: &Tools, node: &str) -> Option<SocketAddr> {
+    let port = cluster_config(tools)
+        .await
+        .ok()?
+        .get("SlurmdPort")?
+        .parse()
+        .ok()?;
+    let shown = query(&tools.scontrol, &["show", "node", node, "-o"])
+        .await
+        .ok()?;
+    let addr = shown
+        .split_whitespace()
+        .find_map(|field| field.strip_prefix("NodeAddr="))?
+        .to_owned();
+    tokio::task::spawn_blocking(move || slurm_health::slurmd_address(&addr, port))
+        .await
+        .ok()?
+}
+
+/// The state of each node as the controller says (`sinfo -N`), asked at
+/// most once per [`slurm_health::EVERY`] by a process, whatever the
+/// number of steps watching.
+async fn node_states(tools: &Tools) -> Result<HashMap<String, String>, String> {
+    type Cached = Option<(Instant, Result<HashMap<String, String>, String>)>;
+    static STATES: Mutex<Cached> = Mutex::new(None);
+    if let Some((at, states)) = &*lock(&STATES)
+        && at.elapsed() < slurm_health::EVERY
+    {
+        return states.clone();
+    }
+    let states = query(&tools.sinfo, &["-h", "-N", "-o", "%N %T"])
+        .await
+        .map(|listing| {
+            listing
+                .lines()
+                .filter_map(|line| {
+                    let (node, state) = line.trim().split_once(' ')?;
+                    Some((node.to_owned(), state.trim().to_owned()))
+                })
+                .collect()
+        });
+    *lock(&STATES) = Some((Instant::now(), states.clone()));
+    states
 }
 
 async fn check_proctrack(tools: &Tools, environment: &str) -> Result<(), RuntimeError> {
@@ -324,6 +389,7 @@ impl RuntimeBackend for SlurmRuntime {
             None => None,
         };
         let (job, holder) = allocate(tools, &launch, &config).await?;
+        let slurmd = slurmd_of(tools, &job.node).await;
         let working_dir = launch.working_dir.clone();
         let assets = launch
             .asset_sources()?
@@ -344,6 +410,7 @@ impl RuntimeBackend for SlurmRuntime {
                 steps: Mutex::new(Steps::default()),
                 nonce: ulid::Ulid::generate().to_string(),
                 bundle: Mutex::new(bundle),
+                slurmd,
             }),
         })
     }
@@ -392,16 +459,6 @@ impl Inner {
         self.kill_step();
         for mut srun in lock(&self.steps).lingering.drain(..) {
             let _ = srun.start_kill();
-        }
-    }
-
-    /// Whether the allocation still runs (not cancelled from outside).
-    async fn job_alive(&self) -> bool {
-        let job = self.job.job_id.as_str();
-        match query(&self.tools.squeue, &["-h", "-j", job, "-o", "%T"]).await {
-            // COMPLETING is a job on its way out (cancelled, or over time).
-            Ok(state) => matches!(state.trim(), "RUNNING" | "CONFIGURING"),
-            Err(_) => false,
         }
     }
 }
@@ -521,6 +578,12 @@ impl Runner for Inner {
                 self.kill_step();
                 Ended::Srun(child.wait().await)
             }
+            // Its node or the cluster went: its status will never come.
+            reason = self.lost() => {
+                self.kill_step();
+                let _ = child.wait().await;
+                Ended::Lost(reason)
+            }
         };
         {
             let mut steps = lock(&self.steps);
@@ -542,31 +605,147 @@ impl Runner for Inner {
             (Ended::Srun(_), Ok(code)) => Ended::Command(code),
             (ended, _) => ended,
         };
-        let mut exit = match ended {
+        let exit = match ended {
             Ended::Command(code) => Exit::from_shell_code(code, timed_out),
-            // srun ended before the command said how it ended: killed (a
-            // kill, a timeout), or the step could not start or was
-            // cancelled. srun exits with 128+N for a task killed by N.
-            Ended::Srun(Ok(status)) => {
+            // Killed by subrt (a kill, a timeout): srun exits with 128+N
+            // for a task killed by N.
+            Ended::Srun(Ok(status)) if killed => {
                 Exit::from_shell_code(Exit::from_status(status, timed_out).code, timed_out)
             }
+            Ended::Srun(Ok(status)) => self.without_status(status).await,
             Ended::Srun(Err(e)) => {
-                let note = format!("cannot wait for srun of {line:?}: {e}");
-                let _ = tx.send(RuntimeEvent::Note(note)).await;
-                Exit::unknown(timed_out)
+                Exit::lost(format!("status lost: cannot wait for srun: {e}"), timed_out)
             }
+            Ended::Lost(reason) => Exit::lost(reason, false),
         };
-        if !killed && !exit.success() && !self.job_alive().await {
-            // `scancel` from another process (the dashboard), or the
-            // cluster ended the job (its time limit).
-            exit.ended_by = Some(KilledBy::Outside);
+        if let Some(reason) = &exit.lost {
             let note = format!(
-                "slurm: job {} is gone (cancelled from outside subrt, or its time limit)",
+                "slurm: {line:?} on node {}: {reason}; its exit status is not known",
+                self.job.node
+            );
+            let _ = tx.send(RuntimeEvent::Note(note)).await;
+            // What may still run there is killed when the node answers
+            // again (its job is gone).
+            let _ = query(&self.tools.scancel, &[&self.job.job_id]).await;
+        } else if exit.ended_by == Some(KilledBy::Outside) {
+            let note = format!(
+                "slurm: job {} was ended from outside subrt (scancel, or its time limit)",
                 self.job.job_id
             );
             let _ = tx.send(RuntimeEvent::Note(note)).await;
         }
         (exit, [out_capture, err_capture])
+    }
+}
+
+impl Inner {
+    /// How a command ended whose srun exited (`srun`) before the step said,
+    /// and not by subrt's hand: cancelled from outside (the job was
+    /// cancelled, or ran out of time), or lost with the reason the cluster
+    /// gives (its node failed, the controller does not answer), or lost
+    /// for want of a status. Never a success.
+    async fn without_status(&self, srun: std::process::ExitStatus) -> Exit {
+        let code = Exit::from_status(srun, false).code;
+        let job = &self.job.job_id;
+        let node = &self.job.node;
+        let state = match query(&self.tools.scontrol, &["show", "job", job, "-o"]).await {
+            Ok(shown) => shown
+                .split_whitespace()
+                .find_map(|f| f.strip_prefix("JobState="))
+                .map(str::to_owned),
+            // Gone from the controller's memory (`MinJobAge`): not known.
+            Err(e) if e.contains("Invalid job id") => None,
+            Err(e) => return Exit::lost(format!("cluster unreachable: {e}"), false),
+        };
+        let node_state = node_states(self.tools)
+            .await
+            .ok()
+            .and_then(|states| states.get(node).cloned());
+        match (state.as_deref(), node_state) {
+            // The node first: a job on a failed node may read COMPLETING.
+            (_, Some(node_state)) if slurm_health::state_is_lost(&node_state) => Exit::lost(
+                format!("node failed: the controller reports node {node} {node_state}"),
+                false,
+            ),
+            // Ended by someone else: cancelled (COMPLETING is a job on its
+            // way out), out of time, preempted.
+            (
+                Some(
+                    "CANCELLED" | "COMPLETING" | "COMPLETED" | "TIMEOUT" | "DEADLINE" | "PREEMPTED",
+                ),
+                _,
+            ) => Exit {
+                ended_by: Some(KilledBy::Outside),
+                ..Exit::from_shell_code(code, false)
+            },
+            (Some("NODE_FAIL"), _) => Exit::lost(
+                format!("node failed: job {job} on node {node} ended with NODE_FAIL"),
+                false,
+            ),
+            (state, _) => Exit::lost(
+                format!(
+                    "status lost: srun exited {code} without the command's status (job {job}: {})",
+                    state.unwrap_or("gone")
+                ),
+                false,
+            ),
+        }
+    }
+
+    /// Ends, with the reason, once the node of the session or the cluster
+    /// is lost; while both answer it never does (see
+    /// [`slurm_health`]). Cancel-safe: it only watches.
+    async fn lost(&self) -> String {
+        let node = &self.job.node;
+        let mut controller_silent: Option<Instant> = None;
+        let mut node_lost: Option<Instant> = None;
+        loop {
+            tokio::time::sleep(slurm_health::EVERY).await;
+            if let Some(address) = self.slurmd {
+                let silent = tokio::task::spawn_blocking(move || slurm_health::silent_for(address))
+                    .await
+                    .ok()
+                    .flatten();
+                if let Some(silent) = silent.filter(|s| *s >= slurm_health::GRACE) {
+                    return format!(
+                        "node failed: slurmd of node {node} ({address}) has not answered for {} s",
+                        silent.as_secs()
+                    );
+                }
+            }
+            match node_states(self.tools).await {
+                Ok(states) => {
+                    controller_silent = None;
+                    let lost = states
+                        .get(node)
+                        .filter(|state| slurm_health::state_is_lost(state));
+                    match lost {
+                        // Twice in a row: a controller that restarts shows
+                        // nodes unanswering for a moment.
+                        Some(state)
+                            if node_lost.is_some_and(|t| t.elapsed() >= slurm_health::EVERY) =>
+                        {
+                            return format!(
+                                "node failed: the controller reports node {node} {state}"
+                            );
+                        }
+                        Some(_) => {
+                            node_lost.get_or_insert_with(Instant::now);
+                        }
+                        None => node_lost = None,
+                    }
+                }
+                Err(e) => {
+                    let since = *controller_silent.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= slurm_health::GRACE {
+                        return format!(
+                            "cluster unreachable: the controller has not answered for {} s ({e})",
+                            since.elapsed().as_secs()
+                        );
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -576,6 +755,8 @@ enum Ended {
     Command(i32),
     /// srun exited first.
     Srun(std::io::Result<std::process::ExitStatus>),
+    /// The node or the cluster was lost while the command ran.
+    Lost(String),
 }
 
 /// The variable srun itself needs from subrt's environment (where the

@@ -746,7 +746,9 @@ impl App {
                 }
                 RuntimeEvent::Finished(result) => {
                     session.elapsed = result.elapsed;
-                    session.state = if let Some(failure) = &result.setup_failure {
+                    session.state = if result.status_lost.is_some() {
+                        SessionState::StatusLost
+                    } else if let Some(failure) = &result.setup_failure {
                         SessionState::SetupFailed(failure.exit_code)
                     } else if result.timed_out {
                         SessionState::TimedOut

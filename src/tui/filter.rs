@@ -39,7 +39,7 @@ fn urgency(session: &Session) -> (u8, std::cmp::Reverse<u64>) {
     let rank = match session.state {
         SessionState::Setup | SessionState::Running | SessionState::Live => 0,
         SessionState::Exited(0) => 5,
-        SessionState::Exited(_) | SessionState::SetupFailed(_) => 1,
+        SessionState::Exited(_) | SessionState::SetupFailed(_) | SessionState::StatusLost => 1,
         SessionState::TimedOut => 2,
         SessionState::Killed | SessionState::Interrupted => 3,
         SessionState::Empty => 6,

@@ -26,6 +26,8 @@ pub enum SessionState {
     Killed,
     /// A setup command failed with this code.
     SetupFailed(i32),
+    /// How it ended could not be read (a node failed, the cluster went).
+    StatusLost,
     /// Another process writes it right now.
     Live,
     /// Its writer died before it ended.
@@ -49,6 +51,7 @@ impl SessionState {
             Self::TimedOut => "timed out".into(),
             Self::Killed => "killed".into(),
             Self::SetupFailed(code) => format!("setup failed {code}"),
+            Self::StatusLost => "status lost".into(),
             Self::Live => "live".into(),
             Self::Interrupted => "interrupted".into(),
             Self::Empty => "empty".into(),
@@ -163,6 +166,7 @@ impl Session {
             (_, Some(EndStatus::SetupFailed), code) => {
                 SessionState::SetupFailed(code.unwrap_or(-1))
             }
+            (_, Some(EndStatus::StatusLost), _) => SessionState::StatusLost,
             (_, Some(EndStatus::Exited), code) => SessionState::Exited(code.unwrap_or(-1)),
             _ => SessionState::Empty,
         };

@@ -233,6 +233,7 @@ fn poll(run_id: &str, following: &mut Following) -> Followed {
                     EndStatus::TimedOut => SessionState::TimedOut,
                     EndStatus::Killed => SessionState::Killed,
                     EndStatus::SetupFailed => SessionState::SetupFailed(exit.unwrap_or(-1)),
+                    EndStatus::StatusLost => SessionState::StatusLost,
                     EndStatus::Exited => SessionState::Exited(exit.unwrap_or(-1)),
                     EndStatus::Empty => SessionState::Empty,
                 });

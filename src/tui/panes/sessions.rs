@@ -14,7 +14,9 @@ fn state_color(state: SessionState) -> Color {
     match state {
         SessionState::Setup | SessionState::Running | SessionState::Live => Color::Yellow,
         SessionState::Exited(0) => Color::Green,
-        SessionState::Exited(_) | SessionState::SetupFailed(_) => Color::Red,
+        SessionState::Exited(_) | SessionState::SetupFailed(_) | SessionState::StatusLost => {
+            Color::Red
+        }
         SessionState::TimedOut | SessionState::Killed | SessionState::Interrupted => Color::Magenta,
         SessionState::Empty => Color::DarkGray,
     }
