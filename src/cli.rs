@@ -17,7 +17,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use progress::Progress;
 use subrt::config::Config;
 use subrt::runlog::{self, ExportFormat, RunState, RunlogWriter, Store};
-use subrt::runtime::{Containment, docker, leftovers, slurm};
+use subrt::runtime::{Containment, Verdict, docker, leftovers, slurm};
 use subrt::runtime::{ExecRequest, LaunchSpec, RuntimeEvent, RuntimeResult, StreamKind, registry};
 use subrt::supervisor::{SessionEvent, Supervisor};
 
@@ -141,8 +141,9 @@ pub struct LsArgs {
     /// Only runs with this label (repeat for more).
     #[arg(long, value_name = "K=V", value_parser = parse_label)]
     pub label: Vec<(String, String)>,
-    /// Only runs in this state: running, idle, finished, interrupted, ok,
-    /// failed (did not exit 0), timed_out, killed.
+    /// Only runs in this state: running, idle, interrupted, ok, failed,
+    /// timed_out, killed (how each is decided: the README's "Outcome
+    /// words"), or finished (ended, whatever the verdict).
     #[arg(long, value_name = "STATE", value_parser = parse_state_filter)]
     pub state: Option<String>,
     /// Only runs of this environment.
@@ -220,24 +221,14 @@ fn parse_label(text: &str) -> Result<(String, String), String> {
     }
 }
 
-const STATE_FILTERS: &[&str] = &[
-    "running",
-    "idle",
-    "finished",
-    "interrupted",
-    "ok",
-    "failed",
-    "timed_out",
-    "killed",
-];
-
 fn parse_state_filter(text: &str) -> Result<String, String> {
-    if STATE_FILTERS.contains(&text) {
+    if text == "finished" || Verdict::from_key(text).is_some() {
         Ok(text.to_owned())
     } else {
+        let keys: Vec<&str> = Verdict::ALL.iter().map(|v| v.key()).collect();
         Err(format!(
-            "`{text}` is not a state; one of {}",
-            STATE_FILTERS.join(", ")
+            "`{text}` is not a state; one of {}, finished",
+            keys.join(", ")
         ))
     }
 }
@@ -246,19 +237,10 @@ fn parse_state_filter(text: &str) -> Result<String, String> {
 fn ls_keeps(args: &LsArgs, run: &subrt::runlog::RunSummary, now: std::time::SystemTime) -> bool {
     use subrt::batch::labels;
     let label = |key: &str| run.labels.get(key).map(String::as_str);
-    let outcome = run.outcome.as_ref();
-    let ok = outcome.is_some_and(subrt::runtime::Outcome::success);
     let state_ok = match args.state.as_deref() {
         None => true,
-        Some("running") => run.state == RunState::Running,
-        Some("idle") => run.state == RunState::Idle,
         Some("finished") => run.state == RunState::Finished,
-        Some("interrupted") => run.state == RunState::Interrupted,
-        Some("ok") => ok,
-        Some("failed") => outcome.is_some() && !ok,
-        Some("timed_out") => outcome.is_some_and(|o| o.timed_out),
-        Some("killed") => outcome.is_some_and(|o| o.killed),
-        Some(_) => false,
+        Some(key) => run.verdict() == Verdict::from_key(key),
     };
     let recent = match args.since {
         None => true,
@@ -746,30 +728,27 @@ fn ls(config: &Config, args: &LsArgs) -> Result<i32> {
     let mut out = std::io::stdout().lock();
     if args.json {
         for run in runs {
-            serde_json::to_writer(&mut out, &run)?;
+            let line = LsJson {
+                verdict: run.verdict(),
+                run: &run,
+            };
+            serde_json::to_writer(&mut out, &line)?;
             writeln!(out)?;
         }
         return Ok(0);
     }
     writeln!(
         out,
-        "{:<26} {:<14} {:<28} {:<12} {:>5} {:<20} {:>9} {:>10} {:>10}",
-        "RUN", "ENV", "COMMAND", "STATE", "EXIT", "STARTED", "DURATION", "OUT", "ERR"
+        "{:<26} {:<16} {:<12} {:<28} {:<24} {:>5} {:<19} {:>9} {:>10} {:>10}",
+        "RUN", "NAME", "ENV", "COMMAND", "STATE", "EXIT", "STARTED", "DURATION", "OUT", "ERR"
     )?;
     for run in runs {
-        let mut state = match (run.state, run.status) {
-            (RunState::Finished, Some(status)) => status.to_string(),
-            // Between commands: how the last one ended, and that it is alive.
-            (RunState::Idle, Some(status)) => format!("{status}, idle"),
-            (state, _) => state.to_string(),
-        };
-        if run.truncated {
-            state.push_str(", truncated");
-        }
-        if run.log_incomplete.is_some() {
-            state.push_str(", log incomplete");
-        }
+        let name = [subrt::batch::labels::NAME, subrt::batch::labels::SUBMISSION]
+            .iter()
+            .find_map(|key| run.labels.get(*key))
+            .map_or("-", String::as_str);
         let exit = match &run.outcome {
+            Some(outcome) if outcome.status_lost.is_some() => "?".to_owned(),
             Some(outcome) => match outcome.signal {
                 Some(signal) if outcome.killed || outcome.timed_out => format!("sig{signal}"),
                 _ => outcome.exit_code.to_string(),
@@ -778,11 +757,12 @@ fn ls(config: &Config, args: &LsArgs) -> Result<i32> {
         };
         writeln!(
             out,
-            "{:<26} {:<14} {:<28} {:<12} {:>5} {:<20} {:>8.1}s {:>10} {:>10}",
+            "{:<26} {:<16} {:<12} {:<28} {:<24} {:>5} {:<19} {:>8.1}s {:>10} {:>10}",
             run.run_id,
-            clip(&run.environment, 14),
+            clip(name, 16),
+            clip(&run.environment, 12),
             clip(run.command.as_deref().unwrap_or("-"), 28),
-            state,
+            clip(&state_words(&run), 24),
             exit,
             run.started_at.get(..19).unwrap_or(&run.started_at),
             run.duration.as_secs_f64(),
@@ -791,6 +771,48 @@ fn ls(config: &Config, args: &LsArgs) -> Result<i32> {
         )?;
     }
     Ok(0)
+}
+
+/// One line of `subrt ls --json`: the run and its verdict.
+#[derive(serde::Serialize)]
+struct LsJson<'a> {
+    #[serde(flatten)]
+    run: &'a subrt::runlog::RunSummary,
+    verdict: Option<Verdict>,
+}
+
+/// The STATE column: the run's verdict (the one vocabulary, see
+/// [`Verdict`]), then what qualifies it: `failed, setup`, `killed,
+/// outside`, `failed, out of memory`, `..., truncated`, `..., log
+/// incomplete`.
+fn state_words(run: &subrt::runlog::RunSummary) -> String {
+    let mut words = vec![
+        run.verdict()
+            .map_or("finished, no command", Verdict::word)
+            .to_owned(),
+    ];
+    if let Some(outcome) = &run.outcome {
+        if run.state == RunState::Idle || run.state == RunState::Interrupted {
+            // How its last command ended, beside the session's state.
+            words.push(format!("last {}", Verdict::of(outcome)));
+        }
+        if outcome.status_lost.is_some() {
+            words.push("status lost".into());
+        } else if outcome.setup_failure.is_some() {
+            words.push("setup".into());
+        } else if outcome.oom_killed {
+            words.push("out of memory".into());
+        } else if outcome.killed_by == Some(subrt::runtime::KilledBy::Outside) {
+            words.push("outside".into());
+        }
+    }
+    if run.truncated {
+        words.push("truncated".into());
+    }
+    if run.log_incomplete.is_some() {
+        words.push("log incomplete".into());
+    }
+    words.join(", ")
 }
 
 /// Says `text` on stderr after `subrt: `, sanitised: notes, warnings and
@@ -884,7 +906,7 @@ async fn batch(config: &Config, args: &BatchArgs) -> Result<i32> {
     let (cancel_tx, cancel) = tokio::sync::watch::channel(false);
     let running = batch::run(config, &manifest, &options, events_tx, cancel);
     tokio::pin!(running);
-    let mut progress = Progress::new(manifest.submissions.len(), args.json);
+    let mut progress = Progress::new(manifest.count, args.json);
     let mut tick = tokio::time::interval(progress::TICK);
     // Why the batch stops early: once it is set, the batch is cancelled
     // and the loop waits for it to clean up, printing nothing more.

@@ -10,7 +10,13 @@ fn main() -> color_eyre::Result<()> {
     // What subrt inherited is not for its commands (see inherited_fds).
     use subrt::runtime::inherited_fds;
     inherited_fds::close_on_exec(&inherited_fds::inheritable());
-    color_eyre::install()?;
+    // color-eyre's hook for panics; for errors a plain one: subrt's
+    // errors are for people, printed on one line (below), and capturing a
+    // backtrace for each (as RUST_BACKTRACE=1 asks color-eyre's handler
+    // to) took 200 MB and a second for a missing file in a debug build.
+    let (panic_hook, _) = color_eyre::config::HookBuilder::default().into_hooks();
+    panic_hook.install();
+    color_eyre::eyre::set_hook(Box::new(|_| Box::new(PlainErrors)))?;
     let cli = cli::Cli::parse();
     let runtime = match cli.command {
         // One thread: subrt's tasks share a core and leave the other to the
@@ -68,4 +74,24 @@ fn one_line(report: &color_eyre::Report) -> String {
         }
     }
     line
+}
+
+/// The error handler of the binary: the error and its causes, nothing
+/// captured.
+struct PlainErrors;
+
+impl color_eyre::eyre::EyreHandler for PlainErrors {
+    fn debug(
+        &self,
+        error: &(dyn std::error::Error + 'static),
+        f: &mut std::fmt::Formatter<'_>,
+    ) -> std::fmt::Result {
+        write!(f, "{error}")?;
+        let mut cause = error.source();
+        while let Some(next) = cause {
+            write!(f, ": {next}")?;
+            cause = next.source();
+        }
+        Ok(())
+    }
 }

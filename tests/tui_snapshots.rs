@@ -120,7 +120,7 @@ fn app() -> App {
         session(5, "sleep 1000", SessionState::TimedOut),
         session(6, "yes", SessionState::Killed),
         session(7, "make test", SessionState::SetupFailed(2)),
-        session(8, "other-harness run", SessionState::Live),
+        session(8, "other-harness run", SessionState::Running),
         session(9, "crashed run", SessionState::Interrupted),
     ];
     let mut app = App::new(environments, sessions);
@@ -1254,13 +1254,30 @@ fn the_store_thread_follows_another_processes_run_to_its_end() {
         app.store_news(view.look());
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert_eq!(app.sessions[0].state, SessionState::Live);
-    while app.sessions[0].state == SessionState::Live {
+    assert_eq!(app.sessions[0].state, SessionState::Running);
+    // While it sleeps, silent, its time moves and its bytes are counted,
+    // as `subrt ls` reads them.
+    let summary = |app: &App| app.sessions[0].summary.clone().unwrap();
+    assert_eq!(summary(&app).bytes_out, 6);
+    let before = app.sessions[0].elapsed();
+    std::thread::sleep(Duration::from_millis(600));
+    app.store_news(view.look());
+    assert!(
+        app.sessions[0].elapsed() >= before + Duration::from_millis(500),
+        "TIME stood still: {before:?} then {:?}",
+        app.sessions[0].elapsed()
+    );
+    while app.sessions[0].state == SessionState::Running {
         assert!(std::time::Instant::now() < deadline, "the run never ended");
         app.store_news(view.look());
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(texts(&app), ["FIRST", "SECOND"]);
+    let last = summary(&app);
+    assert_eq!(
+        (last.bytes_out, last.state),
+        (13, subrt::runlog::RunState::Finished)
+    );
     assert_eq!(app.sessions[0].state, SessionState::Exited(4));
     assert_eq!(other.wait().unwrap().code(), Some(4));
     assert_eq!(app.sessions.len(), 1, "listed once");

@@ -364,7 +364,7 @@ fn another_processes_run_shows_live_and_can_be_killed() {
         .spawn()
         .unwrap();
     let screen = tui.wait_for("OTHER-LIVE");
-    assert!(screen.contains("live"), "listed as live:\n{screen}");
+    assert!(screen.contains("running"), "listed as running:\n{screen}");
     tui.keys(&["k"]);
     tui.wait_for("Kill session");
     tui.keys(&["y"]);
@@ -1069,7 +1069,7 @@ fn batch_on_a_terminal_shows_a_bar_with_counts_and_the_slowest() {
     let config = "[[environments]]\nname = \"local\"\ntype = \"local\"\n";
     let tui = Tui::start_in(dir, config, "", "batch b.toml");
     let screen = tui.wait_for("slowest slowpoke 0:01");
-    assert!(screen.contains("broken: 0 passed, 1 failed"), "{screen}");
+    assert!(screen.contains("broken: 0 ok, 1 failed"), "{screen}");
     assert!(screen.contains("failed · 0 timed out"), "{screen}");
     assert!(
         screen.contains("/4"),

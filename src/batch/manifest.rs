@@ -32,16 +32,31 @@ use crate::runtime::beneath;
 use crate::sanitize;
 
 /// A checked batch.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Manifest {
     /// The file, as given.
     pub path: PathBuf,
     /// Sessions run at once (`jobs`), unless `-j` says otherwise.
     pub jobs: Option<usize>,
-    /// Labels of every run.
+    /// Labels of every run (the file's own; JSON Lines have none).
     pub labels: BTreeMap<String, String>,
-    /// The submissions, in the file's order.
-    pub submissions: Vec<Submission>,
+    /// How many submissions it has.
+    pub count: usize,
+    source: Source,
+}
+
+/// Where the submissions come from as the batch runs.
+#[derive(Debug, Clone)]
+enum Source {
+    /// TOML: read whole (it is small), checked, kept.
+    Kept(Vec<Submission>),
+    /// JSON Lines: checked a line at a time at load, and read again a line
+    /// at a time as the batch runs, so that no more than a line and the
+    /// submissions running are in memory, however large the file.
+    Streamed {
+        config: Box<Config>,
+        overrides: Overrides,
+    },
 }
 
 /// One submission: one session, its commands in order.
@@ -223,13 +238,41 @@ impl Manifest {
         };
         let file = std::fs::File::open(path).map_err(read_error)?;
         if path.extension().is_some_and(|x| x == "jsonl") {
-            let (raw, lines) = parse_jsonl(path, std::io::BufReader::new(file))?;
-            let places = Places {
-                path,
-                source: "",
-                lines: Some(lines),
-            };
-            return check(&places, raw, config, overrides);
+            let checker = Checker::new(path, "", config, overrides, None, None)?;
+            let mut seen = std::collections::HashSet::new();
+            let mut count = 0;
+            for line in jsonl_lines(path, std::io::BufReader::new(file)) {
+                let (number, raw) = line?;
+                let submission = checker.submission(Place::Line(number), raw)?;
+                if !seen.insert(submission.id.clone()) {
+                    return Err(checker.invalid(
+                        Place::Line(number),
+                        0..0,
+                        format!(
+                            "submission id `{}` is used twice",
+                            sanitize::plain(&submission.id)
+                        ),
+                    ));
+                }
+                count += 1;
+            }
+            if count == 0 {
+                return Err(checker.invalid(
+                    Place::Top,
+                    0..0,
+                    "no submissions: nothing to run".into(),
+                ));
+            }
+            return Ok(Manifest {
+                path: path.to_owned(),
+                jobs: None,
+                labels: BTreeMap::new(),
+                count,
+                source: Source::Streamed {
+                    config: Box::new(config.clone()),
+                    overrides: overrides.clone(),
+                },
+            });
         }
         let size = file.metadata().map_err(read_error)?.len();
         if size > MAX_TOML_BYTES {
@@ -253,12 +296,96 @@ impl Manifest {
             location: Location::of(path, &source, e.span()),
             message: e.message().trim().to_owned(),
         })?;
-        let places = Places {
+        let mut checker = Checker::new(
             path,
-            source: &source,
-            lines: None,
+            &source,
+            config,
+            overrides,
+            raw.environment.clone(),
+            raw.timeout.clone(),
+        )?;
+        let jobs = match &raw.jobs {
+            Some(jobs) => match usize::try_from(*jobs.get_ref()) {
+                Ok(n) if n > 0 => Some(n),
+                _ => {
+                    return Err(checker.invalid(
+                        Place::Top,
+                        jobs.span(),
+                        format!(
+                            "jobs = {} is not a positive number of sessions",
+                            jobs.get_ref()
+                        ),
+                    ));
+                }
+            },
+            None => None,
         };
-        check(&places, raw, config, overrides)
+        checker.labels = raw_labels(&raw.labels, |message| {
+            checker.invalid(Place::Top, 0..0, message)
+        })?;
+        if raw.submissions.is_empty() {
+            return Err(checker.invalid(
+                Place::Top,
+                0..0,
+                "no [[submissions]]: nothing to run".into(),
+            ));
+        }
+        let mut seen = std::collections::HashSet::new();
+        let mut submissions = Vec::with_capacity(raw.submissions.len());
+        for raw in raw.submissions {
+            let id_span = raw.get_ref().id.span();
+            let submission = checker.submission(Place::Toml, raw)?;
+            if !seen.insert(submission.id.clone()) {
+                return Err(checker.invalid(
+                    Place::Toml,
+                    id_span,
+                    format!(
+                        "submission id `{}` is used twice",
+                        sanitize::plain(&submission.id)
+                    ),
+                ));
+            }
+            submissions.push(submission);
+        }
+        Ok(Manifest {
+            path: path.to_owned(),
+            jobs,
+            labels: checker.labels,
+            count: submissions.len(),
+            source: Source::Kept(submissions),
+        })
+    }
+
+    /// The submissions, in the file's order. JSON Lines are read again, a
+    /// line at a time, and checked as at load: a line changed since then
+    /// is an error of its own.
+    pub fn submissions(
+        &self,
+    ) -> Box<dyn Iterator<Item = Result<Submission, ManifestError>> + Send + '_> {
+        match &self.source {
+            Source::Kept(submissions) => Box::new(submissions.iter().cloned().map(Ok)),
+            Source::Streamed { config, overrides } => {
+                let file = match std::fs::File::open(&self.path) {
+                    Ok(file) => file,
+                    Err(source) => {
+                        let error = ManifestError::Read {
+                            path: self.path.clone(),
+                            source,
+                        };
+                        return Box::new(std::iter::once(Err(error)));
+                    }
+                };
+                let checker = match Checker::new(&self.path, "", config, overrides, None, None) {
+                    Ok(checker) => checker,
+                    Err(e) => return Box::new(std::iter::once(Err(e))),
+                };
+                let lines = jsonl_lines(&self.path, std::io::BufReader::new(file));
+                Box::new(lines.map(move |line| {
+                    let (number, raw) = line?;
+                    checker.submission(Place::Line(number), raw)
+                }))
+            }
+        }
     }
 }
 
@@ -276,116 +403,82 @@ fn utf8(path: &Path, bytes: Vec<u8>) -> Result<String, ManifestError> {
     })
 }
 
-/// How places in the file are found: byte ranges of a TOML file's text, or
-/// for JSON Lines the line of each submission.
-struct Places<'a> {
+/// Where a value is: in the TOML text (its span says where), on a line of
+/// JSON Lines, or nowhere in particular (the file's top).
+#[derive(Debug, Clone, Copy)]
+enum Place {
+    Toml,
+    Line(usize),
+    Top,
+}
+
+/// The submissions of a JSON Lines file, a line at a time, with their line
+/// numbers; blank lines are skipped.
+fn jsonl_lines<'a>(
     path: &'a Path,
-    source: &'a str,
-    /// JSON Lines: the line of each submission, in order.
-    lines: Option<Vec<usize>>,
-}
-
-impl Places<'_> {
-    /// Where `span` of submission `index` is (`None`: the file's top).
-    fn at(&self, index: Option<usize>, span: std::ops::Range<usize>) -> Location {
-        match (&self.lines, index) {
-            (Some(lines), Some(index)) => Location {
-                path: self.path.to_owned(),
-                line: lines[index],
-                column: 1,
-            },
-            (Some(_), None) => Location::of(self.path, "", None),
-            (None, _) => Location::of(self.path, self.source, Some(span)),
-        }
-    }
-}
-
-/// JSON Lines: every line a submission; the defaults come from the command
-/// line. Read a line at a time. Returns the submissions and their lines.
-fn parse_jsonl(
-    path: &Path,
-    mut reader: impl std::io::BufRead,
-) -> Result<(RawFile, Vec<usize>), ManifestError> {
-    let mut submissions = Vec::new();
-    let mut lines = Vec::new();
-    let mut line = Vec::new();
+    mut reader: impl std::io::BufRead + Send + 'a,
+) -> impl Iterator<Item = Result<(usize, Spanned<RawSubmission>), ManifestError>> + Send + 'a {
     let mut number = 0;
-    loop {
-        number += 1;
-        line.clear();
-        let invalid = |column: usize, message: String| ManifestError::Invalid {
-            location: Location {
-                path: path.to_owned(),
-                line: number,
-                column,
-            },
-            message,
-        };
-        let read = std::io::BufRead::read_until(
-            &mut std::io::Read::take(&mut reader, MAX_JSONL_LINE as u64 + 1),
-            b'\n',
-            &mut line,
-        )
-        .map_err(|source| ManifestError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        if read == 0 {
-            break;
-        }
-        if line.len() > MAX_JSONL_LINE {
-            return Err(invalid(
-                1,
-                format!("a line longer than {MAX_JSONL_LINE} bytes"),
-            ));
-        }
-        let text = match std::str::from_utf8(&line) {
-            Ok(text) => text,
-            Err(e) => {
-                let valid = e.valid_up_to();
-                let column = String::from_utf8_lossy(&line[..valid]).chars().count() + 1;
-                let message = format!("byte 0x{:02x} is not UTF-8 text", line[valid]);
-                return Err(invalid(column, message));
+    let mut line = Vec::new();
+    let mut done = false;
+    std::iter::from_fn(move || {
+        while !done {
+            number += 1;
+            line.clear();
+            let invalid = |column: usize, message: String| ManifestError::Invalid {
+                location: Location {
+                    path: path.to_owned(),
+                    line: number,
+                    column,
+                },
+                message,
+            };
+            let read = std::io::BufRead::read_until(
+                &mut std::io::Read::take(&mut reader, MAX_JSONL_LINE as u64 + 1),
+                b'\n',
+                &mut line,
+            );
+            let read = match read {
+                Ok(read) => read,
+                Err(source) => {
+                    done = true;
+                    return Some(Err(ManifestError::Read {
+                        path: path.to_owned(),
+                        source,
+                    }));
+                }
+            };
+            if read == 0 {
+                done = true;
+                return None;
             }
-        };
-        if text.trim().is_empty() {
-            continue;
+            if line.len() > MAX_JSONL_LINE {
+                done = true;
+                return Some(Err(invalid(
+                    1,
+                    format!("a line longer than {MAX_JSONL_LINE} bytes"),
+                )));
+            }
+            let text = match std::str::from_utf8(&line) {
+                Ok(text) => text,
+                Err(e) => {
+                    let valid = e.valid_up_to();
+                    let column = String::from_utf8_lossy(&line[..valid]).chars().count() + 1;
+                    let message = format!("byte 0x{:02x} is not UTF-8 text", line[valid]);
+                    return Some(Err(invalid(column, message)));
+                }
+            };
+            if text.trim().is_empty() {
+                continue;
+            }
+            let raw: JsonSubmission = match serde_json::from_str(text) {
+                Ok(raw) => raw,
+                Err(e) => return Some(Err(invalid(e.column(), e.to_string()))),
+            };
+            return Some(Ok((number, raw.into_raw())));
         }
-        let raw: JsonSubmission =
-            serde_json::from_str(text).map_err(|e| invalid(e.column(), e.to_string()))?;
-        let nowhere = |value: String| Spanned::new(0..0, value);
-        submissions.push(Spanned::new(
-            0..0,
-            RawSubmission {
-                id: nowhere(raw.id),
-                workdir: Spanned::new(0..0, raw.workdir),
-                environment: raw.environment.map(nowhere),
-                setup: raw.setup,
-                commands: raw
-                    .commands
-                    .into_iter()
-                    .map(|c| Spanned::new(0..0, c))
-                    .collect(),
-                labels: raw.labels,
-                assets: raw
-                    .assets
-                    .into_iter()
-                    .map(|(k, v)| (k, Spanned::new(0..0, v)))
-                    .collect(),
-                stop_on_failure: raw.stop_on_failure,
-                timeout: raw.timeout.map(|t| Spanned::new(0..0, t)),
-            },
-        ));
-        lines.push(number);
-    }
-    let raw = RawFile {
-        environment: None,
-        jobs: None,
-        timeout: None,
-        labels: BTreeMap::new(),
-        submissions,
-    };
-    Ok((raw, lines))
+        None
+    })
 }
 
 #[derive(Deserialize)]
@@ -403,6 +496,35 @@ struct JsonSubmission {
     #[serde(default)]
     stop_on_failure: bool,
     timeout: Option<f64>,
+}
+
+impl JsonSubmission {
+    /// As a TOML submission, with no places (its line is its place).
+    fn into_raw(self) -> Spanned<RawSubmission> {
+        let nowhere = |value: String| Spanned::new(0..0, value);
+        Spanned::new(
+            0..0,
+            RawSubmission {
+                id: nowhere(self.id),
+                workdir: Spanned::new(0..0, self.workdir),
+                environment: self.environment.map(nowhere),
+                setup: self.setup,
+                commands: self
+                    .commands
+                    .into_iter()
+                    .map(|c| Spanned::new(0..0, c))
+                    .collect(),
+                labels: self.labels,
+                assets: self
+                    .assets
+                    .into_iter()
+                    .map(|(k, v)| (k, Spanned::new(0..0, v)))
+                    .collect(),
+                stop_on_failure: self.stop_on_failure,
+                timeout: self.timeout.map(|t| Spanned::new(0..0, t)),
+            },
+        )
+    }
 }
 
 /// A timeout as the file gives it: a positive, finite number of seconds.
@@ -463,105 +585,128 @@ impl Resolver<'_> {
     }
 }
 
-fn check(
-    places: &Places<'_>,
-    raw: RawFile,
-    config: &Config,
-    overrides: &Overrides,
-) -> Result<Manifest, ManifestError> {
-    let path = places.path;
-    let invalid = |index: Option<usize>, span: std::ops::Range<usize>, message: String| {
-        ManifestError::Invalid {
-            location: places.at(index, span),
-            message,
-        }
-    };
-    let base = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let base = std::fs::canonicalize(base).unwrap_or_else(|_| base.to_owned());
-    let resolver = Resolver {
-        base: &base,
-        allow_outside: overrides.allow_outside,
-    };
-    // A submission's own environment, else --env, else the file's, else
-    // the config's default.
-    let environment_of = |index: usize, own: Option<&Spanned<String>>| {
-        let (name, span) = match (own, &overrides.environment, raw.environment.as_ref()) {
-            (Some(name), _, _) => (name.get_ref().clone(), Some((Some(index), name.span()))),
-            (None, Some(name), _) => (name.clone(), None),
-            (None, None, Some(name)) => (name.get_ref().clone(), Some((None, name.span()))),
-            (None, None, None) => return Ok(config.default_environment.clone()),
+/// What every submission of a file is checked with: the file's place
+/// finder, its defaults, the config and the command line.
+struct Checker<'a> {
+    path: &'a Path,
+    /// The TOML text (spans point into it); empty for JSON Lines.
+    source: &'a str,
+    config: &'a Config,
+    overrides: &'a Overrides,
+    base: PathBuf,
+    file_environment: Option<Spanned<String>>,
+    default_timeout: Option<Duration>,
+    /// The file's labels, under each submission's own.
+    labels: BTreeMap<String, String>,
+}
+
+impl<'a> Checker<'a> {
+    fn new(
+        path: &'a Path,
+        source: &'a str,
+        config: &'a Config,
+        overrides: &'a Overrides,
+        file_environment: Option<Spanned<String>>,
+        file_timeout: Option<Spanned<f64>>,
+    ) -> Result<Self, ManifestError> {
+        let base = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let base = std::fs::canonicalize(base).unwrap_or_else(|_| base.to_owned());
+        let mut checker = Self {
+            path,
+            source,
+            config,
+            overrides,
+            base,
+            file_environment,
+            default_timeout: None,
+            labels: BTreeMap::new(),
         };
-        match (config.environment(Some(&name)), span) {
+        let file_timeout = match &file_timeout {
+            Some(t) => {
+                Some(seconds(*t.get_ref()).map_err(|e| checker.invalid(Place::Toml, t.span(), e))?)
+            }
+            None => None,
+        };
+        // --timeout over the file's own default.
+        checker.default_timeout = overrides.timeout.or(file_timeout);
+        Ok(checker)
+    }
+
+    fn invalid(
+        &self,
+        place: Place,
+        span: std::ops::Range<usize>,
+        message: String,
+    ) -> ManifestError {
+        let location = match place {
+            Place::Toml => Location::of(self.path, self.source, Some(span)),
+            Place::Line(line) => Location {
+                path: self.path.to_owned(),
+                line,
+                column: 1,
+            },
+            Place::Top if self.source.is_empty() => Location::of(self.path, "", None),
+            Place::Top => Location::of(self.path, self.source, Some(span)),
+        };
+        ManifestError::Invalid { location, message }
+    }
+
+    /// A submission's own environment, else `--env`, else the file's, else
+    /// the config's default.
+    fn environment(
+        &self,
+        place: Place,
+        own: Option<&Spanned<String>>,
+    ) -> Result<String, ManifestError> {
+        let (name, span) = match (own, &self.overrides.environment, &self.file_environment) {
+            (Some(name), _, _) => (name.get_ref().clone(), Some((place, name.span()))),
+            (None, Some(name), _) => (name.clone(), None),
+            (None, None, Some(name)) => (name.get_ref().clone(), Some((Place::Top, name.span()))),
+            (None, None, None) => return Ok(self.config.default_environment.clone()),
+        };
+        match (self.config.environment(Some(&name)), span) {
             (Ok(_), _) => Ok(name),
-            (Err(e), Some((index, span))) => Err(invalid(index, span, e.to_string())),
+            (Err(e), Some((place, span))) => Err(self.invalid(place, span, e.to_string())),
             (Err(e), None) => Err(ManifestError::Invalid {
-                location: Location::of(path, "", None),
+                location: Location::of(self.path, "", None),
                 message: format!("--env {name}: {e}"),
             }),
         }
-    };
-    let jobs = match &raw.jobs {
-        Some(jobs) => match usize::try_from(*jobs.get_ref()) {
-            Ok(n) if n > 0 => Some(n),
-            _ => {
-                return Err(invalid(
-                    None,
-                    jobs.span(),
-                    format!(
-                        "jobs = {} is not a positive number of sessions",
-                        jobs.get_ref()
-                    ),
-                ));
-            }
-        },
-        None => None,
-    };
-    let file_timeout = match &raw.timeout {
-        Some(t) => Some(seconds(*t.get_ref()).map_err(|e| invalid(None, t.span(), e))?),
-        None => None,
-    };
-    let default_timeout = overrides.timeout.or(file_timeout);
-    if raw.submissions.is_empty() {
-        return Err(invalid(
-            None,
-            0..0,
-            "no [[submissions]]: nothing to run".into(),
-        ));
     }
-    let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
-    let mut submissions = Vec::new();
-    for (index, spanned) in raw.submissions.into_iter().enumerate() {
-        let at = Some(index);
+
+    /// Checks one submission; duplicates are the caller's to find.
+    fn submission(
+        &self,
+        at: Place,
+        spanned: Spanned<RawSubmission>,
+    ) -> Result<Submission, ManifestError> {
+        let resolver = Resolver {
+            base: &self.base,
+            allow_outside: self.overrides.allow_outside,
+        };
         let span = spanned.span();
         let raw = spanned.into_inner();
         let id = raw.id.get_ref().clone();
-        // Said escaped: an id is the operator's text, but a generated file
-        // may carry anything.
-        let shown = sanitize::plain(&id);
         if id.trim().is_empty() || id.contains('/') || id.chars().any(char::is_control) {
             // Escaped, so the operator sees what is there.
-            return Err(invalid(
+            return Err(self.invalid(
                 at,
                 raw.id.span(),
                 format!("submission id {id:?} is empty, has a `/` or a control character"),
             ));
         }
-        if !seen.insert(id.clone()) {
-            return Err(invalid(
-                at,
-                raw.id.span(),
-                format!("submission id `{shown}` is used twice"),
-            ));
-        }
-        let environment = environment_of(index, raw.environment.as_ref())?;
+        // Said sanitised: an id is the operator's text, but a generated
+        // file may carry anything.
+        let shown = sanitize::plain(&id);
+        let environment = self.environment(at, raw.environment.as_ref())?;
         let in_submission = |span: std::ops::Range<usize>, message: String| {
-            invalid(at, span, format!("submission `{shown}`: {message}"))
+            self.invalid(at, span, format!("submission `{shown}`: {message}"))
         };
         let workdir = resolver
-            .resolve(&base, raw.workdir.get_ref())
+            .resolve(&self.base, raw.workdir.get_ref())
             .map_err(|e| in_submission(raw.workdir.span(), format!("workdir {e}")))?;
         if !workdir.is_dir() {
             return Err(in_submission(
@@ -574,9 +719,9 @@ fn check(
         }
         let timeout = match &raw.timeout {
             Some(t) => Some(seconds(*t.get_ref()).map_err(|e| in_submission(t.span(), e))?),
-            None => default_timeout,
+            None => self.default_timeout,
         };
-        let mut commands = Vec::new();
+        let mut commands = Vec::with_capacity(raw.commands.len());
         for command in raw.commands {
             let command_span = command.span();
             commands.push(match command.into_inner() {
@@ -630,12 +775,16 @@ fn check(
         let mut assets = BTreeMap::new();
         for (name, asset) in raw.assets {
             let host = resolver
-                .resolve(&base, asset.get_ref())
+                .resolve(&self.base, asset.get_ref())
                 .map_err(|e| in_submission(asset.span(), format!("asset `{name}`: {e}")))?;
             assets.insert(name, host);
         }
-        let labels = raw_labels(&raw.labels, |message| invalid(at, span.clone(), message))?;
-        submissions.push(Submission {
+        let own = raw_labels(&raw.labels, |message| {
+            self.invalid(at, span.clone(), message)
+        })?;
+        let mut labels = self.labels.clone();
+        labels.extend(own);
+        Ok(Submission {
             id,
             workdir,
             environment,
@@ -644,20 +793,8 @@ fn check(
             labels,
             assets,
             stop_on_failure: raw.stop_on_failure,
-        });
+        })
     }
-    let labels = raw_labels(&raw.labels, |message| invalid(None, 0..0, message))?;
-    for submission in &mut submissions {
-        let own = std::mem::take(&mut submission.labels);
-        submission.labels = labels.clone();
-        submission.labels.extend(own);
-    }
-    Ok(Manifest {
-        path: path.to_owned(),
-        jobs,
-        labels,
-        submissions,
-    })
 }
 
 /// Labels as given; the names subrt sets itself are refused.

@@ -19,11 +19,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 
 use crate::config::Config;
 use crate::runlog::{RunState, RunlogWriter, Store};
-use crate::runtime::{ExecRequest, LaunchSpec, Outcome, StaticAsset, registry};
+use crate::runtime::{ExecRequest, LaunchSpec, Outcome, StaticAsset, Verdict, registry};
 use crate::sanitize;
 use crate::supervisor::Supervisor;
 
@@ -85,10 +85,8 @@ pub enum BatchEvent {
         submission: String,
         /// Its run, if it started.
         run_id: Option<String>,
-        /// Commands that exited 0.
-        passed: usize,
-        /// Commands that did not.
-        failed: usize,
+        /// Its commands, counted by verdict.
+        counts: Counts,
         /// Why it could not run, if it could not.
         error: Option<String>,
     },
@@ -101,6 +99,57 @@ pub enum BatchEvent {
     },
 }
 
+/// Commands counted by [`Verdict`] (the words `ls --state` and the
+/// dashboard use): every command is one of the four.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Counts {
+    /// Ran, status 0 (`ok`).
+    #[serde(rename = "passed")]
+    pub ok: usize,
+    /// Ended with another status, out of memory, status lost, setup failed.
+    pub failed: usize,
+    /// Ended by their timeout.
+    pub timed_out: usize,
+    /// Ended by a kill (through subrt or from outside).
+    pub killed: usize,
+}
+
+impl Counts {
+    /// Counts `outcome` in.
+    pub fn add(&mut self, outcome: &Outcome) {
+        match Verdict::of(outcome) {
+            Verdict::Ok => self.ok += 1,
+            Verdict::TimedOut => self.timed_out += 1,
+            Verdict::Killed => self.killed += 1,
+            _ => self.failed += 1,
+        }
+    }
+
+    /// Adds `other` in.
+    pub fn merge(&mut self, other: Counts) {
+        self.ok += other.ok;
+        self.failed += other.failed;
+        self.timed_out += other.timed_out;
+        self.killed += other.killed;
+    }
+
+    /// Commands that did not end ok.
+    pub fn not_ok(&self) -> usize {
+        self.failed + self.timed_out + self.killed
+    }
+}
+
+impl std::fmt::Display for Counts {
+    /// `5 ok, 1 failed, 0 timed out, 2 killed`
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} ok, {} failed, {} timed out, {} killed",
+            self.ok, self.failed, self.timed_out, self.killed
+        )
+    }
+}
+
 /// How a batch went.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Summary {
@@ -110,12 +159,9 @@ pub struct Summary {
     pub submissions: usize,
     /// Submissions skipped by `--resume`.
     pub skipped: usize,
-    /// Commands that exited 0.
-    pub passed: usize,
-    /// Commands that did not (timeouts and kills included).
-    pub failed: usize,
-    /// Commands that timed out.
-    pub timed_out: usize,
+    /// Commands by verdict: `passed` (ok), `failed`, `timed_out`, `killed`.
+    #[serde(flatten)]
+    pub counts: Counts,
     /// Submissions that could not start.
     pub errors: usize,
     /// The batch was interrupted.
@@ -123,10 +169,10 @@ pub struct Summary {
 }
 
 impl Summary {
-    /// The exit status of `subrt batch`: 0 when every command exited 0, 1
+    /// The exit status of `subrt batch`: 0 when every command ended ok, 1
     /// otherwise (130 when interrupted is the caller's).
     pub fn exit_status(&self) -> i32 {
-        i32::from(self.failed > 0 || self.errors > 0)
+        i32::from(self.counts.not_ok() > 0 || self.errors > 0)
     }
 }
 
@@ -208,53 +254,98 @@ pub async fn run(
         .max(1);
     let mut summary = Summary {
         batch: batch.clone(),
-        submissions: manifest.submissions.len(),
+        submissions: manifest.count,
         ..Summary::default()
     };
-    let slots = Arc::new(Semaphore::new(jobs));
     let running: Running = Arc::default();
     let (stop_tx, stop) = watch::channel(false);
-    let mut tasks = tokio::task::JoinSet::new();
-    let mut watching = true;
-    for submission in &manifest.submissions {
-        if let Some(run) = done.get(&submission.id)
-            && finished_all(run, submission)
-        {
-            summary.skipped += 1;
-            let _ = events
-                .send(BatchEvent::Skipped {
-                    submission: submission.id.clone(),
-                    run_id: run.run_id.clone(),
-                })
-                .await;
-            continue;
-        }
-        let job = Job {
-            config: config.clone(),
-            submission: submission.clone(),
-            batch: batch.clone(),
-            file: file.clone(),
-            events: events.clone(),
-            running: Arc::clone(&running),
-            stop: stop.clone(),
-            fail_fast: options.fail_fast.then(|| stop_tx.clone()),
-        };
-        let slots = Arc::clone(&slots);
-        tasks.spawn(async move {
-            let Ok(_slot) = slots.acquire_owned().await else {
-                return (0, 0, 0, false);
-            };
-            job.run().await
+    // Submissions start in the file's order: a queue as deep as `jobs`,
+    // fed in order, from which `jobs` workers take the next one as each is
+    // done with its last.
+    let (feed, queue) = mpsc::channel::<Job>(jobs);
+    let queue = Arc::new(tokio::sync::Mutex::new(queue));
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..jobs {
+        let queue = Arc::clone(&queue);
+        workers.spawn(async move {
+            let mut total = (Counts::default(), 0);
+            loop {
+                let next = queue.lock().await.recv().await;
+                let Some(job) = next else { break };
+                let (counts, error) = job.run().await;
+                total.0.merge(counts);
+                total.1 += usize::from(error);
+            }
+            total
         });
     }
+    let mut feeding = Box::pin(async {
+        let mut skipped = 0;
+        let mut unreadable = 0;
+        for submission in manifest.submissions() {
+            if *stop.borrow() {
+                break;
+            }
+            let submission = match submission {
+                Ok(submission) => submission,
+                // A line of a JSON Lines file changed since it was checked.
+                Err(e) => {
+                    unreadable += 1;
+                    let _ = events
+                        .send(BatchEvent::Finished {
+                            submission: e.to_string(),
+                            run_id: None,
+                            counts: Counts::default(),
+                            error: Some("changed since the batch file was checked".into()),
+                        })
+                        .await;
+                    continue;
+                }
+            };
+            let submission = &submission;
+            if let Some(run) = done.get(&submission.id)
+                && finished_all(run, submission)
+            {
+                skipped += 1;
+                let _ = events
+                    .send(BatchEvent::Skipped {
+                        submission: submission.id.clone(),
+                        run_id: run.run_id.clone(),
+                    })
+                    .await;
+                continue;
+            }
+            let job = Job {
+                config: config.clone(),
+                submission: submission.clone(),
+                batch: batch.clone(),
+                file: file.clone(),
+                events: events.clone(),
+                running: Arc::clone(&running),
+                stop: stop.clone(),
+                fail_fast: options.fail_fast.then(|| stop_tx.clone()),
+            };
+            if feed.send(job).await.is_err() {
+                break;
+            }
+        }
+        // The queue closes: each worker ends after its last submission.
+        drop(feed);
+        (skipped, unreadable)
+    });
+    let mut fed = false;
+    let mut watching = true;
     loop {
         tokio::select! {
-            joined = tasks.join_next() => match joined {
-                Some(Ok((passed, failed, timed_out, error))) => {
-                    summary.passed += passed;
-                    summary.failed += failed;
-                    summary.timed_out += timed_out;
-                    summary.errors += usize::from(error);
+            (skipped, unreadable) = &mut feeding, if !fed => {
+                fed = true;
+                summary.skipped = skipped;
+                summary.errors += unreadable;
+            }
+            joined = workers.join_next() => match joined {
+                Some(Ok((counts, errors))) => {
+                    summary.counts.merge(counts);
+                    summary.errors += errors;
                 }
                 Some(Err(_)) => summary.errors += 1,
                 None => break,
@@ -291,29 +382,31 @@ struct Job {
 }
 
 impl Job {
-    /// Runs the submission; returns (passed, failed, timed out, could not
-    /// start).
-    async fn run(self) -> (usize, usize, usize, bool) {
+    /// Runs the submission; returns its commands' counts, and whether it
+    /// could not start or go on.
+    async fn run(self) -> (Counts, bool) {
         let submission = &self.submission;
         if *self.stop.borrow() {
-            return (0, 0, 0, false);
+            return (Counts::default(), false);
         }
-        let finished = |run_id, passed, failed, error| BatchEvent::Finished {
+        let finished = |run_id, counts, error| BatchEvent::Finished {
             submission: submission.id.clone(),
             run_id,
-            passed,
-            failed,
+            counts,
             error,
         };
         let supervisor = match self.start().await {
             Ok(started) => started,
             Err(error) => {
-                let _ = self.events.send(finished(None, 0, 0, Some(error))).await;
-                return (0, 0, 0, true);
+                let _ = self
+                    .events
+                    .send(finished(None, Counts::default(), Some(error)))
+                    .await;
+                return (Counts::default(), true);
             }
         };
         let (supervisor, run_id) = supervisor;
-        let (mut passed, mut failed, mut timed_out) = (0, 0, 0);
+        let mut counts = Counts::default();
         // Bytes of the session so far: beyond the bound, the log keeps
         // head and tail only.
         let mut written = [0u64; 2];
@@ -334,9 +427,9 @@ impl Job {
                         // command (none ran).
                         let _ = supervisor.cleanup().await;
                         let error = format!("stdin file {}", sanitize::plain(&e));
-                        let event = finished(Some(run_id.clone()), passed, failed, Some(error));
+                        let event = finished(Some(run_id.clone()), counts, Some(error));
                         let _ = self.events.send(event).await;
-                        return (passed, failed, timed_out, true);
+                        return (counts, true);
                     }
                 }
             }
@@ -363,13 +456,8 @@ impl Job {
                     }
                 }
             };
-            let ok = result.as_ref().is_ok_and(|r| r.success());
-            if ok {
-                passed += 1;
-            } else {
-                failed += 1;
-                timed_out += usize::from(outcome.timed_out);
-            }
+            let ok = Verdict::of(&outcome) == Verdict::Ok;
+            counts.add(&outcome);
             let event = BatchEvent::Command {
                 submission: submission.id.clone(),
                 number: index + 1,
@@ -394,11 +482,8 @@ impl Job {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .retain(|s| !s.same_session(&supervisor));
-        let _ = self
-            .events
-            .send(finished(Some(run_id), passed, failed, None))
-            .await;
-        (passed, failed, timed_out, false)
+        let _ = self.events.send(finished(Some(run_id), counts, None)).await;
+        (counts, false)
     }
 
     /// Spawns the submission's runtime and its recorded supervisor.

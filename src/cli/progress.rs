@@ -13,7 +13,7 @@ use std::io::{self, Write};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use subrt::batch::{BatchEvent, Summary};
+use subrt::batch::{BatchEvent, Counts, Summary};
 use subrt::runtime::Outcome;
 use subrt::sanitize::plain;
 
@@ -26,9 +26,7 @@ pub const TICK: Duration = Duration::from_secs(1);
 pub struct Progress {
     json: bool,
     bar: ProgressBar,
-    passed: usize,
-    failed: usize,
-    timed_out: usize,
+    counts: Counts,
     /// Submissions running now, and since when.
     running: BTreeMap<String, Instant>,
 }
@@ -46,9 +44,7 @@ impl Progress {
         Self {
             json,
             bar,
-            passed: 0,
-            failed: 0,
-            timed_out: 0,
+            counts: Counts::default(),
             running: BTreeMap::new(),
         }
     }
@@ -73,7 +69,7 @@ impl Progress {
                 outcome,
                 elapsed,
             } => {
-                self.count(outcome);
+                self.counts.add(outcome);
                 if self.json {
                     let line = CommandJson {
                         submission,
@@ -92,8 +88,7 @@ impl Progress {
             BatchEvent::Finished {
                 submission,
                 run_id,
-                passed,
-                failed,
+                counts,
                 error,
             } => {
                 self.running.remove(submission);
@@ -106,7 +101,7 @@ impl Progress {
                         }
                         None => writeln!(
                             out,
-                            "{submission}: {passed} passed, {failed} failed (run {})",
+                            "{submission}: {counts} (run {})",
                             run_id.as_deref().unwrap_or("-")
                         ),
                     })?;
@@ -157,16 +152,7 @@ impl Progress {
         })
     }
 
-    fn count(&mut self, outcome: &Outcome) {
-        if outcome.success() {
-            self.passed += 1;
-        } else {
-            self.failed += 1;
-            self.timed_out += usize::from(outcome.timed_out);
-        }
-    }
-
-    /// `30 ok · 2 failed · 1 timed out · 4 running, slowest bob 0:12`
+    /// `30 ok · 2 failed · 1 timed out · 0 killed · 4 running, slowest bob 0:12`
     fn status(&self) -> String {
         let slowest = self
             .running
@@ -177,22 +163,27 @@ impl Progress {
                 format!(", slowest {} {}:{:02}", clip(id, 24), secs / 60, secs % 60)
             })
             .unwrap_or_default();
+        let c = &self.counts;
         format!(
-            "{} ok · {} failed · {} timed out · {} running{slowest}",
-            self.passed,
-            self.failed,
-            self.timed_out,
+            "{} ok · {} failed · {} timed out · {} killed · {} running{slowest}",
+            c.ok,
+            c.failed,
+            c.timed_out,
+            c.killed,
             self.running.len()
         )
     }
 }
 
-/// `batch ID: 3 submissions, 5 commands passed, 1 failed (0 timed out)`
+/// `batch ID: 3 submissions; commands: 5 ok, 1 failed, 0 timed out, 1 killed`
 fn summary_line(summary: &Summary) -> String {
     let mut line = format!(
-        "batch {}: {} submissions, {} commands passed, {} failed ({} timed out)",
-        summary.batch, summary.submissions, summary.passed, summary.failed, summary.timed_out,
+        "batch {}: {} submissions; commands: {}",
+        summary.batch, summary.submissions, summary.counts,
     );
+    if summary.errors > 0 {
+        line.push_str(&format!("; {} could not run", summary.errors));
+    }
     if summary.skipped > 0 {
         line.push_str(&format!(", {} skipped", summary.skipped));
     }

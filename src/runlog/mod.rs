@@ -62,7 +62,7 @@ mod writer;
 
 pub use export::{ExportFormat, export, replay_print};
 pub use reader::{RunlogReader, Tail, open};
-pub use store::{RunState, RunSummary, Store, StoreLimits, summarize};
+pub use store::{RunState, RunSummary, RunTally, Store, StoreLimits, summarize};
 pub use writer::RunlogWriter;
 
 /// Kept here too: the run log's header names its owner.

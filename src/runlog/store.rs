@@ -16,7 +16,7 @@ use super::reader::{describe, index_path, open_regular};
 use super::streams::Layout;
 use super::writer::INCOMPLETE_FILE;
 use super::{Body, DEFAULT_MAX_RUN_BYTES, EndStatus, INDEX_FILE, Record, RunlogError, open};
-use crate::runtime::{Containment, Outcome};
+use crate::runtime::{Containment, Outcome, Verdict};
 
 /// What a run is doing, as far as its log and its owner tell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -38,6 +38,20 @@ impl RunState {
     /// Running or idle: the session is alive.
     pub fn is_live(self) -> bool {
         matches!(self, RunState::Running | RunState::Idle)
+    }
+}
+
+impl RunSummary {
+    /// How the run stands, in the one vocabulary ([`Verdict`]): running,
+    /// idle or interrupted from its state, else how its last command ended
+    /// (`None`: finished without a command).
+    pub fn verdict(&self) -> Option<Verdict> {
+        match self.state {
+            RunState::Running => Some(Verdict::Running),
+            RunState::Idle => Some(Verdict::Idle),
+            RunState::Interrupted => Some(Verdict::Interrupted),
+            RunState::Finished => self.outcome.as_ref().map(Verdict::of),
+        }
     }
 }
 
@@ -115,9 +129,13 @@ fn opt_secs<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S
 /// Bytes read from the end of an index to find its last record.
 const TAIL: u64 = 64 * 1024;
 
-/// What the summary pass has seen of a run's commands.
-#[derive(Default)]
-struct Pass {
+/// A run's summary, built record by record: from a whole log by
+/// [`summarize`], or as a live log grows (the dashboard follows runs of
+/// other processes with one, so that it reads what `subrt ls` reads).
+#[derive(Debug, Clone)]
+pub struct RunTally {
+    path: PathBuf,
+    header: super::Header,
     command: Option<String>,
     timeout: Option<f64>,
     commands: u32,
@@ -128,10 +146,33 @@ struct Pass {
     bytes: [u64; 2],
     last: Option<(EndStatus, Outcome)>,
     ended: Option<Body>,
+    /// The time of the last record.
+    last_t: u64,
 }
 
-impl Pass {
-    fn see(&mut self, record: Record, inline_bytes: impl FnOnce(&Record) -> u64) {
+impl RunTally {
+    /// A tally of the run at `path` whose header is `header`, no record
+    /// seen yet.
+    pub fn new(path: &Path, header: super::Header) -> Self {
+        Self {
+            path: path.to_owned(),
+            header,
+            command: None,
+            timeout: None,
+            commands: 0,
+            running_since: None,
+            busy: 0,
+            last_output: None,
+            bytes: [0, 0],
+            last: None,
+            ended: None,
+            last_t: 0,
+        }
+    }
+
+    /// Counts `record` in.
+    pub fn see(&mut self, record: &Record) {
+        self.last_t = self.last_t.max(record.t);
         match &record.body {
             Body::Cmd { command, timeout } => {
                 if self.command.is_none() {
@@ -146,12 +187,16 @@ impl Pass {
                 let index = s.index();
                 self.bytes[index] = match (o, n) {
                     (Some(o), Some(n)) => self.bytes[index].max(o.saturating_add(*n)),
-                    _ => self.bytes[index] + inline_bytes(&record),
+                    _ => self.bytes[index] + reader_bytes_len(record),
                 };
             }
-            Body::Exit { .. } => {
+            Body::Exit { out, err, .. } => {
                 if let Some(start) = self.running_since.take() {
                     self.busy += record.t.saturating_sub(start);
+                }
+                // Version 2 says the session's bytes at each exit.
+                if let (Some(out), Some(err)) = (out, err) {
+                    self.bytes = [self.bytes[0].max(*out), self.bytes[1].max(*err)];
                 }
                 let outcome = record.body.outcome().expect("an exit record");
                 let status = EndStatus::of(&outcome);
@@ -159,9 +204,97 @@ impl Pass {
             }
             Body::End { commands, .. } => {
                 self.commands = *commands;
-                self.ended = Some(record.body);
+                self.ended = Some(record.body.clone());
             }
             _ => {}
+        }
+    }
+
+    /// Whether the log has its `end`.
+    pub fn ended(&self) -> bool {
+        self.ended.is_some()
+    }
+
+    /// The run as its records so far, its owner and the clock say now.
+    pub fn summary(&self) -> RunSummary {
+        let header = &self.header;
+        let now = SystemTime::now();
+        let started = humantime::parse_rfc3339(&header.started_at).ok();
+        let since_start = |t: u64| {
+            started
+                .and_then(|s| now.duration_since(s + Duration::from_micros(t)).ok())
+                .unwrap_or_default()
+        };
+        let (state, status, exit_code) = match &self.ended {
+            Some(Body::End { status, exit, .. }) => (RunState::Finished, Some(*status), *exit),
+            _ => {
+                let (status, exit) = match &self.last {
+                    Some((status, outcome)) => (Some(*status), Some(outcome.exit_code)),
+                    None => (None, None),
+                };
+                let state = match (header.owner.is_alive(), self.running_since.is_some()) {
+                    (true, true) => RunState::Running,
+                    (true, false) => RunState::Idle,
+                    (false, _) => RunState::Interrupted,
+                };
+                (state, status, exit)
+            }
+        };
+        let mut bytes = self.bytes;
+        let mut duration = Duration::from_micros(self.busy);
+        let mut silent_for = None;
+        if let Some(Body::End { out, err, busy, .. }) = &self.ended {
+            bytes = [*out, *err];
+            // Version 1 has no busy time: from the start to the end, then.
+            duration = Duration::from_micros(busy.unwrap_or(self.last_t));
+        }
+        if let (RunState::Running, Some(start)) = (state, self.running_since) {
+            duration += since_start(start);
+            silent_for = Some(since_start(self.last_output.unwrap_or(start)));
+        }
+        let layout = header.max_run_bytes.map(Layout::new);
+        // Only version 2 has a bound (and so a layout).
+        let truncated =
+            layout.is_some_and(|l| bytes.iter().any(|&total| l.dropped(total).is_some()));
+        let outcome = self.last.clone().map(|(_, mut outcome)| {
+            if let Some(code) = exit_code {
+                outcome.exit_code = code;
+            }
+            outcome.stdout_bytes = bytes[0];
+            outcome.stderr_bytes = bytes[1];
+            outcome.truncated = truncated;
+            outcome
+        });
+        let log_incomplete = match &self.ended {
+            Some(Body::End {
+                incomplete: Some(reason),
+                ..
+            }) => Some(reason.clone()),
+            _ => (header.version >= 2)
+                .then(|| std::fs::read_to_string(self.path.join(INCOMPLETE_FILE)).ok())
+                .flatten()
+                .map(|reason| reason.trim().to_owned()),
+        };
+        RunSummary {
+            run_id: header.run_id.clone(),
+            path: self.path.clone(),
+            environment: header.environment.name.clone(),
+            command: self.command.clone(),
+            timeout: self.timeout,
+            commands: self.commands,
+            working_dir: header.working_dir.clone(),
+            state,
+            status,
+            outcome,
+            started_at: header.started_at.clone(),
+            duration,
+            silent_for,
+            bytes_out: bytes[0],
+            bytes_err: bytes[1],
+            truncated,
+            log_incomplete,
+            containment: header.containment,
+            labels: header.labels.clone(),
         }
     }
 }
@@ -174,12 +307,9 @@ impl Pass {
 /// The index is missing, not a regular file, or has no usable header.
 pub fn summarize(path: &Path) -> Result<(RunSummary, Vec<String>), RunlogError> {
     let mut reader = open(path)?;
-    let header = reader.header.clone();
+    let mut tally = RunTally::new(path, reader.header.clone());
     let index = index_path(path);
-    let v2 = header.version >= 2;
-    let mut pass = Pass::default();
     let [last, before] = last_two_records(&index);
-    let end_t = last.as_ref().map_or(0, |r| r.t);
     match last {
         // A complete log: its end says the totals, the first lines say the
         // command, and the last exit is just before the end.
@@ -190,9 +320,8 @@ pub fn summarize(path: &Path) -> Result<(RunSummary, Vec<String>), RunlogError> 
             },
         ) => {
             for record in reader.by_ref().take(16) {
-                if let Body::Cmd { command, timeout } = &record.body {
-                    pass.command = Some(command.clone());
-                    pass.timeout = *timeout;
+                if let Body::Cmd { .. } = &record.body {
+                    tally.see(&record);
                     break;
                 }
             }
@@ -203,96 +332,17 @@ pub fn summarize(path: &Path) -> Result<(RunSummary, Vec<String>), RunlogError> 
                 },
             ) = before
             {
-                pass.see(exit, |_| 0);
+                tally.see(&exit);
             }
-            pass.see(end, |_| 0);
+            tally.see(&end);
         }
         _ => {
             for record in reader.by_ref() {
-                pass.see(record, reader_bytes_len);
+                tally.see(&record);
             }
         }
     }
-
-    let now = SystemTime::now();
-    let started = humantime::parse_rfc3339(&header.started_at).ok();
-    let since_start = |t: u64| {
-        started
-            .and_then(|s| now.duration_since(s + Duration::from_micros(t)).ok())
-            .unwrap_or_default()
-    };
-    let owner_alive = header.owner.is_alive();
-    let (state, status, exit_code) = match &pass.ended {
-        Some(Body::End { status, exit, .. }) => (RunState::Finished, Some(*status), *exit),
-        _ => {
-            let (status, exit) = match &pass.last {
-                Some((status, outcome)) => (Some(*status), Some(outcome.exit_code)),
-                None => (None, None),
-            };
-            let state = match (owner_alive, pass.running_since.is_some()) {
-                (true, true) => RunState::Running,
-                (true, false) => RunState::Idle,
-                (false, _) => RunState::Interrupted,
-            };
-            (state, status, exit)
-        }
-    };
-    let mut duration = Duration::from_micros(pass.busy);
-    let mut silent_for = None;
-    if let Some(Body::End { out, err, busy, .. }) = &pass.ended {
-        pass.bytes = [*out, *err];
-        // Version 1 has no busy time: from the start to the end, then.
-        duration = Duration::from_micros(busy.unwrap_or(end_t));
-    }
-    if let (RunState::Running, Some(start)) = (state, pass.running_since) {
-        duration += since_start(start);
-        silent_for = Some(since_start(pass.last_output.unwrap_or(start)));
-    }
-    let layout = header.max_run_bytes.map(Layout::new);
-    // Only version 2 has a bound (and so a layout).
-    let truncated =
-        layout.is_some_and(|l| pass.bytes.iter().any(|&total| l.dropped(total).is_some()));
-    let outcome = pass.last.map(|(_, mut outcome)| {
-        if let Some(code) = exit_code {
-            outcome.exit_code = code;
-        }
-        outcome.stdout_bytes = pass.bytes[0];
-        outcome.stderr_bytes = pass.bytes[1];
-        outcome.truncated = truncated;
-        outcome
-    });
-    let log_incomplete = match &pass.ended {
-        Some(Body::End {
-            incomplete: Some(reason),
-            ..
-        }) => Some(reason.clone()),
-        _ => v2
-            .then(|| std::fs::read_to_string(path.join(INCOMPLETE_FILE)).ok())
-            .flatten()
-            .map(|reason| reason.trim().to_owned()),
-    };
-    let summary = RunSummary {
-        run_id: header.run_id.clone(),
-        path: path.to_owned(),
-        environment: header.environment.name.clone(),
-        command: pass.command,
-        timeout: pass.timeout,
-        commands: pass.commands,
-        working_dir: header.working_dir.clone(),
-        state,
-        status,
-        outcome,
-        started_at: header.started_at.clone(),
-        duration,
-        silent_for,
-        bytes_out: pass.bytes[0],
-        bytes_err: pass.bytes[1],
-        truncated,
-        log_incomplete,
-        containment: header.containment,
-        labels: header.labels.clone(),
-    };
-    Ok((summary, reader.warnings))
+    Ok((tally.summary(), reader.warnings))
 }
 
 /// Bytes of a version-1 output record, without decoding text.

@@ -71,7 +71,7 @@ pub use events::EventStream;
 pub use models::{
     DEFAULT_CAPTURE_LIMIT, ExecRequest, KilledBy, LaunchSpec, Outcome, OutputChunk, Phase,
     RuntimeEvent, RuntimeInfo, RuntimeResult, RuntimeState, SetupFailure, SlurmJob, StaticAsset,
-    StreamKind, Usage,
+    StreamKind, Usage, Verdict,
 };
 pub use registry::{Registry, RuntimeBackend, spawn_runtime};
 

@@ -424,6 +424,97 @@ impl RuntimeResult {
     }
 }
 
+/// The one word for how a command or a run stands, used by every output
+/// of subrt: `ls --state` and its STATE column, the batch summary, the
+/// dashboard's views (`R`, `F`, `T`, `K`), its title counts and colours.
+///
+/// - **ok**: the command ran and its status, read, was 0;
+/// - **failed**: it ended by itself with another status, by a signal it
+///   got from within, out of memory, or its setup failed, or its status
+///   could not be read (`status_lost`);
+/// - **timed out**: its timeout ended it;
+/// - **killed**: a kill ended it, through subrt or from outside;
+/// - **interrupted**: its owner (the subrt process) died before the run
+///   ended, whatever its last command did;
+/// - **running** / **idle**: the run is alive, a command runs / none does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Ran, status read, 0.
+    Ok,
+    /// Ended another way of its own (see the type's doc).
+    Failed,
+    /// Its timeout ended it.
+    TimedOut,
+    /// A kill ended it.
+    Killed,
+    /// Its owner died before it ended.
+    Interrupted,
+    /// Alive, a command runs.
+    Running,
+    /// Alive, between commands.
+    Idle,
+}
+
+impl Verdict {
+    /// Every verdict, most urgent first (the order of title counts).
+    pub const ALL: [Verdict; 7] = [
+        Verdict::Running,
+        Verdict::Idle,
+        Verdict::Failed,
+        Verdict::TimedOut,
+        Verdict::Killed,
+        Verdict::Interrupted,
+        Verdict::Ok,
+    ];
+
+    /// How an ended command stands.
+    pub fn of(outcome: &Outcome) -> Verdict {
+        if outcome.timed_out {
+            Verdict::TimedOut
+        } else if outcome.killed {
+            Verdict::Killed
+        } else if outcome.success() {
+            Verdict::Ok
+        } else {
+            Verdict::Failed
+        }
+    }
+
+    /// The word people read: `ok`, `failed`, `timed out`, `killed`,
+    /// `interrupted`, `running`, `idle`.
+    pub fn word(self) -> &'static str {
+        match self {
+            Verdict::Ok => "ok",
+            Verdict::Failed => "failed",
+            Verdict::TimedOut => "timed out",
+            Verdict::Killed => "killed",
+            Verdict::Interrupted => "interrupted",
+            Verdict::Running => "running",
+            Verdict::Idle => "idle",
+        }
+    }
+
+    /// The word on a command line (`ls --state timed_out`) and in JSON.
+    pub fn key(self) -> &'static str {
+        match self {
+            Verdict::TimedOut => "timed_out",
+            other => other.word(),
+        }
+    }
+
+    /// The verdict a command-line word names.
+    pub fn from_key(key: &str) -> Option<Verdict> {
+        Verdict::ALL.into_iter().find(|v| v.key() == key)
+    }
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.word())
+    }
+}
+
 /// A setup command that did not succeed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct SetupFailure {

@@ -5,6 +5,7 @@
 use super::action::Action;
 use super::app::{App, Effect, Modal};
 use super::session::{Session, SessionState};
+use crate::runtime::Verdict;
 
 /// The order of the Sessions pane's rows.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -37,7 +38,7 @@ impl Sort {
 /// Where a run goes when sorted by state: lower first.
 fn urgency(session: &Session) -> (u8, std::cmp::Reverse<u64>) {
     let rank = match session.state {
-        SessionState::Setup | SessionState::Running | SessionState::Live => 0,
+        SessionState::Setup | SessionState::Running | SessionState::Idle => 0,
         SessionState::Exited(0) => 5,
         SessionState::Exited(_) | SessionState::SetupFailed(_) | SessionState::StatusLost => 1,
         SessionState::TimedOut => 2,
@@ -54,9 +55,9 @@ pub enum View {
     /// Every run.
     #[default]
     All,
-    /// Running (setup, running, live runs of other processes).
+    /// Alive: running or idle (this dashboard's runs and other processes').
     Running,
-    /// Ended with a non-zero status, or its setup failed.
+    /// Failed, as `ls --state failed` says (not timed out, not killed).
     Failed,
     /// Ended by its timeout.
     TimedOut,
@@ -77,18 +78,15 @@ impl View {
         match self {
             View::All => true,
             View::Running => state.is_running(),
-            View::Failed => is_failure(state) && state != SessionState::TimedOut,
-            View::TimedOut => state == SessionState::TimedOut,
+            View::Failed => state.verdict() == Some(Verdict::Failed),
+            View::TimedOut => state.verdict() == Some(Verdict::TimedOut),
         }
     }
 }
 
 /// Failed, or timed out: what `e` jumps to.
 pub fn is_failure(state: SessionState) -> bool {
-    matches!(
-        state,
-        SessionState::Exited(c) | SessionState::SetupFailed(c) if c != 0
-    ) || state == SessionState::TimedOut
+    matches!(state.verdict(), Some(Verdict::Failed | Verdict::TimedOut))
 }
 
 /// The Sessions pane's filter.

@@ -6,7 +6,7 @@ use super::app::App;
 use super::sanitize::OutputBuffer;
 use super::session::{Origin, PANE_LINES, Session, SessionState};
 use super::store_watch::{Followed, StoreNews};
-use crate::runlog::{RunSummary, StreamTag};
+use crate::runlog::{RunState, RunSummary, StreamTag};
 
 impl App {
     /// Takes the store's runs as listed at start (newest first, with the
@@ -71,6 +71,22 @@ impl App {
         else {
             return;
         };
+        if let Some(summary) = followed.summary {
+            // What `ls` reads: the time (to now while a command runs), the
+            // bytes and the state of another process's run move with it.
+            if !matches!(session.origin, Origin::Own(_)) {
+                session.elapsed = summary.duration;
+                session.state = match summary.state {
+                    RunState::Running => SessionState::Running,
+                    RunState::Idle => SessionState::Idle,
+                    _ => session.state,
+                };
+                session.last_output = summary
+                    .silent_for
+                    .and_then(|quiet| std::time::Instant::now().checked_sub(quiet));
+            }
+            session.summary = Some(Box::new(summary));
+        }
         if matches!(session.origin, Origin::Own(_)) {
             return;
         }
@@ -94,9 +110,6 @@ impl App {
                 StreamTag::Err => session.stderr.push(bytes, *at),
             }
         }
-        if let Some(elapsed) = followed.elapsed {
-            session.elapsed = elapsed;
-        }
         if let Some(process) = followed.last_process {
             session.last_process = Some(process);
         }
@@ -106,9 +119,9 @@ impl App {
         }
     }
 
-    /// Whether a run another process writes is being followed (so the
-    /// store is looked at each second).
+    /// Whether a live run is followed (another process's, or this
+    /// dashboard's own), so the store is looked at each second.
     pub fn follows_live_runs(&self) -> bool {
-        self.store_unsettled || self.sessions.iter().any(|s| s.state == SessionState::Live)
+        self.store_unsettled || self.sessions.iter().any(|s| s.state.is_running())
     }
 }

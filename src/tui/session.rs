@@ -28,8 +28,8 @@ pub enum SessionState {
     SetupFailed(i32),
     /// How it ended could not be read (a node failed, the cluster went).
     StatusLost,
-    /// Another process writes it right now.
-    Live,
+    /// Alive, between commands (another process's run).
+    Idle,
     /// Its writer died before it ended.
     Interrupted,
     /// Known from the store, no command recorded.
@@ -37,9 +37,25 @@ pub enum SessionState {
 }
 
 impl SessionState {
-    /// Still running somewhere.
+    /// Alive somewhere: a command runs, or the session waits for one.
     pub fn is_running(self) -> bool {
-        matches!(self, Self::Setup | Self::Running | Self::Live)
+        matches!(self, Self::Setup | Self::Running | Self::Idle)
+    }
+
+    /// How it stands in the one vocabulary of `ls --state` and the batch
+    /// summary; `None` for a run that ended without a command.
+    pub fn verdict(self) -> Option<crate::runtime::Verdict> {
+        use crate::runtime::Verdict;
+        Some(match self {
+            Self::Setup | Self::Running => Verdict::Running,
+            Self::Idle => Verdict::Idle,
+            Self::Exited(0) => Verdict::Ok,
+            Self::Exited(_) | Self::SetupFailed(_) | Self::StatusLost => Verdict::Failed,
+            Self::TimedOut => Verdict::TimedOut,
+            Self::Killed => Verdict::Killed,
+            Self::Interrupted => Verdict::Interrupted,
+            Self::Empty => return None,
+        })
     }
 
     /// The words shown for it.
@@ -52,7 +68,7 @@ impl SessionState {
             Self::Killed => "killed".into(),
             Self::SetupFailed(code) => format!("setup failed {code}"),
             Self::StatusLost => "status lost".into(),
-            Self::Live => "live".into(),
+            Self::Idle => "idle".into(),
             Self::Interrupted => "interrupted".into(),
             Self::Empty => "empty".into(),
         }
@@ -159,7 +175,8 @@ impl Session {
     pub fn stored(run: &RunSummary) -> Self {
         let exit = run.outcome.as_ref().map(|o| o.exit_code);
         let state = match (run.state, run.status, exit) {
-            (RunState::Running | RunState::Idle, _, _) => SessionState::Live,
+            (RunState::Running, _, _) => SessionState::Running,
+            (RunState::Idle, _, _) => SessionState::Idle,
             (RunState::Interrupted, _, _) => SessionState::Interrupted,
             (_, Some(EndStatus::TimedOut), _) => SessionState::TimedOut,
             (_, Some(EndStatus::Killed), _) => SessionState::Killed,

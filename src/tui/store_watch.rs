@@ -49,20 +49,27 @@ pub struct Followed {
     pub output: Vec<(StreamTag, Vec<u8>, Duration)>,
     /// It printed since the last look (not counting the first).
     pub printed: bool,
-    /// The time of its last record.
-    pub elapsed: Option<Duration>,
     /// The last host process it recorded.
     pub last_process: Option<Process>,
     /// It ended (or its writer died: interrupted); no longer followed.
     pub ended: Option<SessionState>,
+    /// The run as `subrt ls` reads it now: state, time (to now, while a
+    /// command runs), bytes, outcome.
+    pub summary: Option<RunSummary>,
 }
 
-/// A live run being followed.
+/// A live run being followed (another process's, or this dashboard's own,
+/// whose figures are read where `ls` reads them).
 struct Following {
     path: PathBuf,
-    tail: Tail,
+    /// Made once its log has a header.
+    tail: Option<Tail>,
     owner: Option<Owner>,
     looked: bool,
+    tally: Option<runlog::RunTally>,
+    /// This dashboard's own run: its output comes from its supervisor;
+    /// only its summary is read here.
+    own: bool,
 }
 
 /// What the thread keeps between looks; [`StoreView::look`] is one look
@@ -94,8 +101,21 @@ impl StoreView {
         view
     }
 
-    /// A run the dashboard lists already (one it starts itself).
+    /// A run the dashboard starts itself: not listed as new, and followed
+    /// for its figures once its log is there.
     pub fn know(&mut self, run_id: String) {
+        let path = self.store.dir().join(&run_id);
+        self.following.insert(
+            run_id.clone(),
+            Following {
+                path,
+                tail: None,
+                owner: None,
+                looked: false,
+                tally: None,
+                own: true,
+            },
+        );
         self.known.insert(run_id);
     }
 
@@ -104,9 +124,11 @@ impl StoreView {
             run.run_id.clone(),
             Following {
                 path: run.path.clone(),
-                tail: Tail::new(&run.path),
+                tail: None,
                 owner: None,
                 looked: false,
+                tally: None,
+                own: false,
             },
         );
     }
@@ -165,26 +187,50 @@ impl StoreView {
 
 /// What the log of `following` gained since the last look.
 fn poll(run_id: &str, following: &mut Following) -> Followed {
-    let first = !std::mem::replace(&mut following.looked, true);
     let mut followed = Followed {
         run_id: run_id.to_owned(),
-        first,
+        first: false,
         header: None,
         output: Vec::new(),
         printed: false,
-        elapsed: None,
         last_process: None,
         ended: None,
+        summary: None,
     };
-    if first && let Ok(reader) = runlog::open(&following.path) {
+    if following.tally.is_none() {
+        // Its header (a run this dashboard starts may not have one yet).
+        let Ok(reader) = runlog::open(&following.path) else {
+            return followed;
+        };
         following.owner = Some(reader.header.owner.clone());
+        following.tally = Some(runlog::RunTally::new(
+            &following.path,
+            reader.header.clone(),
+        ));
+        following.tail = Some(Tail::new(&following.path));
         followed.header = Some((
             reader.header.owner,
             reader.header.environment.kind,
             reader.header.slurm_job.map(|job| job.job_id),
         ));
     }
-    let records = following.tail.poll().unwrap_or_default();
+    let (Some(tail), Some(tally)) = (&mut following.tail, &mut following.tally) else {
+        return followed;
+    };
+    followed.first = !std::mem::replace(&mut following.looked, true);
+    let records = tail.poll().unwrap_or_default();
+    for record in &records {
+        tally.see(record);
+    }
+    followed.summary = Some(tally.summary());
+    if following.own {
+        // Its state and output come from its supervisor.
+        if tally.ended() {
+            followed.ended = Some(SessionState::Empty);
+        }
+        return followed;
+    }
+    let first = followed.first;
     followed.printed = !first && records.iter().any(|r| matches!(r.body, Body::Out { .. }));
     // Of what a look brings (all of a big log, the first time), only the
     // end of each stream is read: the panes keep their last lines.
@@ -201,7 +247,6 @@ fn poll(run_id: &str, following: &mut Following) -> Followed {
         }
     }
     for record in records {
-        followed.elapsed = Some(Duration::from_micros(record.time_us()));
         match &record.body {
             Body::Out { s, o, n, .. } => {
                 if let (Some(o), Some(n)) = (o, n)
@@ -209,7 +254,7 @@ fn poll(run_id: &str, following: &mut Following) -> Followed {
                 {
                     continue;
                 }
-                let bytes = following.tail.bytes(&record);
+                let bytes = tail.bytes(&record);
                 followed
                     .output
                     .push((*s, bytes, Duration::from_micros(record.t)));

@@ -6,19 +6,18 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::widgets::{Row, Table, TableState};
 
 use super::block;
+use crate::runtime::Verdict;
 use crate::tui::app::{App, Focus};
 use crate::tui::filter::Sort;
 use crate::tui::session::{SessionState, short_id};
 
 fn state_color(state: SessionState) -> Color {
-    match state {
-        SessionState::Setup | SessionState::Running | SessionState::Live => Color::Yellow,
-        SessionState::Exited(0) => Color::Green,
-        SessionState::Exited(_) | SessionState::SetupFailed(_) | SessionState::StatusLost => {
-            Color::Red
-        }
-        SessionState::TimedOut | SessionState::Killed | SessionState::Interrupted => Color::Magenta,
-        SessionState::Empty => Color::DarkGray,
+    match state.verdict() {
+        Some(Verdict::Running | Verdict::Idle) => Color::Yellow,
+        Some(Verdict::Ok) => Color::Green,
+        Some(Verdict::Failed) => Color::Red,
+        Some(Verdict::TimedOut | Verdict::Killed | Verdict::Interrupted) => Color::Magenta,
+        None => Color::DarkGray,
     }
 }
 
@@ -54,20 +53,15 @@ fn run_column(run_id: &str, wide: bool) -> String {
 /// (`3 running · 7 failed · 2 timed out · 31 ok`), as many whole counts as
 /// fit in `width`, the most urgent first.
 fn title(app: &App, width: u16) -> String {
-    let count = |f: fn(SessionState) -> bool| app.sessions.iter().filter(|s| f(s.state)).count();
-    let parts = [
-        (count(SessionState::is_running), "running"),
-        (
-            count(
-                |s| matches!(s, SessionState::Exited(c) | SessionState::SetupFailed(c) if c != 0),
-            ),
-            "failed",
-        ),
-        (count(|s| s == SessionState::TimedOut), "timed out"),
-        (count(|s| s == SessionState::Exited(0)), "ok"),
-        (count(|s| s == SessionState::Killed), "killed"),
-        (count(|s| s == SessionState::Interrupted), "interrupted"),
-    ];
+    // By verdict, the most urgent first: the words of `ls --state`.
+    let parts = Verdict::ALL.map(|verdict| {
+        let n = app
+            .sessions
+            .iter()
+            .filter(|s| s.state.verdict() == Some(verdict))
+            .count();
+        (n, verdict.word())
+    });
     let marked = match app.marked.len() {
         0 => String::new(),
         n => format!("{n} marked "),
