@@ -23,7 +23,7 @@ fn spec(image: &str) -> EnvironmentSpec {
 
 /// A workspace folder that outlives the test's runtimes.
 fn workspace() -> std::path::PathBuf {
-    tempfile::tempdir().unwrap().keep()
+    common::workspace()
 }
 
 struct Docker {

@@ -26,7 +26,7 @@ fn spec(node: Option<&str>) -> EnvironmentSpec {
 
 /// A workspace on the filesystem every node of this cluster shares.
 fn workspace() -> std::path::PathBuf {
-    tempfile::tempdir().unwrap().keep()
+    common::workspace()
 }
 
 /// Sessions on `node` (any node when `None`).
@@ -215,7 +215,7 @@ async fn a_step_runs_in_the_bundle_with_the_workspace_mounted() {
     let container = subrt::spec::SlurmContainer {
         bundle: Some(bundle.path().to_owned()),
         image: None,
-        cache: Some(tempfile::tempdir().unwrap().keep()),
+        cache: Some(common::workspace()),
     };
     runs_in(container, os_release).await;
 }
@@ -244,7 +244,7 @@ async fn a_step_runs_in_an_image_exported_from_docker() {
             .arg(context.path()),
     )
     .unwrap();
-    let cache = tempfile::tempdir().unwrap().keep();
+    let cache = common::workspace();
     let container = subrt::spec::SlurmContainer {
         bundle: None,
         image: Some(image.into()),

@@ -11,6 +11,8 @@
 # Needs root. Installs slurmctld, slurmd, slurm-client and munge when missing.
 # The config is /run/subrt-slurm/slurm.conf, also linked as
 # /etc/slurm/slurm.conf when that file does not exist (else export SLURM_CONF).
+# Its ports are not Slurm's defaults, so another cluster on the machine goes
+# on; the tests use this cluster only (test.sh sets SLURM_CONF to it).
 set -euo pipefail
 
 RUN=/run/subrt-slurm
@@ -20,6 +22,10 @@ NODES=(n2 n3)
 declare -A ADDR=([n1]=10.77.0.1 [n2]=10.77.0.2 [n3]=10.77.0.3)
 # A short InactiveLimit: a job whose owner died is gone within it.
 INACTIVE_LIMIT=${SUBRT_SLURM_INACTIVE_LIMIT:-20}
+# Not Slurm's default ports (6817, 6818): another cluster on this machine
+# keeps its own, and this one is never mistaken for it.
+CTLD_PORT=16817
+SLURMD_PORT=16818
 
 say() { echo "cluster.sh: $*" >&2; }
 
@@ -39,6 +45,8 @@ install() {
 
 config() {
     mkdir -p "$RUN" /var/spool/subrt-slurm/{ctld,d-n1,d-n2,d-n3} /var/log/subrt-slurm
+    local before=
+    [[ -e "$CONF" ]] && before=$(cat "$CONF")
     local cpus mem
     # Each node offers 8 CPUs (more than this machine has: a test cluster of
     # small sessions, config_overrides lets slurmd believe it) and a quarter
@@ -66,8 +74,8 @@ MinJobAge=5
 ReturnToService=2
 SlurmdParameters=config_overrides
 SchedulerType=sched/backfill
-SlurmctldPort=6817
-SlurmdPort=6818
+SlurmctldPort=$CTLD_PORT
+SlurmdPort=$SLURMD_PORT
 StateSaveLocation=/var/spool/subrt-slurm/ctld
 SlurmdSpoolDir=/var/spool/subrt-slurm/d-%n
 SlurmctldPidFile=$RUN/slurmctld.pid
@@ -95,6 +103,12 @@ CgroupPlugin=autodetect
 ConstrainCores=no
 ConstrainRAMSpace=yes
 CONF
+    # Daemons started on an older config (other ports) start again.
+    if [[ -n "$before" && "$before" != "$(cat "$CONF")" ]]; then
+        say "config changed: restarting the daemons"
+        pkill -f "slurm(ctl)?d -f $CONF" || true
+        sleep 1
+    fi
     if [[ ! -e /etc/slurm/slurm.conf ]]; then
         mkdir -p /etc/slurm
         ln -s "$CONF" /etc/slurm/slurm.conf

@@ -99,10 +99,16 @@ def test_a_session_on_the_slurm_cluster(tmp_path, store):
     import shutil
     import subprocess
 
-    if shutil.which("sinfo") is None or subprocess.run(["sinfo"], capture_output=True).returncode:
+    if "slurm" in os.environ.get("SUBRT_SKIP", "").split(","):
+        pytest.skip("SUBRT_SKIP=slurm")
+    # The cluster of assets/slurm/cluster.sh only, never another one.
+    ours = "/run/subrt-slurm/slurm.conf"
+    used = os.environ.get("SLURM_CONF", "/etc/slurm/slurm.conf")
+    mine = os.path.exists(ours) and os.path.realpath(used) == os.path.realpath(ours)
+    if not mine or shutil.which("sinfo") is None or subprocess.run(["sinfo"], capture_output=True).returncode:
         if os.environ.get("CI"):
-            pytest.fail("CI is set and no Slurm cluster answers (assets/slurm/cluster.sh up)")
-        pytest.skip("no Slurm cluster")
+            pytest.fail(f"CI is set and the cluster of assets/slurm/cluster.sh does not answer (SLURM_CONF={ours})")
+        pytest.skip("no Slurm cluster of assets/slurm/cluster.sh")
     spec = subrt.EnvironmentSpec.from_dict(
         {"type": "slurm", "name": "cluster", "slurm": {"nodes": "n3", "time": "5"}}
     )

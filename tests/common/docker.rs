@@ -17,8 +17,12 @@ const PROGRAMS: &[&str] = &[
 
 /// `Some(image)` when the daemon answers and the test image is built.
 /// Without a daemon: panics when `CI` is set, else `None` (skip, said once).
+/// `SUBRT_SKIP=docker` skips whatever `CI` says.
 pub fn test_image() -> Option<&'static str> {
     static READY: OnceLock<Result<(), String>> = OnceLock::new();
+    if super::skipped("docker") {
+        return None;
+    }
     match READY.get_or_init(build_image) {
         Ok(()) => Some(TEST_IMAGE),
         Err(reason) if std::env::var_os("CI").is_some() => {

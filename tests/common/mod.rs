@@ -4,9 +4,50 @@
 pub mod docker;
 pub mod slurm;
 
+use std::path::PathBuf;
 use std::process::Command;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
+
+/// The folder of this test process's workspaces, removed when it exits.
+static WORKSPACES: OnceLock<PathBuf> = OnceLock::new();
+
+extern "C" fn remove_workspaces() {
+    if let Some(root) = WORKSPACES.get() {
+        let _ = std::fs::remove_dir_all(root);
+    }
+}
+
+/// Whether `SUBRT_SKIP` (a comma-separated list: `slurm`, `docker`) asks
+/// to skip the tests of `part`, even with `CI` set.
+pub fn skipped(part: &str) -> bool {
+    let skip = std::env::var("SUBRT_SKIP").unwrap_or_default();
+    let asked = skip.split(',').any(|p| p.trim() == part);
+    if asked {
+        static SAID: OnceLock<()> = OnceLock::new();
+        SAID.get_or_init(|| eprintln!("skipping the {part} tests: SUBRT_SKIP={skip}"));
+    }
+    asked
+}
+
+/// A fresh folder that outlives the test that asks for it (a runtime may
+/// use it until the process ends) and is removed when the test process
+/// exits: the suite leaves no temporary folder behind.
+pub fn workspace() -> PathBuf {
+    let root = WORKSPACES.get_or_init(|| {
+        let root = tempfile::Builder::new()
+            .prefix("subrt-tests-")
+            .tempdir()
+            .unwrap()
+            .keep();
+        // SAFETY: registers a plain function; it runs at exit(3), after
+        // the tests, and only removes a folder.
+        unsafe { libc::atexit(remove_workspaces) };
+        root
+    });
+    tempfile::tempdir_in(root).unwrap().keep()
+}
 
 /// The `subrt` binary built for these tests, with no config of the caller's
 /// and its built-in store in a temporary folder.

@@ -3,12 +3,33 @@
 use std::process::Command;
 use std::sync::OnceLock;
 
-/// `true` when a cluster answers `sinfo` with three nodes up. Without one:
-/// panics when `CI` is set (`.ci/run` starts it), else `false` (skip, said
-/// once).
+/// The config of the cluster `assets/slurm/cluster.sh` starts: the only
+/// cluster these tests submit to.
+pub const CONF: &str = "/run/subrt-slurm/slurm.conf";
+
+/// `true` when the cluster of `assets/slurm/cluster.sh` answers `sinfo`
+/// with three nodes up, and this process talks to it (`SLURM_CONF` names
+/// its config, or `/etc/slurm/slurm.conf` is a link to it): never to
+/// another cluster that answers on this machine. Without it: panics when
+/// `CI` is set (`.ci/run` starts it), else `false` (skip, said once).
+/// `SUBRT_SKIP=slurm` skips whatever `CI` says.
 pub fn cluster() -> bool {
     static READY: OnceLock<Result<(), String>> = OnceLock::new();
+    if super::skipped("slurm") {
+        return false;
+    }
     let ready = READY.get_or_init(|| {
+        let ours = std::fs::canonicalize(CONF).ok();
+        let used = match std::env::var_os("SLURM_CONF") {
+            Some(conf) => std::fs::canonicalize(conf).ok(),
+            None => std::fs::canonicalize("/etc/slurm/slurm.conf").ok(),
+        };
+        if ours.is_none() || used != ours {
+            return Err(format!(
+                "the Slurm tests run on the cluster of assets/slurm/cluster.sh only: \
+                 start it, and set SLURM_CONF={CONF} (test.sh does)"
+            ));
+        }
         let out = Command::new("sinfo")
             .args(["-h", "-N", "-o", "%N %T"])
             .output()
