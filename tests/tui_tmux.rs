@@ -1125,3 +1125,54 @@ fn closing_the_terminal_while_the_pager_has_it_cleans_up() {
         "cleaned up, not left behind: {run}"
     );
 }
+
+/// A dashboard open while another process runs a silent command and a
+/// chatty one: the silent run's TIME moves (it stood at 0:00), and the
+/// details of both show the bytes `subrt ls` reads, while they run and
+/// after they end, with their exit and owner.
+#[test]
+fn another_processes_runs_show_the_figures_ls_reads() {
+    if !tmux_available() {
+        return;
+    }
+    let tui = Tui::start(&[]);
+    tui.wait_for("Sessions (0)");
+    let config = tui.dir.path().join("config.toml");
+    let n = unique_sleep();
+    let other = |name: &str, line: String| {
+        Command::new(env!("CARGO_BIN_EXE_subrt"))
+            .arg("--config")
+            .arg(&config)
+            .args(["run", "--name", name, "--", &line])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut silent = other("silent", format!("echo QUIET-START; sleep 3.{n}"));
+    tui.wait_for("QUIET-START");
+    // Selected (the newest) and silent: its clock moves all the same.
+    tui.wait_for("0:01");
+    tui.wait_for("0:02");
+    tui.keys(&["d"]);
+    let details = tui.wait_for("stdout 12 bytes");
+    assert!(details.contains("owner"), "{details}");
+    tui.keys(&["Escape"]);
+    assert_eq!(silent.wait().unwrap().code(), Some(0));
+    let mut chatty = other(
+        "chatty",
+        "for i in $(seq 2000); do echo line-$i; done; echo LAST-LINE".into(),
+    );
+    assert_eq!(chatty.wait().unwrap().code(), Some(0));
+    tui.wait_for("Sessions (2)");
+    // The new run is listed above; the selection stays on its run.
+    tui.keys(&["Up"]);
+    tui.wait_for("LAST-LINE");
+    tui.keys(&["d"]);
+    // 9 bytes per line for 1-9, ... as `seq` prints them, and the last.
+    let bytes: usize = (1..=2000).map(|i| format!("line-{i}\n").len()).sum::<usize>() + 10;
+    let details = tui.wait_for(&format!("stdout {bytes} bytes"));
+    assert!(details.contains("exit code 0"), "{details}");
+    tui.keys(&["Escape"]);
+    tui.keys(&["q"]);
+    tui.wait_for("SUBRT-EXITED");
+}
