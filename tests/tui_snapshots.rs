@@ -952,7 +952,7 @@ fn details_of_the_selected_run() {
         "working dir",
         "started",
         "output       stdout",
-        "labels       submission=alice?]0;x?",
+        "labels       submission=alice ",
         "log          /store/01JD0000000000000000000004",
     ] {
         assert!(
@@ -1281,4 +1281,27 @@ fn the_store_thread_follows_another_processes_run_to_its_end() {
     assert_eq!(app.sessions[0].state, SessionState::Exited(4));
     assert_eq!(other.wait().unwrap().code(), Some(4));
     assert_eq!(app.sessions.len(), 1, "listed once");
+}
+
+#[test]
+fn m_shows_every_message_whole_newest_first() {
+    let mut app = app();
+    app.update(Action::Messages);
+    assert!(render(&app, 100, 30).contains("no message yet"));
+    app.update(Action::Close);
+    let long = format!("run 01JD…: {}", "a message longer than any status bar ".repeat(6));
+    app.say(long.clone());
+    app.say("the newest\x1b]0;title\x07 message");
+    app.update(Action::Messages);
+    let screen = render(&app, 100, 30);
+    let newest = screen.find("the newest message").expect("newest shown, sanitised");
+    let older = screen.find("run 01JD…").expect("the long one shown");
+    assert!(newest < older, "newest first:\n{screen}");
+    assert!(
+        screen.contains("status bar a message longer"),
+        "wrapped, not cut:\n{screen}"
+    );
+    insta::assert_snapshot!(render_part(&app, Part::Dialog, 100, 30));
+    app.update(Action::Close);
+    assert!(!render(&app, 100, 30).contains("newest first"));
 }

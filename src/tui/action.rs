@@ -97,6 +97,8 @@ pub enum Action {
     PrevFailure,
     /// Show the selected run's details.
     Details,
+    /// Show every status-bar message of this dashboard in full.
+    Messages,
     /// Give the focused pane the whole screen, or take it back.
     Zoom,
     /// Sort the runs by the next key (start, duration, state).

@@ -66,6 +66,8 @@ pub enum Modal {
     Filter,
     /// The details of the run with this id.
     Details(String),
+    /// Every message of the status bar ([`App::messages`]).
+    Messages,
     /// Containers whose owner is gone ([`App::leftovers`]).
     Leftovers,
     /// Remove the leaked container with this id? (Over the leftovers.)
@@ -144,6 +146,9 @@ pub struct EnvironmentRow {
     pub checking: bool,
 }
 
+/// Status-bar messages [`App::messages`] keeps.
+pub const MESSAGES_KEPT: usize = 200;
+
 /// Everything the TUI shows.
 #[derive(Debug)]
 pub struct App {
@@ -173,6 +178,9 @@ pub struct App {
     pub message: String,
     /// When it stops showing.
     pub message_until: Option<Instant>,
+    /// Every message shown, newest last, at most [`MESSAGES_KEPT`]: the
+    /// status bar cuts long ones, `M` shows them whole.
+    pub messages: std::collections::VecDeque<String>,
     /// Something changed since the last frame.
     pub dirty: bool,
     /// The new-run form, while it is open.
@@ -238,6 +246,7 @@ impl App {
             scroll: [0, 0],
             message: "? for keys".into(),
             message_until: None,
+            messages: std::collections::VecDeque::new(),
             dirty: true,
             form: NewRunForm::default(),
             pending_run: None,
@@ -353,6 +362,12 @@ impl App {
     /// Shows `message` in the status bar, for [`MESSAGE_FOR`].
     pub fn say(&mut self, message: impl Into<String>) {
         self.message = message.into();
+        // Also in the dashboard's log (its messages are what it has to say).
+        tracing::info!(target: "subrt::tui", "{}", self.message);
+        if self.messages.len() == MESSAGES_KEPT {
+            self.messages.pop_front();
+        }
+        self.messages.push_back(self.message.clone());
         self.message_until = Some(Instant::now() + MESSAGE_FOR);
         self.dirty = true;
     }
@@ -483,6 +498,7 @@ impl App {
                 }
                 None => self.say("no session selected"),
             },
+            Action::Messages => self.modal = Modal::Messages,
             Action::Details => match selected {
                 Some(i) => self.modal = Modal::Details(self.sessions[i].run_id.clone()),
                 None => self.say("no session selected"),
@@ -699,6 +715,7 @@ impl App {
                     | Modal::Search
                     | Modal::Filter
                     | Modal::Details(_)
+                    | Modal::Messages
                     | Modal::Leftovers
                     | Modal::ConfirmRemove(_)
                     | Modal::ConfirmCancelJob(_) => {}

@@ -273,6 +273,11 @@ pub const MAIN: Keymap = Keymap {
         ),
         bind(&[ch('z')], A::Zoom, "zoom the focused pane (again: back)"),
         bind(
+            &[ch('M')],
+            A::Messages,
+            "every message the status bar showed, in full, newest first",
+        ),
+        bind(
             &[ch('m')],
             A::ToggleMouse,
             "release the mouse to select text (again: take it back)",
@@ -404,9 +409,21 @@ pub const DETAILS: Keymap = Keymap {
     types: false,
 };
 
+/// The status bar's messages.
+pub const MESSAGES: Keymap = Keymap {
+    title: "Messages (M)",
+    bindings: &[bind(
+        &[key(K::Esc), ch('M'), ch('q'), key(K::Enter)],
+        A::Close,
+        "close",
+    )],
+    types: false,
+};
+
 /// Every table, in the help's order.
 pub const ALL: &[&Keymap] = &[
-    &MAIN, &REPLAY, &FORM, &PROMPT, &LEFTOVERS, &QUESTION, &QUIT, &HELP, &DETAILS, &GLOBAL,
+    &MAIN, &REPLAY, &FORM, &PROMPT, &LEFTOVERS, &QUESTION, &QUIT, &HELP, &DETAILS, &MESSAGES,
+    &GLOBAL,
 ];
 
 /// The tables that apply in `modal`, first match wins.
@@ -416,6 +433,7 @@ pub fn keymaps(modal: &Modal, replaying: bool) -> &'static [&'static Keymap] {
         Modal::None => &[&GLOBAL, &MAIN],
         Modal::Help => &[&GLOBAL, &HELP],
         Modal::Details(_) => &[&GLOBAL, &DETAILS],
+        Modal::Messages => &[&GLOBAL, &MESSAGES],
         Modal::ConfirmKill(_)
         | Modal::ConfirmKillMarked(_)
         | Modal::ConfirmCleanup(_)

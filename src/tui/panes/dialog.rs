@@ -258,10 +258,10 @@ pub(super) fn new_run(frame: &mut Frame, area: Rect, app: &App) {
 
 /// Text from a run's log or config on one line: control characters (and
 /// so escape sequences) shown as `?`.
+/// `text` (a command, a label, a path: untrusted) as it may reach the
+/// screen: see [`crate::sanitize::plain`].
 fn clean(text: &str) -> String {
-    text.chars()
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
+    crate::sanitize::plain(text)
 }
 
 /// The details of run `run_id` (`d`): where and how it runs, what holds
@@ -401,5 +401,22 @@ pub(super) fn details(frame: &mut Frame, area: Rect, app: &App, run_id: &str) {
     let height = lines.len() as u16 + 4;
     let title = format!("Run {} (Esc closes)", short_id(run_id));
     let inner = popup(frame, area, width, height, &title);
+    text(frame, inner, lines);
+}
+
+/// Every message of the status bar, whole and wrapped, newest first.
+pub(super) fn messages(frame: &mut Frame, area: Rect, app: &App) {
+    let width = area.width.saturating_sub(4).min(110);
+    let height = area.height.saturating_sub(2);
+    let inner = popup(frame, area, width, height, "Messages, newest first (Esc closes)");
+    let lines: Vec<Line<'static>> = if app.messages.is_empty() {
+        vec![Line::raw("no message yet")]
+    } else {
+        app.messages
+            .iter()
+            .rev()
+            .map(|message| Line::raw(format!("• {}", clean(message))))
+            .collect()
+    };
     text(frame, inner, lines);
 }

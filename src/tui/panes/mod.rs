@@ -203,6 +203,7 @@ fn draw_dialog(frame: &mut Frame, area: Rect, app: &App) {
         Modal::None | Modal::Search | Modal::Filter => {}
         Modal::Help => dialog::help(frame, area, app),
         Modal::Details(id) => dialog::details(frame, area, app, id),
+        Modal::Messages => dialog::messages(frame, area, app),
         Modal::ConfirmKill(id) => dialog::confirm_kill(frame, area, id),
         Modal::ConfirmKillMarked(ids) => dialog::confirm_kill_marked(frame, area, app, ids),
         Modal::ConfirmCleanup(id) => dialog::confirm_cleanup(frame, area, id),

@@ -152,10 +152,7 @@ pub(super) fn draw(frame: &mut Frame, area: Rect, app: &App) {
                 });
                 shown = format!("{tag:>6} {shown}");
             }
-            let mut command: String = shown
-                .chars()
-                .map(|c| if c.is_control() { '?' } else { c })
-                .collect();
+            let mut command = crate::sanitize::plain(&shown);
             let (state, color) = match s.quiet_for() {
                 Some(quiet) if quiet >= QUIET_AFTER => {
                     (format!("quiet {}", clock(quiet)), Color::LightRed)
