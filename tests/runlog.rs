@@ -313,9 +313,29 @@ fn runs_are_found_by_prefix_or_last_and_ambiguity_is_explained() {
     if out.status.success() {
         assert_eq!(out.stdout, b"first\n");
     } else {
-        // Both ids share the prefix: the error lists them.
-        assert!(String::from_utf8_lossy(&out.stderr).contains("ambiguous"));
+        // Both ids share the prefix: the error says so first, and lists them.
+        let error = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            error.contains(&format!("`{prefix}` is the start of 2 runs")),
+            "{error}"
+        );
+        assert!(!error.contains("no run"), "{error}");
     }
+    // A prefix both ids share, surely: what they have in common.
+    let second_id = logs[1].file_name().unwrap().to_str().unwrap().to_owned();
+    let common: String = first_id
+        .chars()
+        .zip(second_id.chars())
+        .take_while(|(a, b)| a == b)
+        .map(|(a, _)| a)
+        .collect();
+    let out = store.run(&["export", &common, "--format", "stdout"]);
+    assert_eq!(out.status.code(), Some(2));
+    let error = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        error.contains("is the start of 2 runs") && error.contains(&second_id),
+        "{error}"
+    );
     let out = store.run(&["export", &first_id, "--format", "stdout"]);
     assert_eq!(out.stdout, b"first\n");
     let out = store.run(&["export", "last", "--format", "stdout"]);

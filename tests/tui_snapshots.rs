@@ -1289,12 +1289,17 @@ fn m_shows_every_message_whole_newest_first() {
     app.update(Action::Messages);
     assert!(render(&app, 100, 30).contains("no message yet"));
     app.update(Action::Close);
-    let long = format!("run 01JD…: {}", "a message longer than any status bar ".repeat(6));
+    let long = format!(
+        "run 01JD…: {}",
+        "a message longer than any status bar ".repeat(6)
+    );
     app.say(long.clone());
     app.say("the newest\x1b]0;title\x07 message");
     app.update(Action::Messages);
     let screen = render(&app, 100, 30);
-    let newest = screen.find("the newest message").expect("newest shown, sanitised");
+    let newest = screen
+        .find("the newest message")
+        .expect("newest shown, sanitised");
     let older = screen.find("run 01JD…").expect("the long one shown");
     assert!(newest < older, "newest first:\n{screen}");
     assert!(

@@ -1169,7 +1169,10 @@ fn another_processes_runs_show_the_figures_ls_reads() {
     tui.wait_for("LAST-LINE");
     tui.keys(&["d"]);
     // 9 bytes per line for 1-9, ... as `seq` prints them, and the last.
-    let bytes: usize = (1..=2000).map(|i| format!("line-{i}\n").len()).sum::<usize>() + 10;
+    let bytes: usize = (1..=2000)
+        .map(|i| format!("line-{i}\n").len())
+        .sum::<usize>()
+        + 10;
     let details = tui.wait_for(&format!("stdout {bytes} bytes"));
     assert!(details.contains("exit code 0"), "{details}");
     tui.keys(&["Escape"]);

@@ -432,6 +432,19 @@ pub enum RunlogError {
         /// What it is instead.
         reason: String,
     },
+    /// More than one run id starts with what was asked for.
+    #[error(
+        "`{query}` is the start of {} runs in {}: {}; give more of the id",
+        matches.len(), store.display(), matches.join(", ")
+    )]
+    Ambiguous {
+        /// What was asked for.
+        query: String,
+        /// The store.
+        store: PathBuf,
+        /// The run ids it starts.
+        matches: Vec<String>,
+    },
     /// No run matches what was asked for.
     #[error("no run `{query}` in {} ({reason})", store.display())]
     NotFound {

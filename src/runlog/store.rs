@@ -547,10 +547,11 @@ impl Store {
         match matches.as_slice() {
             [one] => Ok((*one).clone()),
             [] => Err(not_found("no run id starts with it".into())),
-            many => Err(not_found(format!(
-                "ambiguous: {}",
-                many.iter().map(|p| id(p)).collect::<Vec<_>>().join(", ")
-            ))),
+            many => Err(RunlogError::Ambiguous {
+                query: query.to_owned(),
+                store: self.dir.clone(),
+                matches: many.iter().map(|p| id(p)).collect(),
+            }),
         }
     }
 

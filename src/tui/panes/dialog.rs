@@ -408,7 +408,13 @@ pub(super) fn details(frame: &mut Frame, area: Rect, app: &App, run_id: &str) {
 pub(super) fn messages(frame: &mut Frame, area: Rect, app: &App) {
     let width = area.width.saturating_sub(4).min(110);
     let height = area.height.saturating_sub(2);
-    let inner = popup(frame, area, width, height, "Messages, newest first (Esc closes)");
+    let inner = popup(
+        frame,
+        area,
+        width,
+        height,
+        "Messages, newest first (Esc closes)",
+    );
     let lines: Vec<Line<'static>> = if app.messages.is_empty() {
         vec![Line::raw("no message yet")]
     } else {
