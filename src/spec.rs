@@ -41,6 +41,122 @@ pub struct EnvironmentSpec {
     /// default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slurm: Option<SlurmConfig>,
+    /// What a session may use, on every runtime where it maps (see
+    /// [`Limits`]).
+    #[serde(default, skip_serializing_if = "Limits::is_empty")]
+    pub limits: Limits,
+}
+
+/// What a session may use. Each limit applies where the runtime can apply
+/// it: a sandboxed local session (cgroups, rlimits, its tmpfs), Docker
+/// (the container's limits), Slurm (the allocation's).
+///
+/// | field | local sandbox | Docker | Slurm |
+/// |---|---|---|---|
+/// | `memory` | cgroup `memory.max` / `limit_in_bytes` | `--memory` | `--mem` |
+/// | `pids` | cgroup `pids.max` | `--pids-limit` | (not mapped) |
+/// | `cpus` | cgroup CPU quota | `--cpus` | `--cpus-per-task` (rounded up) |
+/// | `tmp` | size of its `/tmp` and `/dev/shm` | a `/tmp` tmpfs of that size | (not mapped) |
+/// | `file_size` | `RLIMIT_FSIZE` | `--ulimit fsize` | (not mapped) |
+/// | `open_files` | `RLIMIT_NOFILE` | `--ulimit nofile` | (not mapped) |
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Memory, e.g. `"512m"`; no swap beyond it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<String>,
+    /// Processes (and threads) at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pids: Option<u64>,
+    /// CPU, in cores (`1.5`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<f64>,
+    /// Size of `/tmp` (and `/dev/shm`), e.g. `"256m"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tmp: Option<String>,
+    /// Largest file a process may write, e.g. `"1g"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_size: Option<String>,
+    /// Descriptors a process may have open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_files: Option<u64>,
+}
+
+impl Limits {
+    /// No limit set.
+    pub fn is_empty(&self) -> bool {
+        *self == Limits::default()
+    }
+
+    /// `memory` in bytes.
+    pub fn memory_bytes(&self) -> Option<u64> {
+        self.memory.as_deref().and_then(parse_size)
+    }
+
+    /// `tmp` in bytes.
+    pub fn tmp_bytes(&self) -> Option<u64> {
+        self.tmp.as_deref().and_then(parse_size)
+    }
+
+    /// `file_size` in bytes.
+    pub fn file_size_bytes(&self) -> Option<u64> {
+        self.file_size.as_deref().and_then(parse_size)
+    }
+
+    /// Checks what the types cannot: sizes that are sizes, positive numbers.
+    ///
+    /// # Errors
+    ///
+    /// The field that is wrong, and why.
+    pub fn check(&self) -> Result<(), String> {
+        for (field, value) in [
+            ("memory", &self.memory),
+            ("tmp", &self.tmp),
+            ("file_size", &self.file_size),
+        ] {
+            if let Some(text) = value
+                && parse_size(text).is_none()
+            {
+                return Err(format!(
+                    "limits.{field} `{text}` is not a size like \"512m\" or \"1g\""
+                ));
+            }
+        }
+        if let Some(cpus) = self.cpus
+            && !(cpus.is_finite() && cpus > 0.0)
+        {
+            return Err(format!(
+                "limits.cpus {cpus} is not a positive number of cores"
+            ));
+        }
+        for (field, value) in [("pids", self.pids), ("open_files", self.open_files)] {
+            if value == Some(0) {
+                return Err(format!("limits.{field} 0 is not a positive number"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The limits in words, for `subrt specs`: `memory 512m, pids 256`.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        let mut push = |name: &str, value: Option<String>| {
+            if let Some(value) = value {
+                parts.push(format!("{name} {value}"));
+            }
+        };
+        push("memory", self.memory.clone());
+        push("pids", self.pids.map(|p| p.to_string()));
+        push("cpus", self.cpus.map(|c| c.to_string()));
+        push("tmp", self.tmp.clone());
+        push("file_size", self.file_size.clone());
+        push("open_files", self.open_files.map(|n| n.to_string()));
+        if parts.is_empty() {
+            "no limits".to_owned()
+        } else {
+            parts.join(", ")
+        }
+    }
 }
 
 /// Environment variables of every command of an environment.
@@ -111,6 +227,12 @@ pub struct LocalConfig {
     /// What holds a session's processes together (see [`LocalContainment`]).
     #[serde(default)]
     pub containment: LocalContainment,
+    /// What the session is kept from (see [`Isolation`]).
+    #[serde(default)]
+    pub isolation: Isolation,
+    /// How a sandboxed session is made (`isolation = "sandbox"`).
+    #[serde(default, skip_serializing_if = "SandboxConfig::is_default")]
+    pub sandbox: SandboxConfig,
 }
 
 impl Default for LocalConfig {
@@ -119,7 +241,55 @@ impl Default for LocalConfig {
             shell: default_shell(),
             requires_tty: false,
             containment: LocalContainment::default(),
+            isolation: Isolation::default(),
+            sandbox: SandboxConfig::default(),
         }
+    }
+}
+
+/// `local.isolation`: what a local session is kept from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Isolation {
+    /// Nothing but its processes held together (see `containment`): it
+    /// reads and writes what the user running subrt can. Trusted code only.
+    #[default]
+    Process,
+    /// Namespaces, an unprivileged user and limits (see [`SandboxConfig`]).
+    Sandbox,
+}
+
+/// `local.sandbox`: the view of the filesystem and the network a sandboxed
+/// session gets.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SandboxConfig {
+    /// A root filesystem folder to run in (read-only), instead of the
+    /// host's system folders.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rootfs: Option<PathBuf>,
+    /// The host folders shown read-only when there is no `rootfs`
+    /// (default: `/usr`, `/bin`, `/sbin`, `/lib`, `/lib32`, `/lib64`,
+    /// `/libx32`, `/etc`, `/opt`, those of them that exist).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expose: Option<Vec<PathBuf>>,
+    /// Paths inside what is shown that are hidden (an empty folder or file
+    /// in their place); by default `/etc/shadow`, `/etc/gshadow` and the
+    /// Docker socket's paths, should they be shown.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hide: Vec<PathBuf>,
+    /// Let commands use the host's network (default: loopback only).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub network: bool,
+    /// The user commands run as, `uid` or `uid:gid` (default `1000:1000`;
+    /// never root).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+}
+
+impl SandboxConfig {
+    fn is_default(&self) -> bool {
+        *self == SandboxConfig::default()
     }
 }
 
@@ -327,6 +497,7 @@ impl EnvironmentSpec {
             local: LocalConfig::default(),
             docker: None,
             slurm: None,
+            limits: Limits::default(),
         }
     }
 
@@ -344,6 +515,19 @@ impl EnvironmentSpec {
             return Err(format!(
                 "environment `{}` has type \"docker\" but no `docker` table \
                  (at least `docker = {{ image = \"...\" }}`)",
+                self.name
+            ));
+        }
+        self.limits
+            .check()
+            .map_err(|e| format!("environment `{}`: {e}", self.name))?;
+        if self.local.isolation == Isolation::Sandbox
+            && let Some(user) = &self.local.sandbox.user
+            && crate::runtime::sandbox::parse_user(user).is_none()
+        {
+            return Err(format!(
+                "environment `{}`: local.sandbox.user `{user}` is not `uid` or `uid:gid` \
+                 (numbers, not 0: the sandbox never runs commands as root)",
                 self.name
             ));
         }

@@ -332,6 +332,15 @@ impl Cgroup {
         Ok(())
     }
 
+    /// The `cgroup.procs` file of each of its folders (a process writing
+    /// `0` there joins).
+    pub fn procs_files(&self) -> Vec<PathBuf> {
+        self.dirs()
+            .into_iter()
+            .map(|d| d.join("cgroup.procs"))
+            .collect()
+    }
+
     /// Moves process `pid` into the cgroup (every controller of it).
     ///
     /// # Errors

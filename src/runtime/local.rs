@@ -35,16 +35,20 @@ use async_trait::async_trait;
 use tokio::time::Instant;
 
 use super::capture::Capture;
+use super::cgroup::CgroupUsage;
 use super::driver::{self, Exit, Lifecycle, Process, Runner, sleep_until};
 use super::inherited_fds;
 use super::pid_namespace::PidNamespace;
 use super::process_group::{group_exists, kill_group, spawn_dying_with_subrt};
 use super::process_io::{self, ProcessIo};
+use super::sandbox::{RawChild, Sandbox, SandboxSpec};
 use super::{
     Containment, EventStream, ExecRequest, KilledBy, LaunchSpec, RuntimeBackend, RuntimeError,
     RuntimeEvent, RuntimeInfo, RuntimeState, SubmissionRuntime, local_containment,
 };
-use crate::spec::EnvironmentSpec;
+use crate::spec::{EnvironmentSpec, Isolation};
+use tokio::io::AsyncWrite;
+use tokio::net::unix::pipe;
 
 /// How long `cleanup` waits for killed groups to be gone.
 const CLEANUP_WAIT: Duration = Duration::from_secs(1);
@@ -64,6 +68,9 @@ struct Inner {
     /// Asset name to its host path.
     assets: BTreeMap<String, String>,
     containment: Containment,
+    /// `isolation = "sandbox"`: what each of the session's sandboxes is.
+    sandbox: Option<SandboxSpec>,
+    run_id: String,
     /// Locked before `processes` when both are needed.
     life: Mutex<Lifecycle>,
     processes: Mutex<Processes>,
@@ -82,13 +89,18 @@ struct Processes {
     namespace: Option<PidNamespace>,
     /// Namespaces killed whose members may not all be gone yet.
     dying: Vec<PidNamespace>,
+    /// `sandbox`: the session's sandbox; `None` after a kill until the next
+    /// command makes a new one.
+    sandbox: Option<Sandbox>,
+    /// Sandboxes killed whose members may not all be gone yet.
+    dying_sandboxes: Vec<Sandbox>,
 }
 
 impl Processes {
     /// Kills every process of the session. Returns whether a namespace was
     /// killed (then setup has to run again in the next one).
     fn kill_all(&mut self) -> Result<bool, RuntimeError> {
-        let killed_namespace = match self.namespace.take() {
+        let mut killed_namespace = match self.namespace.take() {
             Some(namespace) => {
                 namespace.kill();
                 self.dying.push(namespace);
@@ -96,7 +108,13 @@ impl Processes {
             }
             None => false,
         };
+        if let Some(sandbox) = self.sandbox.take() {
+            sandbox.kill();
+            self.dying_sandboxes.push(sandbox);
+            killed_namespace = true;
+        }
         self.dying.retain(PidNamespace::is_alive);
+        self.dying_sandboxes.retain(Sandbox::is_alive);
         let mut first_error = None;
         for &pgid in &self.groups {
             if let Err(source) = kill_group(pgid) {
@@ -116,10 +134,10 @@ impl RuntimeBackend for LocalRuntime {
         Self::check(&launch.environment).await?;
         check_working_dir(&launch.working_dir)?;
         let working_dir = launch.working_dir.clone();
-        let assets = launch
-            .asset_sources()?
-            .into_iter()
-            .map(|(name, path)| (name, path.display().to_string()))
+        let sources = launch.asset_sources()?;
+        let assets = sources
+            .iter()
+            .map(|(name, path)| (name.clone(), path.display().to_string()))
             .collect();
         let mut notes = Vec::new();
         if !launch.ports.is_empty() {
@@ -137,7 +155,31 @@ impl RuntimeBackend for LocalRuntime {
                 reason,
             })?;
         let mut processes = Processes::default();
+        let sandbox = match launch.environment.local.isolation {
+            Isolation::Sandbox => {
+                let spec = SandboxSpec::new(
+                    &launch.environment.local.sandbox,
+                    &launch.environment.limits,
+                    &working_dir,
+                    sources.into_values().collect(),
+                );
+                processes.sandbox = Some(new_sandbox(&spec, &launch)?);
+                Some(spec)
+            }
+            Isolation::Process => {
+                if !launch.environment.limits.is_empty() {
+                    return Err(RuntimeError::InvalidSpec {
+                        environment: launch.environment.name.clone(),
+                        reason: "limits apply to a local session only with \
+                                 local.isolation = \"sandbox\" (a cgroup of its own)"
+                            .into(),
+                    });
+                }
+                None
+            }
+        };
         match containment {
+            _ if sandbox.is_some() => {}
             Containment::PidNamespace => {
                 processes.namespace = Some(new_namespace()?);
             }
@@ -151,6 +193,8 @@ impl RuntimeBackend for LocalRuntime {
                 launch_env: launch.env_vars,
                 assets,
                 containment,
+                sandbox,
+                run_id: launch.run_id.clone(),
                 life: Mutex::new(Lifecycle::new(notes)),
                 processes: Mutex::new(processes),
             }),
@@ -174,6 +218,15 @@ impl RuntimeBackend for LocalRuntime {
             }),
         }
     }
+}
+
+fn new_sandbox(spec: &SandboxSpec, launch: &LaunchSpec) -> Result<Sandbox, RuntimeError> {
+    // Each sandbox of the session gets a cgroup of its own name.
+    let name = format!("{}-{}", launch.run_id, ulid::Ulid::generate());
+    Sandbox::create(spec, &name).map_err(|e| RuntimeError::InvalidSpec {
+        environment: launch.environment.name.clone(),
+        reason: e.to_string(),
+    })
 }
 
 fn new_namespace() -> Result<PidNamespace, RuntimeError> {
@@ -214,7 +267,7 @@ impl SubmissionRuntime for LocalRuntime {
     }
 
     async fn cleanup(&self) -> Result<(), RuntimeError> {
-        let (groups, namespaces) = {
+        let (groups, namespaces, sandboxes) = {
             {
                 // The running call is marked killed before the phase
                 // leaves `Running` (after, `request_kill` is a no-op and
@@ -228,17 +281,24 @@ impl SubmissionRuntime for LocalRuntime {
             (
                 processes.groups.clone(),
                 std::mem::take(&mut processes.dying),
+                std::mem::take(&mut processes.dying_sandboxes),
             )
         };
         // SIGKILL is asynchronous: wait (briefly) until the processes are gone
         // so that "cleaned up" means what it says.
         let deadline = Instant::now() + CLEANUP_WAIT;
-        for namespace in &namespaces {
-            namespace.wait_gone(CLEANUP_WAIT).await;
+        let watchers = namespaces
+            .iter()
+            .map(PidNamespace::watcher)
+            .chain(sandboxes.iter().map(|s| s.namespace().watcher()));
+        for gone in watchers {
+            gone.wait(CLEANUP_WAIT).await;
         }
         while groups.iter().any(|&g| group_exists(g)) && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+        // Their cgroups go with them (dropped).
+        drop(sandboxes);
         Ok(())
     }
 
@@ -253,7 +313,11 @@ impl SubmissionRuntime for LocalRuntime {
             pgid: current.map(|pid| pid as i32),
             container_id: None,
             containment: self.inner.containment,
-            init_pid: processes.namespace.as_ref().map(PidNamespace::init_pid),
+            init_pid: processes
+                .namespace
+                .as_ref()
+                .map(PidNamespace::init_pid)
+                .or_else(|| processes.sandbox.as_ref().map(Sandbox::init_pid)),
             slurm_job: None,
         }
     }
@@ -327,11 +391,14 @@ impl Inner {
     /// Whether the session's namespace ended (its init was killed), waiting
     /// briefly: the kernel ends the init only after its members.
     async fn namespace_ended(&self) -> bool {
-        let init_pidfd = self
-            .processes()
-            .namespace
-            .as_ref()
-            .map(PidNamespace::watcher);
+        let init_pidfd = {
+            let processes = self.processes();
+            processes
+                .namespace
+                .as_ref()
+                .or(processes.sandbox.as_ref().map(Sandbox::namespace))
+                .map(PidNamespace::watcher)
+        };
         match init_pidfd {
             Some(gone) => gone.wait(Duration::from_millis(200)).await,
             None => false,
@@ -349,6 +416,168 @@ impl Inner {
                 let _ = kill_group(pgid);
             }
         }
+    }
+}
+
+/// A command started, whichever way.
+struct Started {
+    child: LocalChild,
+    /// The init of its PID namespace.
+    init: Option<u32>,
+    stdout: pipe::Receiver,
+    stderr: pipe::Receiver,
+    stdin: Option<Box<dyn AsyncWrite + Send + Unpin>>,
+    /// Sandboxed: how to read what the session used, and the reading
+    /// before the command.
+    meter: Option<(Box<dyn Fn() -> CgroupUsage + Send>, CgroupUsage)>,
+}
+
+/// A command's process: tokio's child, or one started into a sandbox.
+enum LocalChild {
+    Process(tokio::process::Child),
+    Sandboxed(RawChild),
+}
+
+impl LocalChild {
+    fn id(&self) -> u32 {
+        match self {
+            LocalChild::Process(child) => child.id().expect("not yet reaped"),
+            LocalChild::Sandboxed(child) => child.id(),
+        }
+    }
+
+    /// # Cancel safety
+    ///
+    /// Cancel-safe.
+    async fn wait(&mut self) -> std::io::Result<std::process::ExitStatus> {
+        match self {
+            LocalChild::Process(child) => child.wait().await,
+            LocalChild::Sandboxed(child) => child.wait().await,
+        }
+    }
+}
+
+impl Inner {
+    /// Starts `<shell> -c line` as a host process of the session (its
+    /// namespace or its group). `None`: a kill came first.
+    fn start_process(
+        &self,
+        line: &str,
+        env: &BTreeMap<String, String>,
+        stdin: bool,
+    ) -> std::io::Result<Option<Started>> {
+        let mut cmd = tokio::process::Command::new(&self.environment.local.shell);
+        cmd.arg("-c")
+            .arg(line)
+            .current_dir(&self.working_dir)
+            .env_clear()
+            .envs(env)
+            .stdin(if stdin { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        let spawned = inherited_fds::while_hidden(|| self.spawn_contained(cmd))?;
+        let Some((mut child, init)) = spawned else {
+            return Ok(None);
+        };
+        let pipes = process_io::take_pipes(&mut child);
+        let (stdout, stderr) = match pipes {
+            Ok(pipes) => pipes,
+            Err(e) => {
+                if let Some(pid) = child.id() {
+                    self.kill_command(pid as i32);
+                }
+                self.processes().current = None;
+                return Err(std::io::Error::new(
+                    e.kind(),
+                    format!("cannot read its output: {e}"),
+                ));
+            }
+        };
+        let stdin = child
+            .stdin
+            .take()
+            .map(|pipe| Box::new(pipe) as Box<dyn AsyncWrite + Send + Unpin>);
+        Ok(Some(Started {
+            child: LocalChild::Process(child),
+            init,
+            stdout,
+            stderr,
+            stdin,
+            meter: None,
+        }))
+    }
+
+    /// Starts `<shell> -c line` in the session's sandbox (made anew after
+    /// a kill). `None`: a kill came first.
+    fn start_sandboxed(
+        &self,
+        line: &str,
+        env: &BTreeMap<String, String>,
+        stdin: bool,
+    ) -> std::io::Result<Option<Started>> {
+        let spec = self.sandbox.as_ref().expect("a sandboxed session");
+        let life = self.lifecycle();
+        if !life.may_start() {
+            return Ok(None);
+        }
+        let mut processes = self.processes();
+        if !processes.sandbox.as_ref().is_some_and(Sandbox::is_alive) {
+            let name = format!("{}-{}", self.run_id, ulid::Ulid::generate());
+            let made =
+                Sandbox::create(spec, &name).map_err(|e| std::io::Error::other(e.to_string()))?;
+            processes.sandbox = Some(made);
+        }
+        let sandbox = processes.sandbox.as_ref().expect("made above");
+        let (stdin_read, stdin_write) = match stdin {
+            true => {
+                let (read, write) = super::sandbox::pipe()?;
+                (Some(read), Some(write))
+            }
+            false => (None, None),
+        };
+        sandbox.reset_peak();
+        let before = sandbox.usage();
+        let spawned = inherited_fds::while_hidden(|| {
+            sandbox.spawn(
+                &self.environment.local.shell,
+                line,
+                &self.working_dir,
+                env,
+                stdin_read.as_ref().map(std::os::fd::AsRawFd::as_raw_fd),
+            )
+        })?;
+        drop(stdin_read);
+        let init = Some(sandbox.init_pid());
+        let usage = sandbox.usage_reader();
+        processes.current = Some(spawned.pid as u32);
+        drop(processes);
+        drop(life);
+        let child = RawChild::new(spawned.pid)?;
+        process_io::enlarge_pipe(&spawned.stdout);
+        process_io::enlarge_pipe(&spawned.stderr);
+        let stdin = match stdin_write {
+            Some(write) => {
+                // Non-blocking, for tokio.
+                // SAFETY: fcntl on our own fd.
+                unsafe {
+                    let fd = std::os::fd::AsRawFd::as_raw_fd(&write);
+                    let flags = libc::fcntl(fd, libc::F_GETFL);
+                    libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
+                }
+                Some(Box::new(pipe::Sender::from_owned_fd(write)?)
+                    as Box<dyn AsyncWrite + Send + Unpin>)
+            }
+            None => None,
+        };
+        Ok(Some(Started {
+            child: LocalChild::Sandboxed(child),
+            init,
+            stdout: pipe::Receiver::from_owned_fd(spawned.stdout)?,
+            stderr: pipe::Receiver::from_owned_fd(spawned.stderr)?,
+            stdin,
+            meter: Some((usage, before)),
+        }))
     }
 }
 
@@ -373,24 +602,20 @@ impl Runner for Inner {
             tx,
         } = process;
         let shell = &self.environment.local.shell;
-        let mut cmd = tokio::process::Command::new(shell);
-        cmd.arg("-c")
-            .arg(line)
-            .current_dir(&self.working_dir)
-            .env_clear()
-            .envs(env)
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0);
-
-        let spawned = inherited_fds::while_hidden(|| self.spawn_contained(cmd));
-        let (mut child, init) = match spawned {
-            Ok(Some(spawned)) => spawned,
+        let started = if self.sandbox.is_some() {
+            self.start_sandboxed(line, env, stdin.is_some())
+        } else {
+            self.start_process(line, env, stdin.is_some())
+        };
+        let Started {
+            mut child,
+            init,
+            stdout,
+            stderr,
+            stdin: stdin_pipe,
+            meter,
+        } = match started {
+            Ok(Some(started)) => started,
             Ok(None) => return (Exit::killed(false), captures),
             Err(e) => {
                 let note = format!("cannot start {} -c {line:?}: {e}", shell.display());
@@ -398,26 +623,12 @@ impl Runner for Inner {
                 return (Exit::not_started(), captures);
             }
         };
-        let pid = child.id().expect("not yet reaped");
+        let pid = child.id();
         let pgid = pid as i32;
         let _ = tx
             .send(RuntimeEvent::ProcessStarted { pid, pgid, init })
             .await;
-        let (stdout, stderr) = match process_io::take_pipes(&mut child) {
-            Ok(pipes) => pipes,
-            Err(e) => {
-                self.kill_command(pgid);
-                let _ = child.wait().await;
-                self.processes().current = None;
-                let note = format!(
-                    "cannot read the output of {} -c {line:?}: {e}",
-                    shell.display()
-                );
-                let _ = tx.send(RuntimeEvent::Note(note)).await;
-                return (Exit::not_started(), captures);
-            }
-        };
-        let stdin = stdin.zip(child.stdin.take());
+        let stdin = stdin.zip(stdin_pipe);
         let io = ProcessIo::start(stdout, stderr, stdin, phase, tx, captures);
 
         let mut timed_out = false;
@@ -452,7 +663,29 @@ impl Runner for Inner {
                 Exit::unknown(timed_out)
             }
         };
-        if exit.signal == Some(libc::SIGKILL) && !killed && self.namespace_ended().await {
+        if let Some((sandbox_usage, before)) = meter {
+            let used = sandbox_usage().since(&before);
+            exit.usage = used.as_usage();
+            if used.oom_kills.is_some_and(|kills| kills > 0) && !killed {
+                exit.ended_by = Some(KilledBy::OutOfMemory);
+                let limit = self
+                    .environment
+                    .limits
+                    .memory
+                    .as_deref()
+                    .unwrap_or("the host's");
+                let note = format!(
+                    "{line:?} ran out of memory: the kernel's out-of-memory killer ended a \
+                     process of it (memory limit {limit})"
+                );
+                let _ = tx.send(RuntimeEvent::Note(note)).await;
+            }
+        }
+        if exit.signal == Some(libc::SIGKILL)
+            && !killed
+            && exit.ended_by.is_none()
+            && self.namespace_ended().await
+        {
             exit.ended_by = Some(KilledBy::Outside);
             let note = "killed from outside subrt: the session's PID namespace was killed";
             let _ = tx.send(RuntimeEvent::Note(note.into())).await;

@@ -59,6 +59,7 @@ mod placeholders;
 pub mod process_group;
 mod process_io;
 pub mod registry;
+pub mod sandbox;
 pub mod slurm;
 mod slurm_container;
 pub mod slurm_health;

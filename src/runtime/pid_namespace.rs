@@ -74,11 +74,48 @@ impl PidNamespace {
     /// The kernel's refusal (EPERM for a user without `CAP_SYS_ADMIN`), or
     /// an I/O error while opening the namespace.
     pub fn create() -> io::Result<Self> {
+        Self::create_with(None)
+    }
+
+    /// Makes a new namespace whose init first runs `setup` (in the
+    /// namespaces `setup` asks for besides the PID namespace: a sandbox's
+    /// mounts, network, hostname) and only then starts reaping.
+    ///
+    /// # Errors
+    ///
+    /// As [`create`](Self::create), and the setup's failure, with the step
+    /// that failed.
+    pub(crate) fn create_with(setup: Option<Arc<dyn InitSetup>>) -> io::Result<Self> {
         let (reply, answer) = std_mpsc::sync_channel(1);
-        keeper()?.request(reply)?;
+        keeper()?.request(Request { setup, reply })?;
         answer
             .recv()
             .map_err(|_| io::Error::other("the namespace keeper thread is gone"))?
+    }
+
+    /// `/proc/<init>/ns/<kind>` of the init (`mnt`, `net`, `uts`, `ipc`):
+    /// what a command of the session enters.
+    pub(crate) fn namespace_file(&self, kind: &str) -> io::Result<File> {
+        File::open(format!("/proc/{}/ns/{kind}", self.pid))
+    }
+
+    /// Enters the namespace for the spawn `spawn` makes on this thread (its
+    /// `pid_for_children`), and comes back.
+    ///
+    /// # Errors
+    ///
+    /// Entering failed, or `spawn` did.
+    pub(crate) fn spawn_with<T>(&self, spawn: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
+        let own = own_namespace()?;
+        enter(self.ns.as_raw_fd())?;
+        let spawned = spawn();
+        if let Err(e) = enter(own.as_raw_fd()) {
+            // This thread would now fork every later child into a session's
+            // namespace: nothing sound can go on.
+            eprintln!("subrt: cannot leave a session's PID namespace: {e}");
+            std::process::abort();
+        }
+        spawned
     }
 
     /// The init's pid as subrt sees it: killing it kills the session.
@@ -145,16 +182,7 @@ impl PidNamespace {
         &self,
         command: &mut tokio::process::Command,
     ) -> io::Result<tokio::process::Child> {
-        let own = own_namespace()?;
-        enter(self.ns.as_raw_fd())?;
-        let spawned = command.spawn();
-        if let Err(e) = enter(own.as_raw_fd()) {
-            // This thread would now fork every later child into a session's
-            // namespace: nothing sound can go on.
-            eprintln!("subrt: cannot leave a session's PID namespace: {e}");
-            std::process::abort();
-        }
-        spawned
+        self.spawn_with(|| command.spawn())
     }
 }
 
@@ -205,13 +233,41 @@ fn own_namespace() -> io::Result<&'static File> {
 /// What the keeper sends back for a request.
 type Reply = std_mpsc::SyncSender<io::Result<PidNamespace>>;
 
+/// A request to the keeper: an init, with a setup to run first.
+struct Request {
+    setup: Option<Arc<dyn InitSetup>>,
+    reply: Reply,
+}
+
+/// What a session's init does before it reaps: enter more namespaces
+/// (`clone_flags`) and set them up.
+pub(crate) trait InitSetup: Send + Sync {
+    /// Namespaces besides the PID namespace (`CLONE_NEWNS`...).
+    fn clone_flags(&self) -> libc::c_int;
+
+    /// Runs in the init, before anything else it does.
+    ///
+    /// # Safety
+    ///
+    /// Runs in the child of a multi-threaded process: system calls on data
+    /// prepared beforehand only, no allocation, no lock.
+    ///
+    /// # Errors
+    ///
+    /// The `errno` of the step that failed, and which step.
+    unsafe fn run(&self) -> Result<(), (i32, u32)>;
+
+    /// The step numbered `step`, in words, for an error.
+    fn describe(&self, step: u32) -> String;
+}
+
 /// The thread that makes inits and reaps them.
 ///
 /// One per process, started on first use and never ended: the inits'
 /// `PR_SET_PDEATHSIG` fires when the thread that made them exits, so they
 /// must be made by a thread that lives as long as the process.
 struct Keeper {
-    requests: std_mpsc::Sender<Reply>,
+    requests: std_mpsc::Sender<Request>,
     /// Wakes the keeper's `poll` (an eventfd).
     wake: OwnedFd,
 }
@@ -260,9 +316,9 @@ impl Keeper {
         Ok(Self { requests, wake })
     }
 
-    fn request(&self, reply: Reply) -> io::Result<()> {
+    fn request(&self, request: Request) -> io::Result<()> {
         self.requests
-            .send(reply)
+            .send(request)
             .map_err(|_| io::Error::other("the namespace keeper thread is gone"))?;
         let one: u64 = 1;
         // SAFETY: writes 8 bytes from a valid u64 to our eventfd.
@@ -280,7 +336,7 @@ struct Watched {
 
 /// The keeper's loop: make inits on request, reap them when they die.
 fn keep(
-    queue: std_mpsc::Receiver<Reply>,
+    queue: std_mpsc::Receiver<Request>,
     wake: OwnedFd,
     lifeline: OwnedFd,
     _lifeline_write: OwnedFd,
@@ -304,8 +360,8 @@ fn keep(
             let mut counter = 0u64;
             // SAFETY: reads 8 bytes into a valid u64 from our eventfd.
             unsafe { libc::read(wake.as_raw_fd(), (&raw mut counter).cast(), 8) };
-            while let Ok(reply) = queue.try_recv() {
-                let made = make_init(lifeline.as_raw_fd());
+            while let Ok(Request { setup, reply }) = queue.try_recv() {
+                let made = make_init(lifeline.as_raw_fd(), setup.as_deref());
                 let answer = made.map(|(namespace, watch)| {
                     watched.push(watch);
                     namespace
@@ -335,19 +391,62 @@ fn reap(pid: libc::pid_t) -> bool {
         || (reaped == -1 && io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD))
 }
 
-/// Clones a new init in a new PID namespace, and opens what subrt needs of it.
-fn make_init(lifeline: RawFd) -> io::Result<(PidNamespace, Watched)> {
-    let flags = (libc::CLONE_NEWPID | libc::SIGCHLD) as libc::c_ulong;
+/// Clones a new init in a new PID namespace (and those `setup` asks for),
+/// waits for its setup, and opens what subrt needs of it.
+fn make_init(
+    lifeline: RawFd,
+    setup: Option<&dyn InitSetup>,
+) -> io::Result<(PidNamespace, Watched)> {
+    let extra = setup.map_or(0, |s| s.clone_flags());
+    let flags = (libc::CLONE_NEWPID | extra | libc::SIGCHLD) as libc::c_ulong;
+    // The setup's report: its errno and step, or end-of-file once it is done
+    // (the init closes every other descriptor before it starts reaping).
+    let mut ready = [0; 2];
+    // SAFETY: pipe2 writes two fds into the array.
+    if unsafe { libc::pipe2(ready.as_mut_ptr(), libc::O_CLOEXEC) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both fds were just made and are owned here.
+    let (ready_read, ready_write) = unsafe {
+        (
+            OwnedFd::from_raw_fd(ready[0]),
+            OwnedFd::from_raw_fd(ready[1]),
+        )
+    };
     // SAFETY: clone without CLONE_VM and with a null stack behaves as fork:
-    // the child gets a copy of this thread's stack and runs only `init_main`,
-    // which makes system calls and never returns.
+    // the child gets a copy of this thread's stack and runs only the setup
+    // and `init_main`, which make system calls and never return.
     let pid = unsafe { libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize) };
     match pid {
         -1 => return Err(io::Error::last_os_error()),
-        0 => init_main(lifeline),
+        0 => {
+            if let Some(setup) = setup {
+                // SAFETY: the child of a fork, as `run` requires.
+                if let Err((errno, step)) = unsafe { setup.run() } {
+                    let report = [errno, step as i32];
+                    // SAFETY: writes 8 bytes from a valid array; exits.
+                    unsafe {
+                        libc::write(ready_write.as_raw_fd(), report.as_ptr().cast(), 8);
+                        libc::_exit(1);
+                    }
+                }
+            }
+            init_main(lifeline)
+        }
         _ => {}
     }
     let pid = pid as libc::pid_t;
+    drop(ready_write);
+    let mut report = [0i32; 2];
+    // SAFETY: reads at most 8 bytes into a valid array.
+    let read = unsafe { libc::read(ready_read.as_raw_fd(), report.as_mut_ptr().cast(), 8) };
+    if read == 8 {
+        // SAFETY: waitpid of our own child, which has exited.
+        unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+        let step = setup.map_or_else(String::new, |s| s.describe(report[1] as u32));
+        let cause = io::Error::from_raw_os_error(report[0]);
+        return Err(io::Error::new(cause.kind(), format!("{step}: {cause}")));
+    }
     let opened = (|| {
         // SAFETY: pidfd_open of our own unreaped child; no pointers.
         let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };

@@ -7,9 +7,10 @@ use std::io;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use tokio::io::AsyncWrite;
 use tokio::io::AsyncWriteExt;
 use tokio::net::unix::pipe;
-use tokio::process::{Child, ChildStdin};
+use tokio::process::Child;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -40,7 +41,7 @@ impl ProcessIo {
     pub(crate) fn start(
         stdout: impl Output,
         stderr: impl Output,
-        stdin: Option<(Bytes, ChildStdin)>,
+        stdin: Option<(Bytes, impl AsyncWrite + Send + Unpin + 'static)>,
         phase: Phase,
         tx: &mpsc::Sender<RuntimeEvent>,
         captures: [Capture; 2],

@@ -1,0 +1,527 @@
+//! Sandboxed local sessions (`local.isolation = "sandbox"`): untrusted
+//! code at process speed.
+//!
+//! A session is a set of namespaces made once, when the session starts,
+//! by its init (a [`PidNamespace`] whose init first runs the
+//! [mount plan](mounts)): its own PID namespace (and `/proc`), mount
+//! namespace (see [`mounts`] for what it shows), network namespace with
+//! loopback only (unless `local.sandbox.network`), UTS and IPC namespaces,
+//! and a cgroup with the session's [limits](crate::spec::Limits). Each
+//! command is started into them by [`spawn`] (a `vfork`-style clone, no
+//! helper process) as an unprivileged user, without capabilities and with
+//! no new privileges (setuid binaries do not elevate), with its rlimits.
+//!
+//! The working dir is the one place a command may write besides its
+//! `/tmp`. When it belongs to root (subrt run as root on root's files), it
+//! is mounted *idmapped*: its files show as the sandbox user's, and what
+//! the sandbox user writes lands as root's on the host, so a submission
+//! can build in its own folder without it being handed to another user.
+//!
+//! Needs root today (namespaces, `setns`, cgroups): without it,
+//! [`Sandbox::create`] refuses and says so; the sandbox never silently
+//! becomes less than asked for.
+
+mod mounts;
+mod spawn;
+
+pub(crate) use mounts::{DEFAULT_EXPOSE, DEFAULT_HIDE, Layout};
+pub(crate) use spawn::{ChildSetup, Program};
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::cgroup::{Cgroup, CgroupLimits, CgroupUsage};
+use super::pid_namespace::{InitSetup, PidNamespace};
+use crate::spec::{Limits, SandboxConfig};
+
+/// The sandbox's user when the spec names none.
+pub const DEFAULT_USER: (u32, u32) = (1000, 1000);
+/// `/tmp` and `/dev/shm` each, when `limits.tmp` says nothing.
+pub const DEFAULT_TMP: u64 = 256 << 20;
+
+/// `uid` or `uid:gid` (numbers, not root).
+pub fn parse_user(text: &str) -> Option<(u32, u32)> {
+    let (uid, gid) = match text.split_once(':') {
+        Some((uid, gid)) => (uid.trim().parse().ok()?, gid.trim().parse().ok()?),
+        None => {
+            let uid = text.trim().parse().ok()?;
+            (uid, uid)
+        }
+    };
+    (uid != 0 && gid != 0).then_some((uid, gid))
+}
+
+/// Why a sandbox cannot be made.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    /// Not root: namespaces and cgroups of its own are not available.
+    #[error(
+        "isolation = \"sandbox\" needs root today (namespaces, cgroups); \
+         subrt runs as uid {uid}: run it as root, or use Docker (type = \"docker\") \
+         for untrusted code. Nothing less than the sandbox is used instead."
+    )]
+    NotRoot {
+        /// The user subrt runs as.
+        uid: u32,
+    },
+    /// A path of the layout is missing or wrong.
+    #[error("sandbox: {0}")]
+    Layout(String),
+    /// The session's cgroup (its limits) could not be made.
+    #[error("sandbox: the session's cgroup: {0}")]
+    Cgroup(#[from] super::cgroup::CgroupError),
+    /// The kernel refused a step.
+    #[error("sandbox: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// What a sandboxed session is made of, from its spec and launch.
+#[derive(Debug, Clone)]
+pub struct SandboxSpec {
+    /// The filesystem view.
+    pub(crate) layout: Layout,
+    /// Its limits.
+    pub limits: Limits,
+    /// The user commands run as.
+    pub user: (u32, u32),
+}
+
+impl SandboxSpec {
+    /// The sandbox of `config` and `limits` for a session in `working_dir`
+    /// with `assets` (host paths).
+    pub fn new(
+        config: &SandboxConfig,
+        limits: &Limits,
+        working_dir: &Path,
+        assets: Vec<PathBuf>,
+    ) -> Self {
+        let expose = config
+            .expose
+            .clone()
+            .unwrap_or_else(|| DEFAULT_EXPOSE.iter().map(PathBuf::from).collect());
+        let mut hide: Vec<PathBuf> = DEFAULT_HIDE.iter().map(PathBuf::from).collect();
+        hide.extend(config.hide.iter().cloned());
+        Self {
+            layout: Layout {
+                rootfs: config.rootfs.clone(),
+                expose,
+                hide,
+                working_dir: working_dir.to_owned(),
+                assets,
+                tmp_bytes: limits.tmp_bytes().unwrap_or(DEFAULT_TMP),
+                own_network: !config.network,
+                workspace_idmap: None,
+            },
+            limits: limits.clone(),
+            user: config
+                .user
+                .as_deref()
+                .and_then(parse_user)
+                .unwrap_or(DEFAULT_USER),
+        }
+    }
+}
+
+/// The init's setup: the mount plan.
+struct Setup(mounts::MountPlan);
+
+impl InitSetup for Setup {
+    fn clone_flags(&self) -> libc::c_int {
+        self.0.clone_flags()
+    }
+
+    unsafe fn run(&self) -> Result<(), (i32, u32)> {
+        // SAFETY: passed on from the caller.
+        unsafe { self.0.run() }
+    }
+
+    fn describe(&self, step: u32) -> String {
+        self.0.describe(step)
+    }
+}
+
+/// A sandboxed session's namespaces and cgroup.
+///
+/// Dropping it kills every process of the session and removes its cgroup.
+#[derive(Debug)]
+pub struct Sandbox {
+    namespace: PidNamespace,
+    /// `mnt`, `uts`, `ipc` and (when it has its own) `net` of the init.
+    joins: Vec<(File, libc::c_int)>,
+    cgroup: Option<Cgroup>,
+    /// `cgroup.procs` of each of the cgroup's folders, open for writing.
+    procs: Vec<File>,
+    user: (u32, u32),
+    rlimits: Vec<(libc::c_int, libc::rlim_t)>,
+}
+
+impl Sandbox {
+    /// Makes the session's namespaces and cgroup (named after `run_id`).
+    ///
+    /// # Errors
+    ///
+    /// Not root; a path of the layout that cannot be used; the kernel's
+    /// refusal of a step (named).
+    pub fn create(spec: &SandboxSpec, run_id: &str) -> Result<Self, SandboxError> {
+        // SAFETY: geteuid has no preconditions.
+        let uid = unsafe { libc::geteuid() };
+        if uid != 0 {
+            return Err(SandboxError::NotRoot { uid });
+        }
+        // A working dir the sandbox's user does not own is mounted idmapped,
+        // its owner shown as that user (see the module's doc).
+        let owner = {
+            use std::os::unix::fs::MetadataExt;
+            let meta = std::fs::metadata(&spec.layout.working_dir).map_err(|e| {
+                SandboxError::Layout(format!(
+                    "working dir {}: {e}",
+                    spec.layout.working_dir.display()
+                ))
+            })?;
+            (meta.uid(), meta.gid())
+        };
+        let idmap = if owner != spec.user {
+            Some(mapping_namespace(spec.user, owner)?)
+        } else {
+            None
+        };
+        let mut layout = spec.layout.clone();
+        layout.workspace_idmap = idmap.as_ref().map(AsRawFd::as_raw_fd);
+        let plan = mounts::MountPlan::new(&layout).map_err(SandboxError::Layout)?;
+        let limits = CgroupLimits {
+            memory: spec.limits.memory_bytes(),
+            pids: spec.limits.pids,
+            cpus: spec.limits.cpus,
+        };
+        let cgroup = Cgroup::create(&format!("subrt-{run_id}"), &limits)?;
+        let procs = cgroup
+            .procs_files()
+            .into_iter()
+            .map(|path| {
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
+            })
+            .collect::<io::Result<Vec<File>>>()?;
+        let setup: Arc<dyn InitSetup> = Arc::new(Setup(plan));
+        let flags = setup.clone_flags();
+        let namespace = PidNamespace::create_with(Some(setup))?;
+        // The init is the cgroup's first member: what it reaps is counted.
+        cgroup.add(namespace.init_pid())?;
+        let mut joins = Vec::new();
+        for (kind, flag) in [
+            ("mnt", libc::CLONE_NEWNS),
+            ("uts", libc::CLONE_NEWUTS),
+            ("ipc", libc::CLONE_NEWIPC),
+            ("net", libc::CLONE_NEWNET),
+        ] {
+            if flags & flag != 0 {
+                joins.push((namespace.namespace_file(kind)?, flag));
+            }
+        }
+        let mut rlimits = vec![(libc::RLIMIT_CORE as libc::c_int, 0)];
+        if let Some(bytes) = spec.limits.file_size_bytes() {
+            rlimits.push((libc::RLIMIT_FSIZE as libc::c_int, bytes));
+        }
+        if let Some(files) = spec.limits.open_files {
+            rlimits.push((libc::RLIMIT_NOFILE as libc::c_int, files));
+        }
+        Ok(Self {
+            namespace,
+            joins,
+            cgroup: Some(cgroup),
+            procs,
+            user: spec.user,
+            rlimits,
+        })
+    }
+
+    /// The init's pid (killing it kills the session).
+    pub fn init_pid(&self) -> u32 {
+        self.namespace.init_pid()
+    }
+
+    /// The PID namespace.
+    pub fn namespace(&self) -> &PidNamespace {
+        &self.namespace
+    }
+
+    /// True while the session's init lives.
+    pub fn is_alive(&self) -> bool {
+        self.namespace.is_alive()
+    }
+
+    /// Kills every process of the session.
+    pub fn kill(&self) {
+        self.namespace.kill();
+        if let Some(cgroup) = &self.cgroup {
+            cgroup.kill();
+        }
+    }
+
+    /// What the session's processes used so far.
+    pub fn usage(&self) -> CgroupUsage {
+        self.cgroup.as_ref().map(Cgroup::usage).unwrap_or_default()
+    }
+
+    /// A reader of what the session used, that holds no lock on the
+    /// session (it reads the cgroup's files).
+    pub fn usage_reader(&self) -> Box<dyn Fn() -> CgroupUsage + Send> {
+        let cgroup = self.cgroup.clone();
+        Box::new(move || cgroup.as_ref().map(Cgroup::usage).unwrap_or_default())
+    }
+
+    /// Starts a new peak-memory measurement.
+    pub fn reset_peak(&self) {
+        if let Some(cgroup) = &self.cgroup {
+            cgroup.reset_peak();
+        }
+    }
+
+    /// Starts `shell -c line` in the session, in `cwd`, with `env`, its
+    /// stdin from `stdin` (or `/dev/null`), its output into two new pipes.
+    ///
+    /// # Errors
+    ///
+    /// A pipe or the spawn failed (the step is said).
+    pub fn spawn(
+        &self,
+        shell: &Path,
+        line: &str,
+        cwd: &Path,
+        env: &std::collections::BTreeMap<String, String>,
+        stdin: Option<RawFd>,
+    ) -> io::Result<Spawned> {
+        let bad = |_| io::Error::from(io::ErrorKind::InvalidInput);
+        let path = CString::new(shell.as_os_str().as_bytes()).map_err(bad)?;
+        let args = vec![
+            path.clone(),
+            CString::new("-c").map_err(bad)?,
+            CString::new(line).map_err(bad)?,
+        ];
+        let env = env
+            .iter()
+            .map(|(k, v)| CString::new(format!("{k}={v}")))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(bad)?;
+        let program = Program::new(path, args, env);
+        let cwd = CString::new(cwd.as_os_str().as_bytes()).map_err(bad)?;
+        let (stdout_read, stdout_write) = pipe()?;
+        let (stderr_read, stderr_write) = pipe()?;
+        let null = File::open("/dev/null")?;
+        let stdin = stdin.unwrap_or(null.as_raw_fd());
+        let namespaces: Vec<(RawFd, libc::c_int)> = self
+            .joins
+            .iter()
+            .map(|(f, k)| (f.as_raw_fd(), *k))
+            .collect();
+        let procs: Vec<RawFd> = self.procs.iter().map(AsRawFd::as_raw_fd).collect();
+        let setup = ChildSetup {
+            namespaces: &namespaces,
+            cgroup_procs: &procs,
+            cwd: &cwd,
+            uid: self.user.0,
+            gid: self.user.1,
+            rlimits: &self.rlimits,
+            stdio: [stdin, stdout_write.as_raw_fd(), stderr_write.as_raw_fd()],
+        };
+        let pid = self
+            .namespace
+            .spawn_with(|| spawn::spawn(&program, &setup))?;
+        Ok(Spawned {
+            pid,
+            stdout: stdout_read,
+            stderr: stderr_read,
+        })
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        self.kill();
+        if let Some(cgroup) = self.cgroup.take() {
+            // The kernel removes a cgroup once its last process is gone.
+            std::thread::spawn(move || {
+                for _ in 0..100 {
+                    if cgroup.pids().is_empty() {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                cgroup.remove();
+            });
+        }
+    }
+}
+
+/// A command started in a sandbox: its pid (in subrt's PID namespace) and
+/// the read ends of its output.
+#[derive(Debug)]
+pub struct Spawned {
+    /// Its pid, as subrt sees it; subrt's child.
+    pub pid: libc::pid_t,
+    /// Its stdout.
+    pub stdout: OwnedFd,
+    /// Its stderr.
+    pub stderr: OwnedFd,
+}
+
+/// A user namespace through which an idmapped mount shows files of
+/// `outside` (the working dir's owner: uid, gid) as `inside`'s (the
+/// sandbox user's), and stores `inside`'s writes as `outside`'s. Made by a short-lived child
+/// (a multi-threaded process cannot make one for itself).
+fn mapping_namespace(inside: (u32, u32), outside: (u32, u32)) -> io::Result<OwnedFd> {
+    let (hold_read, hold_write) = pipe()?;
+    // SAFETY: a fork-like clone; the child only blocks on a read and exits.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (libc::CLONE_NEWUSER | libc::SIGCHLD) as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    if pid == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    if pid == 0 {
+        // SAFETY: the child: blocks until the parent closes its end, exits.
+        unsafe {
+            libc::close(hold_write.as_raw_fd());
+            let flags = libc::fcntl(hold_read.as_raw_fd(), libc::F_GETFL);
+            libc::fcntl(
+                hold_read.as_raw_fd(),
+                libc::F_SETFL,
+                flags & !libc::O_NONBLOCK,
+            );
+            let mut byte = 0u8;
+            libc::read(hold_read.as_raw_fd(), (&raw mut byte).cast(), 1);
+            libc::_exit(0);
+        }
+    }
+    let pid = pid as libc::pid_t;
+    let made = (|| {
+        // An idmapped mount reads an id on disk as an id inside its
+        // namespace: the owner's ids inside are the sandbox user's outside.
+        std::fs::write(
+            format!("/proc/{pid}/uid_map"),
+            format!("{} {} 1", outside.0, inside.0),
+        )?;
+        std::fs::write(
+            format!("/proc/{pid}/gid_map"),
+            format!("{} {} 1", outside.1, inside.1),
+        )?;
+        Ok::<_, io::Error>(OwnedFd::from(File::open(format!("/proc/{pid}/ns/user"))?))
+    })();
+    drop(hold_write);
+    // SAFETY: waitpid of our own child, which now exits.
+    unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+    made.map_err(|e| io::Error::new(e.kind(), format!("an idmapped working dir: {e}")))
+}
+
+/// A pipe: (read end, non-blocking; write end), both close-on-exec.
+pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut ends = [0; 2];
+    // SAFETY: pipe2 writes two fds into the array.
+    if unsafe { libc::pipe2(ends.as_mut_ptr(), libc::O_CLOEXEC) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both fds were just made and are owned here.
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(ends[0]), OwnedFd::from_raw_fd(ends[1])) };
+    // SAFETY: fcntl on our own fd.
+    unsafe {
+        let flags = libc::fcntl(read.as_raw_fd(), libc::F_GETFL);
+        libc::fcntl(read.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK);
+    }
+    Ok((read, write))
+}
+
+/// A command started in a sandbox, waited for through its pidfd (tokio
+/// does not know it: it was not started by tokio).
+#[derive(Debug)]
+pub struct RawChild {
+    pid: libc::pid_t,
+    pidfd: tokio::io::unix::AsyncFd<OwnedFd>,
+    status: Option<std::process::ExitStatus>,
+}
+
+impl RawChild {
+    /// Watches child `pid` of this process.
+    ///
+    /// # Errors
+    ///
+    /// `pidfd_open` failed (a kernel before 5.3).
+    pub fn new(pid: libc::pid_t) -> io::Result<Self> {
+        // SAFETY: pidfd_open of our own unreaped child; no pointers.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        if fd == -1 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a fresh fd, owned here (pidfds are close-on-exec).
+        let fd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+        // SAFETY: an OwnedFd returns the same open descriptor for as long
+        // as it is owned, which the AsyncFd does until it is dropped.
+        let pidfd = unsafe {
+            tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)
+        }?;
+        Ok(Self {
+            pid,
+            pidfd,
+            status: None,
+        })
+    }
+
+    /// Its pid.
+    pub fn id(&self) -> u32 {
+        self.pid as u32
+    }
+
+    /// Waits for it to exit, and reaps it.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: it is reaped only in a call that returns.
+    pub async fn wait(&mut self) -> io::Result<std::process::ExitStatus> {
+        use std::os::unix::process::ExitStatusExt;
+        if let Some(status) = self.status {
+            return Ok(status);
+        }
+        loop {
+            let mut ready = self.pidfd.readable().await?;
+            let mut status = 0;
+            // SAFETY: waitpid of our own child, writing into a valid int.
+            let reaped = unsafe { libc::waitpid(self.pid, &raw mut status, libc::WNOHANG) };
+            if reaped == self.pid {
+                let status = std::process::ExitStatus::from_raw(status);
+                self.status = Some(status);
+                return Ok(status);
+            }
+            if reaped == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            ready.clear_ready();
+        }
+    }
+}
+
+impl Drop for RawChild {
+    /// A child never waited for is reaped in the background, so that it
+    /// does not stay a zombie (the session's kill ends it).
+    fn drop(&mut self) {
+        if self.status.is_none() {
+            let pid = self.pid;
+            std::thread::spawn(move || {
+                // SAFETY: waitpid of our own child.
+                unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+            });
+        }
+    }
+}

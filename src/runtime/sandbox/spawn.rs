@@ -1,0 +1,239 @@
+//! Starting a command inside a sandbox, as `posix_spawn` starts one: a
+//! `clone(CLONE_VM | CLONE_VFORK)` child on a stack of its own, which
+//! shares subrt's memory until it calls `execve`, so the cost does not
+//! grow with subrt's size (no page tables are copied). Between the clone
+//! and the exec the child joins the session's namespaces and cgroup,
+//! drops to the sandbox's user with no capabilities and no new privileges,
+//! takes its limits, and wires its standard streams: system calls only, on
+//! data prepared before the clone.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+/// What the child does before it runs the program.
+pub(crate) struct ChildSetup<'a> {
+    /// Namespaces to enter (`setns` descriptor and type), in order.
+    pub namespaces: &'a [(RawFd, libc::c_int)],
+    /// `cgroup.procs` of each controller's cgroup: the child writes itself
+    /// there first, so that nothing it starts escapes the limits.
+    pub cgroup_procs: &'a [RawFd],
+    /// Its working directory, inside.
+    pub cwd: &'a CString,
+    pub uid: libc::uid_t,
+    pub gid: libc::gid_t,
+    /// Resource limits (`RLIMIT_*`, value).
+    pub rlimits: &'a [(libc::c_int, libc::rlim_t)],
+    /// Standard input, output and error.
+    pub stdio: [RawFd; 3],
+}
+
+/// The program and its arguments and environment, as `execve` takes them.
+pub(crate) struct Program {
+    path: CString,
+    _args: Vec<CString>,
+    _env: Vec<CString>,
+    argv: Vec<*const libc::c_char>,
+    envp: Vec<*const libc::c_char>,
+}
+
+// SAFETY: the raw pointers point into the CStrings the struct owns, which
+// never move (their heap buffers stay put) and are never changed.
+unsafe impl Send for Program {}
+
+impl Program {
+    /// `path` run with `args` (argv[0] included) and `env` (`KEY=value`).
+    pub(crate) fn new(path: CString, args: Vec<CString>, env: Vec<CString>) -> Self {
+        let argv = args
+            .iter()
+            .map(|a| a.as_ptr())
+            .chain(std::iter::once(std::ptr::null()))
+            .collect();
+        let envp = env
+            .iter()
+            .map(|e| e.as_ptr())
+            .chain(std::iter::once(std::ptr::null()))
+            .collect();
+        Self {
+            path,
+            _args: args,
+            _env: env,
+            argv,
+            envp,
+        }
+    }
+}
+
+/// What the child needs, in one place for its function.
+struct Start<'a> {
+    program: &'a Program,
+    setup: &'a ChildSetup<'a>,
+    /// Where the child reports a failure (step, errno) before it exits.
+    report: RawFd,
+}
+
+/// Bytes of the child's stack (it makes system calls only).
+const STACK: usize = 64 * 1024;
+
+/// Starts `program` as `setup` says; returns its pid. Call it on a thread
+/// whose `pid_for_children` is the session's PID namespace.
+///
+/// # Errors
+///
+/// The clone failed, or the child failed before its `execve` (the step and
+/// the kernel's reason are said).
+pub(crate) fn spawn(program: &Program, setup: &ChildSetup<'_>) -> io::Result<libc::pid_t> {
+    let mut report = [0; 2];
+    // SAFETY: pipe2 writes two fds into the array.
+    if unsafe { libc::pipe2(report.as_mut_ptr(), libc::O_CLOEXEC) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both fds were just made and are owned here.
+    let (report_read, report_write) = unsafe {
+        (
+            OwnedFd::from_raw_fd(report[0]),
+            OwnedFd::from_raw_fd(report[1]),
+        )
+    };
+    let start = Start {
+        program,
+        setup,
+        report: report_write.as_raw_fd(),
+    };
+    let mut stack = vec![0u8; STACK];
+    // Signals stay blocked until the child has reset their handlers: a
+    // handler of subrt's must never run in it.
+    // SAFETY: sigset_t is plain data; the calls fill it and set this
+    // thread's mask, which is put back below.
+    let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
+    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+    unsafe {
+        libc::sigfillset(&raw mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &raw const all, &raw mut old);
+    }
+    // SAFETY: the child runs `child` on its own stack, shares this memory
+    // until its execve or _exit (CLONE_VFORK holds this thread until then),
+    // and only reads `start`, which outlives it.
+    let pid = unsafe {
+        let top = stack.as_mut_ptr().add(STACK);
+        let top = top.sub(top as usize % 16);
+        libc::clone(
+            child,
+            top.cast(),
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            (&raw const start).cast_mut().cast(),
+        )
+    };
+    let clone_error = io::Error::last_os_error();
+    // SAFETY: putting back the mask saved above.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &raw const old, std::ptr::null_mut()) };
+    drop(stack);
+    if pid == -1 {
+        return Err(clone_error);
+    }
+    drop(report_write);
+    let mut failed = [0i32; 2];
+    // SAFETY: reads at most 8 bytes into a valid array.
+    let read = unsafe { libc::read(report_read.as_raw_fd(), failed.as_mut_ptr().cast(), 8) };
+    if read == 8 {
+        // SAFETY: waitpid of our own child, which has exited.
+        unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+        let cause = io::Error::from_raw_os_error(failed[1]);
+        return Err(io::Error::new(
+            cause.kind(),
+            format!("{}: {cause}", step_words(failed[0])),
+        ));
+    }
+    Ok(pid)
+}
+
+/// The steps of [`child`], for the error.
+fn step_words(step: i32) -> &'static str {
+    match step {
+        0 => "joining the session's cgroup",
+        1 => "entering the session's namespaces",
+        2 => "changing to the working dir",
+        3 => "setting the standard streams",
+        4 => "setting the limits",
+        5 => "dropping to the sandbox's user",
+        6 => "forbidding new privileges",
+        _ => "starting the shell",
+    }
+}
+
+/// The child: set up, then `execve`; on failure report the step and errno
+/// and `_exit(127)`.
+extern "C" fn child(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` is the `Start` the parent keeps alive across the
+    // vfork; only system calls follow, as a vfork child must.
+    unsafe {
+        let start = &*(arg as *const Start<'_>);
+        let setup = start.setup;
+        let fail = |step: i32| -> libc::c_int {
+            let report = [step, *libc::__errno_location()];
+            libc::write(start.report, report.as_ptr().cast(), 8);
+            libc::_exit(127);
+        };
+        // Handlers of subrt's are not this process's; then signals flow.
+        for signal in 1..libc::SIGRTMAX() {
+            if signal != libc::SIGKILL && signal != libc::SIGSTOP {
+                libc::signal(signal, libc::SIG_DFL);
+            }
+        }
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&raw mut none);
+        libc::sigprocmask(libc::SIG_SETMASK, &raw const none, std::ptr::null_mut());
+
+        for &procs in setup.cgroup_procs {
+            if libc::write(procs, c"0".as_ptr().cast(), 1) < 0 {
+                return fail(0);
+            }
+        }
+        for &(fd, kind) in setup.namespaces {
+            if libc::setns(fd, kind) < 0 {
+                return fail(1);
+            }
+        }
+        if libc::chdir(setup.cwd.as_ptr()) < 0 {
+            return fail(2);
+        }
+        // A process group of its own, as the local runtime's commands have.
+        libc::setpgid(0, 0);
+        for (target, &fd) in setup.stdio.iter().enumerate() {
+            if libc::dup2(fd, target as libc::c_int) < 0 {
+                return fail(3);
+            }
+        }
+        for &(resource, value) in setup.rlimits {
+            let limit = libc::rlimit {
+                rlim_cur: value,
+                rlim_max: value,
+            };
+            if libc::setrlimit(resource as _, &raw const limit) < 0 {
+                return fail(4);
+            }
+        }
+        // No capability can come back (an exec of a file with capabilities):
+        // the bounding set is emptied while there is still the right to.
+        for capability in 0..64 {
+            libc::prctl(libc::PR_CAPBSET_DROP, capability, 0, 0, 0);
+        }
+        // The user last: joining namespaces and cgroups needs root. Leaving
+        // uid 0 for another clears every capability.
+        if libc::setgroups(0, std::ptr::null()) < 0
+            || libc::setresgid(setup.gid, setup.gid, setup.gid) < 0
+            || libc::setresuid(setup.uid, setup.uid, setup.uid) < 0
+        {
+            return fail(5);
+        }
+        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 {
+            return fail(6);
+        }
+        libc::execve(
+            start.program.path.as_ptr(),
+            start.program.argv.as_ptr(),
+            start.program.envp.as_ptr(),
+        );
+        fail(7)
+    }
+}
