@@ -1,0 +1,204 @@
+//! Sandboxed local sessions (`local.isolation = "sandbox"`): the runtime
+//! contract, what the sandbox shows and hides, its limits and what each
+//! command cost. Needs root (the sandbox says so otherwise): the tests
+//! skip without it.
+
+mod common;
+mod contract;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use subrt::runtime::{ExecRequest, KilledBy, LaunchSpec, SubmissionRuntime, spawn_runtime};
+use subrt::spec::{EnvironmentSpec, Isolation, Limits};
+
+/// Whether this process can make sandboxes (root); said once otherwise.
+fn can_sandbox() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root {
+        eprintln!("skipped: sandboxes need root");
+    }
+    root
+}
+
+fn spec(limits: Limits) -> EnvironmentSpec {
+    let mut spec = EnvironmentSpec::local("sandbox-test");
+    spec.local.isolation = Isolation::Sandbox;
+    spec.environment
+        .env
+        .insert("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into());
+    spec.limits = limits;
+    spec
+}
+
+struct Sandboxed;
+
+impl contract::Target for Sandboxed {
+    async fn runtime(&self, setup: &[&str]) -> Arc<dyn SubmissionRuntime> {
+        let mut spec = spec(Limits::default());
+        spec.setup.commands = setup.iter().map(|s| s.to_string()).collect();
+        Arc::from(
+            spawn_runtime(LaunchSpec::new(spec, common::workspace()))
+                .await
+                .unwrap(),
+        )
+    }
+
+    async fn alive(&self, _: &Arc<dyn SubmissionRuntime>, needle: &str) -> bool {
+        !common::live_processes(needle).is_empty()
+    }
+}
+
+contract_tests!(if can_sandbox() { Sandboxed } else { return });
+
+async fn sandbox(limits: Limits) -> Box<dyn SubmissionRuntime> {
+    spawn_runtime(LaunchSpec::new(spec(limits), common::workspace()))
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn commands_run_unprivileged_in_a_view_of_their_own() {
+    if !can_sandbox() {
+        return;
+    }
+    let rt = sandbox(Limits::default()).await;
+    let result = rt
+        .execute(ExecRequest::new(
+            "id -u; id -g; hostname; ls /; grep Cap /proc/self/status; cat /proc/self/status | grep NoNewPrivs; echo made > here && cat here",
+        ))
+        .await
+        .unwrap();
+    let out = String::from_utf8_lossy(&result.stdout.data).into_owned();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(&lines[..3], ["1000", "1000", "subrt-sandbox"], "{out}");
+    for absent in ["home", "root", "run", "var", "srv", "mnt"] {
+        assert!(!lines.contains(&absent), "/{absent} is shown: {out}");
+    }
+    for shown in ["usr", "etc", "tmp", "proc", "dev"] {
+        assert!(lines.contains(&shown), "/{shown} is missing: {out}");
+    }
+    for capability in ["CapPrm", "CapEff", "CapBnd", "CapAmb"] {
+        assert!(
+            out.contains(&format!("{capability}:\t0000000000000000")),
+            "{capability} not empty: {out}"
+        );
+    }
+    assert!(out.contains("NoNewPrivs:\t1"), "{out}");
+    assert!(
+        out.ends_with("made\n"),
+        "the working dir is writable: {out}"
+    );
+    rt.cleanup().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_memory_bomb_ends_as_out_of_memory_with_its_peak() {
+    if !can_sandbox() {
+        return;
+    }
+    let rt = sandbox(Limits {
+        memory: Some("48m".into()),
+        ..Limits::default()
+    })
+    .await;
+    let result = rt
+        .execute(ExecRequest::new(
+            "dd if=/dev/zero of=/dev/null bs=256M count=1",
+        ))
+        .await
+        .unwrap();
+    assert!(result.oom_killed, "{result:?}");
+    assert_eq!(result.killed_by, Some(KilledBy::OutOfMemory));
+    assert!(!result.success() && !result.killed);
+    let peak = result.usage.peak_memory_bytes.unwrap();
+    assert!((40 << 20..=48 << 20).contains(&peak), "peak {peak}");
+    // What a modest command costs is measured, and is no memory bomb.
+    let result = rt
+        .execute(ExecRequest::new(
+            "dd if=/dev/zero of=/dev/null bs=1M count=2000",
+        ))
+        .await
+        .unwrap();
+    assert!(result.success(), "{result:?}");
+    assert!(!result.oom_killed);
+    let cpu = result.usage.cpu_user_seconds.unwrap() + result.usage.cpu_system_seconds.unwrap();
+    assert!(cpu > 0.0, "{:?}", result.usage);
+    rt.cleanup().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_file_size_and_tmp_limits_hold() {
+    if !can_sandbox() {
+        return;
+    }
+    let rt = sandbox(Limits {
+        tmp: Some("1m".into()),
+        ..Limits::default()
+    })
+    .await;
+    let result = rt
+        .execute(ExecRequest::new(
+            "head -c 2M /dev/zero > /tmp/fill; echo $?; wc -c < /tmp/fill",
+        ))
+        .await
+        .unwrap();
+    let out = String::from_utf8_lossy(&result.stdout.data).into_owned();
+    // /tmp is full at its size, and says so.
+    assert_eq!(out, "1\n1048576\n", "{out}");
+    rt.cleanup().await.unwrap();
+
+    let rt = sandbox(Limits {
+        file_size: Some("100k".into()),
+        open_files: Some(16),
+        ..Limits::default()
+    })
+    .await;
+    let result = rt
+        .execute(ExecRequest::new(
+            "head -c 200k /dev/zero > big; echo $?; wc -c < big; ulimit -n",
+        ))
+        .await
+        .unwrap();
+    let out = String::from_utf8_lossy(&result.stdout.data).into_owned();
+    // The writer gets SIGXFSZ (128 + 25) at the size limit.
+    assert_eq!(out, "153\n102400\n16\n", "{out}");
+    rt.cleanup().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_fork_bomb_is_held_and_the_host_answers() {
+    if !can_sandbox() {
+        return;
+    }
+    let rt = sandbox(Limits {
+        pids: Some(32),
+        ..Limits::default()
+    })
+    .await;
+    let bomb = ExecRequest::new("b() { b | b & }; b; sleep 2").timeout(Duration::from_secs(3));
+    let running = tokio::spawn({
+        let rt: Arc<dyn SubmissionRuntime> = Arc::from(rt);
+        async move {
+            let result = rt.execute(bomb).await.unwrap();
+            rt.cleanup().await.unwrap();
+            result
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = std::time::Instant::now();
+    let host = std::process::Command::new("true").status().unwrap();
+    assert!(host.success());
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "the host answered in {:?}",
+        started.elapsed()
+    );
+    let result = running.await.unwrap();
+    // Held: the shells could not fork past the limit, and the session
+    // ended within its time.
+    let stderr = String::from_utf8_lossy(&result.stderr.data);
+    assert!(stderr.contains("Cannot fork"), "{result:?}");
+    assert!(result.elapsed < Duration::from_secs(4), "{result:?}");
+}
