@@ -499,3 +499,53 @@ async fn an_asset_linked_out_of_the_submission_is_not_mounted() {
         "{error}"
     );
 }
+
+/// The environment's `limits` mean in a container what they mean in a
+/// sandbox: memory without swap, processes, a `/tmp` of that size, file
+/// size and open files.
+#[tokio::test]
+async fn the_environments_limits_apply_to_the_container() {
+    let Some(rt) = runtime_with(|launch| {
+        launch.environment.limits = subrt::spec::Limits {
+            memory: Some("64m".into()),
+            pids: Some(32),
+            tmp: Some("1m".into()),
+            file_size: Some("100k".into()),
+            open_files: Some(16),
+            cpus: Some(0.5),
+        };
+    })
+    .await
+    else {
+        return;
+    };
+    let result = rt
+        .execute(ExecRequest::new(
+            "head -c 2M /dev/zero > /tmp/fill; wc -c < /tmp/fill; head -c 200k /dev/zero > big; echo $?; wc -c < big",
+        ))
+        .await
+        .unwrap();
+    let out = String::from_utf8_lossy(&result.stdout.data).into_owned();
+    assert_eq!(out, "102400\n153\n102400\n", "{out}");
+    let docker = connect(None).await.unwrap();
+    let host = docker
+        .inspect_container(&rt.info().container_id.unwrap(), None)
+        .await
+        .unwrap()
+        .host_config
+        .unwrap();
+    assert_eq!(
+        (
+            host.memory,
+            host.memory_swap,
+            host.pids_limit,
+            host.nano_cpus
+        ),
+        (Some(64 << 20), Some(64 << 20), Some(32), Some(500_000_000))
+    );
+    assert_eq!(
+        host.tmpfs.unwrap()["/tmp"],
+        format!("rw,nosuid,nodev,size={}", 1 << 20)
+    );
+    rt.cleanup().await.unwrap();
+}

@@ -129,15 +129,39 @@ pub(crate) fn container_body(
         }
     }
 
-    let memory = match &settings.memory {
+    // The environment's `limits` (the same on every runtime) over the
+    // Docker table's own.
+    let limits = &launch.environment.limits;
+    let memory_text = limits.memory.as_ref().or(settings.memory.as_ref());
+    let memory = match memory_text {
         Some(text) => Some(parse_size(text).map(|b| b as i64).ok_or_else(|| {
             invalid(format!(
-                "docker.memory `{text}` is not a size like \"512m\" or \"1g\""
+                "memory `{text}` is not a size like \"512m\" or \"1g\""
             ))
         })?),
         None => None,
     };
-    let nano_cpus = match settings.cpus {
+    let pids_limit = limits
+        .pids
+        .and_then(|p| i64::try_from(p).ok())
+        .or(settings.pids_limit);
+    let mut ulimits = Vec::new();
+    for (name, value) in [
+        ("fsize", limits.file_size_bytes()),
+        ("nofile", limits.open_files),
+    ] {
+        if let Some(value) = value.and_then(|v| i64::try_from(v).ok()) {
+            ulimits.push(bollard::models::ResourcesUlimits {
+                name: Some(name.to_owned()),
+                soft: Some(value),
+                hard: Some(value),
+            });
+        }
+    }
+    let tmpfs = limits
+        .tmp_bytes()
+        .map(|bytes| HashMap::from([("/tmp".to_owned(), format!("rw,nosuid,nodev,size={bytes}"))]));
+    let nano_cpus = match limits.cpus.or(settings.cpus) {
         Some(cpus) if cpus > 0.0 && cpus.is_finite() => Some((cpus * 1e9) as i64),
         Some(cpus) => {
             return Err(invalid(format!(
@@ -185,8 +209,12 @@ pub(crate) fn container_body(
             binds: Some(binds),
             network_mode: Some(settings.network.clone()),
             memory,
+            // No swap beyond the limit: it means what it says.
+            memory_swap: memory,
             nano_cpus,
-            pids_limit: settings.pids_limit,
+            pids_limit,
+            ulimits: (!ulimits.is_empty()).then_some(ulimits),
+            tmpfs,
             security_opt: Some(vec!["no-new-privileges".into()]),
             port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
             init: Some(true),
