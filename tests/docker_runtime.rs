@@ -545,7 +545,7 @@ async fn the_environments_limits_apply_to_the_container() {
     );
     assert_eq!(
         host.tmpfs.unwrap()["/tmp"],
-        format!("rw,nosuid,nodev,size={}", 1 << 20)
+        format!("rw,nosuid,nodev,size={},mode=1777", 1 << 20)
     );
     rt.cleanup().await.unwrap();
 }

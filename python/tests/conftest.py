@@ -21,7 +21,7 @@ import pytest
 import subrt
 
 REPO = Path(__file__).resolve().parents[2]
-TEST_IMAGE = "subrt-test-rootfs:2"
+TEST_IMAGE = "subrt-test-rootfs:3"
 PROGRAMS = [
     "sh", "sleep", "cat", "head", "ls", "id", "touch", "tr", "dd", "wc", "mkdir", "rm", "true",
     "setsid", "nohup",
@@ -65,6 +65,7 @@ def _build_image() -> str:
         root = Path(context) / "rootfs"
         for d in ["tmp", "workspace", "static", "proc", "sys", "dev"]:
             (root / d).mkdir(parents=True)
+        (root / "tmp").chmod(0o1777)  # as in every image
 
         def place(at: str, source: str) -> None:
             target = root / at.lstrip("/")

@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 
 /// The image the Docker tests run in: `sh`, coreutils and their libraries
 /// copied from the host into a `FROM scratch` image.
-pub const TEST_IMAGE: &str = "subrt-test-rootfs:2";
+pub const TEST_IMAGE: &str = "subrt-test-rootfs:3";
 
 /// Programs copied into the image (the shell is dash, as `/bin/sh`).
 const PROGRAMS: &[&str] = &[
@@ -93,6 +93,11 @@ pub fn rootfs(root: &Path) -> Result<(), String> {
     for dir in ["tmp", "workspace", "static", "proc", "sys", "dev"] {
         std::fs::create_dir_all(root.join(dir)).map_err(|e| e.to_string())?;
     }
+    // As in every image: anyone may write /tmp (a tmpfs over it takes its
+    // mode).
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(root.join("tmp"), std::fs::Permissions::from_mode(0o1777))
+        .map_err(|e| e.to_string())?;
     for program in PROGRAMS {
         let binary = which(program)?;
         place(root, &Path::new("/bin").join(program), &binary)?;

@@ -158,9 +158,12 @@ pub(crate) fn container_body(
             });
         }
     }
-    let tmpfs = limits
-        .tmp_bytes()
-        .map(|bytes| HashMap::from([("/tmp".to_owned(), format!("rw,nosuid,nodev,size={bytes}"))]));
+    let tmpfs = limits.tmp_bytes().map(|bytes| {
+        HashMap::from([(
+            "/tmp".to_owned(),
+            format!("rw,nosuid,nodev,size={bytes},mode=1777"),
+        )])
+    });
     let nano_cpus = match limits.cpus.or(settings.cpus) {
         Some(cpus) if cpus > 0.0 && cpus.is_finite() => Some((cpus * 1e9) as i64),
         Some(cpus) => {
