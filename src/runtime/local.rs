@@ -202,6 +202,16 @@ impl RuntimeBackend for LocalRuntime {
     }
 
     async fn check(spec: &EnvironmentSpec) -> Result<(), RuntimeError> {
+        if spec.local.isolation == Isolation::Sandbox {
+            // SAFETY: geteuid has no preconditions.
+            let uid = unsafe { libc::geteuid() };
+            if uid != 0 {
+                return Err(RuntimeError::InvalidSpec {
+                    environment: spec.name.clone(),
+                    reason: super::sandbox::SandboxError::NotRoot { uid }.to_string(),
+                });
+            }
+        }
         let shell = &spec.local.shell;
         let problem = match std::fs::metadata(shell) {
             Err(e) => Some(e.to_string()),
