@@ -202,3 +202,47 @@ async fn a_fork_bomb_is_held_and_the_host_answers() {
     assert!(stderr.contains("Cannot fork"), "{result:?}");
     assert!(result.elapsed < Duration::from_secs(4), "{result:?}");
 }
+
+/// Dropping to the sandbox's user happens in the command's process only,
+/// by raw system calls: glibc's setuid wrappers, in a child that shares
+/// subrt's memory, take subrt's threads for its own and wait on them, and
+/// hung now and then while threads came and went (seen in a benchmark).
+/// 400 commands while threads start and end around them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn spawns_never_hang_while_threads_come_and_go() {
+    if !can_sandbox() {
+        return;
+    }
+    let rt: Arc<dyn SubmissionRuntime> = Arc::from(sandbox(Limits::default()).await);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let churn = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let threads: Vec<_> = (0..8).map(|_| std::thread::spawn(|| ())).collect();
+                threads.into_iter().for_each(|t| t.join().unwrap());
+            }
+        })
+    };
+    let all = async {
+        for _ in 0..400 {
+            let result = rt.execute(ExecRequest::new("true")).await.unwrap();
+            assert!(result.success());
+        }
+    };
+    let done = tokio::time::timeout(Duration::from_secs(60), all).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    churn.join().unwrap();
+    assert!(done.is_ok(), "a spawn hung");
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+        let uid = status.lines().find(|l| l.starts_with("Uid:")).unwrap_or("");
+        assert_eq!(
+            uid.split_whitespace().skip(1).collect::<Vec<_>>(),
+            ["0", "0", "0", "0"],
+            "thread {:?} changed its user",
+            task.file_name()
+        );
+    }
+    rt.cleanup().await.unwrap();
+}

@@ -559,7 +559,7 @@ impl Inner {
         })?;
         drop(stdin_read);
         let init = Some(sandbox.init_pid());
-        let usage = sandbox.usage_reader();
+        let meter = sandbox.usage_reader().zip(before);
         processes.current = Some(spawned.pid as u32);
         drop(processes);
         drop(life);
@@ -586,7 +586,7 @@ impl Inner {
             stdout: pipe::Receiver::from_owned_fd(spawned.stdout)?,
             stderr: pipe::Receiver::from_owned_fd(spawned.stderr)?,
             stdin,
-            meter: Some((usage, before)),
+            meter,
         }))
     }
 }
@@ -673,6 +673,11 @@ impl Runner for Inner {
                 Exit::unknown(timed_out)
             }
         };
+        if let LocalChild::Sandboxed(child) = &child
+            && let Some(usage) = child.usage()
+        {
+            exit.usage = usage;
+        }
         if let Some((sandbox_usage, before)) = meter {
             let used = sandbox_usage().since(&before);
             exit.usage = used.as_usage();

@@ -198,10 +198,18 @@ impl Sandbox {
             pids: spec.limits.pids,
             cpus: spec.limits.cpus,
         };
-        let cgroup = Cgroup::create(&format!("subrt-{run_id}"), &limits)?;
+        // A cgroup only for limits: moving the first process into one
+        // waits for an RCU grace period on cgroup v1 (6-14 ms measured),
+        // most of a session's start. Without limits, what a command costs
+        // is read from its own rusage instead.
+        let wants_cgroup = limits != CgroupLimits::default();
+        let cgroup = match wants_cgroup {
+            true => Some(Cgroup::create(&format!("subrt-{run_id}"), &limits)?),
+            false => None,
+        };
         let procs = cgroup
-            .procs_files()
-            .into_iter()
+            .iter()
+            .flat_map(Cgroup::procs_files)
             .map(|path| {
                 std::fs::OpenOptions::new()
                     .write(true)
@@ -213,7 +221,9 @@ impl Sandbox {
         let flags = setup.clone_flags();
         let namespace = PidNamespace::create_with(Some(setup))?;
         // The init is the cgroup's first member: what it reaps is counted.
-        cgroup.add(namespace.init_pid())?;
+        if let Some(cgroup) = &cgroup {
+            cgroup.add(namespace.init_pid())?;
+        }
         let mut joins = Vec::new();
         for (kind, flag) in [
             ("mnt", libc::CLONE_NEWNS),
@@ -235,7 +245,7 @@ impl Sandbox {
         Ok(Self {
             namespace,
             joins,
-            cgroup: Some(cgroup),
+            cgroup,
             procs,
             user: spec.user,
             rlimits,
@@ -265,16 +275,17 @@ impl Sandbox {
         }
     }
 
-    /// What the session's processes used so far.
-    pub fn usage(&self) -> CgroupUsage {
-        self.cgroup.as_ref().map(Cgroup::usage).unwrap_or_default()
+    /// What the session's processes used so far (`None` without a
+    /// cgroup: no limits were asked for).
+    pub fn usage(&self) -> Option<CgroupUsage> {
+        self.cgroup.as_ref().map(Cgroup::usage)
     }
 
     /// A reader of what the session used, that holds no lock on the
-    /// session (it reads the cgroup's files).
-    pub fn usage_reader(&self) -> Box<dyn Fn() -> CgroupUsage + Send> {
-        let cgroup = self.cgroup.clone();
-        Box::new(move || cgroup.as_ref().map(Cgroup::usage).unwrap_or_default())
+    /// session (it reads the cgroup's files); `None` without a cgroup.
+    pub fn usage_reader(&self) -> Option<Box<dyn Fn() -> CgroupUsage + Send>> {
+        let cgroup = self.cgroup.clone()?;
+        Some(Box::new(move || cgroup.usage()))
     }
 
     /// Starts a new peak-memory measurement.
@@ -451,6 +462,7 @@ pub struct RawChild {
     pid: libc::pid_t,
     pidfd: tokio::io::unix::AsyncFd<OwnedFd>,
     status: Option<std::process::ExitStatus>,
+    usage: Option<crate::runtime::Usage>,
 }
 
 impl RawChild {
@@ -476,12 +488,18 @@ impl RawChild {
             pid,
             pidfd,
             status: None,
+            usage: None,
         })
     }
 
     /// Its pid.
     pub fn id(&self) -> u32 {
         self.pid as u32
+    }
+
+    /// What it and the children it waited for used, once it is reaped.
+    pub fn usage(&self) -> Option<crate::runtime::Usage> {
+        self.usage
     }
 
     /// Waits for it to exit, and reaps it.
@@ -497,11 +515,23 @@ impl RawChild {
         loop {
             let mut ready = self.pidfd.readable().await?;
             let mut status = 0;
-            // SAFETY: waitpid of our own child, writing into a valid int.
-            let reaped = unsafe { libc::waitpid(self.pid, &raw mut status, libc::WNOHANG) };
+            // SAFETY: rusage is plain data.
+            let mut rusage: libc::rusage = unsafe { std::mem::zeroed() };
+            // SAFETY: wait4 of our own child, writing into a valid int and
+            // a valid rusage.
+            let reaped =
+                unsafe { libc::wait4(self.pid, &raw mut status, libc::WNOHANG, &raw mut rusage) };
             if reaped == self.pid {
                 let status = std::process::ExitStatus::from_raw(status);
                 self.status = Some(status);
+                let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+                self.usage = Some(crate::runtime::Usage {
+                    // The largest resident set of it and the children it
+                    // waited for (kilobytes).
+                    peak_memory_bytes: Some(rusage.ru_maxrss as u64 * 1024),
+                    cpu_user_seconds: Some(seconds(rusage.ru_utime)),
+                    cpu_system_seconds: Some(seconds(rusage.ru_stime)),
+                });
                 return Ok(status);
             }
             if reaped == -1 {

@@ -219,10 +219,13 @@ extern "C" fn child(arg: *mut libc::c_void) -> libc::c_int {
             libc::prctl(libc::PR_CAPBSET_DROP, capability, 0, 0, 0);
         }
         // The user last: joining namespaces and cgroups needs root. Leaving
-        // uid 0 for another clears every capability.
-        if libc::setgroups(0, std::ptr::null()) < 0
-            || libc::setresgid(setup.gid, setup.gid, setup.gid) < 0
-            || libc::setresuid(setup.uid, setup.uid, setup.uid) < 0
+        // uid 0 for another clears every capability. Raw system calls, not
+        // glibc's: its wrappers change the credentials of every thread of
+        // what they take for this process (the parent's, with CLONE_VM),
+        // and wait for those threads to do it.
+        if libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()) < 0
+            || libc::syscall(libc::SYS_setresgid, setup.gid, setup.gid, setup.gid) < 0
+            || libc::syscall(libc::SYS_setresuid, setup.uid, setup.uid, setup.uid) < 0
         {
             return fail(5);
         }

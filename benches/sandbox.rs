@@ -1,0 +1,118 @@
+//! What a sandbox costs, measured in one run beside the same calls on a
+//! plain local session (the baseline: a PID namespace, no isolation) and
+//! in a Docker container: session start (spawn; cleanup timed apart) and
+//! `execute("true")` in a running session. Needs root; Docker when its
+//! daemon answers. Interleaved rounds, medians.
+
+#[path = "../tests/common/docker.rs"]
+#[allow(dead_code)]
+mod test_image;
+
+use std::time::{Duration, Instant};
+
+use subrt::runtime::{ExecRequest, LaunchSpec, SubmissionRuntime, spawn_runtime};
+use subrt::spec::{DockerConfig, EnvironmentSpec, Isolation, Limits};
+
+const ROUNDS: usize = 21;
+const CALLS: usize = 200;
+
+fn median(mut times: Vec<Duration>) -> Duration {
+    times.sort();
+    times[times.len() / 2]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn main() {
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(unsafe { libc::geteuid() }, 0, "sandboxes need root");
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let workspace = tempfile::tempdir().unwrap();
+    let local = EnvironmentSpec::local("bench-local");
+    let mut sandbox = EnvironmentSpec::local("bench-sandbox");
+    sandbox.local.isolation = Isolation::Sandbox;
+    sandbox.limits = Limits {
+        memory: Some("512m".into()),
+        pids: Some(256),
+        ..Limits::default()
+    };
+    let docker = test_image::test_image().map(|image| {
+        let mut spec = EnvironmentSpec::local("bench-docker");
+        spec.kind = "docker".into();
+        spec.docker = Some(DockerConfig::new(image));
+        spec
+    });
+    let mut unlimited = sandbox.clone();
+    unlimited.limits = Limits::default();
+    let mut specs = vec![
+        ("local (baseline)", local),
+        ("sandbox", unlimited),
+        ("sandbox + limits", sandbox),
+    ];
+    if let Some(docker) = docker {
+        specs.push(("docker", docker));
+    }
+    let spawn = |spec: &EnvironmentSpec| {
+        let launch = LaunchSpec::new(spec.clone(), workspace.path());
+        let start = Instant::now();
+        let runtime = tokio.block_on(spawn_runtime(launch)).unwrap();
+        (start.elapsed(), runtime)
+    };
+    let mut starts = vec![Vec::new(); specs.len()];
+    let mut cleanups = vec![Vec::new(); specs.len()];
+    for _ in 0..ROUNDS {
+        for (i, (_, spec)) in specs.iter().enumerate() {
+            let (took, runtime) = spawn(spec);
+            starts[i].push(took);
+            let start = Instant::now();
+            tokio.block_on(runtime.cleanup()).unwrap();
+            cleanups[i].push(start.elapsed());
+        }
+    }
+    let runtimes: Vec<Box<dyn SubmissionRuntime>> = specs.iter().map(|(_, s)| spawn(s).1).collect();
+    let mut calls = vec![Vec::new(); specs.len()];
+    for _ in 0..ROUNDS {
+        for (i, runtime) in runtimes.iter().enumerate() {
+            let calls_here = if specs[i].0 == "docker" {
+                CALLS / 20
+            } else {
+                CALLS
+            };
+            let start = Instant::now();
+            for _ in 0..calls_here {
+                let result = tokio
+                    .block_on(runtime.execute(ExecRequest::new("true")))
+                    .unwrap();
+                assert!(result.success(), "{}: {result:?}", specs[i].0);
+            }
+            calls[i].push(start.elapsed() / calls_here as u32);
+        }
+    }
+    for runtime in &runtimes {
+        tokio.block_on(runtime.cleanup()).unwrap();
+    }
+    println!(
+        "medians of {ROUNDS} interleaved rounds ({CALLS} calls a round, {} on Docker)\n",
+        CALLS / 20
+    );
+    println!(
+        "{:<18} {:>12} {:>12} {:>16}",
+        "", "start ms", "cleanup ms", "execute(true) ms"
+    );
+    let base_call = median(calls[0].clone());
+    for (i, (name, _)) in specs.iter().enumerate() {
+        let call = median(calls[i].clone());
+        println!(
+            "{name:<18} {:>12.2} {:>12.2} {:>16.3}   execute vs baseline {:.2}x",
+            ms(median(starts[i].clone())),
+            ms(median(cleanups[i].clone())),
+            ms(call),
+            call.as_secs_f64() / base_call.as_secs_f64()
+        );
+    }
+}
