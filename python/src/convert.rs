@@ -6,7 +6,9 @@ use pyo3::types::{PyBytes, PyDict};
 use subrt::runtime::{CapturedOutput, RuntimeInfo, RuntimeResult};
 
 /// A result as a dict: `exit_code`, `signal`, `elapsed` (seconds),
-/// `timed_out`, `killed`, `setup_failure` (`None` or `(command, exit_code)`),
+/// `timed_out`, `killed`, `killed_by`, `oom_killed`, `status_lost`,
+/// `peak_memory_bytes`, `cpu_user_seconds`, `cpu_system_seconds`,
+/// `setup_failure` (`None` or `(command, exit_code)`),
 /// and per stream (`stdout`, `stderr`, `setup_stdout`, `setup_stderr`) the
 /// kept bytes as `<stream>_bytes` and the count of every byte written as
 /// `<stream>_total_bytes`.
@@ -17,6 +19,18 @@ pub(crate) fn result<'py>(py: Python<'py>, result: &RuntimeResult) -> PyResult<B
     dict.set_item("elapsed", result.elapsed.as_secs_f64())?;
     dict.set_item("timed_out", result.timed_out)?;
     dict.set_item("killed", result.killed)?;
+    let killed_by = result.killed_by.map(|k| {
+        serde_json::to_value(k)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default()
+    });
+    dict.set_item("killed_by", killed_by)?;
+    dict.set_item("oom_killed", result.oom_killed)?;
+    dict.set_item("status_lost", &result.status_lost)?;
+    dict.set_item("peak_memory_bytes", result.usage.peak_memory_bytes)?;
+    dict.set_item("cpu_user_seconds", result.usage.cpu_user_seconds)?;
+    dict.set_item("cpu_system_seconds", result.usage.cpu_system_seconds)?;
     let failure = result
         .setup_failure
         .as_ref()

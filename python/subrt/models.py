@@ -94,6 +94,19 @@ class RuntimeResult:
     killed: bool = False
     #: The setup command that failed, if one did.
     setup_failure: Optional[SetupFailure] = None
+    #: Who or what ended it when it did not end by itself: ``"timeout"``,
+    #: ``"kill"``, ``"outside"`` (a kill from outside subrt), or
+    #: ``"out_of_memory"``.
+    killed_by: Optional[str] = None
+    #: The kernel's out-of-memory killer ended a process of it.
+    oom_killed: bool = False
+    #: Its exit status could not be read, and why (a node failed...).
+    status_lost: Optional[str] = None
+    #: Most memory its processes held at once, where measured.
+    peak_memory_bytes: Optional[int] = None
+    #: CPU time its processes spent in user mode and in the kernel.
+    cpu_user_seconds: Optional[float] = None
+    cpu_system_seconds: Optional[float] = None
     stdout_bytes: bytes = field(default=b"", repr=False)
     stderr_bytes: bytes = field(default=b"", repr=False)
     setup_stdout_bytes: bytes = field(default=b"", repr=False)
@@ -118,8 +131,13 @@ class RuntimeResult:
 
     @property
     def success(self) -> bool:
-        """The command ran and exited with 0."""
-        return self.exit_code == 0 and self.signal is None and self.setup_failure is None
+        """The command ran and its status, read, was 0."""
+        return (
+            self.exit_code == 0
+            and self.signal is None
+            and self.setup_failure is None
+            and self.status_lost is None
+        )
 
     @classmethod
     def _from_native(cls, d: Dict[str, Any]) -> "RuntimeResult":
@@ -135,6 +153,12 @@ class RuntimeResult:
             signal=d["signal"],
             killed=d["killed"],
             setup_failure=SetupFailure(*failure) if failure is not None else None,
+            killed_by=d.get("killed_by"),
+            oom_killed=d.get("oom_killed", False),
+            status_lost=d.get("status_lost"),
+            peak_memory_bytes=d.get("peak_memory_bytes"),
+            cpu_user_seconds=d.get("cpu_user_seconds"),
+            cpu_system_seconds=d.get("cpu_system_seconds"),
             stdout_bytes=d["stdout_bytes"],
             stderr_bytes=d["stderr_bytes"],
             setup_stdout_bytes=d["setup_stdout_bytes"],

@@ -222,3 +222,24 @@ def test_a_command_gets_no_descriptor_the_harness_holds_for_inheritance(workdir,
         assert os.get_inheritable(fd), "the harness's own descriptor is left as it was"
     finally:
         os.close(fd)
+
+
+def test_a_result_says_what_ended_it_and_what_it_cost(workdir):
+    spec = subrt.LocalEnvironmentSpec()
+    with subrt.spawn_runtime(spec, workdir, store=False) as runtime:
+        result = runtime.execute("sleep 5", timeout=0.2)
+        assert (result.timed_out, result.killed_by, result.oom_killed) == (True, "timeout", False)
+        assert result.status_lost is None
+    if os.geteuid() != 0:
+        pytest.skip("the sandbox needs root")
+    sandboxed = subrt.LocalEnvironmentSpec(
+        local={"isolation": "sandbox"},
+        limits={"memory": "48m"},
+        environment={"env": {"PATH": "/usr/bin:/bin"}},
+    )
+    with subrt.spawn_runtime(sandboxed, workdir, store=False) as runtime:
+        result = runtime.execute("dd if=/dev/zero of=/dev/null bs=256M count=1")
+        assert result.oom_killed and result.killed_by == "out_of_memory", result
+        assert not result.success
+        assert 40 << 20 <= result.peak_memory_bytes <= 48 << 20
+        assert result.cpu_system_seconds is not None
