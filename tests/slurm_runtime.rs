@@ -378,3 +378,39 @@ async fn salloc_and_srun_get_no_descriptor_the_process_holds_for_inheritance() {
         "the process's own descriptor is left as it was"
     );
 }
+
+/// The environment's memory limit is the allocation's `--mem`, which the
+/// node's cgroup enforces; a command past it ends as out of memory, said
+/// so, not as a bare 137.
+#[tokio::test]
+async fn limits_memory_is_the_allocations_and_out_of_memory_is_reported() {
+    if !cluster() {
+        return;
+    }
+    let mut spec = spec(Some("n2"));
+    spec.limits.memory = Some("64m".into());
+    let rt = spawn_runtime(LaunchSpec::new(spec, workspace()))
+        .await
+        .unwrap();
+    let job = rt.info().slurm_job.unwrap().job_id;
+    let shown = std::process::Command::new("scontrol")
+        .args(["show", "job", &job])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.contains("mem=64M"), "{shown}");
+    let result = rt
+        .execute(ExecRequest::new(
+            "dd if=/dev/zero of=/dev/null bs=256M count=1",
+        ))
+        .await
+        .unwrap();
+    assert!(result.oom_killed, "{result:?}");
+    assert_eq!(
+        result.killed_by,
+        Some(subrt::runtime::KilledBy::OutOfMemory)
+    );
+    let fine = rt.execute(ExecRequest::new("true")).await.unwrap();
+    assert!(fine.success() && !fine.oom_killed, "{fine:?}");
+    rt.cleanup().await.unwrap();
+}

@@ -379,8 +379,30 @@ impl RuntimeBackend for SlurmRuntime {
         let tools = tools()?;
         check_working_dir(&launch.working_dir)?;
         check_proctrack(tools, &launch.environment.name).await?;
-        let config = launch.environment.slurm.clone().unwrap_or_default();
+        let mut config = launch.environment.slurm.clone().unwrap_or_default();
+        // The environment's limits, where the slurm table says nothing: the
+        // allocation's memory (the node's cgroup enforces it) and CPUs.
+        let limits = &launch.environment.limits;
+        if config.mem.is_none() {
+            config.mem = limits
+                .memory_bytes()
+                .map(|bytes| format!("{}M", bytes.div_ceil(1 << 20)));
+        }
+        if config.cpus.is_none() {
+            config.cpus = limits.cpus.map(|cpus| cpus.ceil() as u32);
+        }
         let mut notes = Vec::new();
+        if limits.pids.is_some()
+            || limits.tmp.is_some()
+            || limits.file_size.is_some()
+            || limits.open_files.is_some()
+        {
+            notes.push(
+                "limits.pids, tmp, file_size and open_files do not apply to Slurm steps \
+                 (memory and cpus do); ignored"
+                    .to_owned(),
+            );
+        }
         if !launch.ports.is_empty() || !launch.mounts.is_empty() {
             notes.push("ports and mounts do not apply to the Slurm runtime; ignored".to_owned());
         }
@@ -567,7 +589,7 @@ impl Runner for Inner {
         let ended = tokio::select! {
             // The command's status, from the step (which may stay for the
             // command's background processes).
-            Ok(code) = &mut status_rx => Ended::Command(code),
+            Ok(status) = &mut status_rx => Ended::Command(status),
             status = child.wait() => Ended::Srun(status),
             () = sleep_until(deadline) => {
                 timed_out = true;
@@ -602,11 +624,22 @@ impl Runner for Inner {
         // lingers. Read to its end now, stderr has given the record up if
         // it held one; without this an `exit 7` read as 0.
         let ended = match (ended, status_rx.try_recv()) {
-            (Ended::Srun(_), Ok(code)) => Ended::Command(code),
+            (Ended::Srun(_), Ok(status)) => Ended::Command(status),
             (ended, _) => ended,
         };
         let exit = match ended {
-            Ended::Command(code) => Exit::from_shell_code(code, timed_out),
+            Ended::Command(status) => {
+                let mut exit = Exit::from_shell_code(status.code, timed_out);
+                if status.oom_kills > 0 && !killed {
+                    exit.ended_by = Some(KilledBy::OutOfMemory);
+                    let note = format!(
+                        "slurm: {line:?} ran out of memory: the node's out-of-memory killer \
+                         ended a process of it (the allocation's --mem)"
+                    );
+                    let _ = tx.send(RuntimeEvent::Note(note)).await;
+                }
+                exit
+            }
             // Killed by subrt (a kill, a timeout): srun exits with 128+N
             // for a task killed by N.
             Ended::Srun(Ok(status)) if killed => {
@@ -752,7 +785,7 @@ impl Inner {
 /// How a step's command ended, as the runtime first learns it.
 enum Ended {
     /// The step reported the command's exit status.
-    Command(i32),
+    Command(super::slurm_status::StepStatus),
     /// srun exited first.
     Srun(std::io::Result<std::process::ExitStatus>),
     /// The node or the cluster was lost while the command ran.

@@ -16,20 +16,38 @@ use tokio::sync::oneshot;
 
 /// The step's task: `sh -c WRAPPER subrt-step SHELL LINE NONCE`.
 ///
-/// After the command it waits (polling its cgroup's `cgroup.procs` each
-/// second, with shell builtins only, so that the count sees no helper of
-/// its own and a container image needs nothing but `sh`) until its
-/// background processes are gone; the step then ends.
-pub(crate) const WRAPPER: &str = r#""$1" -c "$2"
-s=$?
-printf '\036subrt-exit-%s:%s\036' "$3" "$s" >&2
-p=
+/// Around the command it counts the out-of-memory kills its memory cgroup
+/// and the two above it (the step's and the job's, which holds `--mem`)
+/// have seen, and reports their growth beside the status
+/// (`CODE:OOMKILLS`). After the command it waits (polling its cgroup's
+/// `cgroup.procs` each second, with shell builtins only, so that the count
+/// sees no helper of its own and a container image needs nothing but `sh`)
+/// until its background processes are gone; the step then ends.
+pub(crate) const WRAPPER: &str = r#"p=
+m=
 while IFS=: read -r _ controller path; do
   case $controller in
     freezer) p=/sys/fs/cgroup/freezer$path/cgroup.procs ;;
-    "") [ -n "$p" ] || p=/sys/fs/cgroup$path/cgroup.procs ;;
+    memory) m=/sys/fs/cgroup/memory$path ;;
+    "") [ -n "$p" ] || p=/sys/fs/cgroup$path/cgroup.procs
+        [ -n "$m" ] || m=/sys/fs/cgroup$path ;;
   esac
 done < /proc/self/cgroup
+ooms() {
+  n=0
+  for d in "$m" "${m%/*}" "${m%/*/*}"; do
+    for f in "$d/memory.oom_control" "$d/memory.events"; do
+      [ -r "$f" ] || continue
+      while read -r k v; do [ "$k" = oom_kill ] && n=$((n + v)); done < "$f"
+    done
+  done
+}
+ooms
+o=$n
+"$1" -c "$2"
+s=$?
+ooms
+printf '\036subrt-exit-%s:%s:%s\036' "$3" "$s" "$((n - o))" >&2
 while [ -r "$p" ]; do
   n=0
   while read -r pid; do [ "$pid" = "$$" ] || n=$((n + 1)); done < "$p"
@@ -40,6 +58,15 @@ done
 
 const SEPARATOR: u8 = 0x1e;
 
+/// How a step's command ended, as its record says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct StepStatus {
+    /// The shell's exit status.
+    pub code: i32,
+    /// Out-of-memory kills in its cgroups while it ran.
+    pub oom_kills: u64,
+}
+
 /// Stderr of a step with the status record taken out.
 pub(crate) struct StatusFilter<R> {
     inner: R,
@@ -49,13 +76,13 @@ pub(crate) struct StatusFilter<R> {
     held: Vec<u8>,
     /// Bytes ready to give out.
     ready: Vec<u8>,
-    status: Option<oneshot::Sender<i32>>,
+    status: Option<oneshot::Sender<StepStatus>>,
     eof: bool,
 }
 
 impl<R> StatusFilter<R> {
     /// Filters `inner`; the status goes to `status` when the record passes.
-    pub(crate) fn new(inner: R, nonce: &str, status: oneshot::Sender<i32>) -> Self {
+    pub(crate) fn new(inner: R, nonce: &str, status: oneshot::Sender<StepStatus>) -> Self {
         let mut prefix = vec![SEPARATOR];
         prefix.extend_from_slice(format!("subrt-exit-{nonce}:").as_bytes());
         Self {
@@ -87,15 +114,16 @@ impl<R> StatusFilter<R> {
                 return; // maybe a record: wait for more
             }
             let rest = &self.held[self.prefix.len()..];
+            let field = |b: &u8| b.is_ascii_digit() || *b == b':';
             match rest.iter().position(|&b| b == SEPARATOR) {
-                None if rest.len() <= 4 && rest.iter().all(u8::is_ascii_digit) => return,
-                Some(end) if rest[..end].iter().all(u8::is_ascii_digit) && end > 0 => {
-                    let code = std::str::from_utf8(&rest[..end])
-                        .ok()
-                        .and_then(|t| t.parse().ok())
-                        .unwrap_or(-1);
+                None if rest.len() <= 24 && rest.iter().all(field) => return,
+                Some(end) if rest[..end].iter().all(field) && end > 0 => {
+                    let text = std::str::from_utf8(&rest[..end]).unwrap_or_default();
+                    let mut parts = text.split(':');
+                    let code = parts.next().and_then(|t| t.parse().ok()).unwrap_or(-1);
+                    let oom_kills = parts.next().and_then(|t| t.parse().ok()).unwrap_or(0);
                     if let Some(status) = self.status.take() {
-                        let _ = status.send(code);
+                        let _ = status.send(StepStatus { code, oom_kills });
                     }
                     let record = self.prefix.len() + end + 1;
                     self.held.drain(..record);
@@ -160,6 +188,11 @@ mod tests {
 
     /// Feeds `parts` one read at a time; returns what passes and the status.
     async fn filter(parts: &[&[u8]]) -> (Vec<u8>, Option<i32>) {
+        let (out, status) = filter_status(parts).await;
+        (out, status.map(|s| s.code))
+    }
+
+    async fn filter_status(parts: &[&[u8]]) -> (Vec<u8>, Option<StepStatus>) {
         let mut builder = tokio_test_reader(parts);
         let (tx, mut rx) = oneshot::channel();
         let mut filtered = StatusFilter::new(&mut builder, "n0nce", tx);
@@ -192,6 +225,19 @@ mod tests {
     async fn the_record_is_taken_out_and_read() {
         let (out, status) = filter(&[b"err\n\x1esubrt-exit-n0nce:3\x1emore"]).await;
         assert_eq!((out.as_slice(), status), (&b"err\nmore"[..], Some(3)));
+    }
+
+    #[tokio::test]
+    async fn the_records_out_of_memory_count_is_read() {
+        let (out, status) = filter_status(&[b"x\x1esubrt-exit-n0nce:137:2\x1e"]).await;
+        assert_eq!(out, b"x");
+        assert_eq!(
+            status,
+            Some(StepStatus {
+                code: 137,
+                oom_kills: 2
+            })
+        );
     }
 
     #[tokio::test]
