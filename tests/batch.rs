@@ -766,3 +766,44 @@ fn submissions_start_in_the_files_order() {
         }
     }
 }
+
+/// A batch on a sandboxed environment says what its commands cost and how
+/// many ran out of memory, in its summary and in each command's line.
+#[test]
+fn a_batch_summary_says_what_its_commands_cost() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: the sandbox needs root");
+        return;
+    }
+    let project = Project::with_config(
+        "[[environments]]\nname = \"local\"\ntype = \"local\"\n\
+         local = { isolation = \"sandbox\" }\nlimits = { memory = \"48m\" }\n\
+         environment = { env = { PATH = \"/usr/bin:/bin\" } }\n",
+    );
+    let file = write_batch(
+        project.dir.path(),
+        "batch.toml",
+        2,
+        r#"["true", "dd if=/dev/zero of=/dev/null bs=256M count=1"]"#,
+        "",
+    );
+    let out = project.run(&["batch", &file, "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let all = lines(&out.stdout);
+    let bomb = all
+        .iter()
+        .find(|l| l["command"] == 2)
+        .expect("a line per command");
+    assert_eq!(bomb["oom_killed"], true, "{bomb}");
+    assert_eq!(bomb["killed_by"], "out_of_memory", "{bomb}");
+    let summary = &all.last().unwrap()["summary"];
+    assert_eq!(summary["out_of_memory"], 2, "{summary}");
+    assert_eq!(summary["failed"], 2, "{summary}");
+    let peak = summary["peak_memory_bytes"].as_u64().unwrap();
+    assert!((40 << 20..=48 << 20).contains(&peak), "{summary}");
+    assert!(summary["cpu_seconds"].as_f64().unwrap() > 0.0, "{summary}");
+    let plain = project.run(&["batch", &file]);
+    let text = String::from_utf8_lossy(&plain.stdout);
+    assert!(text.contains("2 out of memory; peak memory"), "{text}");
+}

@@ -32,6 +32,12 @@ fn summary(
         status,
         outcome: exit.map(|exit_code| subrt::runtime::Outcome {
             exit_code,
+            // What sandboxed runs measure: shown in PEAK and in details.
+            usage: subrt::runtime::Usage {
+                peak_memory_bytes: (n == 4).then_some(48 << 20),
+                cpu_user_seconds: (n == 4).then_some(1.25),
+                cpu_system_seconds: (n == 4).then_some(0.5),
+            },
             ..Default::default()
         }),
         started_at: "2026-11-24T12:00:00Z".into(),
@@ -952,6 +958,7 @@ fn details_of_the_selected_run() {
         "working dir",
         "started",
         "output       stdout",
+        "cost         peak memory 48M, CPU 1.25 s user, 0.50 s system",
         "labels       submission=alice ",
         "log          /store/01JD0000000000000000000004",
     ] {

@@ -101,7 +101,7 @@ pub enum BatchEvent {
 
 /// Commands counted by [`Verdict`] (the words `ls --state` and the
 /// dashboard use): every command is one of the four.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
 pub struct Counts {
     /// Ran, status 0 (`ok`).
     #[serde(rename = "passed")]
@@ -112,11 +112,26 @@ pub struct Counts {
     pub timed_out: usize,
     /// Ended by a kill (through subrt or from outside).
     pub killed: usize,
+    /// Of the failed, those the out-of-memory killer ended.
+    pub out_of_memory: usize,
+    /// The most memory a command held, where measured.
+    pub peak_memory_bytes: Option<u64>,
+    /// CPU time of the commands, user and kernel, where measured.
+    pub cpu_seconds: Option<f64>,
 }
 
 impl Counts {
     /// Counts `outcome` in.
     pub fn add(&mut self, outcome: &Outcome) {
+        self.out_of_memory += usize::from(outcome.oom_killed);
+        let usage = outcome.usage;
+        self.add_cost(
+            usage.peak_memory_bytes,
+            usage
+                .cpu_user_seconds
+                .zip(usage.cpu_system_seconds)
+                .map(|(u, s)| u + s),
+        );
         match Verdict::of(outcome) {
             Verdict::Ok => self.ok += 1,
             Verdict::TimedOut => self.timed_out += 1,
@@ -131,6 +146,17 @@ impl Counts {
         self.failed += other.failed;
         self.timed_out += other.timed_out;
         self.killed += other.killed;
+        self.out_of_memory += other.out_of_memory;
+        self.add_cost(other.peak_memory_bytes, other.cpu_seconds);
+    }
+
+    fn add_cost(&mut self, peak: Option<u64>, cpu: Option<f64>) {
+        if peak.is_some() {
+            self.peak_memory_bytes = self.peak_memory_bytes.max(peak);
+        }
+        if let Some(cpu) = cpu {
+            *self.cpu_seconds.get_or_insert(0.0) += cpu;
+        }
     }
 
     /// Commands that did not end ok.
@@ -140,18 +166,29 @@ impl Counts {
 }
 
 impl std::fmt::Display for Counts {
-    /// `5 ok, 1 failed, 0 timed out, 2 killed`
+    /// `5 ok, 1 failed, 0 timed out, 2 killed` (and, where measured, `;
+    /// 1 out of memory, peak memory 48 MiB, CPU 3.20 s`)
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
             "{} ok, {} failed, {} timed out, {} killed",
             self.ok, self.failed, self.timed_out, self.killed
-        )
+        )?;
+        if self.out_of_memory > 0 {
+            write!(f, "; {} out of memory", self.out_of_memory)?;
+        }
+        if let Some(peak) = self.peak_memory_bytes {
+            write!(f, "; peak memory {} MiB", peak.div_ceil(1 << 20))?;
+        }
+        if let Some(cpu) = self.cpu_seconds {
+            write!(f, "; CPU {cpu:.2} s")?;
+        }
+        Ok(())
     }
 }
 
 /// How a batch went.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct Summary {
     /// The batch's id.
     pub batch: String,

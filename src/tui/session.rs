@@ -228,6 +228,16 @@ impl Session {
         }
     }
 
+    /// The most memory its last command held, where it was measured.
+    pub fn peak_memory(&self) -> Option<u64> {
+        self.summary
+            .as_ref()?
+            .outcome
+            .as_ref()?
+            .usage
+            .peak_memory_bytes
+    }
+
     /// Time since it started, or how long it ran.
     pub fn elapsed(&self) -> Duration {
         match (self.started, self.state.is_running()) {

@@ -355,7 +355,29 @@ pub(super) fn details(frame: &mut Frame, area: Rect, app: &App, run_id: &str) {
                     if let Some(failure) = &outcome.setup_failure {
                         how.push_str(&format!(", setup `{}` failed", failure.command));
                     }
+                    if let Some(by) = outcome.killed_by {
+                        how.push_str(&format!(", ended by {by}"));
+                    }
+                    if let Some(lost) = &outcome.status_lost {
+                        how.push_str(&format!(", status lost: {lost}"));
+                    }
                     rows.push(("ended", how));
+                    let usage = outcome.usage;
+                    if !usage.is_empty() {
+                        let mut cost = Vec::new();
+                        if let Some(peak) = usage.peak_memory_bytes {
+                            cost.push(format!(
+                                "peak memory {}",
+                                super::sessions::bytes_short(peak)
+                            ));
+                        }
+                        if let (Some(user), Some(system)) =
+                            (usage.cpu_user_seconds, usage.cpu_system_seconds)
+                        {
+                            cost.push(format!("CPU {user:.2} s user, {system:.2} s system"));
+                        }
+                        rows.push(("cost", cost.join(", ")));
+                    }
                 }
                 rows.push((
                     "output",

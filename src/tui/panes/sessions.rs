@@ -21,6 +21,22 @@ fn state_color(state: SessionState) -> Color {
     }
 }
 
+/// `48M`, `1.2G`: bytes in a few characters.
+pub(crate) fn bytes_short(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["K", "M", "G", "T"];
+    let mut value = bytes as f64 / 1024.0;
+    for unit in UNITS {
+        if value < 10.0 {
+            return format!("{value:.1}{unit}");
+        }
+        if value < 1024.0 {
+            return format!("{value:.0}{unit}");
+        }
+        value /= 1024.0;
+    }
+    format!("{value:.0}P")
+}
+
 /// A running run that has printed nothing for this long shows `quiet`
 /// in its STATE, with how long: what a hang looks like from outside.
 pub const QUIET_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
@@ -104,27 +120,31 @@ pub(super) fn draw(frame: &mut Frame, area: Rect, app: &App) {
     // narrow pane TIME goes first, then RUN (the command, the submission's
     // name and the state are what tell runs apart); a column without room
     // is left out, gap and all.
-    let room = area.width.saturating_sub(2 + 2 + 4); // borders, marker, gaps
-    let run = match room {
+    let room = area.width.saturating_sub(2 + 2 + 5); // borders, marker, gaps
+    let run = match room + 1 {
         r if r < 44 => 0,
         _ if wide => 26,
         _ => 9,
     };
-    let time = if room < 32 { 0 } else { 7 };
-    let state = if room < 48 { 11 } else { 14 };
-    let fixed = run + state + time;
+    let time = if room + 1 < 32 { 0 } else { 7 };
+    let state = if room + 1 < 48 { 11 } else { 14 };
+    // What a run's last command held at most, where measured (sandbox,
+    // Docker, Slurm): on a wide pane only.
+    let peak = if wide && room + 1 >= 120 { 6 } else { 0 };
+    let fixed = run + state + time + peak;
     let env = if room >= fixed + 12 + 12 { 12 } else { 0 };
     // The gaps of the columns left out go to the command.
-    let unused_gaps = [run, env, time].iter().filter(|w| **w == 0).count() as u16;
+    let unused_gaps = [run, env, time, peak].iter().filter(|w| **w == 0).count() as u16;
     let command = (room + unused_gaps).saturating_sub(fixed + env);
     let columns = [
         ("RUN", run),
         ("ENV", env),
         ("COMMAND", command),
         ("STATE", state),
+        ("PEAK", peak),
         ("TIME", time),
     ];
-    let keep = |cells: [String; 5]| -> Vec<String> {
+    let keep = |cells: [String; 6]| -> Vec<String> {
         cells
             .into_iter()
             .zip(columns)
@@ -169,11 +189,13 @@ pub(super) fn draw(frame: &mut Frame, area: Rect, app: &App) {
                     run = format!("*{}", run.chars().skip(1).collect::<String>());
                 }
             }
+            let peak = s.peak_memory().map_or("-".to_owned(), bytes_short);
             Row::new(keep([
                 run,
                 s.environment.clone(),
                 command,
                 state,
+                peak,
                 clock(s.elapsed()),
             ]))
             .style(Style::default().fg(color))
