@@ -268,6 +268,11 @@ pub struct SandboxConfig {
     /// host's system folders.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rootfs: Option<PathBuf>,
+    /// An image of the local Docker daemon to run in: exported once into
+    /// the cache (`~/.cache/subrt/images`, shared with the Slurm runtime's
+    /// exports) and used as `rootfs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
     /// The host folders shown read-only when there is no `rootfs`
     /// (default: `/usr`, `/bin`, `/sbin`, `/lib`, `/lib32`, `/lib64`,
     /// `/libx32`, `/etc`, `/opt`, those of them that exist).
@@ -521,6 +526,12 @@ impl EnvironmentSpec {
         self.limits
             .check()
             .map_err(|e| format!("environment `{}`: {e}", self.name))?;
+        if self.local.sandbox.rootfs.is_some() && self.local.sandbox.image.is_some() {
+            return Err(format!(
+                "environment `{}`: local.sandbox takes `rootfs` or `image`, not both",
+                self.name
+            ));
+        }
         if self.local.isolation == Isolation::Sandbox
             && let Some(user) = &self.local.sandbox.user
             && crate::runtime::sandbox::parse_user(user).is_none()

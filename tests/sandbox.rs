@@ -246,3 +246,49 @@ async fn spawns_never_hang_while_threads_come_and_go() {
     }
     rt.cleanup().await.unwrap();
 }
+
+/// A sandbox on a root filesystem of its own: a folder, or an image of the
+/// local Docker daemon exported once. Only what that root holds is there,
+/// and the working dir at its own path.
+#[tokio::test]
+async fn a_sandbox_runs_on_a_rootfs_folder_or_a_local_image() {
+    if !can_sandbox() {
+        return;
+    }
+    let rootfs = common::workspace().join("rootfs");
+    common::docker::rootfs(&rootfs).unwrap();
+    std::fs::write(rootfs.join("MARK"), "rootfs folder").unwrap();
+    let mut folder = spec(Limits::default());
+    folder.local.sandbox.rootfs = Some(rootfs);
+    let mut roots = vec![folder];
+    if let Some(image) = common::docker::test_image() {
+        let mut image_spec = spec(Limits::default());
+        image_spec.local.sandbox.image = Some(image.to_owned());
+        roots.push(image_spec);
+    }
+    for spec in roots {
+        let dir = common::workspace();
+        let rt = spawn_runtime(LaunchSpec::new(spec.clone(), &dir))
+            .await
+            .unwrap();
+        let result = rt
+            .execute(ExecRequest::new("ls /; pwd; echo w > f && cat f; ls /home"))
+            .await
+            .unwrap();
+        let out = String::from_utf8_lossy(&result.stdout.data).into_owned();
+        let err = String::from_utf8_lossy(&result.stderr.data).into_owned();
+        assert!(
+            out.contains("bin\n") && out.contains("workspace\n"),
+            "{out}"
+        );
+        assert!(out.contains(&format!("{}\nw\n", dir.display())), "{out}");
+        assert!(
+            err.contains("No such file"),
+            "the host's /home is not there: {err}"
+        );
+        if spec.local.sandbox.rootfs.is_some() {
+            assert!(out.contains("MARK"), "{out}");
+        }
+        rt.cleanup().await.unwrap();
+    }
+}

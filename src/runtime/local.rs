@@ -157,8 +157,14 @@ impl RuntimeBackend for LocalRuntime {
         let mut processes = Processes::default();
         let sandbox = match launch.environment.local.isolation {
             Isolation::Sandbox => {
+                let mut config = launch.environment.local.sandbox.clone();
+                if let Some(image) = &config.image {
+                    // Exported once, then a rootfs like any other.
+                    let cache = super::slurm_container::default_cache();
+                    config.rootfs = Some(super::slurm_container::exported(image, &cache).await?);
+                }
                 let spec = SandboxSpec::new(
-                    &launch.environment.local.sandbox,
+                    &config,
                     &launch.environment.limits,
                     &working_dir,
                     sources.into_values().collect(),

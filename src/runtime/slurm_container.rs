@@ -84,6 +84,12 @@ fn cache_dir(container: &SlurmContainer) -> PathBuf {
     if let Some(cache) = &container.cache {
         return cache.clone();
     }
+    default_cache()
+}
+
+/// `~/.cache/subrt/slurm` (or `$XDG_CACHE_HOME`'s): exported images and
+/// session bundles, unless a spec names its own cache.
+pub(crate) fn default_cache() -> PathBuf {
     let base = std::env::var_os("XDG_CACHE_HOME")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
@@ -187,7 +193,7 @@ pub(crate) async fn prepare(
 
 /// The root filesystem of `image`, exported from the local Docker daemon
 /// into the cache the first time.
-async fn exported(image: &str, cache: &Path) -> Result<PathBuf, RuntimeError> {
+pub(crate) async fn exported(image: &str, cache: &Path) -> Result<PathBuf, RuntimeError> {
     let safe: String = image
         .chars()
         .map(|c| {

@@ -148,9 +148,11 @@ impl MountPlan {
         plan.ops.push(Op::Private);
         // What the root holds: the rootfs's entries, or the host's folders.
         let shown: Vec<(PathBuf, PathBuf)> = match &layout.rootfs {
+            // Its /dev, /proc and /tmp are the sandbox's own.
             Some(rootfs) => std::fs::read_dir(rootfs)
                 .map_err(|e| format!("rootfs {}: {e}", rootfs.display()))?
                 .flatten()
+                .filter(|entry| !matches!(entry.file_name().to_str(), Some("dev" | "proc" | "tmp")))
                 .map(|entry| (entry.path(), Path::new("/").join(entry.file_name())))
                 .collect(),
             None => layout
