@@ -1317,3 +1317,103 @@ fn m_shows_every_message_whole_newest_first() {
     app.update(Action::Close);
     assert!(!render(&app, 100, 30).contains("newest first"));
 }
+
+/// One meaning per word: over the same store, the dashboard's views, `subrt
+/// ls --state` and the batch's summary count the same runs as failed,
+/// timed out and killed (the dashboard's F left out killed runs, ls
+/// counted them as failed, the summary had no killed count).
+#[test]
+fn the_outcome_words_agree_between_the_dashboard_ls_and_the_batch_summary() {
+    use subrt::tui::filter::View;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("config.toml"),
+        "[[environments]]\nname = \"local\"\ntype = \"local\"\n\
+         environment = { include_os_env = true }\n",
+    )
+    .unwrap();
+    let mut batch = String::new();
+    // Two of each; `kill -TERM 1` ends the session's PID namespace from
+    // inside, a kill from outside the command.
+    for (i, command) in [
+        "true",
+        "true",
+        "exit 3",
+        "exit 4",
+        "{ run = \"sleep 5\", timeout = 0.2 }",
+        "{ run = \"sleep 5\", timeout = 0.2 }",
+        "kill -TERM 1; sleep 5",
+        "kill -TERM 1; sleep 5",
+    ]
+    .iter()
+    .enumerate()
+    {
+        std::fs::create_dir_all(dir.path().join(format!("s{i}"))).unwrap();
+        let command = if command.starts_with('{') {
+            (*command).to_owned()
+        } else {
+            format!("{command:?}")
+        };
+        batch += &format!(
+            "[[submissions]]\nid = \"s{i}\"\nworkdir = \"s{i}\"\ncommands = [{command}]\n"
+        );
+    }
+    std::fs::write(dir.path().join("batch.toml"), batch).unwrap();
+    let subrt = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_subrt"))
+            .arg("--config")
+            .arg(dir.path().join("config.toml"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = subrt(&[
+        "batch",
+        dir.path().join("batch.toml").to_str().unwrap(),
+        "--json",
+    ]);
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let summary = &lines.last().unwrap()["summary"];
+    let ls = |state: &str| {
+        String::from_utf8_lossy(&subrt(&["ls", "--json", "--state", state]).stdout)
+            .lines()
+            .count()
+    };
+    let store = subrt::runlog::Store::new(dir.path().join("runs"));
+    let (runs, warnings) = store.list().unwrap();
+    let mut app = App::new(vec![], vec![]);
+    let count = runs.len();
+    app.listed(Ok((runs, warnings, count)));
+    let mut shown = |view: View| {
+        app.filter.toggle(view);
+        let n = app.visible_sessions().len();
+        app.filter.toggle(view);
+        n
+    };
+    let failed = shown(View::Failed);
+    let timed_out = shown(View::TimedOut);
+    let killed = app
+        .sessions
+        .iter()
+        .filter(|s| s.state.verdict() == Some(subrt::runtime::Verdict::Killed))
+        .count();
+    assert_eq!(
+        (summary["failed"].as_u64(), ls("failed"), failed),
+        (Some(2), 2, 2),
+        "{summary}"
+    );
+    assert_eq!(
+        (summary["timed_out"].as_u64(), ls("timed_out"), timed_out),
+        (Some(2), 2, 2),
+        "{summary}"
+    );
+    assert_eq!(
+        (summary["killed"].as_u64(), ls("killed"), killed),
+        (Some(2), 2, 2),
+        "{summary}"
+    );
+    assert_eq!((summary["passed"].as_u64(), ls("ok")), (Some(2), 2));
+}

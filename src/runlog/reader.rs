@@ -477,6 +477,8 @@ pub struct Tail {
     streams: Option<[Option<File>; 2]>,
     /// Version 2: the bound of the stream files.
     layout: Option<Layout>,
+    /// The last poll read to the end of the index (a big log takes several).
+    caught_up: bool,
 }
 
 /// Bytes read per poll at most, so a flood cannot stall the caller.
@@ -498,7 +500,14 @@ impl Tail {
             offset: 0,
             pending: Vec::new(),
             streams: None,
+            caught_up: false,
         }
+    }
+
+    /// Whether the last [`poll`](Self::poll) read to the end of what the
+    /// index held then: what a writer wrote before it died has been read.
+    pub fn caught_up(&self) -> bool {
+        self.caught_up
     }
 
     /// The records completed since the last poll (the header is skipped).
@@ -515,6 +524,7 @@ impl Tail {
         file.seek(SeekFrom::Start(self.offset)).map_err(io)?;
         let mut chunk = Vec::new();
         file.take(TAIL_READ).read_to_end(&mut chunk).map_err(io)?;
+        self.caught_up = (chunk.len() as u64) < TAIL_READ;
         self.offset += chunk.len() as u64;
         self.pending.extend_from_slice(&chunk);
         let mut records = Vec::new();

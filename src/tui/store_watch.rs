@@ -286,7 +286,12 @@ fn poll(run_id: &str, following: &mut Following) -> Followed {
             _ => {}
         }
     }
-    if followed.ended.is_none() && !following.owner.as_ref().is_some_and(Owner::is_alive) {
+    // Interrupted only once everything its writer wrote has been read: a
+    // big log's `end` may still be ahead of the tail.
+    if followed.ended.is_none()
+        && tail.caught_up()
+        && !following.owner.as_ref().is_some_and(Owner::is_alive)
+    {
         followed.ended = Some(SessionState::Interrupted);
     }
     followed

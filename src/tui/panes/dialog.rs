@@ -301,6 +301,10 @@ pub(super) fn details(frame: &mut Frame, area: Rect, app: &App, run_id: &str) {
             ));
             if let Some(sup) = s.supervisor() {
                 let info = sup.info();
+                rows.push((
+                    "owner",
+                    format!("this dashboard, pid {}", std::process::id()),
+                ));
                 rows.push(("containment", info.containment.describe().to_owned()));
                 if let Some(id) = &info.container_id {
                     rows.push(("container", id.clone()));
