@@ -11,60 +11,95 @@ use std::sync::{Arc, MutexGuard};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use super::capture::Capture;
 use super::placeholders::expand_static;
 use super::{
-    EventStream, ExecRequest, KilledBy, Phase, RuntimeError, RuntimeEvent, RuntimeResult,
-    RuntimeState, SetupFailure, Usage,
+    EventStream, ExecRequest, KillScope, KilledBy, Phase, RuntimeError, RuntimeEvent,
+    RuntimeResult, RuntimeState, SetupFailure, Usage,
 };
 
 /// The state every runtime keeps between calls.
 #[derive(Debug)]
 pub(crate) struct Lifecycle {
-    pub phase: RuntimeState,
+    /// `cleanup` was called: nothing starts any more.
+    pub cleaned: bool,
+    /// Calls running now.
+    pub calls: u32,
+    /// Calls running their setup commands now.
+    pub in_setup: u32,
     /// The setup commands ran and succeeded (in this container, for Docker).
     pub setup_done: bool,
-    /// `kill` was called during the current call.
-    pub kill_requested: bool,
+    /// Bumped by each `kill` while calls run: a call was killed when the
+    /// epoch moved since it started.
+    pub kill_epoch: u64,
     pub last_exit: Option<i32>,
     /// Warnings not yet reported; sent with the next call's events.
     pub notes: Vec<String>,
+    /// Held by the call that runs the setup commands: a call that comes
+    /// meanwhile waits for them rather than running them again.
+    setup_gate: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Lifecycle {
     pub fn new(notes: Vec<String>) -> Self {
         Self {
-            phase: RuntimeState::Idle,
+            cleaned: false,
+            calls: 0,
+            in_setup: 0,
             setup_done: false,
-            kill_requested: false,
+            kill_epoch: 0,
             last_exit: None,
             notes,
+            setup_gate: Arc::default(),
         }
     }
 
-    pub fn running(&self) -> bool {
-        matches!(self.phase, RuntimeState::Setup | RuntimeState::Running)
+    /// What [`SubmissionRuntime::info`](super::SubmissionRuntime::info)
+    /// says.
+    pub fn state(&self) -> RuntimeState {
+        if self.cleaned {
+            RuntimeState::Cleaned
+        } else if self.in_setup > 0 {
+            RuntimeState::Setup
+        } else if self.calls > 0 {
+            RuntimeState::Running
+        } else {
+            RuntimeState::Idle
+        }
     }
 
     /// What [`SubmissionRuntime::poll`](super::SubmissionRuntime::poll) says.
     pub fn poll(&self) -> Option<i32> {
-        if self.running() { None } else { self.last_exit }
+        if self.calls > 0 { None } else { self.last_exit }
     }
 
-    /// Whether the current call may still start a process: not once it was
-    /// killed, nor once the runtime is cleaned up (a command on its way to
-    /// the runtime when `cleanup` came must not bring up a new namespace,
-    /// container or step).
-    pub fn may_start(&self) -> bool {
-        !self.kill_requested && self.phase != RuntimeState::Cleaned
+    /// Whether the call that started at `epoch` was killed since.
+    pub fn killed(&self, epoch: u64) -> bool {
+        self.kill_epoch != epoch
     }
 
-    /// Marks a running call as killed (no-op when idle).
+    /// Whether the call that started at `epoch` may still start a process:
+    /// not once it was killed, nor once the runtime is cleaned up (a
+    /// command on its way to the runtime when `cleanup` came must not bring
+    /// up a new namespace, container or step).
+    pub fn may_start(&self, epoch: u64) -> bool {
+        !self.killed(epoch) && !self.cleaned
+    }
+
+    /// Marks the running calls as killed (no-op when none runs).
     pub fn request_kill(&mut self) {
-        if self.running() {
-            self.kill_requested = true;
+        if self.calls > 0 {
+            self.kill_epoch += 1;
         }
+    }
+
+    /// Marks the runtime cleaned up, killing the running calls first (so
+    /// that their results say `killed`).
+    pub fn clean(&mut self) {
+        self.request_kill();
+        self.cleaned = true;
     }
 }
 
@@ -167,7 +202,19 @@ impl Exit {
 
 /// One process of a call, as a backend runs it.
 pub(crate) struct Process<'a> {
+    /// Run as `<shell> -c line sh args...`.
     pub line: &'a str,
+    pub args: &'a [String],
+    /// Its working dir, as the request gave it (`None`: the session's).
+    pub cwd: Option<&'a str>,
+    /// Who runs it, as the request gave it (`None`: the session's user).
+    pub user: Option<&'a str>,
+    /// The kill epoch of its call (see [`Lifecycle::killed`]).
+    pub epoch: u64,
+    /// What its timeout, or its stream dropped, kills.
+    pub scope: KillScope,
+    /// Cancelled when the call's stream is killed.
+    pub cancel: &'a CancellationToken,
     pub phase: Phase,
     pub stdin: Option<Bytes>,
     pub env: &'a BTreeMap<String, String>,
@@ -193,11 +240,13 @@ pub(crate) trait Runner: Send + Sync + 'static {
 }
 
 /// Starts a call: expands `{{static:NAME}}` with `assets` (name to path as
-/// the command sees it), checks that no call runs, decides whether the
+/// the command sees it), checks that the call may start now (a
+/// [`KillScope::Session`] call only when none runs), decides whether the
 /// `setup` commands run, and spawns the task that drives the call.
 pub(crate) fn start<R: Runner>(
     runner: &Arc<R>,
     request: ExecRequest,
+    scope: KillScope,
     setup: &[String],
     assets: &BTreeMap<String, String>,
 ) -> Result<EventStream, RuntimeError> {
@@ -208,58 +257,74 @@ pub(crate) fn start<R: Runner>(
             |name| assets.get(name).cloned(),
         )
     };
-    let command = expand(&request.command)?;
-    let (setup, notes) = {
-        let mut life = runner.lifecycle();
-        match life.phase {
-            RuntimeState::Cleaned => return Err(RuntimeError::CleanedUp),
-            RuntimeState::Setup | RuntimeState::Running => return Err(RuntimeError::Busy),
-            RuntimeState::Idle => {}
-        }
-        let setup = if life.setup_done {
-            Vec::new()
-        } else {
-            setup.iter().map(|c| expand(c)).collect::<Result<_, _>>()?
-        };
-        life.phase = if setup.is_empty() {
-            RuntimeState::Running
-        } else {
-            RuntimeState::Setup
-        };
-        life.kill_requested = false;
-        (setup, std::mem::take(&mut life.notes))
+    let command = match request.argv {
+        Some(_) => request.shell_line().0.to_owned(),
+        None => expand(&request.command)?,
     };
-    let (tx, events) = EventStream::channel();
-    tokio::spawn(drive(
-        Arc::clone(runner),
-        request,
-        command,
-        setup,
-        notes,
-        tx,
-    ));
+    let setup: Vec<String> = setup.iter().map(|c| expand(c)).collect::<Result<_, _>>()?;
+    let call = {
+        let mut life = runner.lifecycle();
+        if life.cleaned {
+            return Err(RuntimeError::CleanedUp);
+        }
+        if scope == KillScope::Session && life.calls > 0 {
+            return Err(RuntimeError::Busy);
+        }
+        life.calls += 1;
+        Call {
+            epoch: life.kill_epoch,
+            scope,
+            cancel: CancellationToken::new(),
+            gate: (!life.setup_done && !setup.is_empty()).then(|| Arc::clone(&life.setup_gate)),
+            notes: std::mem::take(&mut life.notes),
+        }
+    };
+    let (tx, cancel, events) = EventStream::channel();
+    let call = Call { cancel, ..call };
+    tokio::spawn(drive(Arc::clone(runner), request, command, setup, call, tx));
     Ok(events)
 }
 
-/// Runs the setup commands (if any) then the command, and reports.
+/// What a call learned when it started.
+struct Call {
+    epoch: u64,
+    scope: KillScope,
+    /// Cancelled by [`EventStream::kill`].
+    cancel: CancellationToken,
+    /// `Some` while setup has not run: the gate its runner holds.
+    gate: Option<Arc<tokio::sync::Mutex<()>>>,
+    notes: Vec<String>,
+}
+
+/// Runs the setup commands (if they have not run yet) then the command,
+/// and reports.
 async fn drive<R: Runner>(
     runner: Arc<R>,
     request: ExecRequest,
     command: String,
     setup: Vec<String>,
-    notes: Vec<String>,
+    mut call: Call,
     tx: mpsc::Sender<RuntimeEvent>,
 ) {
     let started = Instant::now();
     let deadline = request.timeout.map(|t| started + t);
     let env = runner.env(&request.env);
-    for note in notes {
+    for note in std::mem::take(&mut call.notes) {
         let _ = tx.send(RuntimeEvent::Note(note)).await;
     }
     let mut result = RuntimeResult::empty();
     let limit = request.capture_limit;
-    let process = |line, phase, stdin| Process {
+    let (epoch, scope) = (call.epoch, call.scope);
+    let cancel = &call.cancel;
+    let no_args: &[String] = &[];
+    let process = |line, args, phase, stdin, cwd, user| Process {
         line,
+        args,
+        cwd,
+        user,
+        epoch,
+        scope,
+        cancel,
         phase,
         stdin,
         env: &env,
@@ -268,14 +333,37 @@ async fn drive<R: Runner>(
     };
 
     let mut setup_exit = None;
-    if !setup.is_empty() {
+    // Setup runs once per session: the first call takes the gate; one that
+    // comes while it runs waits, then finds it done.
+    let gate = match &call.gate {
+        Some(gate) => Some(tokio::select! {
+            held = gate.lock() => held,
+            () = sleep_until(deadline) => {
+                finish(&runner, &tx, result, Exit::killed(true), started, &call).await;
+                return;
+            }
+        }),
+        None => None,
+    };
+    let run_setup = gate.is_some() && {
+        let mut life = runner.lifecycle();
+        let needed = !life.setup_done;
+        if needed {
+            life.in_setup += 1;
+        }
+        needed
+    };
+    if run_setup {
         let mut captures = [Capture::new(limit), Capture::new(limit)];
         for line in &setup {
             let command = line.clone();
             let _ = tx.send(RuntimeEvent::SetupStarted { command }).await;
             let exit;
             (exit, captures) = runner
-                .run(process(line, Phase::Setup, None), captures)
+                .run(
+                    process(line, no_args, Phase::Setup, None, None, None),
+                    captures,
+                )
                 .await;
             result.usage = result.usage.and(exit.usage);
             if !exit.success() {
@@ -292,24 +380,42 @@ async fn drive<R: Runner>(
         result.setup_stderr = err.finish();
         let mut life = runner.lifecycle();
         life.setup_done = setup_exit.is_none();
-        if life.phase == RuntimeState::Setup {
-            life.phase = RuntimeState::Running;
-        }
+        life.in_setup -= 1;
     }
+    drop(gate);
 
     let exit = match setup_exit {
         Some(exit) => exit,
         None => {
             let captures = [Capture::new(limit), Capture::new(limit)];
-            let (exit, [out, err]) = runner
-                .run(process(&command, Phase::Command, request.stdin), captures)
-                .await;
+            let (_, args) = request.shell_line();
+            let main = process(
+                &command,
+                args,
+                Phase::Command,
+                request.stdin.clone(),
+                request.cwd.as_deref(),
+                request.user.as_deref(),
+            );
+            let (exit, [out, err]) = runner.run(main, captures).await;
             result.stdout = out.finish();
             result.stderr = err.finish();
             result.usage = result.usage.and(exit.usage);
             exit
         }
     };
+    finish(&runner, &tx, result, exit, started, &call).await;
+}
+
+/// Completes `result` with `exit`, ends the call and sends `Finished`.
+async fn finish<R: Runner>(
+    runner: &Arc<R>,
+    tx: &mpsc::Sender<RuntimeEvent>,
+    mut result: RuntimeResult,
+    exit: Exit,
+    started: Instant,
+    call: &Call,
+) {
     result.exit_code = exit.code;
     result.signal = exit.signal;
     result.timed_out = exit.timed_out;
@@ -319,7 +425,7 @@ async fn drive<R: Runner>(
         let mut life = runner.lifecycle();
         result.killed_by = if exit.timed_out {
             Some(KilledBy::Timeout)
-        } else if life.kill_requested {
+        } else if life.killed(call.epoch) || call.cancel.is_cancelled() {
             Some(KilledBy::Kill)
         } else {
             exit.ended_by
@@ -327,11 +433,22 @@ async fn drive<R: Runner>(
         result.killed = matches!(result.killed_by, Some(KilledBy::Kill | KilledBy::Outside));
         result.oom_killed = exit.ended_by == Some(KilledBy::OutOfMemory);
         life.last_exit = Some(exit.code);
-        if life.phase != RuntimeState::Cleaned {
-            life.phase = RuntimeState::Idle;
-        }
+        life.calls -= 1;
     }
     let _ = tx.send(RuntimeEvent::Finished(Box::new(result))).await;
+}
+
+/// Resolves when a call's reader is gone (`tx` closed) or killed it
+/// (`cancel`): its process is then killed (what its scope says).
+///
+/// # Cancel safety
+///
+/// Cancel-safe: it only watches.
+pub(crate) async fn abandoned(tx: &mpsc::Sender<RuntimeEvent>, cancel: &CancellationToken) {
+    tokio::select! {
+        () = tx.closed() => {}
+        () = cancel.cancelled() => {}
+    }
 }
 
 /// Waits until `deadline`, or forever without one.

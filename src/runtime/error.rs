@@ -94,6 +94,23 @@ pub enum RuntimeError {
         #[source]
         source: super::beneath::BeneathError,
     },
+    /// A command's `user` does not exist in the session, or the runtime
+    /// cannot run commands as that user.
+    #[error("user `{user}`: {reason}")]
+    User {
+        /// The user asked for.
+        user: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A command's `cwd` cannot be used.
+    #[error("cwd `{cwd}`: {reason}")]
+    Cwd {
+        /// The directory asked for.
+        cwd: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// A command was started while another one runs on the same runtime.
     #[error("a command is already running on this runtime")]
     Busy,

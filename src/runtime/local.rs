@@ -42,11 +42,14 @@ use super::pid_namespace::PidNamespace;
 use super::process_group::{group_exists, kill_group, spawn_dying_with_subrt};
 use super::process_io::{self, ProcessIo};
 use super::sandbox::{RawChild, Sandbox, SandboxSpec};
+use super::users::{self, UserIds};
 use super::{
-    Containment, EventStream, ExecRequest, KilledBy, LaunchSpec, RuntimeBackend, RuntimeError,
-    RuntimeEvent, RuntimeInfo, RuntimeState, SubmissionRuntime, local_containment,
+    Containment, EventStream, ExecRequest, FileError, KillScope, KilledBy, LaunchSpec,
+    RuntimeBackend, RuntimeError, RuntimeEvent, RuntimeInfo, SubmissionRuntime, files,
+    local_containment,
 };
 use crate::spec::{EnvironmentSpec, Isolation};
+use bytes::Bytes;
 use tokio::io::AsyncWrite;
 use tokio::net::unix::pipe;
 
@@ -269,9 +272,23 @@ pub(crate) fn check_working_dir(path: &Path) -> Result<(), RuntimeError> {
 #[async_trait]
 impl SubmissionRuntime for LocalRuntime {
     async fn stream(&self, request: ExecRequest) -> Result<EventStream, RuntimeError> {
-        let inner = &self.inner;
-        check_working_dir(&inner.working_dir)?;
-        driver::start(inner, request, &inner.setup_commands, &inner.assets)
+        self.inner.start_call(request, KillScope::Session)
+    }
+
+    async fn start(&self, request: ExecRequest) -> Result<EventStream, RuntimeError> {
+        self.inner.start_call(request, KillScope::Command)
+    }
+
+    async fn read_file(&self, path: &str, limit: u64) -> Result<Bytes, FileError> {
+        let files = self.inner.files()?;
+        let path = path.to_owned();
+        files::as_user(files.user, move || files.read(&path, limit)).await
+    }
+
+    async fn write_file(&self, path: &str, data: Bytes) -> Result<(), FileError> {
+        let files = self.inner.files()?;
+        let path = path.to_owned();
+        files::as_user(files.user, move || files.write(&path, &data)).await
     }
 
     fn poll(&self) -> Option<i32> {
@@ -288,9 +305,7 @@ impl SubmissionRuntime for LocalRuntime {
                 // The running call is marked killed before the phase
                 // leaves `Running` (after, `request_kill` is a no-op and
                 // its result would not say `killed`).
-                let mut life = self.inner.lifecycle();
-                life.request_kill();
-                life.phase = RuntimeState::Cleaned;
+                self.inner.lifecycle().clean();
             }
             self.inner.kill_all()?;
             let mut processes = self.inner.processes();
@@ -319,7 +334,7 @@ impl SubmissionRuntime for LocalRuntime {
     }
 
     fn info(&self) -> RuntimeInfo {
-        let state = self.inner.lifecycle().phase;
+        let state = self.inner.lifecycle().state();
         let processes = self.inner.processes();
         let current = processes.current;
         RuntimeInfo {
@@ -357,6 +372,14 @@ impl Inner {
         lock(&self.processes)
     }
 
+    /// The working dir of `process`: its `cwd` against the session's.
+    fn cwd_of(&self, process: &Process<'_>) -> PathBuf {
+        match process.cwd {
+            Some(cwd) => self.working_dir.join(cwd),
+            None => self.working_dir.clone(),
+        }
+    }
+
     /// Kills every process of the session; a killed namespace means setup
     /// runs again in the next one.
     fn kill_all(&self) -> Result<(), RuntimeError> {
@@ -374,9 +397,10 @@ impl Inner {
     fn spawn_contained(
         &self,
         mut cmd: tokio::process::Command,
+        epoch: u64,
     ) -> Result<Option<(tokio::process::Child, Option<u32>)>, std::io::Error> {
         let life = self.lifecycle();
-        if !life.may_start() {
+        if !life.may_start(epoch) {
             return Ok(None);
         }
         let mut processes = self.processes();
@@ -422,16 +446,100 @@ impl Inner {
     }
 
     /// Kills what runs the command that went over time or lost its reader:
-    /// the session's namespace, or the command's group.
-    fn kill_command(&self, pgid: i32) {
-        match self.containment {
-            Containment::PidNamespace => {
-                let _ = self.kill_all();
-            }
-            _ => {
-                let _ = kill_group(pgid);
-            }
+    /// its group, and the session's namespace or sandbox too when `scope`
+    /// is the session.
+    fn kill_command(&self, pgid: i32, scope: KillScope) {
+        let namespaced = self.sandbox.is_some() || self.containment == Containment::PidNamespace;
+        if scope == KillScope::Session && namespaced {
+            let _ = self.kill_all();
+        } else {
+            let _ = kill_group(pgid);
         }
+    }
+
+    /// Checks what a call asks for and starts it.
+    fn start_call(
+        self: &Arc<Self>,
+        request: ExecRequest,
+        scope: KillScope,
+    ) -> Result<EventStream, RuntimeError> {
+        check_working_dir(&self.working_dir)?;
+        if let Some(user) = &request.user {
+            self.user_ids(user)?;
+        }
+        driver::start(self, request, scope, &self.setup_commands, &self.assets)
+    }
+
+    /// The ids of `user` in the session: the host's users (another than
+    /// subrt's own only when subrt is root); in a sandbox, its user only.
+    fn user_ids(&self, user: &str) -> Result<UserIds, RuntimeError> {
+        let refuse = |reason: String| RuntimeError::User {
+            user: user.to_owned(),
+            reason,
+        };
+        if let Some(spec) = &self.sandbox {
+            let passwd = self
+                .files()
+                .ok()
+                .and_then(|files| files.read("/etc/passwd", 1 << 20).ok())
+                .map(|data| String::from_utf8_lossy(&data).into_owned())
+                .unwrap_or_default();
+            let ids = users::lookup(&passwd, user, "the sandbox's /etc/passwd").map_err(refuse)?;
+            if (ids.uid, ids.gid) != spec.user && ids.uid != spec.user.0 {
+                return Err(refuse(format!(
+                    "a sandbox runs its commands as uid {} only: another user (root \
+                     above all) would be that user on the host too, not only inside",
+                    spec.user.0
+                )));
+            }
+            return Ok(UserIds {
+                uid: spec.user.0,
+                gid: spec.user.1,
+            });
+        }
+        let ids = users::lookup(&users::host_passwd(), user, "/etc/passwd").map_err(refuse)?;
+        // SAFETY: geteuid has no preconditions.
+        let me = unsafe { libc::geteuid() };
+        if me != 0 && ids.uid != me {
+            return Err(refuse(format!(
+                "running a command as another user needs root (subrt runs as uid {me})"
+            )));
+        }
+        Ok(ids)
+    }
+
+    /// How the session's files are reached, and as whom.
+    fn files(&self) -> Result<files::HostFiles, RuntimeError> {
+        if self.lifecycle().cleaned {
+            return Err(RuntimeError::CleanedUp);
+        }
+        let Some(spec) = &self.sandbox else {
+            return Ok(files::HostFiles {
+                root: None,
+                working_dir: self.working_dir.clone(),
+                user: None,
+            });
+        };
+        let mut processes = self.processes();
+        if !processes.sandbox.as_ref().is_some_and(Sandbox::is_alive) {
+            let name = format!("{}-{}", self.run_id, ulid::Ulid::generate());
+            let made = Sandbox::create(spec, &name).map_err(|e| RuntimeError::InvalidSpec {
+                environment: self.environment.name.clone(),
+                reason: e.to_string(),
+            })?;
+            processes.sandbox = Some(made);
+        }
+        let init = processes.sandbox.as_ref().expect("made above").init_pid();
+        let root_path = format!("/proc/{init}/root");
+        let root = std::fs::File::open(&root_path).map_err(|source| RuntimeError::Io {
+            context: format!("cannot open the sandbox's root {root_path}"),
+            source,
+        })?;
+        Ok(files::HostFiles {
+            root: Some(root.into()),
+            working_dir: self.working_dir.clone(),
+            user: Some(spec.user),
+        })
     }
 }
 
@@ -478,21 +586,28 @@ impl Inner {
     /// namespace or its group). `None`: a kill came first.
     fn start_process(
         &self,
-        line: &str,
-        env: &BTreeMap<String, String>,
+        process: &Process<'_>,
         stdin: bool,
     ) -> std::io::Result<Option<Started>> {
         let mut cmd = tokio::process::Command::new(&self.environment.local.shell);
-        cmd.arg("-c")
-            .arg(line)
-            .current_dir(&self.working_dir)
+        cmd.arg("-c").arg(process.line);
+        if !process.args.is_empty() {
+            cmd.arg("sh").args(process.args);
+        }
+        if let Some(user) = process.user {
+            let ids = self
+                .user_ids(user)
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            cmd.uid(ids.uid).gid(ids.gid);
+        }
+        cmd.current_dir(self.cwd_of(process))
             .env_clear()
-            .envs(env)
+            .envs(process.env)
             .stdin(if stdin { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0);
-        let spawned = inherited_fds::while_hidden(|| self.spawn_contained(cmd))?;
+        let spawned = inherited_fds::while_hidden(|| self.spawn_contained(cmd, process.epoch))?;
         let Some((mut child, init)) = spawned else {
             return Ok(None);
         };
@@ -501,7 +616,7 @@ impl Inner {
             Ok(pipes) => pipes,
             Err(e) => {
                 if let Some(pid) = child.id() {
-                    self.kill_command(pid as i32);
+                    let _ = kill_group(pid as i32);
                 }
                 self.processes().current = None;
                 return Err(std::io::Error::new(
@@ -528,13 +643,16 @@ impl Inner {
     /// a kill). `None`: a kill came first.
     fn start_sandboxed(
         &self,
-        line: &str,
-        env: &BTreeMap<String, String>,
+        process: &Process<'_>,
         stdin: bool,
     ) -> std::io::Result<Option<Started>> {
         let spec = self.sandbox.as_ref().expect("a sandboxed session");
+        if let Some(user) = process.user {
+            self.user_ids(user)
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+        }
         let life = self.lifecycle();
-        if !life.may_start() {
+        if !life.may_start(process.epoch) {
             return Ok(None);
         }
         let mut processes = self.processes();
@@ -557,9 +675,10 @@ impl Inner {
         let spawned = inherited_fds::while_hidden(|| {
             sandbox.spawn(
                 &self.environment.local.shell,
-                line,
-                &self.working_dir,
-                env,
+                process.line,
+                process.args,
+                &self.cwd_of(process),
+                process.env,
                 stdin_read.as_ref().map(std::os::fd::AsRawFd::as_raw_fd),
             )
         })?;
@@ -609,20 +728,31 @@ impl Runner for Inner {
     /// Runs one process to its end and reads its output until the pipes
     /// close or go quiet.
     async fn run(&self, process: Process<'_>, captures: [Capture; 2]) -> (Exit, [Capture; 2]) {
+        let started = if self.sandbox.is_some() {
+            self.start_sandboxed(&process, process.stdin.is_some())
+        } else {
+            self.start_process(&process, process.stdin.is_some())
+        };
         let Process {
             line,
+            args,
+            epoch,
+            cancel,
+            scope,
             phase,
             stdin,
-            env,
             deadline,
             tx,
+            ..
         } = process;
         let shell = &self.environment.local.shell;
-        let started = if self.sandbox.is_some() {
-            self.start_sandboxed(line, env, stdin.is_some())
+        // What the messages call the command.
+        let line = if args.is_empty() {
+            line.to_owned()
         } else {
-            self.start_process(line, env, stdin.is_some())
+            super::shell_words(args)
         };
+        let line = line.as_str();
         let Started {
             mut child,
             init,
@@ -634,7 +764,7 @@ impl Runner for Inner {
             Ok(Some(started)) => started,
             Ok(None) => return (Exit::killed(false), captures),
             Err(e) => {
-                let note = format!("cannot start {} -c {line:?}: {e}", shell.display());
+                let note = format!("cannot start {line:?} ({}): {e}", shell.display());
                 let _ = tx.send(RuntimeEvent::Note(note)).await;
                 return (Exit::not_started(), captures);
             }
@@ -652,15 +782,15 @@ impl Runner for Inner {
             status = child.wait() => status,
             () = sleep_until(deadline) => {
                 timed_out = true;
-                self.kill_command(pgid);
+                self.kill_command(pgid, scope);
                 child.wait().await
             }
-            () = tx.closed() => {
-                self.kill_command(pgid);
+            () = driver::abandoned(tx, cancel) => {
+                self.kill_command(pgid, scope);
                 child.wait().await
             }
         };
-        let killed = timed_out || self.lifecycle().kill_requested;
+        let killed = timed_out || cancel.is_cancelled() || self.lifecycle().killed(epoch);
         let [out_capture, err_capture] = io.finish(killed).await;
 
         {

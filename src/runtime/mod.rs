@@ -48,6 +48,7 @@ pub mod docker;
 mod driver;
 mod error;
 mod events;
+pub mod files;
 pub mod inherited_fds;
 mod lasting_thread;
 pub mod leftovers;
@@ -58,21 +59,24 @@ pub mod pid_namespace;
 mod placeholders;
 pub mod process_group;
 mod process_io;
+mod process_tree;
 pub mod registry;
 pub mod sandbox;
 pub mod slurm;
 mod slurm_container;
 pub mod slurm_health;
 mod slurm_status;
+pub mod users;
 
 pub use capture::CapturedOutput;
 pub use containment::{Containment, local_containment, pid_namespaces};
 pub use error::RuntimeError;
 pub use events::EventStream;
+pub use files::FileError;
 pub use models::{
-    DEFAULT_CAPTURE_LIMIT, ExecRequest, KilledBy, LaunchSpec, Outcome, OutputChunk, Phase,
-    RuntimeEvent, RuntimeInfo, RuntimeResult, RuntimeState, SetupFailure, SlurmJob, StaticAsset,
-    StreamKind, Usage, Verdict,
+    DEFAULT_CAPTURE_LIMIT, ExecRequest, KillScope, KilledBy, LaunchSpec, Outcome, OutputChunk,
+    Phase, RuntimeEvent, RuntimeInfo, RuntimeResult, RuntimeState, SetupFailure, SlurmJob,
+    StaticAsset, StreamKind, Usage, Verdict, shell_words,
 };
 pub use registry::{Registry, RuntimeBackend, spawn_runtime};
 
@@ -81,13 +85,63 @@ use async_trait::async_trait;
 /// A place where a submission's commands run: host processes, a container...
 ///
 /// Methods take `&self` so that `kill` and `poll` can be called from another
-/// task while `stream` runs. One command runs at a time.
+/// task while `stream` runs.
+///
+/// Two ways to run commands: [`stream`](Self::stream) and
+/// [`execute`](Self::execute) run one at a time (the seed's contract: a
+/// timeout, or the stream dropped, kills everything the session runs);
+/// [`start`](Self::start) runs a command beside others (its timeout kills
+/// its own processes only).
 #[async_trait]
 pub trait SubmissionRuntime: Send + Sync {
     /// Starts `request` and returns its events, ending with
     /// [`RuntimeEvent::Finished`]. The first command of a runtime runs the
-    /// setup commands first. Dropping the stream kills the command.
+    /// setup commands first. Dropping the stream kills the command and
+    /// what the session runs ([`KillScope::Session`]).
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeError::Busy`] while another command runs; a cleaned-up
+    /// runtime; a `user` or `cwd` the runtime cannot use.
     async fn stream(&self, request: ExecRequest) -> Result<EventStream, RuntimeError>;
+
+    /// Starts `request` beside the commands that run, and returns its
+    /// events. A timeout, or dropping the stream, kills this command's
+    /// processes only ([`KillScope::Command`]); `kill` and `cleanup` kill
+    /// them all. Setup runs first if it has not run yet (a command that
+    /// comes while it runs waits for it).
+    ///
+    /// The default runs it as [`stream`](Self::stream) does, one at a time.
+    ///
+    /// # Errors
+    ///
+    /// As [`stream`](Self::stream), without `Busy`.
+    async fn start(&self, request: ExecRequest) -> Result<EventStream, RuntimeError> {
+        self.stream(request).await
+    }
+
+    /// Reads the file at `path` in the session's view (relative to its
+    /// working dir, or absolute), as the session's user, at most `limit`
+    /// bytes. The default reads it through a command of the session.
+    ///
+    /// # Errors
+    ///
+    /// Each of [`FileError`]'s cases: not found, a directory, not
+    /// readable, over `limit`.
+    async fn read_file(&self, path: &str, limit: u64) -> Result<bytes::Bytes, FileError> {
+        files::through_commands::read(self, path, limit).await
+    }
+
+    /// Replaces the contents of the file at `path` (the session's view)
+    /// with `data`, making missing parent folders, as the session's user.
+    /// The default writes it through a command of the session.
+    ///
+    /// # Errors
+    ///
+    /// Each of [`FileError`]'s cases: a directory, not writable.
+    async fn write_file(&self, path: &str, data: bytes::Bytes) -> Result<(), FileError> {
+        files::through_commands::write(self, path, data).await
+    }
 
     /// Runs `request` to the end and returns its result.
     async fn execute(&self, request: ExecRequest) -> Result<RuntimeResult, RuntimeError> {

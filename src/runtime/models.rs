@@ -107,8 +107,23 @@ pub struct StaticAsset {
 /// One command to run.
 #[derive(Debug, Clone)]
 pub struct ExecRequest {
-    /// Shell command line, run as `<shell> -c <command>`.
+    /// Shell command line, run as `<shell> -c <command>`; with [`argv`]
+    /// set, its shell-quoted rendering (what the run log shows).
+    ///
+    /// [`argv`]: Self::argv
     pub command: String,
+    /// A program and its arguments, run without a shell's parsing (as
+    /// `sh -c 'exec "$@"' sh ARGV...`, so that a program that cannot be run
+    /// ends 126 or 127 with the shell's message on stderr, as in a shell).
+    /// `{{static:NAME}}` is not expanded in it.
+    pub argv: Option<Vec<String>>,
+    /// The command's working dir: relative to the session's, or absolute
+    /// (in the session's view of the filesystem). `None`: the session's.
+    pub cwd: Option<String>,
+    /// Who runs the command: a user name or uid of the session's system.
+    /// `None`: the session's user. A user that does not exist, or that the
+    /// runtime cannot switch to, is an error of the call.
+    pub user: Option<String>,
     /// Variables over the launch's.
     pub env: BTreeMap<String, String>,
     /// Bytes written to the command's stdin; without it stdin is empty.
@@ -125,10 +140,43 @@ impl ExecRequest {
     pub fn new(command: impl Into<String>) -> Self {
         Self {
             command: command.into(),
+            argv: None,
+            cwd: None,
+            user: None,
             env: BTreeMap::new(),
             stdin: None,
             timeout: None,
             capture_limit: DEFAULT_CAPTURE_LIMIT,
+        }
+    }
+
+    /// A request that runs `argv` (program first) without a shell's
+    /// parsing; its [`command`](Self::command) is the shell-quoted line.
+    pub fn argv<S: Into<String>>(argv: impl IntoIterator<Item = S>) -> Self {
+        let argv: Vec<String> = argv.into_iter().map(Into::into).collect();
+        let mut request = Self::new(shell_words(&argv));
+        request.argv = Some(argv);
+        request
+    }
+
+    /// Sets the working dir (relative to the session's, or absolute).
+    pub fn cwd(mut self, cwd: impl Into<String>) -> Self {
+        self.cwd = Some(cwd.into());
+        self
+    }
+
+    /// Sets who runs the command (a user name or uid).
+    pub fn user(mut self, user: impl Into<String>) -> Self {
+        self.user = Some(user.into());
+        self
+    }
+
+    /// The shell line and its positional arguments: what the runtime runs
+    /// as `<shell> -c LINE sh ARGS...`.
+    pub(crate) fn shell_line(&self) -> (&str, &[String]) {
+        match &self.argv {
+            Some(argv) => (ARGV_LINE, argv),
+            None => (&self.command, &[]),
         }
     }
 
@@ -155,6 +203,38 @@ impl ExecRequest {
         self.capture_limit = bytes;
         self
     }
+}
+
+/// What the shell runs for [`ExecRequest::argv`]: its positional
+/// arguments, as given.
+pub(crate) const ARGV_LINE: &str = "exec \"$@\"";
+
+/// `argv` as one shell line that a POSIX shell splits back into it: words
+/// of safe characters bare, others in single quotes.
+pub fn shell_words(argv: &[String]) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c);
+    argv.iter()
+        .map(|word| {
+            if !word.is_empty() && word.chars().all(safe) {
+                word.clone()
+            } else {
+                format!("'{}'", word.replace('\'', "'\\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// What a timeout of a command, or dropping its stream, kills.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KillScope {
+    /// Everything the session runs: the seed's one-command-at-a-time
+    /// calls ([`stream`](super::SubmissionRuntime::stream),
+    /// [`execute`](super::SubmissionRuntime::execute)).
+    Session,
+    /// The command's own processes, leaving the others of the session
+    /// running ([`start`](super::SubmissionRuntime::start)).
+    Command,
 }
 
 /// Which output stream a chunk came from.

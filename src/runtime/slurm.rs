@@ -50,9 +50,10 @@ use super::process_io::{self, ProcessIo};
 use super::slurm_container::{self, SessionBundle};
 use super::slurm_health;
 use super::slurm_status::{StatusFilter, WRAPPER};
+use super::users;
 use super::{
-    Containment, EventStream, ExecRequest, KilledBy, LaunchSpec, RuntimeBackend, RuntimeError,
-    RuntimeEvent, RuntimeInfo, RuntimeState, SlurmJob, SubmissionRuntime,
+    Containment, EventStream, ExecRequest, KillScope, KilledBy, LaunchSpec, RuntimeBackend,
+    RuntimeError, RuntimeEvent, RuntimeInfo, SlurmJob, SubmissionRuntime,
 };
 use crate::spec::{EnvironmentSpec, SlurmConfig};
 
@@ -101,8 +102,8 @@ struct Holder {
 
 #[derive(Debug, Default)]
 struct Steps {
-    /// Pid of the running command's srun.
-    current: Option<u32>,
+    /// Pids of the running commands' sruns, the latest last.
+    running: Vec<u32>,
     /// Steps started in the job; the next one's id.
     started: u32,
     /// sruns of finished commands whose steps still hold background
@@ -467,19 +468,23 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Inner {
-    /// SIGKILL to the running command's srun: its step goes with it.
-    fn kill_step(&self) {
-        if let Some(pid) = lock(&self.steps).current {
+    /// SIGKILL to a running command's srun: its step goes with it.
+    fn kill_step(&self, pid: u32) {
+        if lock(&self.steps).running.contains(&pid) {
             // SAFETY: kill(2) with a pid we started and have not reaped.
             unsafe { libc::kill(pid as i32, libc::SIGKILL) };
         }
     }
 
-    /// Kills every step of the session: the running one and those that
+    /// Kills every step of the session: the running ones and those that
     /// hold background processes of earlier commands.
     fn kill_steps(&self) {
-        self.kill_step();
-        for mut srun in lock(&self.steps).lingering.drain(..) {
+        let mut steps = lock(&self.steps);
+        for &pid in &steps.running {
+            // SAFETY: as in `kill_step`.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+        for mut srun in steps.lingering.drain(..) {
             let _ = srun.start_kill();
         }
     }
@@ -497,12 +502,24 @@ impl Runner for Inner {
     async fn run(&self, process: Process<'_>, captures: [Capture; 2]) -> (Exit, [Capture; 2]) {
         let Process {
             line,
+            args,
+            cwd,
+            user,
+            epoch,
+            cancel,
             phase,
             stdin,
             env,
             deadline,
             tx,
+            ..
         } = process;
+        if let Some(user) = user
+            && let Err(e) = self.check_user(user)
+        {
+            let _ = tx.send(RuntimeEvent::Note(e.to_string())).await;
+            return (Exit::not_started(), captures);
+        }
         let shell = &self.environment.local.shell;
         let mut cmd = Command::new(&self.tools.srun);
         cmd.arg(format!("--jobid={}", self.job.job_id)).args([
@@ -515,11 +532,16 @@ impl Runner for Inner {
         if let Some(bundle) = &*lock(&self.bundle) {
             cmd.arg(format!("--container={}", bundle.dir.display()));
         }
-        cmd.arg(format!("--chdir={}", self.working_dir.display()))
+        let chdir = match cwd {
+            Some(cwd) => self.working_dir.join(cwd),
+            None => self.working_dir.clone(),
+        };
+        cmd.arg(format!("--chdir={}", chdir.display()))
             .args(["--", "/bin/sh", "-c", WRAPPER, "subrt-step"])
             .arg(shell)
             .arg(line)
             .arg(&self.nonce)
+            .args(args)
             // srun hands its own environment to the task (`--export=ALL`):
             // the command's variables, and what srun needs to find the
             // cluster.
@@ -537,13 +559,13 @@ impl Runner for Inner {
 
         let spawned = {
             let life = self.lifecycle();
-            if !life.may_start() {
+            if !life.may_start(epoch) {
                 return (Exit::killed(false), captures);
             }
             let mut steps = lock(&self.steps);
             let child = inherited_fds::while_hidden(|| spawn_dying_with_subrt(cmd));
             if let Ok(child) = &child {
-                steps.current = child.id();
+                steps.running.extend(child.id());
                 steps.started += 1;
             }
             child.map(|child| (child, steps.started - 1))
@@ -572,9 +594,9 @@ impl Runner for Inner {
         let (stdout, stderr) = match process_io::take_pipes(&mut child) {
             Ok(pipes) => pipes,
             Err(e) => {
-                self.kill_step();
+                self.kill_step(pid);
                 let _ = child.wait().await;
-                lock(&self.steps).current = None;
+                lock(&self.steps).running.retain(|&p| p != pid);
                 let note = format!("cannot read the output of srun for {line:?}: {e}");
                 let _ = tx.send(RuntimeEvent::Note(note)).await;
                 return (Exit::not_started(), captures);
@@ -593,23 +615,23 @@ impl Runner for Inner {
             status = child.wait() => Ended::Srun(status),
             () = sleep_until(deadline) => {
                 timed_out = true;
-                self.kill_step();
+                self.kill_step(pid);
                 Ended::Srun(child.wait().await)
             }
-            () = tx.closed() => {
-                self.kill_step();
+            () = driver::abandoned(tx, cancel) => {
+                self.kill_step(pid);
                 Ended::Srun(child.wait().await)
             }
             // Its node or the cluster went: its status will never come.
             reason = self.lost() => {
-                self.kill_step();
+                self.kill_step(pid);
                 let _ = child.wait().await;
                 Ended::Lost(reason)
             }
         };
         {
             let mut steps = lock(&self.steps);
-            steps.current = None;
+            steps.running.retain(|&p| p != pid);
             if matches!(ended, Ended::Command(_)) {
                 steps
                     .lingering
@@ -617,7 +639,7 @@ impl Runner for Inner {
                 steps.lingering.push(child);
             }
         }
-        let killed = timed_out || self.lifecycle().kill_requested;
+        let killed = timed_out || cancel.is_cancelled() || self.lifecycle().killed(epoch);
         let [out_capture, err_capture] = io.finish(killed).await;
         // srun can end before the reader of stderr has come to the record:
         // the wrapper exits (with 0) as soon as it wrote it, when nothing
@@ -672,6 +694,39 @@ impl Runner for Inner {
 }
 
 impl Inner {
+    /// Checks what a call asks for and starts it.
+    fn start_call(
+        self: &Arc<Self>,
+        request: ExecRequest,
+        scope: KillScope,
+    ) -> Result<EventStream, RuntimeError> {
+        if lock(&self.holder).is_none() {
+            return Err(RuntimeError::CleanedUp);
+        }
+        if let Some(user) = &request.user {
+            self.check_user(user)?;
+        }
+        driver::start(self, request, scope, &self.setup_commands, &self.assets)
+    }
+
+    /// Slurm runs every step as the user who holds the allocation: that
+    /// user (by name or uid) is the only one a command may ask for.
+    fn check_user(&self, user: &str) -> Result<(), RuntimeError> {
+        let refuse = |reason: String| RuntimeError::User {
+            user: user.to_owned(),
+            reason,
+        };
+        let ids = users::lookup(&users::host_passwd(), user, "/etc/passwd").map_err(refuse)?;
+        // SAFETY: getuid has no preconditions.
+        let me = unsafe { libc::getuid() };
+        if ids.uid != me {
+            return Err(refuse(format!(
+                "Slurm runs every step as the user who holds the allocation (uid {me})"
+            )));
+        }
+        Ok(())
+    }
+
     /// How a command ended whose srun exited (`srun`) before the step said,
     /// and not by subrt's hand: cancelled from outside (the job was
     /// cancelled, or ran out of time), or lost with the reason the cluster
@@ -801,11 +856,11 @@ fn slurm_client_env() -> impl Iterator<Item = (String, String)> {
 #[async_trait]
 impl SubmissionRuntime for SlurmRuntime {
     async fn stream(&self, request: ExecRequest) -> Result<EventStream, RuntimeError> {
-        let inner = &self.inner;
-        if lock(&inner.holder).is_none() {
-            return Err(RuntimeError::CleanedUp);
-        }
-        driver::start(inner, request, &inner.setup_commands, &inner.assets)
+        self.inner.start_call(request, KillScope::Session)
+    }
+
+    async fn start(&self, request: ExecRequest) -> Result<EventStream, RuntimeError> {
+        self.inner.start_call(request, KillScope::Command)
     }
 
     fn poll(&self) -> Option<i32> {
@@ -820,11 +875,7 @@ impl SubmissionRuntime for SlurmRuntime {
     }
 
     async fn cleanup(&self) -> Result<(), RuntimeError> {
-        {
-            let mut life = self.inner.lifecycle();
-            life.request_kill();
-            life.phase = RuntimeState::Cleaned;
-        }
+        self.inner.lifecycle().clean();
         self.inner.kill_steps();
         let Some(Holder {
             mut salloc,
@@ -848,8 +899,8 @@ impl SubmissionRuntime for SlurmRuntime {
     }
 
     fn info(&self) -> RuntimeInfo {
-        let state = self.inner.lifecycle().phase;
-        let current = lock(&self.inner.steps).current;
+        let state = self.inner.lifecycle().state();
+        let current = lock(&self.inner.steps).running.last().copied();
         RuntimeInfo {
             kind: self.inner.environment.kind.clone(),
             state,

@@ -14,7 +14,8 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 use tokio::sync::oneshot;
 
-/// The step's task: `sh -c WRAPPER subrt-step SHELL LINE NONCE`.
+/// The step's task: `sh -c WRAPPER subrt-step SHELL LINE NONCE [ARGS...]`
+/// (ARGS are the command's `$1`..., for an argv request).
 ///
 /// Around the command it counts the out-of-memory kills its memory cgroup
 /// and the two above it (the step's and the job's, which holds `--mem`)
@@ -23,7 +24,9 @@ use tokio::sync::oneshot;
 /// `cgroup.procs` each second, with shell builtins only, so that the count
 /// sees no helper of its own and a container image needs nothing but `sh`)
 /// until its background processes are gone; the step then ends.
-pub(crate) const WRAPPER: &str = r#"p=
+pub(crate) const WRAPPER: &str = r#"shell=$1 line=$2 nonce=$3
+shift 3
+p=
 m=
 while IFS=: read -r _ controller path; do
   case $controller in
@@ -44,10 +47,10 @@ ooms() {
 }
 ooms
 o=$n
-"$1" -c "$2"
+if [ $# -gt 0 ]; then "$shell" -c "$line" sh "$@"; else "$shell" -c "$line"; fi
 s=$?
 ooms
-printf '\036subrt-exit-%s:%s:%s\036' "$3" "$s" "$((n - o))" >&2
+printf '\036subrt-exit-%s:%s:%s\036' "$nonce" "$s" "$((n - o))" >&2
 while [ -r "$p" ]; do
   n=0
   while read -r pid; do [ "$pid" = "$$" ] || n=$((n + 1)); done < "$p"

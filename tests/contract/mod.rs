@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use subrt::runtime::{
-    ExecRequest, Phase, RuntimeError, RuntimeEvent, RuntimeResult, SetupFailure, StreamKind,
-    SubmissionRuntime,
+    ExecRequest, FileError, KilledBy, Phase, RuntimeError, RuntimeEvent, RuntimeResult,
+    SetupFailure, StreamKind, SubmissionRuntime,
 };
 
 /// A runtime under test.
@@ -464,6 +464,204 @@ pub async fn nothing_escapes_cleanup<T: Target>(target: T) {
     assert_all_gone(&target, &rt, &needles, "cleanup()").await;
 }
 
+pub async fn commands_run_side_by_side_and_a_timeout_kills_only_its_own<T: Target>(target: T) {
+    let rt = target.runtime(&[]).await;
+    let server = rt
+        .start(ExecRequest::new("echo up; sleep 31; true side-server"))
+        .await
+        .expect("a command starts");
+    assert!(
+        matches!(
+            rt.stream(ExecRequest::new("true")).await,
+            Err(RuntimeError::Busy)
+        ),
+        "the seed's one-at-a-time call waits for none: it is refused while another runs"
+    );
+    let started = Instant::now();
+    let late = rt
+        .start(ExecRequest::new("sleep 32; true side-late").timeout(Duration::from_secs(1)))
+        .await
+        .unwrap()
+        .finish()
+        .await
+        .unwrap();
+    assert!(late.timed_out, "{late:?}");
+    assert_eq!(late.killed_by, Some(KilledBy::Timeout));
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(
+        eventually_gone(&target, &rt, "side-late").await,
+        "the command that timed out is gone"
+    );
+    assert!(
+        target.alive(&rt, "side-server").await,
+        "a timeout of one command leaves the others running"
+    );
+    let beside = rt
+        .start(ExecRequest::new("echo beside"))
+        .await
+        .unwrap()
+        .finish()
+        .await
+        .unwrap();
+    assert_eq!(&beside.stdout.data[..], b"beside\n", "{beside:?}");
+    assert_eq!(rt.poll(), None, "poll says a command still runs");
+    server.kill();
+    let server = server.finish().await.unwrap();
+    assert_eq!(server.killed_by, Some(KilledBy::Kill), "{server:?}");
+    assert_eq!(&server.stdout.data[..], b"up\n");
+    assert!(
+        eventually_gone(&target, &rt, "side-server").await,
+        "a killed command is gone"
+    );
+    rt.cleanup().await.unwrap();
+}
+
+pub async fn argv_runs_without_a_shell_s_parsing<T: Target>(target: T) {
+    let rt = target.runtime(&[]).await;
+    let words = ["a b", "$HOME", "'q'", "`id`", ""];
+    let mut argv = vec![
+        "sh",
+        "-c",
+        "for w in \"$@\"; do printf '[%s]' \"$w\"; done",
+        "sh",
+    ];
+    argv.extend(words);
+    let result = rt.execute(ExecRequest::argv(argv)).await.unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&result.stdout.data),
+        "[a b][$HOME]['q'][`id`][]",
+        "{result:?}"
+    );
+    // 1 MiB of arguments, in pieces under the kernel's 128 KiB a piece.
+    let chunk = "x".repeat(64 * 1024);
+    let mut argv = vec![
+        "sh".to_owned(),
+        "-c".into(),
+        "printf %s \"$@\" | wc -c".into(),
+        "sh".into(),
+    ];
+    argv.extend(std::iter::repeat_n(chunk, 16));
+    let result = rt.execute(ExecRequest::argv(argv)).await.unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&result.stdout.data).trim(),
+        "1048576",
+        "{result:?}"
+    );
+    rt.execute(ExecRequest::new("echo data > not-a-program"))
+        .await
+        .unwrap();
+    let result = rt
+        .execute(ExecRequest::argv(["./not-a-program"]))
+        .await
+        .unwrap();
+    assert_eq!(result.exit_code, 126, "{result:?}");
+    let stderr = String::from_utf8_lossy(&result.stderr.data).to_lowercase();
+    assert!(stderr.contains("permission denied"), "{stderr}");
+    let result = rt
+        .execute(ExecRequest::argv(["no-such-program-here"]))
+        .await
+        .unwrap();
+    assert_eq!(result.exit_code, 127, "{result:?}");
+    rt.cleanup().await.unwrap();
+}
+
+pub async fn cwd_and_user_are_per_command<T: Target>(target: T) {
+    let rt = target.runtime(&[]).await;
+    let home = rt
+        .execute(ExecRequest::new("pwd; mkdir -p sub/dir"))
+        .await
+        .unwrap();
+    let home = String::from_utf8_lossy(&home.stdout.data).trim().to_owned();
+    let pwd = |result: RuntimeResult| {
+        String::from_utf8_lossy(&result.stdout.data)
+            .trim()
+            .to_owned()
+    };
+    let relative = rt
+        .execute(ExecRequest::new("pwd").cwd("sub/dir"))
+        .await
+        .unwrap();
+    assert_eq!(pwd(relative), format!("{home}/sub/dir"));
+    let absolute = rt
+        .execute(ExecRequest::new("pwd").cwd(format!("{home}/sub")))
+        .await
+        .unwrap();
+    assert_eq!(pwd(absolute), format!("{home}/sub"));
+    let after = rt.execute(ExecRequest::new("pwd")).await.unwrap();
+    assert_eq!(pwd(after), home, "a command's cwd is its own");
+    match rt.stream(ExecRequest::new("id").user("nonexistent")).await {
+        Err(RuntimeError::User { user, reason }) => {
+            assert_eq!(user, "nonexistent");
+            assert!(reason.contains("no such user"), "{reason}");
+        }
+        other => panic!("a user that does not exist is an error: {other:?}"),
+    }
+    rt.cleanup().await.unwrap();
+}
+
+pub async fn files_are_read_and_written_in_the_session_s_view<T: Target>(target: T) {
+    let rt = target.runtime(&[]).await;
+    let data: Bytes = (0..=255u8).cycle().take(70_000).collect::<Vec<u8>>().into();
+    rt.write_file("made/on/the way.bin", data.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        rt.read_file("made/on/the way.bin", 1 << 20).await.unwrap(),
+        data
+    );
+    let seen = rt
+        .execute(ExecRequest::new("wc -c < 'made/on/the way.bin'"))
+        .await
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&seen.stdout.data).trim(),
+        "70000",
+        "a command sees it"
+    );
+    rt.write_file("made/on/the way.bin", Bytes::from_static(b"short"))
+        .await
+        .unwrap();
+    assert_eq!(
+        &rt.read_file("made/on/the way.bin", 100).await.unwrap()[..],
+        b"short"
+    );
+    rt.write_file("empty", Bytes::new()).await.unwrap();
+    assert!(rt.read_file("empty", 10).await.unwrap().is_empty());
+
+    let home = rt.execute(ExecRequest::new("pwd")).await.unwrap();
+    let home = String::from_utf8_lossy(&home.stdout.data).trim().to_owned();
+    let absolute = format!("{home}/abs/olute.txt");
+    rt.write_file(&absolute, Bytes::from_static(b"abs"))
+        .await
+        .unwrap();
+    assert_eq!(
+        &rt.read_file("abs/olute.txt", 10).await.unwrap()[..],
+        b"abs"
+    );
+
+    match rt.read_file("nonexistent", 10).await {
+        Err(FileError::NotFound { path }) => assert_eq!(path, "nonexistent"),
+        other => panic!("not found: {other:?}"),
+    }
+    assert!(matches!(
+        rt.read_file("made/on", 10).await,
+        Err(FileError::IsADirectory { .. })
+    ));
+    assert!(matches!(
+        rt.write_file("made/on", Bytes::from_static(b"x")).await,
+        Err(FileError::IsADirectory { .. })
+    ));
+    match rt.read_file("made/on/the way.bin", 4).await {
+        Err(FileError::TooLarge { size, limit, .. }) => assert_eq!((size, limit), (5, 4)),
+        other => panic!("over the limit: {other:?}"),
+    }
+    rt.cleanup().await.unwrap();
+    assert!(matches!(
+        rt.read_file("empty", 10).await,
+        Err(FileError::Runtime(RuntimeError::CleanedUp))
+    ));
+}
+
 /// One `#[tokio::test]` per guarantee, for the target `$target`.
 #[macro_export]
 macro_rules! contract_tests {
@@ -485,6 +683,10 @@ macro_rules! contract_tests {
             nothing_escapes_a_kill,
             nothing_escapes_a_dropped_stream,
             nothing_escapes_cleanup,
+            commands_run_side_by_side_and_a_timeout_kills_only_its_own,
+            argv_runs_without_a_shell_s_parsing,
+            cwd_and_user_are_per_command,
+            files_are_read_and_written_in_the_session_s_view,
         );
     };
     (@each $target:expr; $($name:ident),* $(,)?) => {

@@ -16,6 +16,7 @@
 //! the ones whose owning process is gone (see [`super::leftovers`]).
 
 mod daemon;
+mod files;
 mod settings;
 
 pub use daemon::{DEFAULT_HOST, connect, daemon_message, kill, remove};
@@ -39,11 +40,14 @@ use tokio::io::AsyncWriteExt;
 use super::capture::Capture;
 use super::cgroup::Cgroup;
 use super::driver::{self, Exit, Lifecycle, Process, Runner, sleep_until};
+use super::users::{self, UserIds};
 use super::{
-    EventStream, ExecRequest, KilledBy, LaunchSpec, OutputChunk, RuntimeBackend, RuntimeError,
-    RuntimeEvent, RuntimeInfo, RuntimeState, StreamKind, SubmissionRuntime,
+    EventStream, ExecRequest, FileError, KillScope, KilledBy, LaunchSpec, OutputChunk,
+    RuntimeBackend, RuntimeError, RuntimeEvent, RuntimeInfo, StreamKind, SubmissionRuntime,
+    process_tree,
 };
 use crate::spec::{DockerConfig, EnvironmentSpec};
+use bytes::Bytes;
 use daemon::{docker_error, ensure_image};
 use settings::{container_body, static_path};
 
@@ -293,6 +297,12 @@ impl Runner for Inner {
     async fn run(&self, process: Process<'_>, captures: [Capture; 2]) -> (Exit, [Capture; 2]) {
         let Process {
             line,
+            args,
+            cwd,
+            user,
+            epoch,
+            cancel,
+            scope,
             phase,
             stdin,
             env,
@@ -302,7 +312,7 @@ impl Runner for Inner {
         let note = async |text: String| {
             let _ = tx.send(RuntimeEvent::Note(text)).await;
         };
-        if !self.lifecycle().may_start() {
+        if !self.lifecycle().may_start(epoch) {
             return (Exit::killed(false), captures);
         }
         let container = match self.ensure_container().await {
@@ -315,13 +325,16 @@ impl Runner for Inner {
         // A kill or cleanup that came while the container was being made
         // found no container to remove: this one is removed here, and the
         // command does not start in it.
-        if !self.lifecycle().may_start() {
+        if !self.lifecycle().may_start(epoch) {
             let _ = self.kill_container().await;
             return (Exit::killed(false), captures);
         }
         // What the command costs: the container's counters, read around it
-        // (one command at a time runs in a container).
-        let meter = self.container().cgroup.clone();
+        // (when it runs alone in the container).
+        let meter = match scope {
+            KillScope::Session => self.container().cgroup.clone(),
+            KillScope::Command => None,
+        };
         let before = meter.as_ref().map(|cgroup| {
             cgroup.reset_peak();
             cgroup.usage()
@@ -331,9 +344,22 @@ impl Runner for Inner {
             attach_stdout: Some(true),
             attach_stderr: Some(true),
             env: Some(env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
-            cmd: Some(vec!["/bin/sh".to_owned(), "-c".to_owned(), line.to_owned()]),
-            working_dir: Some(self.settings.workdir.clone()),
-            user: self.settings.user.clone(),
+            cmd: Some(
+                ["/bin/sh", "-c", line]
+                    .into_iter()
+                    .chain((!args.is_empty()).then_some("sh"))
+                    .chain(args.iter().map(String::as_str))
+                    .map(str::to_owned)
+                    .collect(),
+            ),
+            working_dir: Some(match cwd {
+                Some(cwd) if cwd.starts_with('/') => cwd.to_owned(),
+                Some(cwd) => format!("{}/{cwd}", self.settings.workdir.trim_end_matches('/')),
+                None => self.settings.workdir.clone(),
+            }),
+            user: user
+                .map(str::to_owned)
+                .or_else(|| self.settings.user.clone()),
             ..Default::default()
         };
         let started = match self.docker.create_exec(&container, options).await {
@@ -372,7 +398,7 @@ impl Runner for Inner {
                     timed_out = true;
                     break;
                 }
-                () = tx.closed() => break,
+                () = driver::abandoned(tx, cancel) => break,
             };
             let (stream, data) = match item {
                 Some(Ok(bollard::container::LogOutput::StdOut { message })) => {
@@ -383,7 +409,7 @@ impl Runner for Inner {
                 }
                 Some(Ok(_)) => continue,
                 Some(Err(e)) => {
-                    if !self.lifecycle().kill_requested {
+                    if !self.lifecycle().killed(epoch) {
                         note(format!("reading the output of {line:?}: {e}")).await;
                     }
                     break;
@@ -406,12 +432,12 @@ impl Runner for Inner {
         if let Some(writer) = writer {
             writer.abort();
         }
-        let exit = if timed_out || tx.is_closed() {
-            if let Err(e) = self.kill_container().await {
+        let exit = if timed_out || tx.is_closed() || cancel.is_cancelled() {
+            if let Err(e) = self.kill_exec(&exec, scope).await {
                 note(e.to_string()).await;
             }
             Exit::killed(timed_out)
-        } else if self.lifecycle().kill_requested {
+        } else if self.lifecycle().killed(epoch) {
             Exit::killed(false)
         } else {
             let mut exit = self.exit_of(&exec).await;
@@ -433,6 +459,101 @@ impl Runner for Inner {
 }
 
 impl Inner {
+    /// Checks what a call asks for and starts it.
+    async fn start_call(
+        self: &Arc<Self>,
+        request: ExecRequest,
+        scope: KillScope,
+    ) -> Result<EventStream, RuntimeError> {
+        let container = self.container().id.clone();
+        if let Some(user) = &request.user
+            && let Some(container) = container
+        {
+            self.user_ids(&container, user).await?;
+        }
+        driver::start(self, request, scope, &self.setup_commands, &self.assets)
+    }
+
+    /// `user` in the container's `/etc/passwd` (read through the archive
+    /// API, so that users added by commands count).
+    async fn user_ids(&self, container: &str, user: &str) -> Result<UserIds, RuntimeError> {
+        let archive = self.archive(container, UserIds { uid: 0, gid: 0 });
+        let passwd = archive
+            .read("/etc/passwd", 16 << 20)
+            .await
+            .map(|data| String::from_utf8_lossy(&data).into_owned())
+            .unwrap_or_default();
+        users::lookup(&passwd, user, "the container's /etc/passwd").map_err(|reason| {
+            RuntimeError::User {
+                user: user.to_owned(),
+                reason,
+            }
+        })
+    }
+
+    /// The container (made if there is none) and the session user's ids.
+    async fn file_access(&self) -> Result<(String, UserIds), FileError> {
+        if self.lifecycle().cleaned {
+            return Err(RuntimeError::CleanedUp.into());
+        }
+        let container = self.ensure_container().await?;
+        let user = match &self.settings.user {
+            Some(user) => self.user_ids(&container, user).await?,
+            None => UserIds { uid: 0, gid: 0 },
+        };
+        Ok((container, user))
+    }
+
+    fn archive<'a>(&'a self, container: &'a str, user: UserIds) -> files::Archive<'a> {
+        files::Archive {
+            docker: &self.docker,
+            container,
+            workdir: &self.settings.workdir,
+            user,
+            exec_user: self.settings.user.as_deref(),
+        }
+    }
+
+    /// Kills a command that went over time or lost its reader: the
+    /// container ([`KillScope::Session`]), or the exec's processes, found
+    /// through this host's `/proc` (the container when the daemon is
+    /// remote, with a note).
+    async fn kill_exec(&self, exec: &str, scope: KillScope) -> Result<(), RuntimeError> {
+        if scope == KillScope::Command {
+            let pid = self
+                .docker
+                .inspect_exec(exec)
+                .await
+                .ok()
+                .and_then(|inspect| inspect.pid)
+                .and_then(|pid| i32::try_from(pid).ok())
+                .filter(|&pid| pid > 0);
+            match pid {
+                Some(pid) if process_tree::visible(pid) => {
+                    process_tree::kill_tree(pid);
+                    return Ok(());
+                }
+                // It ended meanwhile.
+                Some(_) | None
+                    if self
+                        .docker
+                        .inspect_exec(exec)
+                        .await
+                        .is_ok_and(|i| i.running != Some(true)) =>
+                {
+                    return Ok(());
+                }
+                _ => {
+                    tracing::warn!(
+                        exec,
+                        "the exec's processes are not visible here: killing the container"
+                    );
+                }
+            }
+        }
+        self.kill_container().await
+    }
+
     /// The exit of a finished exec (see [`Exit::from_shell_code`]).
     async fn exit_of(&self, exec: &str) -> Exit {
         for _ in 0..100 {
@@ -513,8 +634,21 @@ impl Inner {
 #[async_trait]
 impl SubmissionRuntime for DockerRuntime {
     async fn stream(&self, request: ExecRequest) -> Result<EventStream, RuntimeError> {
-        let inner = &self.inner;
-        driver::start(inner, request, &inner.setup_commands, &inner.assets)
+        self.inner.start_call(request, KillScope::Session).await
+    }
+
+    async fn start(&self, request: ExecRequest) -> Result<EventStream, RuntimeError> {
+        self.inner.start_call(request, KillScope::Command).await
+    }
+
+    async fn read_file(&self, path: &str, limit: u64) -> Result<Bytes, FileError> {
+        let (container, user) = self.inner.file_access().await?;
+        self.inner.archive(&container, user).read(path, limit).await
+    }
+
+    async fn write_file(&self, path: &str, data: Bytes) -> Result<(), FileError> {
+        let (container, user) = self.inner.file_access().await?;
+        self.inner.archive(&container, user).write(path, data).await
     }
 
     fn poll(&self) -> Option<i32> {
@@ -527,11 +661,7 @@ impl SubmissionRuntime for DockerRuntime {
     }
 
     async fn cleanup(&self) -> Result<(), RuntimeError> {
-        {
-            let mut life = self.inner.lifecycle();
-            life.request_kill();
-            life.phase = RuntimeState::Cleaned;
-        }
+        self.inner.lifecycle().clean();
         let killed = self.inner.kill_container().await;
         // Also those a timeout or a dropped stream killed, whose removal may
         // still be under way in the command's task.
@@ -542,7 +672,7 @@ impl SubmissionRuntime for DockerRuntime {
     fn info(&self) -> RuntimeInfo {
         RuntimeInfo {
             kind: self.inner.environment.kind.clone(),
-            state: self.inner.lifecycle().phase,
+            state: self.inner.lifecycle().state(),
             pid: None,
             pgid: None,
             container_id: self.inner.container().id.clone(),

@@ -295,8 +295,9 @@ impl Sandbox {
         }
     }
 
-    /// Starts `shell -c line` in the session, in `cwd`, with `env`, its
-    /// stdin from `stdin` (or `/dev/null`), its output into two new pipes.
+    /// Starts `shell -c line` (with `args` as `$1`...) in the session, in
+    /// `cwd`, with `env`, its stdin from `stdin` (or `/dev/null`), its
+    /// output into two new pipes.
     ///
     /// # Errors
     ///
@@ -305,17 +306,25 @@ impl Sandbox {
         &self,
         shell: &Path,
         line: &str,
+        args: &[String],
         cwd: &Path,
         env: &std::collections::BTreeMap<String, String>,
         stdin: Option<RawFd>,
     ) -> io::Result<Spawned> {
         let bad = |_| io::Error::from(io::ErrorKind::InvalidInput);
         let path = CString::new(shell.as_os_str().as_bytes()).map_err(bad)?;
-        let args = vec![
+        let mut argv = vec![
             path.clone(),
             CString::new("-c").map_err(bad)?,
             CString::new(line).map_err(bad)?,
         ];
+        if !args.is_empty() {
+            argv.push(CString::new("sh").map_err(bad)?);
+            for arg in args {
+                argv.push(CString::new(arg.as_str()).map_err(bad)?);
+            }
+        }
+        let args = argv;
         let env = env
             .iter()
             .map(|(k, v)| CString::new(format!("{k}={v}")))
