@@ -1,18 +1,23 @@
 //! The supervisor of one session: a task that owns a runtime, runs its
-//! commands one after another and hands every event to its subscribers.
+//! queued commands one after another, starts others beside them, and hands
+//! every event to its subscribers and the run log.
 //!
-//! The CLI, the run log and the TUI all go through it, so a session behaves
-//! and is recorded the same way whoever started it. Subscribers get every
-//! event, in order: a slow subscriber slows the command down (channels are
-//! bounded) rather than losing output.
+//! The CLI, the run log, the TUI and the Python package all go through it,
+//! so a session behaves and is recorded the same way whoever started it.
+//! Subscribers get every event, in order per command: a slow subscriber
+//! slows the command down (channels are bounded) rather than losing output.
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
+use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::task::TaskTracker;
 
-use crate::runlog::RunlogWriter;
+use crate::runlog::{FileOp, RunlogWriter};
 use crate::runtime::{
-    ExecRequest, RuntimeError, RuntimeEvent, RuntimeInfo, RuntimeResult, SubmissionRuntime,
+    ExecRequest, FileError, RuntimeError, RuntimeEvent, RuntimeInfo, RuntimeResult,
+    SubmissionRuntime,
 };
 
 /// What subscribers of a session receive.
@@ -61,7 +66,92 @@ enum Job {
 pub struct Supervisor {
     runtime: Arc<dyn SubmissionRuntime>,
     jobs: mpsc::Sender<Job>,
-    subscribers: Arc<Mutex<Vec<mpsc::Sender<SessionEvent>>>>,
+    shared: Arc<Shared>,
+}
+
+/// What the queue's task and the commands started beside it share.
+struct Shared {
+    subscribers: Subscribers,
+    /// The run log, until it is finished (or cannot be written).
+    log: Mutex<Option<Arc<RunlogWriter>>>,
+    /// The last command number given.
+    numbers: AtomicU32,
+    /// Commands started beside the queue, still being recorded.
+    beside: TaskTracker,
+}
+
+impl Shared {
+    fn log(&self) -> Option<Arc<RunlogWriter>> {
+        self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn next_number(&self) -> u32 {
+        self.numbers.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// Records `event` and hands it to the subscribers.
+    async fn emit(&self, event: SessionEvent) {
+        record(self, &event).await;
+        publish(&self.subscribers, event).await;
+    }
+}
+
+/// The events of a command started beside others
+/// ([`Supervisor::start_command`]). Dropping it kills the command; its end
+/// is still recorded.
+pub struct CommandEvents {
+    rx: mpsc::Receiver<RuntimeEvent>,
+    kill: Arc<dyn Fn() + Send + Sync>,
+    number: u32,
+}
+
+impl CommandEvents {
+    /// The next event; `None` after `Finished`.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe.
+    pub async fn next_event(&mut self) -> Option<RuntimeEvent> {
+        self.rx.recv().await
+    }
+
+    /// Skips to the end and returns the result.
+    ///
+    /// # Errors
+    ///
+    /// The stream ended without a result.
+    pub async fn finish(mut self) -> Result<RuntimeResult, RuntimeError> {
+        while let Some(event) = self.next_event().await {
+            if let RuntimeEvent::Finished(result) = event {
+                return Ok(*result);
+            }
+        }
+        Err(RuntimeError::StreamEnded)
+    }
+
+    /// Kills this command (its own processes); its last events and
+    /// `Finished` still come.
+    pub fn kill(&self) {
+        (self.kill)();
+    }
+
+    /// A handle that kills the command from elsewhere.
+    pub fn killer(&self) -> Arc<dyn Fn() + Send + Sync> {
+        Arc::clone(&self.kill)
+    }
+
+    /// The command's number in the session (as the run log numbers it).
+    pub fn number(&self) -> u32 {
+        self.number
+    }
+}
+
+impl std::fmt::Debug for CommandEvents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CommandEvents")
+            .field("number", &self.number)
+            .finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for Supervisor {
@@ -88,24 +178,120 @@ impl Supervisor {
     fn spawn(runtime: Box<dyn SubmissionRuntime>, log: Option<RunlogWriter>) -> Self {
         let runtime: Arc<dyn SubmissionRuntime> = Arc::from(runtime);
         let (jobs, queue) = mpsc::channel(16);
-        let subscribers = Arc::new(Mutex::new(Vec::new()));
-        let task = serve(Arc::clone(&runtime), queue, Arc::clone(&subscribers), log);
+        let shared = Arc::new(Shared {
+            subscribers: Arc::new(Mutex::new(Vec::new())),
+            log: Mutex::new(log.map(Arc::new)),
+            numbers: AtomicU32::new(0),
+            beside: TaskTracker::new(),
+        });
+        let task = serve(Arc::clone(&runtime), queue, Arc::clone(&shared));
         tokio::spawn(task);
         Self {
             runtime,
             jobs,
-            subscribers,
+            shared,
         }
     }
 
     /// A receiver of every event from the next command on.
     pub fn subscribe(&self) -> mpsc::Receiver<SessionEvent> {
         let (tx, rx) = mpsc::channel(SUBSCRIBER_BUFFER);
-        self.subscribers
+        self.shared
+            .subscribers
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(tx);
         rx
+    }
+
+    /// Starts `request` now, beside the queued commands and the others
+    /// started this way (see [`SubmissionRuntime::start`]), recorded like
+    /// them.
+    ///
+    /// # Errors
+    ///
+    /// The runtime refused to start it (cleaned up, a `user` it cannot
+    /// use); the refusal is recorded too.
+    pub async fn start_command(&self, request: ExecRequest) -> Result<CommandEvents, RuntimeError> {
+        let shared = Arc::clone(&self.shared);
+        let number = shared.next_number();
+        let started = SessionEvent::CommandStarted {
+            number,
+            command: request.command.clone(),
+            timeout: request.timeout,
+        };
+        shared.emit(started).await;
+        let mut events = match self.runtime.start(request).await {
+            Ok(events) => events,
+            Err(error) => {
+                let error_text = error.to_string();
+                shared
+                    .emit(SessionEvent::Failed {
+                        number,
+                        error: error_text,
+                    })
+                    .await;
+                return Err(error);
+            }
+        };
+        let kill: Arc<dyn Fn() + Send + Sync> = Arc::new(events.killer());
+        let (tx, rx) = mpsc::channel(crate::runtime::EVENT_BUFFER);
+        self.shared.beside.spawn(async move {
+            let mut reader = Some(tx);
+            while let Some(event) = events.next_event().await {
+                shared
+                    .emit(SessionEvent::Runtime {
+                        number,
+                        event: event.clone(),
+                    })
+                    .await;
+                if let Some(to) = &reader
+                    && to.send(event).await.is_err()
+                {
+                    // The reader went: the command goes too, and its end
+                    // is still recorded.
+                    events.kill();
+                    reader = None;
+                }
+            }
+        });
+        Ok(CommandEvents { rx, kill, number })
+    }
+
+    /// Reads a file of the session (see [`SubmissionRuntime::read_file`]),
+    /// recorded.
+    ///
+    /// # Errors
+    ///
+    /// See [`FileError`].
+    pub async fn read_file(&self, path: &str, limit: u64) -> Result<Bytes, FileError> {
+        let read = self.runtime.read_file(path, limit).await;
+        let (bytes, error) = match &read {
+            Ok(data) => (data.len() as u64, None),
+            Err(e) => (0, Some(e.to_string())),
+        };
+        self.record_file(FileOp::Read, path, bytes, error).await;
+        read
+    }
+
+    /// Writes a file of the session (see
+    /// [`SubmissionRuntime::write_file`]), recorded.
+    ///
+    /// # Errors
+    ///
+    /// See [`FileError`].
+    pub async fn write_file(&self, path: &str, data: Bytes) -> Result<(), FileError> {
+        let bytes = data.len() as u64;
+        let written = self.runtime.write_file(path, data).await;
+        let error = written.as_ref().err().map(ToString::to_string);
+        self.record_file(FileOp::Write, path, bytes, error).await;
+        written
+    }
+
+    async fn record_file(&self, op: FileOp, path: &str, bytes: u64, error: Option<String>) {
+        if let Some(writer) = self.shared.log() {
+            let _ = writer.file(op, path, bytes, error).await;
+        }
     }
 
     /// Queues `request`; the receiver gets its result once it has run.
@@ -138,9 +324,13 @@ impl Supervisor {
         self.runtime.kill().await
     }
 
-    /// Kills what runs, releases the runtime and completes the run log.
+    /// Kills what runs, releases the runtime and completes the run log
+    /// (once the commands started beside the queue are recorded to their
+    /// end).
     pub async fn cleanup(&self) -> Result<(), RuntimeError> {
         let cleaned = self.runtime.cleanup().await;
+        self.shared.beside.close();
+        self.shared.beside.wait().await;
         let (done, closed) = oneshot::channel();
         if self.jobs.send(Job::Close { done }).await.is_ok() {
             let _ = closed.await;
@@ -162,25 +352,21 @@ impl Supervisor {
 async fn serve(
     runtime: Arc<dyn SubmissionRuntime>,
     mut queue: mpsc::Receiver<Job>,
-    subscribers: Subscribers,
-    mut log: Option<RunlogWriter>,
+    shared: Arc<Shared>,
 ) {
-    let mut number = 0;
-    let emit = async |event: SessionEvent, log: &mut Option<RunlogWriter>| {
-        record(log, &event, &subscribers).await;
-        publish(&subscribers, event).await;
-    };
     while let Some(job) = queue.recv().await {
         let (request, reply) = match job {
             Job::Run { request, reply } => (request, reply),
             Job::Close { done } => {
-                if let Some(writer) = log.take() {
+                let writer = shared.log.lock().unwrap_or_else(|e| e.into_inner()).take();
+                if let Some(writer) = last_handle(writer).await {
                     let path = writer.path().to_owned();
                     // The writer may find the disk full only now, behind
                     // the output it still had queued: said as in `record`.
                     if let Err(e) = writer.finish().await {
+                        let number = shared.numbers.load(Ordering::SeqCst);
                         note(
-                            &subscribers,
+                            &shared.subscribers,
                             number,
                             format!("run log {}: {e}; recording stopped", path.display()),
                         )
@@ -191,13 +377,13 @@ async fn serve(
                 continue;
             }
         };
-        number += 1;
+        let number = shared.next_number();
         let started = SessionEvent::CommandStarted {
             number,
             command: request.command.clone(),
             timeout: request.timeout,
         };
-        emit(started, &mut log).await;
+        shared.emit(started).await;
         let outcome = match runtime.stream(request).await {
             Ok(mut events) => {
                 let mut result = Err(RuntimeError::StreamEnded);
@@ -205,7 +391,7 @@ async fn serve(
                     if let RuntimeEvent::Finished(finished) = &event {
                         result = Ok((**finished).clone());
                     }
-                    emit(SessionEvent::Runtime { number, event }, &mut log).await;
+                    shared.emit(SessionEvent::Runtime { number, event }).await;
                 }
                 result
             }
@@ -214,7 +400,7 @@ async fn serve(
                     number,
                     error: error.to_string(),
                 };
-                emit(event, &mut log).await;
+                shared.emit(event).await;
                 Err(error)
             }
         };
@@ -222,12 +408,26 @@ async fn serve(
     }
 }
 
+/// The writer itself, once no other task holds it: the commands started
+/// beside the queue are done (cleanup waited for them), and a file
+/// operation's record takes a moment at most.
+async fn last_handle(mut writer: Option<Arc<RunlogWriter>>) -> Option<RunlogWriter> {
+    for _ in 0..1000 {
+        match Arc::try_unwrap(writer?) {
+            Ok(writer) => return Some(writer),
+            Err(shared) => writer = Some(shared),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    None
+}
+
 type Subscribers = Arc<Mutex<Vec<mpsc::Sender<SessionEvent>>>>;
 
 /// Records `event` in the log; a log that cannot be written is reported
 /// once to the subscribers and recording stops (the session goes on).
-async fn record(log: &mut Option<RunlogWriter>, event: &SessionEvent, subscribers: &Subscribers) {
-    let Some(writer) = log else { return };
+async fn record(shared: &Shared, event: &SessionEvent) {
+    let Some(writer) = shared.log() else { return };
     let (number, recorded) = match event {
         SessionEvent::CommandStarted {
             number,
@@ -240,10 +440,11 @@ async fn record(log: &mut Option<RunlogWriter>, event: &SessionEvent, subscriber
         SessionEvent::Runtime { number, event } => (*number, writer.event(*number, event).await),
         SessionEvent::Failed { number, error } => (*number, writer.note(*number, error).await),
     };
+    let subscribers = &shared.subscribers;
     match recorded {
         // The index cannot be written: nothing more can be recorded.
         Err(e) => {
-            *log = None;
+            shared.log.lock().unwrap_or_else(|e| e.into_inner()).take();
             note(
                 subscribers,
                 number,

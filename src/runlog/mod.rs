@@ -226,6 +226,18 @@ pub enum Body {
         /// The message.
         text: String,
     },
+    /// A file of the session was read or written (`c` is 0).
+    File {
+        /// `read` or `write`.
+        op: FileOp,
+        /// The path, as the caller gave it.
+        path: String,
+        /// Bytes read or written.
+        bytes: u64,
+        /// Why it failed, when it did.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
     /// The session ended; always the last line of a complete log.
     End {
         /// How the last command ended.
@@ -285,6 +297,39 @@ impl Body {
             usage: *usage,
             setup_failure: setup_failure.clone(),
             ..Outcome::default()
+        })
+    }
+}
+
+/// `op` of a `file` record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileOp {
+    /// `read_file`.
+    Read,
+    /// `write_file`.
+    Write,
+}
+
+impl Body {
+    /// A `file` record as one line of text, for the views that show notes.
+    pub fn file_words(&self) -> Option<String> {
+        let Body::File {
+            op,
+            path,
+            bytes,
+            error,
+        } = self
+        else {
+            return None;
+        };
+        let (done, doing) = match op {
+            FileOp::Read => ("read", "reading"),
+            FileOp::Write => ("wrote", "writing"),
+        };
+        Some(match error {
+            None => format!("{done} file {path:?} ({bytes} bytes)"),
+            Some(error) => format!("{doing} file {path:?} failed: {error}"),
         })
     }
 }

@@ -312,6 +312,28 @@ impl RunlogWriter {
         self.send(Message::Record { t, c: number, body }).await
     }
 
+    /// Records a file operation of the session (see [`Body::File`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`command_started`](Self::command_started).
+    pub async fn file(
+        &self,
+        op: super::FileOp,
+        path: &str,
+        bytes: u64,
+        error: Option<String>,
+    ) -> Result<(), RunlogError> {
+        let body = Body::File {
+            op,
+            path: path.to_owned(),
+            bytes,
+            error,
+        };
+        let t = self.now();
+        self.send(Message::Record { t, c: 0, body }).await
+    }
+
     /// Records an event of command `number`.
     ///
     /// # Errors

@@ -20,7 +20,7 @@ pub struct EventStream {
 }
 
 /// Events buffered between a runtime and the reader of its stream.
-pub(crate) const EVENT_BUFFER: usize = 16;
+pub const EVENT_BUFFER: usize = 16;
 
 impl EventStream {
     /// A stream, the sender a runtime feeds it through and the token

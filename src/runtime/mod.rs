@@ -71,7 +71,7 @@ pub mod users;
 pub use capture::CapturedOutput;
 pub use containment::{Containment, local_containment, pid_namespaces};
 pub use error::RuntimeError;
-pub use events::EventStream;
+pub use events::{EVENT_BUFFER, EventStream};
 pub use files::FileError;
 pub use models::{
     DEFAULT_CAPTURE_LIMIT, ExecRequest, KillScope, KilledBy, LaunchSpec, Outcome, OutputChunk,
