@@ -14,6 +14,7 @@ use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 
+mod command;
 mod convert;
 mod events;
 mod executor;
@@ -34,6 +35,13 @@ create_exception!(
      cannot be reached, an image is missing, the working directory is not usable..."
 );
 
+create_exception!(
+    _native,
+    FileTooLargeError,
+    ExecutionError,
+    "A file is larger than the reader's limit: args are (message, size, limit)."
+);
+
 /// A runtime error as the exception Python users catch, with the message the
 /// CLI prints.
 pub(crate) fn runtime_error(error: impl std::fmt::Display) -> PyErr {
@@ -52,7 +60,10 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(specs::load_config, m)?)?;
     m.add_function(wrap_pyfunction!(specs::runtime_types, m)?)?;
     m.add_function(wrap_pyfunction!(session::default_store, m)?)?;
+    m.add_function(wrap_pyfunction!(session::remove_leftovers, m)?)?;
     m.add_class::<session::Session>()?;
+    m.add("FileTooLargeError", py.get_type::<FileTooLargeError>())?;
     m.add_class::<events::Events>()?;
+    m.add_class::<command::Command>()?;
     Ok(())
 }

@@ -9,13 +9,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyBytes, PyDict};
 use subrt::config::Config;
 use subrt::runlog::RunlogWriter;
 use subrt::runtime::{ExecRequest, LaunchSpec, RuntimeError, StaticAsset, registry};
 use subrt::spec::{Mount, MountMode};
 use subrt::supervisor::Supervisor;
 
+use crate::command::{self, Command, Waiter};
 use crate::events::Events;
 use crate::executor::{self, Executor, Interrupted};
 use crate::{convert, runtime_error, specs};
@@ -23,6 +24,31 @@ use crate::{convert, runtime_error, specs};
 /// How long a spawn that Ctrl-C interrupted may still take, so that what it
 /// made (a container) is cleaned up rather than left to `subrt gc`.
 const SPAWN_GRACE: Duration = Duration::from_millis(500);
+
+/// Removes the Docker containers of the daemon at `host` (default: the
+/// environment's `DOCKER_HOST`) whose subrt process is gone, as `subrt gc`
+/// does; returns what was removed, in words.
+#[pyfunction]
+#[pyo3(signature = (host=None))]
+pub(crate) fn remove_leftovers(py: Python<'_>, host: Option<String>) -> PyResult<Vec<String>> {
+    let executor = executor::get()?;
+    let removed = executor::wait(py, executor, async move {
+        let docker = subrt::runtime::docker::connect(host.as_deref()).await?;
+        let mut removed = Vec::new();
+        for container in subrt::runtime::leftovers::leftovers(&docker, false).await? {
+            subrt::runtime::docker::remove(&docker, &container.id).await?;
+            removed.push(format!(
+                "container {} (run {}, environment {})",
+                container.name, container.run_id, container.environment
+            ));
+        }
+        Ok::<_, RuntimeError>(removed)
+    });
+    match removed {
+        Ok(removed) => removed.map_err(runtime_error),
+        Err(Interrupted { error, .. }) => Err(error),
+    }
+}
 
 /// The store the package records in when the caller names none:
 /// `SUBRT_STORE`, else the user's store (as `subrt` without a config file).
@@ -90,14 +116,38 @@ pub(crate) struct MountArg {
     read_only: bool,
 }
 
+/// A shell line (`str`) or an argv (a list of `str`), as Python callers
+/// give a command.
+#[derive(FromPyObject)]
+pub(crate) enum CommandArg {
+    Line(String),
+    Argv(Vec<String>),
+}
+
+impl From<CommandArg> for ExecRequest {
+    fn from(command: CommandArg) -> Self {
+        match command {
+            CommandArg::Line(line) => ExecRequest::new(line),
+            CommandArg::Argv(argv) => ExecRequest::argv(argv),
+        }
+    }
+}
+
 fn request(
-    command: String,
+    command: CommandArg,
     env: Option<BTreeMap<String, String>>,
     stdin: Option<Vec<u8>>,
     timeout: Option<f64>,
     capture_limit: usize,
 ) -> PyResult<ExecRequest> {
-    let mut request = ExecRequest::new(command).capture_limit(capture_limit);
+    if let CommandArg::Argv(argv) = &command
+        && argv.is_empty()
+    {
+        return Err(pyo3::exceptions::PyValueError::new_err(
+            "command: an empty argv list runs nothing",
+        ));
+    }
+    let mut request = ExecRequest::from(command).capture_limit(capture_limit);
     request.env = env.unwrap_or_default();
     request.stdin = stdin.map(Bytes::from);
     request.timeout = match timeout {
@@ -244,7 +294,7 @@ impl Session {
     fn execute<'py>(
         &self,
         py: Python<'py>,
-        command: String,
+        command: CommandArg,
         env: Option<BTreeMap<String, String>>,
         stdin: Option<Vec<u8>>,
         timeout: Option<f64>,
@@ -281,7 +331,7 @@ impl Session {
     fn stream(
         &self,
         py: Python<'_>,
-        command: String,
+        command: CommandArg,
         env: Option<BTreeMap<String, String>>,
         stdin: Option<Vec<u8>>,
         timeout: Option<f64>,
@@ -305,6 +355,120 @@ impl Session {
             self.executor,
             Arc::clone(&self.busy),
         ))
+    }
+
+    /// Starts `command` beside the session's others and completes `future`
+    /// (of `event_loop`) with its `Command`, or the error that refused it.
+    /// A timeout, or the `Command` dropped or killed, ends this command's
+    /// processes only.
+    #[pyo3(signature = (event_loop, future, command, env=None, stdin=None, timeout=None, capture_limit=subrt::runtime::DEFAULT_CAPTURE_LIMIT, cwd=None, user=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn start_async(
+        &self,
+        event_loop: Py<PyAny>,
+        future: Py<PyAny>,
+        command: CommandArg,
+        env: Option<BTreeMap<String, String>>,
+        stdin: Option<Vec<u8>>,
+        timeout: Option<f64>,
+        capture_limit: usize,
+        cwd: Option<String>,
+        user: Option<String>,
+    ) -> PyResult<()> {
+        let mut request = request(command, env, stdin, timeout, capture_limit)?;
+        request.cwd = cwd;
+        request.user = user;
+        self.check_process()?;
+        let waiter = Waiter::new(event_loop, future);
+        let supervisor = self.supervisor.clone();
+        let executor = self.executor;
+        self.executor.spawn(async move {
+            let started = supervisor.start_command(request).await;
+            waiter.complete(move |py| match started {
+                Ok(events) => Bound::new(py, Command::new(events, executor)).map(Bound::into_any),
+                Err(error) => Err(runtime_error(error)),
+            });
+        });
+        Ok(())
+    }
+
+    /// Reads the file at `path` (the session's view, as its user), at most
+    /// `limit` bytes; completes `future` with its `bytes`, or
+    /// `FileNotFoundError`, `IsADirectoryError`, `PermissionError`,
+    /// `FileTooLargeError`.
+    fn read_file_async(
+        &self,
+        event_loop: Py<PyAny>,
+        future: Py<PyAny>,
+        path: String,
+        limit: u64,
+    ) -> PyResult<()> {
+        self.check_process()?;
+        let waiter = Waiter::new(event_loop, future);
+        let supervisor = self.supervisor.clone();
+        self.executor.spawn(async move {
+            let read = supervisor.read_file(&path, limit).await;
+            waiter.complete(move |py| match read {
+                Ok(data) => Ok(PyBytes::new(py, &data).into_any()),
+                Err(error) => Err(command::file_error(error)),
+            });
+        });
+        Ok(())
+    }
+
+    /// Replaces the contents of the file at `path` with `data`, making
+    /// missing folders; completes `future` with `None`, or the error.
+    fn write_file_async(
+        &self,
+        event_loop: Py<PyAny>,
+        future: Py<PyAny>,
+        path: String,
+        data: &Bound<'_, PyBytes>,
+    ) -> PyResult<()> {
+        self.check_process()?;
+        let waiter = Waiter::new(event_loop, future);
+        let supervisor = self.supervisor.clone();
+        let data = command::bytes_of(data);
+        self.executor.spawn(async move {
+            let written = supervisor.write_file(&path, data).await;
+            waiter.complete(move |py| match written {
+                Ok(()) => Ok(py.None().into_bound(py)),
+                Err(error) => Err(command::file_error(error)),
+            });
+        });
+        Ok(())
+    }
+
+    /// `read_file_async`, waited for.
+    fn read_file<'py>(
+        &self,
+        py: Python<'py>,
+        path: String,
+        limit: u64,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        self.check_process()?;
+        let supervisor = self.supervisor.clone();
+        match executor::wait(py, self.executor, async move {
+            supervisor.read_file(&path, limit).await
+        }) {
+            Ok(Ok(data)) => Ok(PyBytes::new(py, &data)),
+            Ok(Err(error)) => Err(command::file_error(error)),
+            Err(Interrupted { error, .. }) => Err(error),
+        }
+    }
+
+    /// `write_file_async`, waited for.
+    fn write_file(&self, py: Python<'_>, path: String, data: &Bound<'_, PyBytes>) -> PyResult<()> {
+        self.check_process()?;
+        let supervisor = self.supervisor.clone();
+        let data = command::bytes_of(data);
+        match executor::wait(py, self.executor, async move {
+            supervisor.write_file(&path, data).await
+        }) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(command::file_error(error)),
+            Err(Interrupted { error, .. }) => Err(error),
+        }
     }
 
     /// The exit code of the last command, or `None` while one runs (or

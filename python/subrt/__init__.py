@@ -10,12 +10,13 @@ where ``subrt ls`` and the dashboard see it live; ``store=False`` records
 nothing.
 """
 
-from ._native import ExecutionError, SolutionRuntimeError
+from ._native import ExecutionError, FileTooLargeError, SolutionRuntimeError
 from .models import RuntimeEvent, RuntimeResult, SetupFailure
 from .runtime import (
     DockerRuntime,
     ExecRuntime,
     LocalRuntime,
+    RunningCommand,
     RustRuntime,
     SlurmRuntime,
     SubmissionRuntime,
@@ -33,8 +34,10 @@ __all__ = [
     "EnvironmentSpec",
     "ExecRuntime",
     "ExecutionError",
+    "FileTooLargeError",
     "LocalEnvironmentSpec",
     "LocalRuntime",
+    "RunningCommand",
     "RuntimeEvent",
     "RuntimeResult",
     "RustRuntime",

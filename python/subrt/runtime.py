@@ -19,6 +19,7 @@ import weakref
 from pathlib import Path
 from typing import (
     Any,
+    AsyncIterator,
     Callable,
     Dict,
     Iterable,
@@ -26,13 +27,14 @@ from typing import (
     List,
     Mapping,
     Optional,
+    Sequence,
     Type,
     TypeVar,
     Union,
 )
 
-from . import _native
-from ._native import SolutionRuntimeError
+from . import _aio, _native
+from ._native import FileTooLargeError, SolutionRuntimeError
 from .models import RuntimeEvent, RuntimeResult, _Decoders
 from .specs import EnvironmentSpec
 
@@ -40,6 +42,7 @@ __all__ = [
     "DockerRuntime",
     "ExecRuntime",
     "LocalRuntime",
+    "RunningCommand",
     "SlurmRuntime",
     "SubmissionRuntime",
     "register_runtime",
@@ -54,6 +57,11 @@ _log = logging.getLogger("subrt")
 #: What ``stdin`` accepts: text (sent as UTF-8), bytes, or lines (each sent
 #: with a trailing newline).
 Stdin = Union[str, bytes, bytearray, memoryview, Iterable[str], None]
+#: A command: a shell line, or a program and its arguments (no shell parsing).
+Command = Union[str, Sequence[str]]
+#: Bytes :meth:`RustRuntime.read_file` returns at most unless told.
+DEFAULT_READ_LIMIT = 100 * 1024 * 1024
+
 #: Where ``store`` records: a folder, ``None`` for the default store
 #: (``SUBRT_STORE``, else the user's), or ``False`` for no record.
 Store = Union[str, "os.PathLike[str]", None, bool]
@@ -149,6 +157,25 @@ def register_runtime(name: str) -> Callable[[_R], _R]:
 def registered_runtimes() -> Dict[str, Type[SubmissionRuntime]]:
     """The registry: runtime type to class."""
     return dict(_REGISTRY)
+
+
+def _command(command: Command) -> Union[str, List[str]]:
+    """A shell line as it is, an argv as a list of ``str``."""
+    if isinstance(command, str):
+        return command
+    if isinstance(command, (bytes, bytearray)):
+        raise TypeError("command: give a str (a shell line) or a list of str (an argv)")
+    argv = list(command)
+    for word in argv:
+        if not isinstance(word, str):
+            raise TypeError(f"command: argv items must be str, not {type(word).__name__}")
+    return argv
+
+
+def _data(data: Union[str, bytes, bytearray, memoryview]) -> bytes:
+    if isinstance(data, str):
+        return data.encode("utf-8")
+    return bytes(data)
 
 
 def _stdin_bytes(stdin: Stdin) -> Optional[bytes]:
@@ -345,25 +372,124 @@ class RustRuntime(SubmissionRuntime):
 
     def execute(
         self,
-        command: str,
+        command: Command,
         env: Optional[Mapping[str, str]] = None,
         stdin: Stdin = None,
         timeout: Optional[float] = None,
     ) -> RuntimeResult:
-        result = self._session.execute(command, _env("env", env), _stdin_bytes(stdin), timeout)
+        result = self._session.execute(
+            _command(command), _env("env", env), _stdin_bytes(stdin), timeout
+        )
         return RuntimeResult._from_native(result)
 
     def stream(
         self,
-        command: str,
+        command: Command,
         env: Optional[Mapping[str, str]] = None,
         stdin: Stdin = None,
         timeout: Optional[float] = None,
     ) -> Iterator[RuntimeEvent]:
         # Started now, not at the first next(): the command runs (and the
         # runtime is busy) from this call on, as in the seed.
-        events = self._session.stream(command, _env("env", env), _stdin_bytes(stdin), timeout)
+        events = self._session.stream(
+            _command(command), _env("env", env), _stdin_bytes(stdin), timeout
+        )
         return self._events(events)
+
+    # -- asyncio: commands side by side, files ------------------------------
+
+    async def astart(
+        self,
+        command: Command,
+        env: Optional[Mapping[str, str]] = None,
+        stdin: Stdin = None,
+        timeout: Optional[float] = None,
+        *,
+        cwd: Optional[str] = None,
+        user: Optional[str] = None,
+        capture_limit: Optional[int] = None,
+    ) -> "RunningCommand":
+        """Starts ``command`` beside the session's other commands and
+        returns once it runs (see :class:`RunningCommand`).
+
+        ``command`` is a shell line or an argv list; ``cwd`` is relative to
+        the session's working dir or absolute; ``user`` is a name or uid of
+        the session's system (:class:`SolutionRuntimeError` if it does not
+        exist or cannot be switched to). A timeout kills this command's
+        processes only; ``capture_limit`` bounds the bytes the result keeps
+        per stream (the rest is counted).
+        """
+        kwargs: Dict[str, Any] = {"cwd": cwd, "user": user}
+        if capture_limit is not None:
+            kwargs["capture_limit"] = capture_limit
+        handle = await _aio.call(
+            self._session.start_async,
+            _command(command),
+            _env("env", env),
+            _stdin_bytes(stdin),
+            timeout,
+            **kwargs,
+        )
+        return RunningCommand(handle, self.run_id)
+
+    async def aexecute(
+        self,
+        command: Command,
+        env: Optional[Mapping[str, str]] = None,
+        stdin: Stdin = None,
+        timeout: Optional[float] = None,
+        *,
+        cwd: Optional[str] = None,
+        user: Optional[str] = None,
+        capture_limit: Optional[int] = None,
+    ) -> RuntimeResult:
+        """Runs ``command`` (see :meth:`astart`) and returns its result,
+        without blocking the event loop. Cancelling the awaiting task kills
+        the command."""
+        running = await self.astart(
+            command, env, stdin, timeout, cwd=cwd, user=user, capture_limit=capture_limit
+        )
+        return await running.wait()
+
+    async def astream(
+        self,
+        command: Command,
+        env: Optional[Mapping[str, str]] = None,
+        stdin: Stdin = None,
+        timeout: Optional[float] = None,
+        *,
+        cwd: Optional[str] = None,
+        user: Optional[str] = None,
+    ) -> AsyncIterator[RuntimeEvent]:
+        """Runs ``command`` (see :meth:`astart`), yielding its output as it
+        is written, then one ``finished`` event. Leaving the loop early
+        (``break``, an exception, ``aclose()``) kills the command."""
+        running = await self.astart(command, env, stdin, timeout, cwd=cwd, user=user, capture_limit=0)
+        async for event in running:
+            yield event
+
+    def read_file(self, path: str, *, limit: int = DEFAULT_READ_LIMIT) -> bytes:
+        """The bytes of the file at ``path`` in the session's view (relative
+        to its working dir, or absolute), read as the session's user.
+
+        Raises ``FileNotFoundError``, ``IsADirectoryError``,
+        ``PermissionError`` (each naming the path) or
+        :class:`FileTooLargeError` (``size``, ``limit`` in its args).
+        """
+        return self._session.read_file(os.fspath(path), limit)
+
+    def write_file(self, path: str, data: Union[str, bytes]) -> None:
+        """Replaces the contents of the file at ``path`` (text as UTF-8),
+        making missing folders, as the session's user."""
+        self._session.write_file(os.fspath(path), _data(data))
+
+    async def aread_file(self, path: str, *, limit: int = DEFAULT_READ_LIMIT) -> bytes:
+        """:meth:`read_file` without blocking the event loop."""
+        return await _aio.call(self._session.read_file_async, os.fspath(path), limit)
+
+    async def awrite_file(self, path: str, data: Union[str, bytes]) -> None:
+        """:meth:`write_file` without blocking the event loop."""
+        await _aio.call(self._session.write_file_async, os.fspath(path), _data(data))
 
     def _events(self, events: "_native.Events") -> Iterator[RuntimeEvent]:
         decoders = _Decoders()
@@ -395,6 +521,65 @@ class RustRuntime(SubmissionRuntime):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} run {self.run_id} of {self.environment!r}>"
+
+
+class RunningCommand:
+    """A command started by :meth:`RustRuntime.astart`, running beside the
+    session's others.
+
+    Iterate it (``async for event in command``) for its output as it is
+    written and one ``finished`` event, or ``await command.wait()`` for its
+    result; :meth:`kill` ends it. A command whose iteration is left early,
+    whose ``wait`` is cancelled, or that no one holds any more is killed.
+    """
+
+    def __init__(self, handle: "_native.Command", run_id: str) -> None:
+        self._handle = handle
+        self._run_id = run_id
+        self._finished = False
+
+    @property
+    def number(self) -> int:
+        """The command's number in the session's run log."""
+        return self._handle.number
+
+    def kill(self) -> None:
+        """Kills the command's processes; its ``finished`` event (or
+        result) still comes, saying ``killed``."""
+        self._handle.kill()
+
+    async def wait(self) -> RuntimeResult:
+        """The command's result, once it has ended."""
+        try:
+            result = await _aio.call(self._handle.wait_async)
+        except BaseException:
+            self.kill()
+            raise
+        self._finished = True
+        return RuntimeResult._from_native(result)
+
+    async def __aiter__(self) -> AsyncIterator[RuntimeEvent]:
+        decoders = _Decoders()
+        try:
+            while True:
+                item = await _aio.call(self._handle.next_async)
+                if item is None:
+                    return
+                kind, phase, payload = item
+                if kind == "finished":
+                    self._finished = True
+                    for k, p, rest in decoders.flush():
+                        yield RuntimeEvent(kind=k, text=rest, data=b"", phase=p)
+                    yield RuntimeEvent(kind="finished", result=RuntimeResult._from_native(payload))
+                    return
+                if kind == "note":
+                    _log.warning("subrt: run %s: %s", self._run_id, payload)
+                    continue
+                text = decoders.decode(kind, phase, payload)
+                yield RuntimeEvent._output(kind, phase, payload, text)
+        finally:
+            if not self._finished:
+                self.kill()
 
 
 class LocalRuntime(RustRuntime):

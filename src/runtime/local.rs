@@ -665,7 +665,7 @@ impl Inner {
         let sandbox = processes.sandbox.as_ref().expect("made above");
         let (stdin_read, stdin_write) = match stdin {
             true => {
-                let (read, write) = super::sandbox::pipe()?;
+                let (read, write) = super::sandbox::stdin_pipe()?;
                 (Some(read), Some(write))
             }
             false => (None, None),
@@ -691,20 +691,12 @@ impl Inner {
         let child = RawChild::new(spawned.pid)?;
         process_io::enlarge_pipe(&spawned.stdout);
         process_io::enlarge_pipe(&spawned.stderr);
-        let stdin = match stdin_write {
-            Some(write) => {
-                // Non-blocking, for tokio.
-                // SAFETY: fcntl on our own fd.
-                unsafe {
-                    let fd = std::os::fd::AsRawFd::as_raw_fd(&write);
-                    let flags = libc::fcntl(fd, libc::F_GETFL);
-                    libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
-                }
-                Some(Box::new(pipe::Sender::from_owned_fd(write)?)
-                    as Box<dyn AsyncWrite + Send + Unpin>)
-            }
-            None => None,
-        };
+        let stdin =
+            match stdin_write {
+                Some(write) => Some(Box::new(pipe::Sender::from_owned_fd(write)?)
+                    as Box<dyn AsyncWrite + Send + Unpin>),
+                None => None,
+            };
         Ok(Some(Started {
             child: LocalChild::Sandboxed(child),
             init,

@@ -464,6 +464,23 @@ pub async fn nothing_escapes_cleanup<T: Target>(target: T) {
     assert_all_gone(&target, &rt, &needles, "cleanup()").await;
 }
 
+pub async fn a_large_stdin_arrives_whole<T: Target>(target: T) {
+    let rt = target.runtime(&[]).await;
+    // Far more than a pipe holds: the command reads while it is written
+    // (a stdin that is not blocking would fail its read with EAGAIN).
+    let size = 12 << 20;
+    let result = rt
+        .execute(ExecRequest::new("sleep 0.2; wc -c").stdin(vec![b'a'; size]))
+        .await
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&result.stdout.data).trim(),
+        size.to_string(),
+        "{result:?}"
+    );
+    rt.cleanup().await.unwrap();
+}
+
 pub async fn commands_run_side_by_side_and_a_timeout_kills_only_its_own<T: Target>(target: T) {
     let rt = target.runtime(&[]).await;
     let server = rt
@@ -683,6 +700,7 @@ macro_rules! contract_tests {
             nothing_escapes_a_kill,
             nothing_escapes_a_dropped_stream,
             nothing_escapes_cleanup,
+            a_large_stdin_arrives_whole,
             commands_run_side_by_side_and_a_timeout_kills_only_its_own,
             argv_runs_without_a_shell_s_parsing,
             cwd_and_user_are_per_command,

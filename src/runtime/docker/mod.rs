@@ -12,6 +12,13 @@
 //! one (setup runs again there). `cleanup` removes the container, or stops
 //! and keeps it when `keep_container_after_clean` is set.
 //!
+//! Commands run as their request's `user`, else `docker.user`, else the
+//! image's `USER`; the container's own processes (its init and the
+//! lifeline) run as root, so that a command asked to run as root has
+//! root's capabilities (with `no-new-privileges`, which every container
+//! gets, an exec as root in a container whose process is another user
+//! would have none).
+//!
 //! Containers carry the labels in [`labels`], so that `subrt gc` can find
 //! the ones whose owning process is gone (see [`super::leftovers`]).
 
@@ -66,6 +73,9 @@ struct Inner {
     docker: Docker,
     environment: EnvironmentSpec,
     settings: DockerConfig,
+    /// Who commands run as when the request names no one: `docker.user`,
+    /// else the image's `USER` (`None`: root).
+    default_user: Option<String>,
     run_id: String,
     launch_env: BTreeMap<String, String>,
     setup_commands: Vec<String>,
@@ -110,6 +120,16 @@ impl RuntimeBackend for DockerRuntime {
         let docker = connect(settings.host.as_deref()).await?;
         let mut notes = ensure_image(&docker, &settings.image).await?;
         let body = container_body(&launch, &settings, &mut notes)?;
+        let default_user = match &settings.user {
+            Some(user) => Some(user.clone()),
+            None => docker
+                .inspect_image(&settings.image)
+                .await
+                .ok()
+                .and_then(|image| image.config)
+                .and_then(|config| config.user)
+                .filter(|user| !user.is_empty()),
+        };
         let assets = launch
             .static_assets
             .iter()
@@ -118,6 +138,7 @@ impl RuntimeBackend for DockerRuntime {
         let inner = Arc::new(Inner {
             docker,
             settings,
+            default_user,
             run_id: launch.run_id.clone(),
             launch_env: launch.env_vars.clone(),
             setup_commands: launch.setup_commands(),
@@ -359,7 +380,7 @@ impl Runner for Inner {
             }),
             user: user
                 .map(str::to_owned)
-                .or_else(|| self.settings.user.clone()),
+                .or_else(|| self.default_user.clone()),
             ..Default::default()
         };
         let started = match self.docker.create_exec(&container, options).await {
@@ -497,7 +518,7 @@ impl Inner {
             return Err(RuntimeError::CleanedUp.into());
         }
         let container = self.ensure_container().await?;
-        let user = match &self.settings.user {
+        let user = match &self.default_user {
             Some(user) => self.user_ids(&container, user).await?,
             None => UserIds { uid: 0, gid: 0 },
         };
@@ -510,7 +531,7 @@ impl Inner {
             container,
             workdir: &self.settings.workdir,
             user,
-            exec_user: self.settings.user.as_deref(),
+            exec_user: self.default_user.as_deref(),
         }
     }
 

@@ -199,7 +199,11 @@ pub(crate) fn container_body(
         stdin_once: Some(true),
         attach_stdin: Some(true),
         working_dir: Some(workdir.display().to_string()),
-        user: settings.user.clone(),
+        // The container's own processes run as root, every command as its
+        // user (see `DockerRuntime`'s doc): with no-new-privileges, a
+        // command run as root in a container whose process is another user
+        // would get no capabilities at all.
+        user: Some("0:0".into()),
         labels: Some(labels),
         exposed_ports: (!exposed.is_empty()).then_some(exposed),
         // With no network (the default), no network either for the daemon

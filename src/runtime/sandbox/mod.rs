@@ -447,21 +447,44 @@ fn mapping_namespace(inside: (u32, u32), outside: (u32, u32)) -> io::Result<Owne
     made.map_err(|e| io::Error::new(e.kind(), format!("an idmapped working dir: {e}")))
 }
 
-/// A pipe: (read end, non-blocking; write end), both close-on-exec.
+/// A pipe for a child's output: the read end (subrt's) non-blocking, for
+/// tokio; the write end (the child's) blocking. Both close on exec.
 pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let (read, write) = raw_pipe()?;
+    set_nonblocking(&read)?;
+    Ok((read, write))
+}
+
+/// A pipe for a child's stdin: the read end (the child's) blocking, as a
+/// program expects its stdin; the write end (subrt's) non-blocking, for
+/// tokio. A child given a non-blocking stdin fails its first read that
+/// comes before the data (`EAGAIN`).
+pub(crate) fn stdin_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let (read, write) = raw_pipe()?;
+    set_nonblocking(&write)?;
+    Ok((read, write))
+}
+
+fn raw_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut ends = [0; 2];
     // SAFETY: pipe2 writes two fds into the array.
     if unsafe { libc::pipe2(ends.as_mut_ptr(), libc::O_CLOEXEC) } == -1 {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: both fds were just made and are owned here.
-    let (read, write) = unsafe { (OwnedFd::from_raw_fd(ends[0]), OwnedFd::from_raw_fd(ends[1])) };
+    Ok(unsafe { (OwnedFd::from_raw_fd(ends[0]), OwnedFd::from_raw_fd(ends[1])) })
+}
+
+fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
     // SAFETY: fcntl on our own fd.
-    unsafe {
-        let flags = libc::fcntl(read.as_raw_fd(), libc::F_GETFL);
-        libc::fcntl(read.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK);
+    let set = unsafe {
+        let flags = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
+        libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK)
+    };
+    if set == -1 {
+        return Err(io::Error::last_os_error());
     }
-    Ok((read, write))
+    Ok(())
 }
 
 /// A command started in a sandbox, waited for through its pidfd (tokio
