@@ -117,6 +117,9 @@ def _sample_labels(task_name: str) -> Dict[str, str]:
     if active is not None:
         labels["inspect.sample"] = str(active.sample.id)
         labels["inspect.epoch"] = str(active.epoch)
+        # What `subrt ls` and the dashboard name the run by.
+        epoch = f"#{active.epoch}" if active.epoch > 1 else ""
+        labels["name"] = f"{task_name}/{active.sample.id}{epoch}"
     return labels
 
 

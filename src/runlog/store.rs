@@ -309,10 +309,10 @@ pub fn summarize(path: &Path) -> Result<(RunSummary, Vec<String>), RunlogError> 
     let mut reader = open(path)?;
     let mut tally = RunTally::new(path, reader.header.clone());
     let index = index_path(path);
-    let [last, before] = last_two_records(&index);
+    let [last, before] = last_records(&index);
     match last {
         // A complete log: its end says the totals, the first lines say the
-        // command, and the last exit is just before the end.
+        // command, and the last exit is near the end.
         Some(
             end @ Record {
                 body: Body::End { .. },
@@ -358,7 +358,8 @@ fn reader_bytes_len(record: &Record) -> u64 {
     }
 }
 
-/// The last two complete lines of the file at `index`.
+/// The complete lines of the last [`TAIL`] bytes of the file at `index`,
+/// last first.
 fn last_lines(index: &Path) -> Option<Vec<Vec<u8>>> {
     let mut file = open_regular(index).ok()?;
     let len = file.metadata().ok()?.len();
@@ -367,31 +368,38 @@ fn last_lines(index: &Path) -> Option<Vec<Vec<u8>>> {
     let mut tail = Vec::with_capacity((len - start) as usize);
     file.read_to_end(&mut tail).ok()?;
     let body = tail.strip_suffix(b"\n")?;
-    let mut lines: Vec<Vec<u8>> = body
-        .rsplit(|&b| b == b'\n')
-        .take(2)
-        .map(<[u8]>::to_vec)
-        .collect();
+    let mut lines: Vec<Vec<u8>> = body.rsplit(|&b| b == b'\n').map(<[u8]>::to_vec).collect();
     // Without the start of the file, the first line found may be cut.
-    if start > 0 && lines.len() < 2 {
-        return None;
+    if start > 0 {
+        lines.pop();
+        if lines.is_empty() {
+            return None;
+        }
     }
-    lines.truncate(2);
     Some(lines)
 }
 
 /// The last complete line of the index at `index`, if it is a record.
 pub(super) fn last_record(index: &Path) -> Option<Record> {
-    let [last, _] = last_two_records(index);
+    let [last, _] = last_records(index);
     last
 }
 
-/// The last two records of the index at `index` (last first), as far as
-/// they are complete lines that decode.
-fn last_two_records(index: &Path) -> [Option<Record>; 2] {
+/// The last record of the index at `index`, and the last `exit` record
+/// before it (file operations, and commands side by side, may come
+/// between them), as far as the index's last [`TAIL`] bytes hold them.
+fn last_records(index: &Path) -> [Option<Record>; 2] {
     let lines = last_lines(index).unwrap_or_default();
-    let decode = |i: usize| lines.get(i).and_then(|l| serde_json::from_slice(l).ok());
-    [decode(0), decode(1)]
+    let decode = |line: &Vec<u8>| serde_json::from_slice::<Record>(line).ok();
+    let last = lines.first().and_then(decode);
+    let exit = lines
+        .iter()
+        .skip(1)
+        // Only lines that can be an exit are decoded.
+        .filter(|line| line.windows(10).any(|w| w == b"\"e\":\"exit\""))
+        .find_map(decode)
+        .filter(|record| matches!(record.body, Body::Exit { .. }));
+    [last, exit]
 }
 
 /// The store's bounds, from `[store]` in the config.
