@@ -109,13 +109,24 @@ impl Executor {
         output
     }
 
-    /// Starts `future` as a task of the runtime.
+    /// Starts `future` as a task of the runtime. With no thread waiting,
+    /// the driver thread takes the runtime back now rather than after
+    /// [`GRACE`]: the task (an asyncio call's) is driven at once.
     pub(crate) fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        self.runtime.spawn(future)
+        let handle = self.runtime.spawn(future);
+        if self.waiting.load(Ordering::SeqCst) == 0 {
+            let (released, wake) = &self.released;
+            let mut released = released.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(long_ago) = Instant::now().checked_sub(GRACE) {
+                released.last = long_ago;
+            }
+            wake.notify_one();
+        }
+        handle
     }
 
     /// The driver thread: holds the runtime while no thread waits on it,

@@ -41,6 +41,13 @@ KNOWN_FAILURES: Dict[str, Dict[str, str]] = {
         "root inside would be root on the host (no user namespace)",
     },
     "docker": {},
+    "slurm": {
+        "test_exec_as_user": "Slurm runs every step as the user who holds the allocation; "
+        "adduser would also run on the test cluster's node, this host (not run)",
+        "test_read_file_not_allowed": "the allocation is root's here and root reads any file",
+        "test_write_text_file_without_permissions": "root writes any file",
+        "test_write_binary_file_without_permissions": "root writes any file",
+    },
 }
 
 
@@ -123,6 +130,19 @@ def _busybox_image() -> str:
     return ""
 
 
+def _no_cluster() -> Optional[str]:
+    """Why the Slurm checks cannot run: only on the cluster of
+    assets/slurm/cluster.sh, never another one."""
+    ours = "/run/subrt-slurm/slurm.conf"
+    used = os.environ.get("SLURM_CONF", "/etc/slurm/slurm.conf")
+    mine = os.path.exists(ours) and os.path.realpath(used) == os.path.realpath(ours)
+    if not mine or shutil.which("sinfo") is None:
+        return f"no Slurm cluster of assets/slurm/cluster.sh (SLURM_CONF={ours})"
+    if subprocess.run(["sinfo"], capture_output=True).returncode != 0:
+        return "the cluster of assets/slurm/cluster.sh does not answer"
+    return None
+
+
 def _can_sandbox() -> Optional[str]:
     if os.geteuid() != 0:
         return "isolation = \"sandbox\" needs root"
@@ -150,6 +170,11 @@ environment = {{ env = {{ PATH = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin" 
 local = {{ isolation = "sandbox" }}
 
 [[environments]]
+name = "slurm"
+type = "slurm"
+slurm = {{ time = "10" }}
+
+[[environments]]
 name = "docker"
 type = "docker"
 docker = {{ image = "{INSPECT_IMAGE}", workdir = "/home/app/work", user = "app", network = "none" }}
@@ -158,7 +183,7 @@ docker = {{ image = "{INSPECT_IMAGE}", workdir = "/home/app/work", user = "app",
     return folder / "config.toml"
 
 
-@pytest.fixture(params=["local", "sandbox", "docker"])
+@pytest.fixture(params=["local", "sandbox", "docker", "slurm"])
 async def sandbox_env(request: pytest.FixtureRequest, configs: Path):
     runtime = request.param
     if runtime == "docker":
@@ -171,10 +196,18 @@ async def sandbox_env(request: pytest.FixtureRequest, configs: Path):
             pytest.skip(reason)
     if runtime == "sandbox" and _can_sandbox():
         pytest.skip(_can_sandbox())
+    if runtime == "slurm":
+        if "slurm" in os.environ.get("SUBRT_SKIP", "").split(","):
+            pytest.skip("SUBRT_SKIP=slurm")
+        reason = _no_cluster()
+        if reason:
+            if os.environ.get("CI"):
+                pytest.fail(f"CI is set and the Slurm checks cannot run: {reason}")
+            pytest.skip(reason)
     check = request.node.originalname
     reason = KNOWN_FAILURES[runtime].get(check)
     if reason:
-        if check == "test_exec_as_user" and runtime == "local":
+        if check == "test_exec_as_user" and runtime in ("local", "slurm"):
             pytest.skip(reason)
         request.node.add_marker(pytest.mark.xfail(reason=reason, strict=True))
     task = f"self-check-{runtime}"

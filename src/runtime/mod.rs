@@ -2,10 +2,14 @@
 //! them.
 //!
 //! A runtime is made from a [`LaunchSpec`] by [`spawn_runtime`], which looks
-//! up the spec's `type` in the [registry](registry). It then runs commands one
-//! at a time: [`SubmissionRuntime::stream`] yields [`RuntimeEvent`]s as the
-//! command prints and ends with [`RuntimeEvent::Finished`];
-//! [`SubmissionRuntime::execute`] waits for the [`RuntimeResult`].
+//! up the spec's `type` in the [registry](registry). It then runs commands:
+//! [`SubmissionRuntime::stream`] yields [`RuntimeEvent`]s as the command
+//! prints and ends with [`RuntimeEvent::Finished`];
+//! [`SubmissionRuntime::execute`] waits for the [`RuntimeResult`]. Those two
+//! run one command at a time (the seed's contract);
+//! [`SubmissionRuntime::start`] runs commands side by side, and
+//! [`read_file`](SubmissionRuntime::read_file) and
+//! [`write_file`](SubmissionRuntime::write_file) reach the session's files.
 //!
 //! Every runtime keeps these guarantees:
 //!
@@ -13,7 +17,8 @@
 //! - memory is bounded: results keep at most [`ExecRequest::capture_limit`]
 //!   bytes per stream and count the rest;
 //! - at a timeout the whole tree of the command is killed and `Finished`
-//!   follows promptly;
+//!   follows promptly (for a command run beside others, its own processes:
+//!   see [`KillScope`]);
 //! - after `kill`, a timeout, `cleanup`, dropping the stream, dropping the
 //!   runtime or the death of the subrt process, no process of the session
 //!   survives (see [`Containment`] for what each runtime uses, and what the
