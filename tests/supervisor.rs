@@ -109,4 +109,19 @@ async fn commands_side_by_side_and_file_operations_are_recorded() {
         "the log is complete: {:?}",
         records.last()
     );
+    // What `subrt ls` and the dashboard's details read.
+    let (summary, _) = runlog::summarize(&dir).unwrap();
+    assert_eq!(summary.commands, 3);
+    assert_eq!(
+        summary.files,
+        runlog::FileCounts {
+            read: 1,
+            written: 1
+        }
+    );
+    // The last command to end was the dropped one.
+    assert_eq!(
+        summary.outcome.and_then(|o| o.killed_by),
+        Some(KilledBy::Kill)
+    );
 }

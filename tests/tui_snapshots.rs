@@ -47,6 +47,7 @@ fn summary(
         bytes_err: 0,
         truncated: false,
         log_incomplete: None,
+        files: Default::default(),
         containment: None,
         labels: Default::default(),
     }
@@ -949,6 +950,11 @@ fn details_of_the_selected_run() {
     run.log = Some(PathBuf::from("/store/01JD0000000000000000000004"));
     run.summary.as_mut().unwrap().labels =
         [("submission".to_owned(), "alice\x1b]0;x\x07".to_owned())].into();
+    // A session an inspect sandbox (or the Python API) wrote files into.
+    run.summary.as_mut().unwrap().files = subrt::runlog::FileCounts {
+        read: 1,
+        written: 2,
+    };
     app.update(Action::Details);
     let screen = render(&app, 120, 36);
     for expected in [
@@ -959,6 +965,7 @@ fn details_of_the_selected_run() {
         "started",
         "output       stdout",
         "cost         peak memory 48M, CPU 1.25 s user, 0.50 s system",
+        "files        2 written, 1 read",
         "labels       submission=alice ",
         "log          /store/01JD0000000000000000000004",
     ] {

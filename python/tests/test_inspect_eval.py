@@ -131,3 +131,39 @@ def test_a_hung_command_killed_from_the_dashboard_fails_its_sample_only(
     assert not live_processes("sleep 100000"), "nothing of the hung command is left"
     [run] = _ls(subrt_bin, store, "--label", "inspect.sample=s2")
     assert run["state"] == "finished"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.mark.anyio
+async def test_exec_remote_streams_and_its_kill_ends_the_command(store: Path) -> None:
+    from inspect_ai.util._sandbox.exec_remote import ExecCompleted, ExecStdout
+
+    from conftest import unique_sleep
+    from subrt.inspect import SubrtSandboxEnvironment
+
+    environments = await SubrtSandboxEnvironment.sample_init("remote", None, {})
+    box = environments["default"]
+    try:
+        n = unique_sleep()
+        server = await box.exec_remote(["sh", "-c", f"echo ready; sleep {n}; true"])
+        events = server.__aiter__()
+        assert await events.__anext__() == ExecStdout(data="ready\n")
+        # Another command runs while the server does.
+        beside = await box.exec(["sh", "-c", "echo beside"])
+        assert beside.stdout == "beside\n"
+        assert live_processes(f"sleep {n}")
+        await server.kill()
+        rest = [event async for event in events]
+        assert rest == [ExecCompleted(exit_code=137)]
+        deadline = time.monotonic() + 10
+        while live_processes(f"sleep {n}") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not live_processes(f"sleep {n}"), "the killed command survived"
+        result = await box.exec_remote(["sh", "-c", "echo done"], stream=False)
+        assert (result.success, result.stdout) == (True, "done\n")
+    finally:
+        await SubrtSandboxEnvironment.sample_cleanup("remote", None, environments, False)

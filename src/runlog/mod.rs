@@ -27,7 +27,11 @@
 //! ```
 //!
 //! Every record has `seq` (from 1), `t` (microseconds since the session
-//! started) and `c` (the command's number, 0 outside commands). The `exit`
+//! started) and `c` (the command's number, 0 outside commands). Commands
+//! run side by side (`SubmissionRuntime::start`) interleave their records,
+//! each with its own `c`. A `file` record (`c` 0) says a file of the
+//! session was read or written (`op`, `path`, `bytes`, `error`); `end`
+//! counts them (`files`). The `exit`
 //! of a command is written when it ends; `end` when the session is cleaned
 //! up. The header names the owner (host, pid, start time), so another
 //! process can tell a live run from an interrupted one, and the `proc`
@@ -257,6 +261,9 @@ pub enum Body {
         /// disk): the session ended, its log is incomplete.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         incomplete: Option<String>,
+        /// File operations of the session (`file` records).
+        #[serde(default, skip_serializing_if = "FileCounts::is_empty")]
+        files: FileCounts,
     },
 }
 
@@ -298,6 +305,36 @@ impl Body {
             setup_failure: setup_failure.clone(),
             ..Outcome::default()
         })
+    }
+}
+
+/// How many files a session read and wrote (`file` records), failed
+/// attempts included.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileCounts {
+    /// `read_file` calls.
+    pub read: u32,
+    /// `write_file` calls.
+    pub written: u32,
+}
+
+impl FileCounts {
+    /// No file operation.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// Counts `body` in, when it is a `file` record.
+    pub fn see(&mut self, body: &Body) {
+        match body {
+            Body::File {
+                op: FileOp::Read, ..
+            } => self.read += 1,
+            Body::File {
+                op: FileOp::Write, ..
+            } => self.written += 1,
+            _ => {}
+        }
     }
 }
 

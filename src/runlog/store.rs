@@ -15,7 +15,9 @@ use serde::Serialize;
 use super::reader::{describe, index_path, open_regular};
 use super::streams::Layout;
 use super::writer::INCOMPLETE_FILE;
-use super::{Body, DEFAULT_MAX_RUN_BYTES, EndStatus, INDEX_FILE, Record, RunlogError, open};
+use super::{
+    Body, DEFAULT_MAX_RUN_BYTES, EndStatus, FileCounts, INDEX_FILE, Record, RunlogError, open,
+};
 use crate::runtime::{Containment, Outcome, Verdict};
 
 /// What a run is doing, as far as its log and its owner tell.
@@ -113,6 +115,9 @@ pub struct RunSummary {
     pub containment: Option<Containment>,
     /// The run's labels.
     pub labels: BTreeMap<String, String>,
+    /// Files the session read and wrote.
+    #[serde(skip_serializing_if = "FileCounts::is_empty")]
+    pub files: FileCounts,
 }
 
 fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -148,6 +153,7 @@ pub struct RunTally {
     ended: Option<Body>,
     /// The time of the last record.
     last_t: u64,
+    files: FileCounts,
 }
 
 impl RunTally {
@@ -167,12 +173,14 @@ impl RunTally {
             last: None,
             ended: None,
             last_t: 0,
+            files: FileCounts::default(),
         }
     }
 
     /// Counts `record` in.
     pub fn see(&mut self, record: &Record) {
         self.last_t = self.last_t.max(record.t);
+        self.files.see(&record.body);
         match &record.body {
             Body::Cmd { command, timeout } => {
                 if self.command.is_none() {
@@ -202,8 +210,13 @@ impl RunTally {
                 let status = EndStatus::of(&outcome);
                 self.last = Some((status, outcome));
             }
-            Body::End { commands, .. } => {
+            Body::End {
+                commands, files, ..
+            } => {
                 self.commands = *commands;
+                // What a summary that skipped the middle of the log did not
+                // count.
+                self.files = *files;
                 self.ended = Some(record.body.clone());
             }
             _ => {}
@@ -295,6 +308,7 @@ impl RunTally {
             log_incomplete,
             containment: header.containment,
             labels: header.labels.clone(),
+            files: self.files,
         }
     }
 }

@@ -212,6 +212,7 @@ impl RunlogWriter {
             index_len: header_len,
             reserved_to: 0,
             output_lost: None,
+            files: super::FileCounts::default(),
         };
         // Before the session's first command, while the disk has room.
         thread.reserve();
@@ -449,6 +450,7 @@ struct Thread {
     reserved_to: u64,
     /// Output is no longer recorded, for this reason.
     output_lost: Option<String>,
+    files: super::FileCounts,
 }
 
 impl Thread {
@@ -495,6 +497,7 @@ impl Thread {
                         commands: self.commands,
                         busy: Some(self.busy),
                         incomplete: self.output_lost.clone(),
+                        files: self.files,
                     };
                     self.write(t, 0, &body);
                     let _ = done.send(());
@@ -593,6 +596,7 @@ impl Thread {
 
     fn record(&mut self, t: u64, c: u32, mut body: Body) {
         let status = body.outcome().as_ref().map(EndStatus::of);
+        self.files.see(&body);
         match &mut body {
             Body::Cmd { .. } => {
                 self.commands = self.commands.max(c);

@@ -274,6 +274,7 @@ mod tests {
             bytes_err: 0,
             truncated: false,
             log_incomplete: None,
+            files: Default::default(),
             containment: None,
             labels: Default::default(),
         });

@@ -396,6 +396,15 @@ pub(super) fn details(frame: &mut Frame, area: Rect, app: &App, run_id: &str) {
                         }
                     ),
                 ));
+                if !run.files.is_empty() {
+                    rows.push((
+                        "files",
+                        format!(
+                            "{} written, {} read (read_file, write_file)",
+                            run.files.written, run.files.read
+                        ),
+                    ));
+                }
                 if let Some(problem) = &run.log_incomplete {
                     rows.push(("log", format!("incomplete: {problem}")));
                 }
