@@ -247,6 +247,45 @@ async fn spawns_never_hang_while_threads_come_and_go() {
     rt.cleanup().await.unwrap();
 }
 
+/// Sessions started at the same moment from several threads: each start
+/// forks helpers (the idmapped working dir's user namespace, the init),
+/// and a helper that waited for a pipe to close held copies of the other
+/// threads' pipes, so two starts could wait on each other for ever (seen
+/// as two sandbox tests hung in CI). 6 threads start 60 sessions whose
+/// working dirs need the idmapping.
+#[tokio::test(flavor = "multi_thread", worker_threads = 6)]
+async fn sessions_started_side_by_side_never_wait_on_each_other() {
+    if !can_sandbox() {
+        return;
+    }
+    let starts = (0..60).map(|_| {
+        tokio::spawn(async {
+            let rt = sandbox(Limits::default()).await;
+            let result = rt.execute(ExecRequest::new("id -u")).await.unwrap();
+            rt.cleanup().await.unwrap();
+            result
+        })
+    });
+    // A hang blocks the runtime's threads, its timers too: a thread of its
+    // own ends the test.
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    std::thread::spawn({
+        let done = Arc::clone(&done);
+        move || {
+            std::thread::sleep(Duration::from_secs(60));
+            if !done.load(std::sync::atomic::Ordering::SeqCst) {
+                eprintln!("starts of sessions side by side hung for 60 s");
+                std::process::exit(101);
+            }
+        }
+    });
+    let results = futures_util::future::join_all(starts).await;
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    for result in results {
+        assert_eq!(result.unwrap().stdout.data.as_ref(), b"1000\n");
+    }
+}
+
 /// A sandbox on a root filesystem of its own: a folder, or an image of the
 /// local Docker daemon exported once. Only what that root holds is there,
 /// and the working dir at its own path.

@@ -394,11 +394,16 @@ pub struct Spawned {
 
 /// A user namespace through which an idmapped mount shows files of
 /// `outside` (the working dir's owner: uid, gid) as `inside`'s (the
-/// sandbox user's), and stores `inside`'s writes as `outside`'s. Made by a short-lived child
-/// (a multi-threaded process cannot make one for itself).
+/// sandbox user's), and stores `inside`'s writes as `outside`'s. Made by a
+/// short-lived child (a multi-threaded process cannot make one for itself),
+/// which is killed once its namespace is open.
+///
+/// The child waits for nothing but its kill. It once waited for a pipe to
+/// be closed; a copy of another thread's pipe, forked into it at the same
+/// moment, kept the other's child waiting, and the other's copy of this
+/// one's kept this one waiting: two session starts hung for ever.
 fn mapping_namespace(inside: (u32, u32), outside: (u32, u32)) -> io::Result<OwnedFd> {
-    let (hold_read, hold_write) = pipe()?;
-    // SAFETY: a fork-like clone; the child only blocks on a read and exits.
+    // SAFETY: a fork-like clone; the child only makes system calls.
     let pid = unsafe {
         libc::syscall(
             libc::SYS_clone,
@@ -413,18 +418,13 @@ fn mapping_namespace(inside: (u32, u32), outside: (u32, u32)) -> io::Result<Owne
         return Err(io::Error::last_os_error());
     }
     if pid == 0 {
-        // SAFETY: the child: blocks until the parent closes its end, exits.
+        // SAFETY: the child: lets go of the descriptors it was forked with
+        // (others wait for some of them to close), then waits to be killed.
         unsafe {
-            libc::close(hold_write.as_raw_fd());
-            let flags = libc::fcntl(hold_read.as_raw_fd(), libc::F_GETFL);
-            libc::fcntl(
-                hold_read.as_raw_fd(),
-                libc::F_SETFL,
-                flags & !libc::O_NONBLOCK,
-            );
-            let mut byte = 0u8;
-            libc::read(hold_read.as_raw_fd(), (&raw mut byte).cast(), 1);
-            libc::_exit(0);
+            libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32);
+            loop {
+                libc::pause();
+            }
         }
     }
     let pid = pid as libc::pid_t;
@@ -441,9 +441,11 @@ fn mapping_namespace(inside: (u32, u32), outside: (u32, u32)) -> io::Result<Owne
         )?;
         Ok::<_, io::Error>(OwnedFd::from(File::open(format!("/proc/{pid}/ns/user"))?))
     })();
-    drop(hold_write);
-    // SAFETY: waitpid of our own child, which now exits.
-    unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+    // SAFETY: kill and waitpid of our own child.
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+        libc::waitpid(pid, std::ptr::null_mut(), 0);
+    }
     made.map_err(|e| io::Error::new(e.kind(), format!("an idmapped working dir: {e}")))
 }
 
