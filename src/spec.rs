@@ -31,6 +31,9 @@ pub struct EnvironmentSpec {
     /// How the command line of a submission is composed.
     #[serde(default)]
     pub commands: CommandConfig,
+    /// What the seed snapshots of a workspace (see [`SnapshotConfig`]).
+    #[serde(default, skip_serializing_if = "SnapshotConfig::is_default")]
+    pub snapshot: SnapshotConfig,
     /// Settings of the local runtime.
     #[serde(default)]
     pub local: LocalConfig,
@@ -182,6 +185,61 @@ pub struct SetupConfig {
     /// Run after `commands` when the launch is an evaluation.
     #[serde(default)]
     pub eval_commands: Vec<String>,
+    /// Run after the others when the launch resumes a session from a
+    /// snapshot of its workspace (`LaunchSpec::resume`; the seed's
+    /// `resume_commands`, which its harness ran itself).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resume_commands: Vec<String>,
+}
+
+/// `snapshot`: which files of a workspace the seed's harness archives
+/// between checkpoints. subrt keeps the table so that the seed's configs
+/// load and its harness reads the same values back; subrt itself archives
+/// nothing (its run log keeps what commands printed, not the workspace).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotConfig {
+    /// Globs of files always included.
+    #[serde(default)]
+    pub keep_globs: Option<Vec<String>>,
+    /// Globs of files left out.
+    #[serde(default = "default_ignore_globs")]
+    pub ignore_globs: Vec<String>,
+    /// `gz`, `bz2`, `xz` or `none`.
+    #[serde(default = "default_compression")]
+    pub compression: String,
+    /// Where archives go.
+    #[serde(default)]
+    pub archive_save_dir: Option<PathBuf>,
+}
+
+impl Default for SnapshotConfig {
+    fn default() -> Self {
+        Self {
+            keep_globs: None,
+            ignore_globs: default_ignore_globs(),
+            compression: default_compression(),
+            archive_save_dir: None,
+        }
+    }
+}
+
+impl SnapshotConfig {
+    fn is_default(&self) -> bool {
+        *self == SnapshotConfig::default()
+    }
+}
+
+/// The seed's default: compiled Python, virtual environments and its test
+/// folder.
+fn default_ignore_globs() -> Vec<String> {
+    ["*.pyc", "venv/*", ".venv/*", ".evaluation_tests/*"]
+        .map(String::from)
+        .to_vec()
+}
+
+fn default_compression() -> String {
+    "gz".to_owned()
 }
 
 /// How the command line of a submission is composed from its entry file.
@@ -217,8 +275,9 @@ fn default_entry_file() -> String {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LocalConfig {
-    /// Shell that runs each command as `<shell> -c <command>`.
-    #[serde(default = "default_shell")]
+    /// Shell that runs each command as `<shell> -c <command>`; `null` (as
+    /// the seed's configs write it) is the default, `/bin/sh`.
+    #[serde(default = "default_shell", deserialize_with = "shell_or_default")]
     pub shell: PathBuf,
     /// The submission expects a terminal (not supported yet; recorded so
     /// configs written for it still load).
@@ -316,23 +375,36 @@ fn default_shell() -> PathBuf {
     PathBuf::from("/bin/sh")
 }
 
+fn shell_or_default<'de, D: serde::Deserializer<'de>>(d: D) -> Result<PathBuf, D::Error> {
+    Ok(Option::<PathBuf>::deserialize(d)?.unwrap_or_else(default_shell))
+}
+
 /// Settings of the Docker runtime.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DockerConfig {
     /// Image of the container, e.g. `python:3.12-slim`.
     pub image: String,
+    /// The seed's Docker CLI binary. subrt talks to the daemon's API
+    /// (`host` picks the daemon), so the field is kept but not used.
+    #[serde(default = "default_binary", skip_serializing_if = "is_default_binary")]
+    pub binary: String,
     /// Working directory inside the container; the workspace is mounted here.
     #[serde(default = "default_workdir")]
     pub workdir: String,
     /// Bind-mount the workspace read-write at `workdir`.
     #[serde(default = "default_true")]
     pub mount_workspace: bool,
-    /// More bind mounts; a relative `source` is resolved against the workspace.
-    #[serde(default)]
+    /// More bind mounts; a relative `source` is resolved against the
+    /// workspace. A list of `{ source, target, mode }`, or the seed's
+    /// mapping: `{ "host/path" = "/container/path" }` (read-only) or
+    /// `{ "host/path" = { bind = "/container/path", mode = "rw" } }`.
+    #[serde(default, deserialize_with = "mounts_list_or_map")]
     pub extra_mounts: Vec<Mount>,
-    /// Docker network mode; `"none"` leaves only loopback.
-    #[serde(default = "default_network")]
+    /// Docker network mode; `"none"` (the default) leaves only loopback.
+    /// `null`, as the seed writes it, is Docker's default network,
+    /// `"bridge"`.
+    #[serde(default = "default_network", deserialize_with = "network_or_bridge")]
     pub network: String,
     /// User the commands run as (`uid`, `uid:gid` or a name in the image).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -360,6 +432,7 @@ impl DockerConfig {
     pub fn new(image: impl Into<String>) -> Self {
         Self {
             image: image.into(),
+            binary: default_binary(),
             workdir: default_workdir(),
             mount_workspace: true,
             extra_mounts: Vec::new(),
@@ -380,6 +453,70 @@ fn default_workdir() -> String {
 
 fn default_network() -> String {
     "none".to_owned()
+}
+
+fn network_or_bridge<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.unwrap_or_else(|| "bridge".to_owned()))
+}
+
+fn default_binary() -> String {
+    "docker".to_owned()
+}
+
+fn is_default_binary(binary: &str) -> bool {
+    binary == "docker"
+}
+
+fn read_write() -> MountMode {
+    MountMode::Rw
+}
+
+/// `extra_mounts` as a list of [`Mount`], or as the seed's mapping from a
+/// host path to a container path or to `{ bind, mode }` (the Docker SDK's
+/// shape).
+fn mounts_list_or_map<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Mount>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Target {
+        Path(String),
+        // The Docker SDK's shape, whose mode is read-write unless said.
+        Bind {
+            bind: String,
+            #[serde(default = "read_write")]
+            mode: MountMode,
+        },
+    }
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Mounts {
+        List(Vec<Mount>),
+        Map(BTreeMap<PathBuf, Target>),
+    }
+    let mounts = Option::<Mounts>::deserialize(d).map_err(|_| {
+        serde::de::Error::custom(
+            "expected a list of { source, target, mode } or a mapping of host path to \
+             container path (or to { bind, mode })",
+        )
+    })?;
+    Ok(match mounts {
+        None => Vec::new(),
+        Some(Mounts::List(list)) => list,
+        Some(Mounts::Map(map)) => map
+            .into_iter()
+            .map(|(source, target)| match target {
+                Target::Path(target) => Mount {
+                    source,
+                    target,
+                    mode: MountMode::Ro,
+                },
+                Target::Bind { bind, mode } => Mount {
+                    source,
+                    target: bind,
+                    mode,
+                },
+            })
+            .collect(),
+    })
 }
 
 fn default_true() -> bool {
@@ -499,6 +636,7 @@ impl EnvironmentSpec {
             environment: EnvironmentConfig::default(),
             setup: SetupConfig::default(),
             commands: CommandConfig::default(),
+            snapshot: SnapshotConfig::default(),
             local: LocalConfig::default(),
             docker: None,
             slurm: None,
@@ -582,11 +720,15 @@ impl EnvironmentSpec {
     }
 
     /// The setup commands of a launch, in the order they run: `commands`,
-    /// then `eval_commands` when `is_evaluation`.
-    pub fn setup_commands(&self, is_evaluation: bool) -> Vec<String> {
+    /// then `eval_commands` when `is_evaluation`, then `resume_commands`
+    /// when `resume`.
+    pub fn setup_commands(&self, is_evaluation: bool, resume: bool) -> Vec<String> {
         let mut commands = self.setup.commands.clone();
         if is_evaluation {
             commands.extend(self.setup.eval_commands.iter().cloned());
+        }
+        if resume {
+            commands.extend(self.setup.resume_commands.iter().cloned());
         }
         commands
     }
@@ -693,8 +835,61 @@ mod tests {
         let mut spec = EnvironmentSpec::local("x");
         spec.setup.commands = vec!["a".into()];
         spec.setup.eval_commands = vec!["b".into()];
-        assert_eq!(spec.setup_commands(false), ["a"]);
-        assert_eq!(spec.setup_commands(true), ["a", "b"]);
+        assert_eq!(spec.setup_commands(false, false), ["a"]);
+        assert_eq!(spec.setup_commands(true, false), ["a", "b"]);
+        spec.setup.resume_commands = vec!["c".into()];
+        assert_eq!(spec.setup_commands(false, true), ["a", "c"]);
+        assert_eq!(spec.setup_commands(true, true), ["a", "b", "c"]);
+    }
+
+    /// The fields of the seed's own environment configs, as it writes them.
+    #[test]
+    fn the_seeds_fields_load_and_mean_what_they_mean_there() {
+        let spec: EnvironmentSpec = serde_json::from_value(serde_json::json!({
+            "type": "docker", "name": "py",
+            "setup": {"resume_commands": ["python -m venv .venv"]},
+            "snapshot": {"compression": "xz", "keep_globs": ["*.py"]},
+            "local": {"shell": null},
+            "docker": {
+                "image": "python:3.12", "binary": "podman", "network": null,
+                "extra_mounts": {"data": "/data", "/cache": {"bind": "/cache", "mode": "ro"},
+                                 "out": {"bind": "/out"}},
+            },
+        }))
+        .unwrap();
+        assert_eq!(spec.setup.resume_commands, ["python -m venv .venv"]);
+        assert_eq!(spec.snapshot.compression, "xz");
+        assert_eq!(spec.local.shell, PathBuf::from("/bin/sh"));
+        let docker = spec.docker.as_ref().unwrap();
+        assert_eq!(
+            (docker.binary.as_str(), docker.network.as_str()),
+            ("podman", "bridge")
+        );
+        let mounts: Vec<_> = docker
+            .extra_mounts
+            .iter()
+            .map(|m| (m.source.to_str().unwrap(), m.target.as_str(), m.mode))
+            .collect();
+        assert_eq!(
+            mounts,
+            [
+                ("/cache", "/cache", MountMode::Ro),
+                ("data", "/data", MountMode::Ro),
+                ("out", "/out", MountMode::Rw),
+            ]
+        );
+        // Left out, the network is still subrt's default: none.
+        let plain: DockerConfig =
+            serde_json::from_value(serde_json::json!({"image": "i"})).unwrap();
+        assert_eq!(plain.network, "none");
+        let bad = serde_json::from_value::<DockerConfig>(
+            serde_json::json!({"image": "i", "extra_mounts": 3}),
+        );
+        assert!(
+            bad.unwrap_err()
+                .to_string()
+                .contains("mapping of host path")
+        );
     }
 
     #[test]

@@ -54,7 +54,7 @@ host = "unix:///run/docker.sock"
     )
     .unwrap();
     let spec = &config.environments[0];
-    assert_eq!(spec.setup_commands(true), ["make", "make test-deps"]);
+    assert_eq!(spec.setup_commands(true, false), ["make", "make test-deps"]);
     assert_eq!(spec.compose_command("main", true), "python3 -u main.py");
     let docker = spec.docker.as_ref().unwrap();
     assert_eq!(docker.extra_mounts[0].mode, MountMode::Ro);

@@ -169,7 +169,7 @@ impl Session {
     /// (`max_run_bytes` per stream, `max_store_bytes` for the store; the
     /// defaults of `[store]` when `None`).
     #[staticmethod]
-    #[pyo3(signature = (spec, working_dir, static_assets, ports, mounts, env_vars, setup_command, is_evaluation, disable_setup, store, labels, max_run_bytes=None, max_store_bytes=None))]
+    #[pyo3(signature = (spec, working_dir, static_assets, ports, mounts, env_vars, setup_command, is_evaluation, disable_setup, store, labels, max_run_bytes=None, max_store_bytes=None, resume=false))]
     #[allow(clippy::too_many_arguments)]
     fn spawn(
         py: Python<'_>,
@@ -186,6 +186,7 @@ impl Session {
         labels: BTreeMap<String, String>,
         max_run_bytes: Option<u64>,
         max_store_bytes: Option<u64>,
+        resume: bool,
     ) -> PyResult<Self> {
         let mut limits = subrt::runlog::StoreLimits::default();
         if let Some(bytes) = max_run_bytes {
@@ -227,6 +228,7 @@ impl Session {
         launch.setup_command = setup_command;
         launch.is_evaluation = is_evaluation;
         launch.disable_setup = disable_setup;
+        launch.resume = resume;
         launch.labels = labels;
 
         let executor = executor::get()?;

@@ -53,6 +53,7 @@ class Session:
         labels: Mapping[str, str],
         max_run_bytes: Optional[int] = None,
         max_store_bytes: Optional[int] = None,
+        resume: bool = False,
     ) -> "Session": ...
     @property
     def run_id(self) -> str: ...

@@ -8,10 +8,12 @@ U+FFFD) and ``stdout_bytes`` is exactly what the command wrote.
 from __future__ import annotations
 
 import codecs
-from dataclasses import dataclass, field
-from typing import Any, Dict, Optional, Tuple
+from pathlib import Path
+from typing import Any, ClassVar, Dict, Literal, Mapping, Optional, Tuple, Union
 
-__all__ = ["RuntimeEvent", "RuntimeResult", "SetupFailure"]
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
+
+__all__ = ["LaunchSpec", "RuntimeEvent", "RuntimeResult", "SetupFailure"]
 
 
 def _text(data: bytes) -> Any:
@@ -29,9 +31,9 @@ class _Text:
     def __set_name__(self, owner: Any, name: str) -> None:
         self.name = name
 
-    def __get__(self, instance: Any, owner: Any = None) -> str:
+    def __get__(self, instance: Any, owner: Any = None) -> Any:
         if instance is None:
-            return ""  # the field's default, as dataclasses ask for it
+            return self
         text = instance.__dict__[self.name]
         if isinstance(text, _Undecoded):
             text = instance.__dict__[self.name] = text.decode()
@@ -57,8 +59,73 @@ class _Undecoded:
         return str(body, "utf-8", "replace")
 
 
-@dataclass(frozen=True)
-class SetupFailure:
+class _Model(BaseModel):
+    """A model whose ``_Text`` fields are decoded before they are compared,
+    hashed or pickled (they may hold bytes not decoded yet)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    #: The names of this model's ``_Text`` fields.
+    _text_fields: ClassVar[Tuple[str, ...]] = ()
+
+    def _decode_all(self) -> None:
+        for name in self._text_fields:
+            getattr(self, name)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, _Model):
+            self._decode_all()
+            other._decode_all()
+        return super().__eq__(other)
+
+    def __hash__(self) -> int:
+        self._decode_all()
+        return hash((type(self), *self.__dict__.values()))
+
+    def __getstate__(self) -> Dict[Any, Any]:
+        self._decode_all()
+        return super().__getstate__()
+
+
+def _lazy_text(*names: str) -> Any:
+    """A class decorator: makes the fields ``names`` of a model text that is
+    decoded when first read (see :class:`_Text`; ``model_dump`` decodes them
+    too)."""
+
+    def decorate(model: Any) -> Any:
+        for name in names:
+            descriptor = _Text()
+            descriptor.__set_name__(model, name)
+            type.__setattr__(model, name, descriptor)
+        type.__setattr__(model, "_text_fields", names)
+        return model
+
+    return decorate
+
+
+def _dump_text(value: Any) -> Any:
+    return value.decode() if isinstance(value, _Undecoded) else value
+
+
+# Set directly, as pydantic's own ``model_construct`` does, for the objects
+# made by the thousand (an event per chunk of output): a validated
+# ``__init__`` would check what the runtime already guarantees.
+_set_fields = BaseModel.__dict__["__pydantic_fields_set__"].__set__
+_set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
+_set_private = BaseModel.__dict__["__pydantic_private__"].__set__
+
+
+def _made(cls: Any, fields: Dict[str, Any]) -> Any:
+    """An instance of the pydantic model ``cls`` with ``fields`` as they are."""
+    instance = object.__new__(cls)
+    instance.__dict__.update(fields)
+    _set_fields(instance, set(fields))
+    _set_extra(instance, None)
+    _set_private(instance, None)
+    return instance
+
+
+class SetupFailure(_Model):
     """A setup command that did not succeed; the command did not run."""
 
     #: The setup command line.
@@ -67,9 +134,10 @@ class SetupFailure:
     exit_code: int
 
 
-@dataclass(frozen=True)
-class RuntimeResult:
-    """How a command ended and what it printed.
+@_lazy_text("stdout", "stderr", "setup_stdout", "setup_stderr")
+class RuntimeResult(_Model):
+    """How a command ended and what it printed (a pydantic model, as the
+    seed's: ``model_dump``, ``model_validate``, ``model_copy``).
 
     ``stdout``/``stderr`` are the command's output and ``setup_stdout``/
     ``setup_stderr`` the setup commands'; each is also kept as exact bytes
@@ -79,10 +147,10 @@ class RuntimeResult:
 
     #: Exit code, or 128+N when signal N ended the command.
     exit_code: int
-    stdout: str = _Text()  # type: ignore[assignment]
-    stderr: str = _Text()  # type: ignore[assignment]
-    setup_stdout: str = _Text()  # type: ignore[assignment]
-    setup_stderr: str = _Text()  # type: ignore[assignment]
+    stdout: str = ""
+    stderr: str = ""
+    setup_stdout: str = ""
+    setup_stderr: str = ""
     #: Wall time of the call in seconds, setup included.
     elapsed: float = 0.0
     #: The timeout ended the command.
@@ -107,14 +175,18 @@ class RuntimeResult:
     #: CPU time its processes spent in user mode and in the kernel.
     cpu_user_seconds: Optional[float] = None
     cpu_system_seconds: Optional[float] = None
-    stdout_bytes: bytes = field(default=b"", repr=False)
-    stderr_bytes: bytes = field(default=b"", repr=False)
-    setup_stdout_bytes: bytes = field(default=b"", repr=False)
-    setup_stderr_bytes: bytes = field(default=b"", repr=False)
+    stdout_bytes: bytes = Field(default=b"", repr=False)
+    stderr_bytes: bytes = Field(default=b"", repr=False)
+    setup_stdout_bytes: bytes = Field(default=b"", repr=False)
+    setup_stderr_bytes: bytes = Field(default=b"", repr=False)
     stdout_total_bytes: int = 0
     stderr_total_bytes: int = 0
     setup_stdout_total_bytes: int = 0
     setup_stderr_total_bytes: int = 0
+
+    @field_serializer("stdout", "stderr", "setup_stdout", "setup_stderr")
+    def _dump_text(self, value: Any) -> Any:
+        return _dump_text(value)
 
     @property
     def truncated(self) -> bool:
@@ -142,37 +214,44 @@ class RuntimeResult:
     @classmethod
     def _from_native(cls, d: Dict[str, Any]) -> "RuntimeResult":
         failure = d["setup_failure"]
-        return cls(
-            exit_code=d["exit_code"],
-            stdout=_text(d["stdout_bytes"]),
-            stderr=_text(d["stderr_bytes"]),
-            setup_stdout=_text(d["setup_stdout_bytes"]),
-            setup_stderr=_text(d["setup_stderr_bytes"]),
-            elapsed=d["elapsed"],
-            timed_out=d["timed_out"],
-            signal=d["signal"],
-            killed=d["killed"],
-            setup_failure=SetupFailure(*failure) if failure is not None else None,
-            killed_by=d.get("killed_by"),
-            oom_killed=d.get("oom_killed", False),
-            status_lost=d.get("status_lost"),
-            peak_memory_bytes=d.get("peak_memory_bytes"),
-            cpu_user_seconds=d.get("cpu_user_seconds"),
-            cpu_system_seconds=d.get("cpu_system_seconds"),
-            stdout_bytes=d["stdout_bytes"],
-            stderr_bytes=d["stderr_bytes"],
-            setup_stdout_bytes=d["setup_stdout_bytes"],
-            setup_stderr_bytes=d["setup_stderr_bytes"],
-            stdout_total_bytes=d["stdout_total_bytes"],
-            stderr_total_bytes=d["stderr_total_bytes"],
-            setup_stdout_total_bytes=d["setup_stdout_total_bytes"],
-            setup_stderr_total_bytes=d["setup_stderr_total_bytes"],
+        return _made(
+            cls,
+            {
+                "exit_code": d["exit_code"],
+                "stdout": _text(d["stdout_bytes"]),
+                "stderr": _text(d["stderr_bytes"]),
+                "setup_stdout": _text(d["setup_stdout_bytes"]),
+                "setup_stderr": _text(d["setup_stderr_bytes"]),
+                "elapsed": d["elapsed"],
+                "timed_out": d["timed_out"],
+                "signal": d["signal"],
+                "killed": d["killed"],
+                "setup_failure": (
+                    SetupFailure(command=failure[0], exit_code=failure[1])
+                    if failure is not None
+                    else None
+                ),
+                "killed_by": d.get("killed_by"),
+                "oom_killed": d.get("oom_killed", False),
+                "status_lost": d.get("status_lost"),
+                "peak_memory_bytes": d.get("peak_memory_bytes"),
+                "cpu_user_seconds": d.get("cpu_user_seconds"),
+                "cpu_system_seconds": d.get("cpu_system_seconds"),
+                "stdout_bytes": d["stdout_bytes"],
+                "stderr_bytes": d["stderr_bytes"],
+                "setup_stdout_bytes": d["setup_stdout_bytes"],
+                "setup_stderr_bytes": d["setup_stderr_bytes"],
+                "stdout_total_bytes": d["stdout_total_bytes"],
+                "stderr_total_bytes": d["stderr_total_bytes"],
+                "setup_stdout_total_bytes": d["setup_stdout_total_bytes"],
+                "setup_stderr_total_bytes": d["setup_stderr_total_bytes"],
+            },
         )
 
 
-@dataclass(frozen=True)
-class RuntimeEvent:
-    """One event of a streamed command.
+@_lazy_text("text")
+class RuntimeEvent(_Model):
+    """One event of a streamed command (a pydantic model, as the seed's).
 
     ``kind`` is ``"stdout"`` or ``"stderr"`` for output (``data`` the exact
     bytes, ``text`` their decoding, ``phase`` ``"setup"`` or ``"command"``),
@@ -181,20 +260,53 @@ class RuntimeEvent:
     whole; ``text`` is decoded when first read.
     """
 
-    kind: str
-    text: str = _Text()  # type: ignore[assignment]
-    data: bytes = field(default=b"", repr=False)
-    phase: Optional[str] = None
+    kind: Literal["stdout", "stderr", "finished"]
+    text: Optional[str] = None
+    data: bytes = Field(default=b"", repr=False)
+    phase: Optional[Literal["setup", "command"]] = None
     result: Optional[RuntimeResult] = None
+
+    @field_serializer("text")
+    def _dump_text(self, value: Any) -> Any:
+        return _dump_text(value)
 
     @classmethod
     def _output(cls, kind: str, phase: str, data: bytes, text: Any) -> "RuntimeEvent":
-        """An output event, made without the frozen dataclass's ``__init__``
-        (which sets each field through ``object.__setattr__``): a flood makes
-        tens of thousands a second, and that was a third of their cost."""
-        event = object.__new__(cls)
-        event.__dict__.update(kind=kind, text=text, data=data, phase=phase, result=None)
-        return event
+        """An output event of the runtime's, made without validation: a
+        flood makes tens of thousands a second."""
+        return _made(cls, {"kind": kind, "text": text, "data": data, "phase": phase, "result": None})
+
+
+class LaunchSpec(BaseModel):
+    """What a runtime is spawned with (the seed's ``LaunchSpec``): the keyword
+    arguments of :func:`~subrt.spawn_runtime`, as one model.
+    ``spawn_runtime(**launch.spawn_kwargs())`` spawns it."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    working_dir: Path
+    environment: Any
+    static_assets: Optional[Dict[str, Any]] = None
+    is_evaluation: bool = False
+    ports: Dict[int, int] = Field(default_factory=dict)
+    mounts: Dict[str, Union[Dict[str, str], str]] = Field(default_factory=dict)
+    env_vars: Dict[str, str] = Field(default_factory=dict)
+    setup_command: Optional[str] = None
+
+    @field_validator("environment")
+    @classmethod
+    def _environment(cls, value: Any) -> Any:
+        from .specs import EnvironmentSpec
+
+        if isinstance(value, EnvironmentSpec):
+            return value
+        if isinstance(value, Mapping):
+            return EnvironmentSpec.from_dict(value)
+        raise ValueError(f"an EnvironmentSpec or a dict, not {type(value).__name__}")
+
+    def spawn_kwargs(self) -> Dict[str, Any]:
+        """The keyword arguments of ``spawn_runtime`` this launch stands for."""
+        return {name: getattr(self, name) for name in type(self).model_fields}
 
 
 # The most bytes at the end of a chunk that can be the start of a character

@@ -15,6 +15,7 @@ import atexit
 import json
 import logging
 import os
+import warnings
 import weakref
 from pathlib import Path
 from typing import (
@@ -28,6 +29,7 @@ from typing import (
     Mapping,
     Optional,
     Sequence,
+    Tuple,
     Type,
     TypeVar,
     Union,
@@ -39,13 +41,25 @@ from .models import RuntimeEvent, RuntimeResult, _Decoders
 from .specs import EnvironmentSpec
 
 __all__ = [
+    "EXEC_RUNTIME_REGISTRY",
+    "RUNTIME_REGISTRY",
+    "STREAMING_RUNTIME_REGISTRY",
+    "BoundExecRuntime",
+    "Container",
+    "DockerExecRuntime",
     "DockerRuntime",
+    "DockerStreamingRuntime",
     "ExecRuntime",
+    "LocalExecRuntime",
     "LocalRuntime",
+    "LocalStreamingRuntime",
     "RunningCommand",
     "SlurmRuntime",
+    "StreamingRuntime",
     "SubmissionRuntime",
+    "register_exec_runtime",
     "register_runtime",
+    "register_streaming_runtime",
     "registered_runtimes",
     "spawn_exec_runtime",
     "spawn_runtime",
@@ -137,8 +151,15 @@ class SubmissionRuntime(abc.ABC):
         self.cleanup()
 
 
+#: The seed's newer name for the protocol: a runtime that streams commands.
+StreamingRuntime = SubmissionRuntime
+
 _R = TypeVar("_R", bound=Type[SubmissionRuntime])
-_REGISTRY: Dict[str, Type[SubmissionRuntime]] = {}
+#: Runtime type to the class that serves it (the seed's ``RUNTIME_REGISTRY``;
+#: ``STREAMING_RUNTIME_REGISTRY`` is the same dict).
+RUNTIME_REGISTRY: Dict[str, Type[SubmissionRuntime]] = {}
+STREAMING_RUNTIME_REGISTRY = RUNTIME_REGISTRY
+_REGISTRY = RUNTIME_REGISTRY
 
 
 def register_runtime(name: str) -> Callable[[_R], _R]:
@@ -148,15 +169,19 @@ def register_runtime(name: str) -> Callable[[_R], _R]:
     def register(cls: _R) -> _R:
         if not (isinstance(cls, type) and issubclass(cls, SubmissionRuntime)):
             raise TypeError(f"register_runtime({name!r}): {cls!r} is not a SubmissionRuntime subclass")
-        _REGISTRY[name] = cls
+        RUNTIME_REGISTRY[name] = cls
         return cls
 
     return register
 
 
+#: The seed's name for :func:`register_runtime`.
+register_streaming_runtime = register_runtime
+
+
 def registered_runtimes() -> Dict[str, Type[SubmissionRuntime]]:
     """The registry: runtime type to class."""
-    return dict(_REGISTRY)
+    return dict(RUNTIME_REGISTRY)
 
 
 def _command(command: Command) -> Union[str, List[str]]:
@@ -176,6 +201,14 @@ def _data(data: Union[str, bytes, bytearray, memoryview]) -> bytes:
     if isinstance(data, str):
         return data.encode("utf-8")
     return bytes(data)
+
+
+def _stdin_and_timeout(stdin: Any, timeout: Optional[float]) -> Tuple[Any, Optional[float]]:
+    """The seed's newer ``stream(command, env, timeout)`` has no ``stdin``:
+    a number in third place is its timeout."""
+    if timeout is None and isinstance(stdin, (int, float)) and not isinstance(stdin, bool):
+        return None, stdin
+    return stdin, timeout
 
 
 def _stdin_bytes(stdin: Stdin) -> Optional[bytes]:
@@ -303,10 +336,23 @@ class RustRuntime(SubmissionRuntime):
     Docker daemon (docker) still ends every process of the session.
     """
 
-    def __init__(self, session: "_native.Session", environment: EnvironmentSpec) -> None:
+    #: The spec type this class serves (``None``: any the Rust library has).
+    runtime_type: Optional[str] = None
+
+    def __init__(
+        self, session: "_native.Session", environment: EnvironmentSpec, working_dir: Path
+    ) -> None:
         self._session = session
-        self.environment = environment
+        #: The spec the runtime runs, with ``image=``/``user=`` applied.
+        self.spec = environment
+        #: The submission's working dir on this host.
+        self.cwd = working_dir
         _LIVE.add(self)
+
+    @property
+    def environment(self) -> EnvironmentSpec:
+        """The spec (``spec``, by its earlier name)."""
+        return self.spec
 
     @classmethod
     def spawn(
@@ -317,21 +363,36 @@ class RustRuntime(SubmissionRuntime):
         ports: Optional[Mapping[int, int]] = None,
         mounts: Optional[Any] = None,
         env_vars: Optional[Mapping[str, str]] = None,
-        *,
         setup_command: Optional[str] = None,
+        image: Optional[str] = None,
+        user: Optional[str] = None,
+        *,
         is_evaluation: bool = False,
         disable_setup: bool = False,
+        resume: bool = False,
         store: Store = None,
         labels: Optional[Mapping[str, str]] = None,
         max_run_bytes: Optional[int] = None,
         max_store_bytes: Optional[int] = None,
         **kwargs: Any,
     ) -> "RustRuntime":
-        if kwargs:
-            raise TypeError(f"{cls.__name__}.spawn: unexpected arguments {', '.join(sorted(kwargs))}")
+        """Starts a session (the arguments are :func:`spawn_runtime`'s).
+
+        :raises ValueError: ``environment`` is a spec of another runtime
+            type (the seed's ``Invalid environment spec for local runtime``).
+        """
+        spec = _spec(environment)
+        if cls.runtime_type is not None and spec.type != cls.runtime_type:
+            raise ValueError(
+                f"Invalid environment spec for {cls.runtime_type} runtime "
+                f"(environment {spec.name!r} is of type {spec.type!r})"
+            )
+        spec = _overridden(cls, spec, image=image, user=user)
+        for name in sorted(kwargs):
+            _ignored(cls, name)
         # A spec loaded from a config brings its `[store]`: where runs go
         # and how much they keep, as the CLI on the same config does.
-        settings = getattr(environment, "_store_settings", None)
+        settings = spec._store_settings
         if settings is not None:
             if store is None and not os.environ.get("SUBRT_STORE"):
                 store = settings.dir
@@ -340,7 +401,7 @@ class RustRuntime(SubmissionRuntime):
             if max_store_bytes is None:
                 max_store_bytes = settings.max_bytes
         session = _native.Session.spawn(
-            _json_spec(environment),
+            spec._core_json(),
             os.fspath(working_dir),
             _assets(static_assets),
             _ports(ports),
@@ -353,8 +414,9 @@ class RustRuntime(SubmissionRuntime):
             _env("labels", labels),
             max_run_bytes,
             max_store_bytes,
+            bool(resume),
         )
-        return cls(session, environment)
+        return cls(session, spec, Path(working_dir))
 
     @property
     def run_id(self) -> str:
@@ -377,6 +439,7 @@ class RustRuntime(SubmissionRuntime):
         stdin: Stdin = None,
         timeout: Optional[float] = None,
     ) -> RuntimeResult:
+        stdin, timeout = _stdin_and_timeout(stdin, timeout)
         result = self._session.execute(
             _command(command), _env("env", env), _stdin_bytes(stdin), timeout
         )
@@ -391,6 +454,7 @@ class RustRuntime(SubmissionRuntime):
     ) -> Iterator[RuntimeEvent]:
         # Started now, not at the first next(): the command runs (and the
         # runtime is busy) from this call on, as in the seed.
+        stdin, timeout = _stdin_and_timeout(stdin, timeout)
         events = self._session.stream(
             _command(command), _env("env", env), _stdin_bytes(stdin), timeout
         )
@@ -520,7 +584,7 @@ class RustRuntime(SubmissionRuntime):
         _LIVE.discard(self)
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} run {self.run_id} of {self.environment!r}>"
+        return f"<{type(self).__name__} run {self.run_id} of {self.spec!r}>"
 
 
 class RunningCommand:
@@ -586,26 +650,92 @@ class LocalRuntime(RustRuntime):
     """The ``local`` runtime: commands on this machine, each session in its
     own PID namespace (process groups where namespaces are refused)."""
 
+    runtime_type = "local"
+
 
 class DockerRuntime(RustRuntime):
     """The ``docker`` runtime: one container per session, removed at
     cleanup, and by the daemon if this process dies."""
+
+    runtime_type = "docker"
+
+    @property
+    def container(self) -> "Container":
+        """The session's running container (a new one after a kill)."""
+        container_id = self.info().get("container_id")
+        if not container_id:
+            raise SolutionRuntimeError("Container not created")
+        return Container(container_id)
 
 
 class SlurmRuntime(RustRuntime):
     """The ``slurm`` runtime: one allocation per session on a Slurm cluster,
     each command a step in it."""
 
+    runtime_type = "slurm"
 
-def _json_spec(environment: EnvironmentSpec) -> str:
-    """The spec as the Rust library reads it."""
-    return json.dumps(environment.to_dict())
+
+class Container:
+    """A Docker session's container, as far as the seed's callers read it:
+    ``id`` and ``short_id``."""
+
+    def __init__(self, container_id: str) -> None:
+        self.id = container_id
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+    def __repr__(self) -> str:
+        return f"<Container: {self.short_id}>"
+
+
+#: The seed's names of the streaming runtimes.
+LocalStreamingRuntime = LocalRuntime
+DockerStreamingRuntime = DockerRuntime
+
+#: Spawn arguments each built-in runtime was told of already.
+_WARNED: set = set()
+
+
+def _ignored(cls: type, name: str) -> None:
+    """Says once per runtime class and argument that ``name=`` means nothing
+    to it (the seed's runtimes swallow what they do not know)."""
+    if (cls, name) in _WARNED:
+        return
+    _WARNED.add((cls, name))
+    warnings.warn(
+        f"{cls.__name__}.spawn: `{name}=` is not an argument of subrt's "
+        f"{cls.runtime_type or 'built-in'} runtime; ignored",
+        RuntimeWarning,
+        stacklevel=4,
+    )
+
+
+def _overridden(
+    cls: type, spec: EnvironmentSpec, *, image: Optional[str], user: Optional[str]
+) -> EnvironmentSpec:
+    """``spec`` with the seed's ``image=`` and ``user=`` spawn arguments
+    applied: the Docker image and user, or a sandboxed local session's."""
+    if image is None and user is None:
+        return spec
+    if spec.docker is not None and spec.type == "docker":
+        changes = {k: v for k, v in (("image", image), ("user", user)) if v is not None}
+        return spec.model_copy(update={"docker": spec.docker.model_copy(update=changes)})
+    if spec.type == "local" and spec.local.isolation == "sandbox":
+        changes = {k: v for k, v in (("image", image), ("user", user)) if v is not None}
+        sandbox = spec.local.sandbox.model_copy(update=changes)
+        return spec.model_copy(update={"local": spec.local.model_copy(update={"sandbox": sandbox})})
+    for name, value in (("image", image), ("user", user)):
+        if value is not None:
+            _ignored(cls, name)
+    return spec
 
 
 for _kind in _native.runtime_types():
     _builtin = {"local": LocalRuntime, "docker": DockerRuntime, "slurm": SlurmRuntime}.get(_kind)
     if _builtin is None:  # a type the Rust library has and Python no class for
-        _builtin = type(f"{_kind.capitalize()}Runtime", (RustRuntime,), {})
+        _builtin = type(f"{_kind.capitalize()}Runtime", (RustRuntime,), {"runtime_type": _kind})
     register_runtime(_kind)(_builtin)
 
 
@@ -618,23 +748,14 @@ def _spec(environment: Union[EnvironmentSpec, Mapping[str, Any]]) -> Environment
 
 
 def spawn_runtime(
-    environment: Union[EnvironmentSpec, Mapping[str, Any]],
-    working_dir: "os.PathLike[str] | str",
-    static_assets: Optional[Mapping[str, Any]] = None,
-    ports: Optional[Mapping[int, int]] = None,
-    mounts: Optional[Any] = None,
-    env_vars: Optional[Mapping[str, str]] = None,
-    *,
-    setup_command: Optional[str] = None,
-    is_evaluation: bool = False,
-    disable_setup: bool = False,
-    store: Store = None,
-    labels: Optional[Mapping[str, str]] = None,
-    max_run_bytes: Optional[int] = None,
-    max_store_bytes: Optional[int] = None,
+    environment: Union[EnvironmentSpec, Mapping[str, Any]], *args: Any, **kwargs: Any
 ) -> SubmissionRuntime:
-    """Starts the runtime registered for ``environment.type``.
+    """Starts the runtime registered for ``environment.type`` with
+    ``cls.spawn(environment, *args, **kwargs)``: arguments go to it
+    untouched, as in the seed. Those of the built-in runtimes
+    (:meth:`RustRuntime.spawn`):
 
+    :param working_dir: the submission's folder.
     :param static_assets: files the submission may read, by name
         (``{{static:NAME}}`` in commands): name -> path, or the seed's
         resolved assets (``absolute_path``, ``save_path``).
@@ -643,8 +764,16 @@ def spawn_runtime(
         ``{source: {"bind": target, "mode": "rw"}}``; read-only by default.
     :param env_vars: variables of every command, over the spec's.
     :param setup_command: one more setup command, after the spec's.
+    :param image: the image to run instead of ``docker.image`` (Docker; a
+        sandboxed local session's ``local.sandbox.image``).
+    :param user: who commands run as (Docker: instead of the seed's rules,
+        which are ``docker.user``, else ``1000:1000`` for an evaluation,
+        else ``$HUID:$HGID``, else the image's user; a sandboxed local
+        session's ``local.sandbox.user``).
     :param is_evaluation: run the spec's ``eval_commands`` in setup too.
     :param disable_setup: run no setup command.
+    :param resume: the session resumes from a snapshot of its workspace:
+        ``setup.resume_commands`` run after the other setup commands.
     :param store: where the session is recorded: a folder, ``None`` for
         ``SUBRT_STORE`` (else the user's store), ``False`` for no record.
     :param labels: labels of the run, shown by ``subrt ls --label`` and the
@@ -654,38 +783,22 @@ def spawn_runtime(
         ``[store] max_run_bytes``, else 1 GiB.
     :param max_store_bytes: when the store grows past this, its oldest
         finished runs go (the config's ``[store] max_bytes``).
+
+    Other keywords are the runtime's; the built-in ones warn once about
+    those they do not know and go on.
+
     :raises SolutionRuntimeError: the type is not registered (the message
         lists the registered ones), or the runtime cannot start.
     """
     spec = _spec(environment)
-    cls = _REGISTRY.get(spec.type)
+    cls = RUNTIME_REGISTRY.get(spec.type)
     if cls is None:
         raise SolutionRuntimeError(
-            f"unknown runtime type `{spec.type}` (registered types: {', '.join(sorted(_REGISTRY))})"
+            f"unknown runtime type `{spec.type}` (registered types: {', '.join(sorted(RUNTIME_REGISTRY))})"
         )
-    extra: Dict[str, Any] = {}
-    ours = {
-        "store": store,
-        "labels": labels,
-        "max_run_bytes": max_run_bytes,
-        "max_store_bytes": max_store_bytes,
-    }
-    if issubclass(cls, RustRuntime):
-        extra = ours
-    else:  # the seed's signature, plus what the caller gave of ours
-        extra = {k: v for k, v in ours.items() if v is not None}
-    return cls.spawn(
-        spec,
-        working_dir,
-        static_assets,
-        ports,
-        mounts,
-        env_vars,
-        setup_command=setup_command,
-        is_evaluation=is_evaluation,
-        disable_setup=disable_setup,
-        **extra,
-    )
+    if args:
+        return cls.spawn(spec, *args, **kwargs)
+    return cls.spawn(environment=spec, **kwargs)
 
 
 def spawn_streaming_runtime(
@@ -696,14 +809,11 @@ def spawn_streaming_runtime(
     return spawn_runtime(environment, **kwargs)
 
 
-class ExecRuntime:
-    """A runtime bound to one command: ``execute(env, stdin, timeout)`` runs
-    it (the seed's ``spawn_exec_runtime``)."""
+class ExecRuntime(abc.ABC):
+    """The seed's protocol of a runtime bound to one command at spawn:
+    ``execute(env, stdin, timeout)`` runs it."""
 
-    def __init__(self, runtime: SubmissionRuntime, command: str) -> None:
-        self.runtime = runtime
-        self.command = command
-
+    @abc.abstractmethod
     def execute(
         self,
         env: Optional[Mapping[str, str]] = None,
@@ -711,19 +821,25 @@ class ExecRuntime:
         timeout: Optional[float] = None,
     ) -> RuntimeResult:
         """Runs the command and returns its result."""
-        return self.runtime.execute(self.command, env=env, stdin=stdin, timeout=timeout)
 
+    @abc.abstractmethod
     def poll(self) -> Optional[int]:
-        """As :meth:`SubmissionRuntime.poll`."""
-        return self.runtime.poll()
+        """The exit code of the last run, or ``None`` while it runs."""
 
+    @abc.abstractmethod
     def kill(self) -> None:
-        """As :meth:`SubmissionRuntime.kill`."""
-        self.runtime.kill()
+        """Kills the running command and everything it started."""
 
+    @abc.abstractmethod
     def cleanup(self) -> None:
-        """As :meth:`SubmissionRuntime.cleanup`."""
-        self.runtime.cleanup()
+        """Kills what runs and releases the runtime; idempotent."""
+
+    @classmethod
+    @abc.abstractmethod
+    def spawn(
+        cls, environment: EnvironmentSpec, working_dir: Any, command: str, **kwargs: Any
+    ) -> "ExecRuntime":
+        """Starts a runtime for ``environment`` bound to ``command``."""
 
     def __enter__(self) -> "ExecRuntime":
         return self
@@ -732,9 +848,100 @@ class ExecRuntime:
         self.cleanup()
 
 
+class BoundExecRuntime(ExecRuntime):
+    """An :class:`ExecRuntime` over a streaming runtime: each ``execute``
+    runs the command bound at spawn in that runtime's session."""
+
+    #: The streaming runtime class :meth:`spawn` starts (``None``: the one
+    #: registered for the spec's type).
+    streaming: Optional[Type[SubmissionRuntime]] = None
+
+    def __init__(self, runtime: SubmissionRuntime, command: Command) -> None:
+        self.runtime = runtime
+        self.command = command
+
+    @classmethod
+    def spawn(  # type: ignore[override]
+        cls, environment: Any, working_dir: Any = None, command: Command = "", **kwargs: Any
+    ) -> "BoundExecRuntime":
+        """Starts the streaming runtime (:func:`spawn_runtime`'s arguments)
+        and binds ``command`` to it."""
+        if working_dir is not None:
+            kwargs["working_dir"] = working_dir
+        if cls.streaming is not None:
+            return cls(cls.streaming.spawn(environment=_spec(environment), **kwargs), command)
+        return cls(spawn_runtime(environment, **kwargs), command)
+
+    def execute(
+        self,
+        env: Optional[Mapping[str, str]] = None,
+        stdin: Stdin = None,
+        timeout: Optional[float] = None,
+    ) -> RuntimeResult:
+        return self.runtime.execute(self.command, env=env, stdin=stdin, timeout=timeout)
+
+    def poll(self) -> Optional[int]:
+        return self.runtime.poll()
+
+    def kill(self) -> None:
+        self.runtime.kill()
+
+    def cleanup(self) -> None:
+        self.runtime.cleanup()
+
+    @property
+    def spec(self) -> Any:
+        """The spec of the runtime underneath."""
+        return getattr(self.runtime, "spec", None)
+
+    @property
+    def cwd(self) -> Any:
+        """The working dir of the runtime underneath."""
+        return getattr(self.runtime, "cwd", None)
+
+
+class LocalExecRuntime(BoundExecRuntime):
+    """The seed's exec runtime of the ``local`` type."""
+
+    streaming = LocalRuntime
+
+
+class DockerExecRuntime(BoundExecRuntime):
+    """The seed's exec runtime of the ``docker`` type."""
+
+    streaming = DockerRuntime
+
+    @property
+    def container(self) -> Container:
+        """The session's running container."""
+        return self.runtime.container  # type: ignore[attr-defined]
+
+
+#: Runtime type to its exec runtime class (the seed's registry).
+EXEC_RUNTIME_REGISTRY: Dict[str, Type[ExecRuntime]] = {
+    "local": LocalExecRuntime,
+    "docker": DockerExecRuntime,
+}
+
+
+def register_exec_runtime(name: str) -> Callable[[Any], Any]:
+    """A class decorator that makes ``cls`` the exec runtime of specs whose
+    ``type`` is ``name``."""
+
+    def register(cls: Any) -> Any:
+        EXEC_RUNTIME_REGISTRY[name] = cls
+        return cls
+
+    return register
+
+
 def spawn_exec_runtime(
-    environment: Union[EnvironmentSpec, Mapping[str, Any]], command: str, **kwargs: Any
+    environment: Union[EnvironmentSpec, Mapping[str, Any]], command: Command, **kwargs: Any
 ) -> ExecRuntime:
     """A runtime that runs ``command`` at each ``execute(env, stdin,
-    timeout)``; ``kwargs`` are those of :func:`spawn_runtime`."""
-    return ExecRuntime(spawn_runtime(environment, **kwargs), command)
+    timeout)``: the exec runtime registered for the spec's type, else the
+    streaming one with the command bound to it; ``kwargs`` go to its spawn
+    untouched (those of :func:`spawn_runtime`)."""
+    spec = _spec(environment)
+    cls = EXEC_RUNTIME_REGISTRY.get(spec.type, BoundExecRuntime)
+    return cls.spawn(environment=spec, command=command, **kwargs)

@@ -17,8 +17,9 @@ PIECES = [
 
 def texts(chunks):
     decoders = _Decoders()
+    # Made as the runtime makes its events: text decoded when read.
     events = [
-        subrt.RuntimeEvent(kind="stdout", text=decoders.decode("stdout", "command", c), data=c)
+        subrt.RuntimeEvent._output("stdout", "command", c, decoders.decode("stdout", "command", c))
         for c in chunks
     ]
     rest = [text for _, _, text in decoders.flush()]
@@ -51,4 +52,4 @@ def test_an_unfinished_character_at_the_end_is_one_replacement():
 def test_text_given_by_a_caller_is_kept_as_given():
     event = subrt.RuntimeEvent(kind="stdout", text="mine", data=b"other")
     assert event.text == "mine"
-    assert subrt.RuntimeEvent(kind="finished").text == ""
+    assert subrt.RuntimeEvent(kind="finished").text is None, "as the seed's"

@@ -10,12 +10,7 @@ import subrt
 class EchoSpec(subrt.EnvironmentSpec, type="echo"):
     """A spec of a Python runtime, with a field of its own."""
 
-    @classmethod
-    def validate(cls, fields):
-        prefix = fields.pop("prefix", "")
-        checked = super().validate(fields)
-        checked["prefix"] = prefix
-        return checked
+    prefix: str = ""
 
 
 @subrt.register_runtime("echo")
@@ -61,9 +56,8 @@ def test_a_python_runtime_serves_its_type(tmp_path):
     with subrt.spawn_runtime(spec, tmp_path, is_evaluation=True, labels={"a": "b"}) as runtime:
         assert isinstance(runtime, EchoRuntime)
         assert runtime.execute("hello").stdout == "> hello\n", "execute defaults to the stream"
-        assert runtime.kwargs == {
-            "setup_command": None, "is_evaluation": True, "disable_setup": False, "labels": {"a": "b"},
-        }
+        # Forwarded untouched, as the seed's spawn_runtime does.
+        assert runtime.kwargs == {"is_evaluation": True, "labels": {"a": "b"}}
     assert runtime.cleaned, "the context manager cleaned up"
 
 

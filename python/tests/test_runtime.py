@@ -5,8 +5,8 @@ import os
 import pickle
 import threading
 import time
-from dataclasses import fields
 
+import pydantic
 import pytest
 
 import subrt
@@ -60,6 +60,9 @@ def test_setup_runs_once_and_its_output_stays_apart(make_spec, workdir, store):
     assert (workdir / "setup.log").read_text() == "ran\n", "setup once, no eval_commands"
 
     (workdir / "setup.log").unlink()
+    # An evaluation in Docker runs as 1000:1000 (the seed's rule), who must
+    # be able to write here.
+    workdir.chmod(0o777)
     with subrt.spawn_runtime(spec, workdir, is_evaluation=True, setup_command="echo extra >> setup.log") as runtime:
         runtime.execute("true")
     assert (workdir / "setup.log").read_text() == "ran\neval\nextra\n"
@@ -115,7 +118,8 @@ def test_a_result_pickles_and_compares_by_its_text(make_spec, workdir, store):
     assert copy == result
     assert (copy.stdout, copy.stderr) == ("café \ufffd", "e\n")
     assert (result.stdout_bytes, copy.stdout_bytes) == (b"caf\xc3\xa9 \xff",) * 2
-    assert result == subrt.RuntimeResult(**{f.name: getattr(result, f.name) for f in fields(result)})
+    assert result == subrt.RuntimeResult(**{name: getattr(result, name) for name in type(result).model_fields})
+    assert result == subrt.RuntimeResult.model_validate(result.model_dump())
 
 
 def test_stream_is_live(make_spec, workdir, store):
@@ -129,7 +133,7 @@ def test_stream_is_live(make_spec, workdir, store):
     # The same value, and as frozen, as an event a harness makes itself.
     made = subrt.RuntimeEvent(kind="stdout", text="a\n", data=b"a\n", phase="command")
     assert first == made and hash(first) == hash(made) and repr(first) == repr(made)
-    with pytest.raises(AttributeError):
+    with pytest.raises(pydantic.ValidationError, match="frozen"):
         first.kind = "stderr"
     assert first_at < 1.5, f"the first line came after {first_at:.2f} s, not before the sleep ended"
     assert [(e.kind, e.text) for e in rest[:-1]] == [("stderr", "b\n")]

@@ -36,6 +36,9 @@ pub struct LaunchSpec {
     pub is_evaluation: bool,
     /// Skip every setup command.
     pub disable_setup: bool,
+    /// The session resumes from a snapshot of its workspace: the spec's
+    /// `setup.resume_commands` run after its other setup commands.
+    pub resume: bool,
     /// One more setup command, after the spec's.
     pub setup_command: Option<String>,
     /// Labels of the run, recorded in its log (and on its containers).
@@ -56,6 +59,7 @@ impl LaunchSpec {
             env_vars: BTreeMap::new(),
             is_evaluation: false,
             disable_setup: false,
+            resume: false,
             setup_command: None,
             labels: BTreeMap::new(),
         }
@@ -66,7 +70,9 @@ impl LaunchSpec {
         if self.disable_setup {
             return Vec::new();
         }
-        let mut commands = self.environment.setup_commands(self.is_evaluation);
+        let mut commands = self
+            .environment
+            .setup_commands(self.is_evaluation, self.resume);
         commands.extend(self.setup_command.iter().cloned());
         commands
     }

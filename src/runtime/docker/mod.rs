@@ -12,8 +12,9 @@
 //! one (setup runs again there). `cleanup` removes the container, or stops
 //! and keeps it when `keep_container_after_clean` is set.
 //!
-//! Commands run as their request's `user`, else `docker.user`, else the
-//! image's `USER`; the container's own processes (its init and the
+//! Commands run as their request's `user`, else `docker.user`, else (as
+//! the seed does) `1000:1000` for an evaluation and `$HUID:$HGID` when set,
+//! else the image's `USER`; the container's own processes (its init and the
 //! lifeline) run as root, so that a command asked to run as root has
 //! root's capabilities (with `no-new-privileges`, which every container
 //! gets, an exec as root in a container whose process is another user
@@ -105,6 +106,28 @@ struct Container {
     cgroup: Option<Cgroup>,
 }
 
+/// The user commands run as when their request names none, as the seed
+/// chose it: `docker.user`; else, for an evaluation, `1000:1000`; else
+/// `$HUID:$HGID` of subrt's environment when both are set. `None`: the
+/// image's `USER` (root unless the image says otherwise, as the seed's
+/// `0:0`).
+fn default_user(settings: &DockerConfig, is_evaluation: bool) -> Option<String> {
+    if let Some(user) = &settings.user {
+        return Some(user.clone());
+    }
+    if is_evaluation {
+        return Some(EVALUATION_USER.to_owned());
+    }
+    match (std::env::var("HUID"), std::env::var("HGID")) {
+        (Ok(uid), Ok(gid)) if !uid.is_empty() && !gid.is_empty() => Some(format!("{uid}:{gid}")),
+        _ => None,
+    }
+}
+
+/// Who an evaluation's commands run as unless `docker.user` says (the
+/// seed's `get_eval_user`).
+pub const EVALUATION_USER: &str = "1000:1000";
+
 fn settings_of(spec: &EnvironmentSpec) -> Result<&DockerConfig, RuntimeError> {
     spec.docker
         .as_ref()
@@ -120,8 +143,8 @@ impl RuntimeBackend for DockerRuntime {
         let docker = connect(settings.host.as_deref()).await?;
         let mut notes = ensure_image(&docker, &settings.image).await?;
         let body = container_body(&launch, &settings, &mut notes)?;
-        let default_user = match &settings.user {
-            Some(user) => Some(user.clone()),
+        let default_user = match default_user(&settings, launch.is_evaluation) {
+            Some(user) => Some(user),
             None => docker
                 .inspect_image(&settings.image)
                 .await
