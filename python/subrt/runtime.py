@@ -336,29 +336,10 @@ class RustRuntime(SubmissionRuntime):
     Docker daemon (docker) still ends every process of the session.
     """
 
-    #: The spec type this class serves (``None``: any the Rust library has).
-    runtime_type: Optional[str] = None
-
     def __init__(
-        self, session: "_native.Session", environment: EnvironmentSpec, working_dir: Path
-    ) -> None:
-        self._session = session
-        #: The spec the runtime runs, with ``image=``/``user=`` applied.
-        self.spec = environment
-        #: The submission's working dir on this host.
-        self.cwd = working_dir
-        _LIVE.add(self)
-
-    @property
-    def environment(self) -> EnvironmentSpec:
-        """The spec (``spec``, by its earlier name)."""
-        return self.spec
-
-    @classmethod
-    def spawn(
-        cls,
-        environment: EnvironmentSpec,
-        working_dir: "os.PathLike[str] | str",
+        self,
+        environment: Optional[EnvironmentSpec] = None,
+        working_dir: "os.PathLike[str] | str | None" = None,
         static_assets: Optional[Mapping[str, Any]] = None,
         ports: Optional[Mapping[int, int]] = None,
         mounts: Optional[Any] = None,
@@ -367,6 +348,7 @@ class RustRuntime(SubmissionRuntime):
         image: Optional[str] = None,
         user: Optional[str] = None,
         *,
+        spec: Optional[EnvironmentSpec] = None,
         is_evaluation: bool = False,
         disable_setup: bool = False,
         resume: bool = False,
@@ -375,12 +357,21 @@ class RustRuntime(SubmissionRuntime):
         max_run_bytes: Optional[int] = None,
         max_store_bytes: Optional[int] = None,
         **kwargs: Any,
-    ) -> "RustRuntime":
-        """Starts a session (the arguments are :func:`spawn_runtime`'s).
+    ) -> None:
+        """Starts a session (the arguments are :func:`spawn_runtime`'s): a
+        runtime is made by :meth:`spawn`, or directly, as the seed's tests
+        make theirs (``LocalStreamingRuntime(environment=spec,
+        working_dir=path)``; ``spec=`` is taken for ``environment=``, as the
+        seed's Docker runtime names it).
 
         :raises ValueError: ``environment`` is a spec of another runtime
             type (the seed's ``Invalid environment spec for local runtime``).
         """
+        cls = type(self)
+        if environment is None:
+            environment = spec
+        if environment is None or working_dir is None:
+            raise TypeError(f"{cls.__name__}: `environment` and `working_dir` are required")
         spec = _spec(environment)
         if cls.runtime_type is not None and spec.type != cls.runtime_type:
             raise ValueError(
@@ -400,7 +391,7 @@ class RustRuntime(SubmissionRuntime):
                 max_run_bytes = settings.max_run_bytes
             if max_store_bytes is None:
                 max_store_bytes = settings.max_bytes
-        session = _native.Session.spawn(
+        self._session = _native.Session.spawn(
             spec._core_json(),
             os.fspath(working_dir),
             _assets(static_assets),
@@ -416,7 +407,31 @@ class RustRuntime(SubmissionRuntime):
             max_store_bytes,
             bool(resume),
         )
-        return cls(session, spec, Path(working_dir))
+        #: The spec the runtime runs, with ``image=``/``user=`` applied.
+        self.spec = spec
+        #: The submission's working dir on this host.
+        self.cwd = Path(working_dir)
+        _LIVE.add(self)
+
+    #: The spec type this class serves (``None``: any the Rust library has).
+    runtime_type: Optional[str] = None
+
+    @property
+    def environment(self) -> EnvironmentSpec:
+        """The spec (``spec``, by its earlier name)."""
+        return self.spec
+
+    @classmethod
+    def spawn(
+        cls,
+        environment: Optional[EnvironmentSpec] = None,
+        working_dir: "os.PathLike[str] | str | None" = None,
+        *args: Any,
+        **kwargs: Any,
+    ) -> "RustRuntime":
+        """Starts a session: ``cls(environment, working_dir, ...)``, whose
+        arguments are :func:`spawn_runtime`'s."""
+        return cls(environment, working_dir, *args, **kwargs)
 
     @property
     def run_id(self) -> str:
@@ -856,7 +871,21 @@ class BoundExecRuntime(ExecRuntime):
     #: registered for the spec's type).
     streaming: Optional[Type[SubmissionRuntime]] = None
 
-    def __init__(self, runtime: SubmissionRuntime, command: Command) -> None:
+    def __init__(
+        self, runtime: Optional[SubmissionRuntime] = None, command: Command = "", **spawn_kwargs: Any
+    ) -> None:
+        """Binds ``command`` to ``runtime``; without one, starts it from
+        ``spawn_kwargs`` (:func:`spawn_runtime`'s arguments), as the seed's
+        tests make theirs: ``LocalExecRuntime(environment=spec,
+        working_dir=path, command="cat")``."""
+        if runtime is None:
+            environment = spawn_kwargs.pop("environment", None) or spawn_kwargs.pop("spec", None)
+            if environment is None:
+                raise TypeError(f"{type(self).__name__}: `environment` is required")
+            if type(self).streaming is not None:
+                runtime = type(self).streaming(_spec(environment), **spawn_kwargs)
+            else:
+                runtime = spawn_runtime(environment, **spawn_kwargs)
         self.runtime = runtime
         self.command = command
 
@@ -866,11 +895,7 @@ class BoundExecRuntime(ExecRuntime):
     ) -> "BoundExecRuntime":
         """Starts the streaming runtime (:func:`spawn_runtime`'s arguments)
         and binds ``command`` to it."""
-        if working_dir is not None:
-            kwargs["working_dir"] = working_dir
-        if cls.streaming is not None:
-            return cls(cls.streaming.spawn(environment=_spec(environment), **kwargs), command)
-        return cls(spawn_runtime(environment, **kwargs), command)
+        return cls(None, command, environment=environment, working_dir=working_dir, **kwargs)
 
     def execute(
         self,

@@ -194,6 +194,21 @@ def test_runtime_spec_cwd_and_container(kind, seed_spec, tmp_path, store):
             assert runtime.container.short_id == runtime.container.id[:12]
 
 
+def test_runtimes_are_made_directly_as_the_seeds_tests_make_them(kind, seed_spec, tmp_path, store):
+    if kind == "docker":
+        runtime = subrt.DockerStreamingRuntime(
+            spec=seed_spec, working_dir=tmp_path, static_assets={}, is_evaluation=False,
+            ports={}, mounts={}, env_vars={"A": "a"}, setup_command=None,
+        )
+        bound = subrt.DockerExecRuntime(environment=seed_spec, working_dir=tmp_path, command="cat")
+    else:
+        runtime = subrt.LocalStreamingRuntime(environment=seed_spec, working_dir=tmp_path, env_vars={"A": "a"})
+        bound = subrt.LocalExecRuntime(environment=seed_spec, working_dir=tmp_path, command="cat")
+    with runtime, bound:
+        assert runtime.execute("echo $A").stdout == "a\n"
+        assert bound.execute({}, "in", 10).stdout == "in"
+
+
 def test_the_seeds_stream_signature_takes_a_timeout_third(kind, seed_spec, tmp_path, store):
     with subrt.spawn_runtime(seed_spec, tmp_path) as runtime:
         events = list(runtime.stream("sleep 5", {}, 0.5))
