@@ -761,7 +761,8 @@ fn ls(config: &Config, args: &LsArgs) -> Result<i32> {
         .into_iter()
         .filter(|r| ls_keeps(args, r, now))
         .take(args.limit.unwrap_or(usize::MAX));
-    let mut out = std::io::stdout().lock();
+    // Buffered: stdout is line-buffered, a write per run.
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     if args.json {
         for run in runs {
             let line = LsJson {
@@ -771,6 +772,7 @@ fn ls(config: &Config, args: &LsArgs) -> Result<i32> {
             serde_json::to_writer(&mut out, &line)?;
             writeln!(out)?;
         }
+        out.flush()?;
         return Ok(0);
     }
     writeln!(
@@ -806,6 +808,7 @@ fn ls(config: &Config, args: &LsArgs) -> Result<i32> {
             run.bytes_err,
         )?;
     }
+    out.flush()?;
     Ok(0)
 }
 

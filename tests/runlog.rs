@@ -374,3 +374,50 @@ fn no_log_records_nothing() {
     assert_eq!(out.stdout, b"unrecorded\n");
     assert!(store.logs().is_empty());
 }
+
+/// A finished run's summary is kept in the store's catalog the first time a
+/// listing reads it, and later listings take it from there: the same
+/// summary, without opening the run's index (a store of 100,000 runs is
+/// listed from one file). A run removed from the store is no longer listed;
+/// a torn line is passed over.
+#[test]
+fn a_listing_from_the_catalog_says_what_the_indexes_say() {
+    let store = Store::new();
+    store.run(&["run", "--", "printf 12345"]);
+    store.run(&["run", "--timeout", "0.2", "--", "sleep 3"]);
+    store.run(&["run", "--label", "who=alice", "--", "echo err >&2; exit 3"]);
+    let from_indexes = store.ls(&[]);
+    assert_eq!(from_indexes.len(), 3);
+    let out = store.run(&["ls"]);
+    assert!(
+        out.stderr.is_empty(),
+        "the catalog is not taken for a run: {out:?}"
+    );
+    let catalog = store.runs().join(".catalog");
+    let lines = std::fs::read_to_string(&catalog).unwrap();
+    assert_eq!(lines.lines().count(), 3, "{lines}");
+
+    // Taken from the catalog: its index is not read any more.
+    let logs = store.logs();
+    std::fs::write(logs[2].join("events.jsonl"), "not a log\n").unwrap();
+    assert_eq!(store.ls(&[]), from_indexes);
+    assert_eq!(
+        std::fs::read_to_string(&catalog).unwrap(),
+        lines,
+        "nothing added twice"
+    );
+
+    std::fs::remove_dir_all(&logs[0]).unwrap();
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&catalog)
+        .unwrap();
+    std::io::Write::write_all(&mut file, b"{\"run\":\"01JB").unwrap();
+    assert_eq!(store.ls(&[]), from_indexes[..2]);
+    // The next run's line is whole, after the torn one.
+    store.run(&["run", "--", "echo later"]);
+    let listed = store.ls(&[]);
+    let text = std::fs::read_to_string(&catalog).unwrap();
+    let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(last["run"], listed[0]["run_id"], "{text}");
+}
