@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import abc
 import atexit
-import json
 import logging
 import os
 import warnings
@@ -262,9 +261,10 @@ def _assets(static_assets: Optional[Mapping[str, Any]]) -> List[Dict[str, str]]:
 
 
 def _mounts(mounts: Any) -> List[Dict[str, Any]]:
-    """Accepts {source: target}, {source: {"bind" | "target": ..., "mode":
-    "ro" | "rw"}} (the Docker SDK's shape), or a list of {"source",
-    "target", "mode"}. Mounts are read-only unless ``mode`` is ``"rw"``."""
+    """Accepts {source: target} (read-only), {source: {"bind" | "target":
+    ..., "mode": "ro" | "rw"}} (the Docker SDK's shape, which the seed
+    passes on: read-write unless ``mode`` says), or a list of {"source",
+    "target", "mode"} (read-only unless ``mode`` is ``"rw"``)."""
     if not mounts:
         return []
     if isinstance(mounts, Mapping):
@@ -273,7 +273,7 @@ def _mounts(mounts: Any) -> List[Dict[str, Any]]:
             if isinstance(spec, (str, os.PathLike)):
                 items.append({"source": source, "target": spec})
             elif isinstance(spec, Mapping):
-                items.append({"source": source, **spec})
+                items.append({"source": source, "mode": "rw", **spec})
             else:
                 raise ValueError(f"mounts[{source!r}]: a target path or a dict, not {spec!r}")
     else:
@@ -335,6 +335,9 @@ class RustRuntime(SubmissionRuntime):
     is cleaned up; if the process dies first, the kernel (local) or the
     Docker daemon (docker) still ends every process of the session.
     """
+
+    #: The spec type this class serves (``None``: any the Rust library has).
+    runtime_type: Optional[str] = None
 
     def __init__(
         self,
@@ -412,9 +415,6 @@ class RustRuntime(SubmissionRuntime):
         #: The submission's working dir on this host.
         self.cwd = Path(working_dir)
         _LIVE.add(self)
-
-    #: The spec type this class serves (``None``: any the Rust library has).
-    runtime_type: Optional[str] = None
 
     @property
     def environment(self) -> EnvironmentSpec:
@@ -775,8 +775,9 @@ def spawn_runtime(
         (``{{static:NAME}}`` in commands): name -> path, or the seed's
         resolved assets (``absolute_path``, ``save_path``).
     :param ports: container port -> host port (Docker).
-    :param mounts: extra bind mounts (Docker): ``{source: target}`` or
-        ``{source: {"bind": target, "mode": "rw"}}``; read-only by default.
+    :param mounts: extra bind mounts (Docker): ``{source: target}``
+        (read-only) or ``{source: {"bind": target, "mode": "ro"}}`` (the
+        Docker SDK's shape: read-write unless ``mode`` says).
     :param env_vars: variables of every command, over the spec's.
     :param setup_command: one more setup command, after the spec's.
     :param image: the image to run instead of ``docker.image`` (Docker; a

@@ -317,10 +317,15 @@ def test_seed_fields_mean_what_they_mean_there(tmp_path, store, docker_image):
     })
     assert spec.docker.extra_mounts == {str(data): "/data"}, "kept in the shape given"
     assert (spec.local.shell, spec.snapshot.compression) == ("/bin/sh", "xz")
-    with subrt.spawn_runtime(spec, work) as runtime:
-        result = runtime.execute("cat /data/f; touch /data/g")
+    out = tmp_path / "out"
+    out.mkdir()
+    out.chmod(0o777)
+    # The launch's mounts in the Docker SDK's shape, as the seed passes them.
+    with subrt.spawn_runtime(spec, work, mounts={str(out): {"bind": "/out"}}) as runtime:
+        result = runtime.execute("cat /data/f; touch /out/made; touch /data/g")
         assert result.stdout == "from the host\n"
-        assert result.exit_code != 0, "a mapping's mount is read-only"
+        assert (out / "made").exists(), "a {bind} mount without mode is read-write"
+        assert result.exit_code != 0, "a mapping's path mount is read-only"
         mode = subprocess.run(
             ["docker", "inspect", "-f", "{{.HostConfig.NetworkMode}}", runtime.container.id],
             capture_output=True, text=True, check=True,
