@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import sys
 import tempfile
 import uuid
 import warnings
@@ -278,11 +279,15 @@ class EnvironmentSpec(BaseModel):
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
         super().__pydantic_init_subclass__(**kwargs)
         default = cls.model_fields["type"].default
-        if cls.spec_type is None and isinstance(default, str):
+        own = cls.__dict__.get("__annotations__")
+        if own is None and sys.version_info >= (3, 10):
+            own = getattr(cls, "__annotations__", {})  # the class's own only
+        if "type" in (own or {}) and isinstance(default, str):
             cls.spec_type = default  # the seed's style: `type: Literal["x"] = "x"`
-        if cls.spec_type is not None and "spec_type" not in cls.__dict__:
-            type.__setattr__(cls, "spec_type", cls.spec_type)
-        if cls.spec_type is not None:
+        # Only a class that names its type serves it in `from_dict`: a
+        # subclass of DockerEnvironmentSpec that adds a helper does not
+        # take "docker" over.
+        if "spec_type" in cls.__dict__ and cls.spec_type is not None:
             EnvironmentSpec._by_type[cls.spec_type] = cls
 
     def __init__(self, /, **fields: Any) -> None:
@@ -304,6 +309,12 @@ class EnvironmentSpec(BaseModel):
     @classmethod
     def _check(cls, fields: Mapping[str, Any]) -> "_Checked":
         """``fields`` checked by the Rust library, with its defaults."""
+        docker = fields.get("docker")
+        network_given = (
+            "network" in docker.model_fields_set
+            if isinstance(docker, DockerConfig)
+            else isinstance(docker, Mapping) and "network" in docker
+        )
         fields = _plain(fields)
         kind = fields.get("type", cls.spec_type)
         if kind is None:
@@ -327,7 +338,7 @@ class EnvironmentSpec(BaseModel):
             if isinstance(docker.get("extra_mounts"), Mapping):
                 # Checked; kept in the seed's shape, which its code reads.
                 checked["docker"]["extra_mounts"] = docker["extra_mounts"]
-            if "network" not in docker and kind == "docker":
+            if not network_given and kind == "docker":
                 _tell(
                     fields["name"],
                     "network",

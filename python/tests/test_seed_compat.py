@@ -78,6 +78,19 @@ def test_models_are_pydantic_models_as_the_seeds():
     # An error still names the field, checked by the Rust types underneath.
     with pytest.raises(ValueError, match=r"docker\.memory `lots`"):
         subrt.DockerEnvironmentSpec(name="d", docker={"image": "i", "memory": "lots"})
+    # A spec made with the seed's models is told of subrt's network default
+    # as one loaded from a file is.
+    with pytest.warns(subrt.SeedDifferenceWarning, match="network"):
+        subrt.DockerEnvironmentSpec(name="from-models", docker=subrt.DockerConfig(image="i"))
+
+    class WithHelper(subrt.DockerEnvironmentSpec):
+        def helper(self):
+            return self.name
+
+    assert type(subrt.EnvironmentSpec.from_dict(spec.model_dump())) is subrt.DockerEnvironmentSpec, (
+        "a subclass that names no type of its own takes no type over"
+    )
+    assert WithHelper(name="h", docker={"image": "i", "network": "none"}).helper() == "h"
     launch = subrt.LaunchSpec(working_dir=".", environment={"type": "local", "name": "l"})
     assert isinstance(launch.environment, subrt.LocalEnvironmentSpec)
     assert launch.model_dump()["ports"] == {}
