@@ -421,3 +421,30 @@ fn a_listing_from_the_catalog_says_what_the_indexes_say() {
     let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
     assert_eq!(last["run"], listed[0]["run_id"], "{text}");
 }
+
+/// What a watcher of the store (the dashboard) has not seen: runs neither
+/// known nor older than its floor, found without reading the others.
+#[test]
+fn a_watcher_finds_only_the_runs_it_has_not_seen() {
+    let store = Store::new();
+    for n in 0..3 {
+        store.run(&["run", "--", &format!("echo {n}")]);
+    }
+    let ids = store.run_ids();
+    let runs = subrt::runlog::Store::new(store.runs());
+    let names = |found: Vec<PathBuf>| -> Vec<String> {
+        found
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect()
+    };
+    let seen = std::collections::HashSet::from([ids[1].clone()]);
+    let (found, _) = runs.entries_unseen(&seen, "").unwrap();
+    assert_eq!(names(found), [ids[2].clone(), ids[0].clone()]);
+    let (found, _) = runs.entries_unseen(&seen, &ids[0]).unwrap();
+    assert_eq!(names(found), [ids[2].clone()]);
+    // The catalog a listing writes is not taken for a run either.
+    store.ls(&[]);
+    let (found, warnings) = runs.entries_unseen(&Default::default(), "").unwrap();
+    assert_eq!((names(found).len(), warnings), (3, Vec::<String>::new()));
+}

@@ -136,14 +136,14 @@ impl StoreView {
     /// Reads the runs new since the last look, and what live ones wrote.
     pub fn look(&mut self) -> StoreNews {
         let mut news = StoreNews::default();
-        if let Ok((files, _)) = self.store.entries() {
+        // Neither older than what was listed at start nor known.
+        if let Ok((files, _)) = self.store.entries_unseen(&self.known, &self.floor) {
             for path in files {
                 let id = path
                     .file_name()
                     .map(|s| s.to_string_lossy().trim_end_matches(".jsonl").to_owned())
                     .unwrap_or_default();
-                // Older than what was listed at start, known, or unreadable.
-                if id <= self.floor || self.unreadable.contains(&id) || self.known.contains(&id) {
+                if self.unreadable.contains(&id) {
                     continue;
                 }
                 let run = match runlog::summarize(&path) {
