@@ -80,7 +80,30 @@ DEFAULT_READ_LIMIT = 100 * 1024 * 1024
 Store = Union[str, "os.PathLike[str]", None, bool]
 
 
-class SubmissionRuntime(abc.ABC):
+class _Lifecycle(abc.ABC):
+    """What every runtime offers once spawned, streaming or exec: ``poll``,
+    ``kill``, ``cleanup``, and a context manager that cleans up."""
+
+    @abc.abstractmethod
+    def poll(self) -> Optional[int]:
+        """The exit code of the last command, or ``None`` while one runs."""
+
+    @abc.abstractmethod
+    def kill(self) -> None:
+        """Kills the running command and everything it started."""
+
+    @abc.abstractmethod
+    def cleanup(self) -> None:
+        """Kills what runs and releases the runtime; idempotent."""
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.cleanup()
+
+
+class SubmissionRuntime(_Lifecycle):
     """Runs a submission's commands, one at a time, in one environment.
 
     Subclasses implement :meth:`stream`, :meth:`poll`, :meth:`kill`,
@@ -130,24 +153,6 @@ class SubmissionRuntime(abc.ABC):
             if event.kind == "finished" and event.result is not None:
                 return event.result
         raise SolutionRuntimeError(f"the stream of {command!r} ended without a result")
-
-    @abc.abstractmethod
-    def poll(self) -> Optional[int]:
-        """The exit code of the last command, or ``None`` while one runs."""
-
-    @abc.abstractmethod
-    def kill(self) -> None:
-        """Kills the running command and everything it started."""
-
-    @abc.abstractmethod
-    def cleanup(self) -> None:
-        """Kills what runs and releases the runtime; idempotent."""
-
-    def __enter__(self) -> "SubmissionRuntime":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.cleanup()
 
 
 #: The seed's newer name for the protocol: a runtime that streams commands.
@@ -825,7 +830,7 @@ def spawn_streaming_runtime(
     return spawn_runtime(environment, **kwargs)
 
 
-class ExecRuntime(abc.ABC):
+class ExecRuntime(_Lifecycle):
     """The seed's protocol of a runtime bound to one command at spawn:
     ``execute(env, stdin, timeout)`` runs it."""
 
@@ -838,30 +843,12 @@ class ExecRuntime(abc.ABC):
     ) -> RuntimeResult:
         """Runs the command and returns its result."""
 
-    @abc.abstractmethod
-    def poll(self) -> Optional[int]:
-        """The exit code of the last run, or ``None`` while it runs."""
-
-    @abc.abstractmethod
-    def kill(self) -> None:
-        """Kills the running command and everything it started."""
-
-    @abc.abstractmethod
-    def cleanup(self) -> None:
-        """Kills what runs and releases the runtime; idempotent."""
-
     @classmethod
     @abc.abstractmethod
     def spawn(
         cls, environment: EnvironmentSpec, working_dir: Any, command: str, **kwargs: Any
     ) -> "ExecRuntime":
         """Starts a runtime for ``environment`` bound to ``command``."""
-
-    def __enter__(self) -> "ExecRuntime":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.cleanup()
 
 
 class BoundExecRuntime(ExecRuntime):
