@@ -759,9 +759,11 @@ impl Store {
             }
             match summarize(&path) {
                 Ok((summary, mut w)) => {
-                    // Version 2 runs read without a warning only.
+                    // Version 2 runs read without a warning only, in the
+                    // folder their header names (not a copy of another).
                     if w.is_empty()
                         && path.is_dir()
+                        && name.as_deref() == Some(summary.run_id.as_str())
                         && let Some(entry) = CatalogEntry::of(&summary)
                         && let Ok(mut line) = entry.to_line()
                     {
