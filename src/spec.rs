@@ -473,50 +473,70 @@ fn read_write() -> MountMode {
 
 /// `extra_mounts` as a list of [`Mount`], or as the seed's mapping from a
 /// host path to a container path or to `{ bind, mode }` (the Docker SDK's
-/// shape).
+/// shape). A visitor, not an untagged enum, so that an error inside either
+/// form names its field (`unknown field `sorce``) rather than both forms.
 fn mounts_list_or_map<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Mount>, D::Error> {
+    use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
+
+    /// A target of the mapping form.
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Target {
         Path(String),
-        // The Docker SDK's shape, whose mode is read-write unless said.
-        Bind {
-            bind: String,
-            #[serde(default = "read_write")]
-            mode: MountMode,
-        },
+        Bind(Bind),
     }
+    // The Docker SDK's shape, whose mode is read-write unless said.
     #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Mounts {
-        List(Vec<Mount>),
-        Map(BTreeMap<PathBuf, Target>),
+    #[serde(deny_unknown_fields)]
+    struct Bind {
+        bind: String,
+        #[serde(default = "read_write")]
+        mode: MountMode,
     }
-    let mounts = Option::<Mounts>::deserialize(d).map_err(|_| {
-        serde::de::Error::custom(
-            "expected a list of { source, target, mode } or a mapping of host path to \
-             container path (or to { bind, mode })",
-        )
-    })?;
-    Ok(match mounts {
-        None => Vec::new(),
-        Some(Mounts::List(list)) => list,
-        Some(Mounts::Map(map)) => map
-            .into_iter()
-            .map(|(source, target)| match target {
-                Target::Path(target) => Mount {
-                    source,
-                    target,
-                    mode: MountMode::Ro,
-                },
-                Target::Bind { bind, mode } => Mount {
-                    source,
-                    target: bind,
-                    mode,
-                },
-            })
-            .collect(),
-    })
+
+    struct Mounts;
+    impl<'de> serde::de::Visitor<'de> for Mounts {
+        type Value = Vec<Mount>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(
+                "a list of { source, target, mode } or a mapping of host path to \
+                 container path (or to { bind, mode })",
+            )
+        }
+
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(Vec::new())
+        }
+
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(Vec::new())
+        }
+
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+            Vec::<Mount>::deserialize(SeqAccessDeserializer::new(seq))
+        }
+
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            let map = BTreeMap::<PathBuf, Target>::deserialize(MapAccessDeserializer::new(map))?;
+            Ok(map
+                .into_iter()
+                .map(|(source, target)| match target {
+                    Target::Path(target) => Mount {
+                        source,
+                        target,
+                        mode: MountMode::Ro,
+                    },
+                    Target::Bind(Bind { bind, mode }) => Mount {
+                        source,
+                        target: bind,
+                        mode,
+                    },
+                })
+                .collect())
+        }
+    }
+    d.deserialize_any(Mounts)
 }
 
 fn default_true() -> bool {
