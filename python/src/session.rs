@@ -162,17 +162,17 @@ fn request(
     Ok(request)
 }
 
-#[pymethods]
-impl Session {
-    /// Starts a runtime for the spec (JSON) in `working_dir`, recorded in
-    /// `store` unless it is `None`, with the store's bounds
-    /// (`max_run_bytes` per stream, `max_store_bytes` for the store; the
-    /// defaults of `[store]` when `None`).
-    #[staticmethod]
-    #[pyo3(signature = (spec, working_dir, static_assets, ports, mounts, env_vars, setup_command, is_evaluation, disable_setup, store, labels, max_run_bytes=None, max_store_bytes=None, resume=false))]
+/// A spawn's launch, checked, with where it is recorded and the store's
+/// bounds: what [`Session::spawn`] and [`Session::spawn_async`] share.
+struct Spawning {
+    launch: LaunchSpec,
+    store: Option<PathBuf>,
+    limits: subrt::runlog::StoreLimits,
+}
+
+impl Spawning {
     #[allow(clippy::too_many_arguments)]
-    fn spawn(
-        py: Python<'_>,
+    fn new(
         spec: &str,
         working_dir: PathBuf,
         static_assets: Vec<AssetArg>,
@@ -230,32 +230,108 @@ impl Session {
         launch.disable_setup = disable_setup;
         launch.resume = resume;
         launch.labels = labels;
+        Ok(Self {
+            launch,
+            store,
+            limits,
+        })
+    }
 
-        let executor = executor::get()?;
-        let run_id = launch.run_id.clone();
-        let spawned = executor::wait(py, executor, async move {
-            let runtime = registry::builtins().spawn(launch.clone()).await?;
-            let Some(store) = store else {
-                return Ok((Supervisor::start(runtime), None));
-            };
-            match RunlogWriter::create(&store, limits, &launch, &runtime.info()) {
-                Ok(log) => {
-                    let dir = log.path().to_owned();
-                    Ok((Supervisor::start_recorded(runtime, log), Some(dir)))
-                }
-                Err(e) => {
-                    let _ = runtime.cleanup().await;
-                    Err(RuntimeError::Io {
-                        context: format!(
-                            "cannot record the run in {} (store=False runs without a log)",
-                            store.display()
-                        ),
-                        source: std::io::Error::other(e.to_string()),
-                    })
-                }
+    /// The runtime started under a supervisor, recording when asked, and
+    /// the run's folder.
+    async fn made(self) -> Result<(Supervisor, Option<PathBuf>), RuntimeError> {
+        let Self {
+            launch,
+            store,
+            limits,
+        } = self;
+        let runtime = registry::builtins().spawn(launch.clone()).await?;
+        let Some(store) = store else {
+            return Ok((Supervisor::start(runtime), None));
+        };
+        match RunlogWriter::create(&store, limits, &launch, &runtime.info()) {
+            Ok(log) => {
+                let dir = log.path().to_owned();
+                Ok((Supervisor::start_recorded(runtime, log), Some(dir)))
             }
-        });
-        let (supervisor, log_dir) = match spawned {
+            Err(e) => {
+                let _ = runtime.cleanup().await;
+                Err(RuntimeError::Io {
+                    context: format!(
+                        "cannot record the run in {} (store=False runs without a log)",
+                        store.display()
+                    ),
+                    source: std::io::Error::other(e.to_string()),
+                })
+            }
+        }
+    }
+}
+
+impl Session {
+    fn new(
+        supervisor: Supervisor,
+        executor: &'static Executor,
+        run_id: String,
+        log_dir: Option<PathBuf>,
+    ) -> Self {
+        Self {
+            supervisor,
+            executor,
+            owner_pid: std::process::id(),
+            run_id,
+            log_dir,
+            busy: Arc::new(AtomicBool::new(false)),
+            cleaned: AtomicBool::new(false),
+        }
+    }
+}
+
+#[pymethods]
+impl Session {
+    /// Starts a runtime for the spec (JSON) in `working_dir`, recorded in
+    /// `store` unless it is `None`, with the store's bounds
+    /// (`max_run_bytes` per stream, `max_store_bytes` for the store; the
+    /// defaults of `[store]` when `None`).
+    #[staticmethod]
+    #[pyo3(signature = (spec, working_dir, static_assets, ports, mounts, env_vars, setup_command, is_evaluation, disable_setup, store, labels, max_run_bytes=None, max_store_bytes=None, resume=false))]
+    #[allow(clippy::too_many_arguments)]
+    fn spawn(
+        py: Python<'_>,
+        spec: &str,
+        working_dir: PathBuf,
+        static_assets: Vec<AssetArg>,
+        ports: BTreeMap<u16, u16>,
+        mounts: Vec<MountArg>,
+        env_vars: BTreeMap<String, String>,
+        setup_command: Option<String>,
+        is_evaluation: bool,
+        disable_setup: bool,
+        store: Option<PathBuf>,
+        labels: BTreeMap<String, String>,
+        max_run_bytes: Option<u64>,
+        max_store_bytes: Option<u64>,
+        resume: bool,
+    ) -> PyResult<Self> {
+        let spawning = Spawning::new(
+            spec,
+            working_dir,
+            static_assets,
+            ports,
+            mounts,
+            env_vars,
+            setup_command,
+            is_evaluation,
+            disable_setup,
+            store,
+            labels,
+            max_run_bytes,
+            max_store_bytes,
+            resume,
+        )?;
+        let executor = executor::get()?;
+        let run_id = spawning.launch.run_id.clone();
+        let (supervisor, log_dir) = match executor::wait(py, executor, spawning.made()) {
             Ok(made) => made.map_err(runtime_error)?,
             Err(Interrupted { error, task }) => {
                 executor.spawn(async move {
@@ -268,15 +344,64 @@ impl Session {
                 return Err(error);
             }
         };
-        Ok(Self {
-            supervisor,
-            executor,
-            owner_pid: std::process::id(),
-            run_id,
-            log_dir,
-            busy: Arc::new(AtomicBool::new(false)),
-            cleaned: AtomicBool::new(false),
-        })
+        Ok(Self::new(supervisor, executor, run_id, log_dir))
+    }
+
+    /// [`Session::spawn`] without blocking: completes `future` (of
+    /// `event_loop`) with the `Session`, or the error that refused it. A
+    /// session made after its future was cancelled is dropped, which cleans
+    /// it up.
+    #[staticmethod]
+    #[pyo3(signature = (event_loop, future, spec, working_dir, static_assets, ports, mounts, env_vars, setup_command, is_evaluation, disable_setup, store, labels, max_run_bytes=None, max_store_bytes=None, resume=false))]
+    #[allow(clippy::too_many_arguments)]
+    fn spawn_async(
+        event_loop: Py<PyAny>,
+        future: Py<PyAny>,
+        spec: &str,
+        working_dir: PathBuf,
+        static_assets: Vec<AssetArg>,
+        ports: BTreeMap<u16, u16>,
+        mounts: Vec<MountArg>,
+        env_vars: BTreeMap<String, String>,
+        setup_command: Option<String>,
+        is_evaluation: bool,
+        disable_setup: bool,
+        store: Option<PathBuf>,
+        labels: BTreeMap<String, String>,
+        max_run_bytes: Option<u64>,
+        max_store_bytes: Option<u64>,
+        resume: bool,
+    ) -> PyResult<()> {
+        let spawning = Spawning::new(
+            spec,
+            working_dir,
+            static_assets,
+            ports,
+            mounts,
+            env_vars,
+            setup_command,
+            is_evaluation,
+            disable_setup,
+            store,
+            labels,
+            max_run_bytes,
+            max_store_bytes,
+            resume,
+        )?;
+        let executor = executor::get()?;
+        let run_id = spawning.launch.run_id.clone();
+        let waiter = Waiter::new(event_loop, future);
+        executor.spawn(async move {
+            let made = spawning.made().await;
+            waiter.complete(move |py| match made {
+                Ok((supervisor, log_dir)) => {
+                    Bound::new(py, Session::new(supervisor, executor, run_id, log_dir))
+                        .map(Bound::into_any)
+                }
+                Err(error) => Err(runtime_error(error)),
+            });
+        });
+        Ok(())
     }
 
     /// The run's id in the store (`subrt ls`, `subrt export RUN`).
@@ -504,6 +629,26 @@ impl Session {
             // The cleanup goes on in the background.
             Err(Interrupted { error, .. }) => Err(error),
         }
+    }
+
+    /// [`Session::cleanup`] without blocking: completes `future` (of
+    /// `event_loop`) with `None` once everything of the session has ended.
+    fn cleanup_async(&self, event_loop: Py<PyAny>, future: Py<PyAny>) -> PyResult<()> {
+        self.check_process()?;
+        let waiter = Waiter::new(event_loop, future);
+        if self.cleaned.swap(true, Ordering::SeqCst) {
+            waiter.complete(|py| Ok(py.None().into_bound(py)));
+            return Ok(());
+        }
+        let supervisor = self.supervisor.clone();
+        self.executor.spawn(async move {
+            let cleaned = supervisor.cleanup().await;
+            waiter.complete(move |py| match cleaned {
+                Ok(()) => Ok(py.None().into_bound(py)),
+                Err(error) => Err(runtime_error(error)),
+            });
+        });
+        Ok(())
     }
 
     /// Whether `cleanup` has been called.

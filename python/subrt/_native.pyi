@@ -55,6 +55,10 @@ class Session:
         max_store_bytes: Optional[int] = None,
         resume: bool = False,
     ) -> "Session": ...
+    @staticmethod
+    def spawn_async(loop: Any, future: Any, *args: Any, **kwargs: Any) -> None:
+        """`spawn`'s arguments after the loop and the future it completes."""
+    def cleanup_async(self, loop: Any, future: Any) -> None: ...
     @property
     def run_id(self) -> str: ...
     @property

@@ -62,7 +62,7 @@ from inspect_ai.util._sandbox.exec_remote import (
 from pydantic import BaseModel
 
 from ._native import FileTooLargeError, SolutionRuntimeError
-from .runtime import RunningCommand, RustRuntime, spawn_runtime
+from .runtime import RunningCommand, RustRuntime, registered_runtimes, spawn_runtime
 from .specs import EnvironmentSpec, LocalEnvironmentSpec, load_config
 
 __all__ = ["SubrtSandboxConfig", "SubrtSandboxEnvironment"]
@@ -162,11 +162,17 @@ class SubrtSandboxEnvironment(SandboxEnvironment):
             os.chmod(working_dir, 0o777)
         labels = _sample_labels(task_name)
         try:
-            # Spawning waits for the runtime (a container to start): on a
-            # worker thread, so that other samples go on meanwhile.
-            runtime = await anyio.to_thread.run_sync(
-                lambda: spawn_runtime(spec, working_dir, labels=labels)
-            )
+            # Spawning waits for the runtime (a container to start): the
+            # built-in runtimes start on the package's own runtime, without
+            # a thread; a Python-registered one on a worker thread. Other
+            # samples go on meanwhile.
+            cls_of_type = registered_runtimes().get(spec.type)
+            if cls_of_type is not None and issubclass(cls_of_type, RustRuntime):
+                runtime = await cls_of_type.aspawn(spec, working_dir, labels=labels)
+            else:
+                runtime = await anyio.to_thread.run_sync(
+                    lambda: spawn_runtime(spec, working_dir, labels=labels)
+                )
         except BaseException:
             shutil.rmtree(working_dir, ignore_errors=True)
             raise
@@ -204,7 +210,10 @@ class SubrtSandboxEnvironment(SandboxEnvironment):
 
     async def _close(self) -> None:
         try:
-            await anyio.to_thread.run_sync(self.runtime.cleanup)
+            if isinstance(self.runtime, RustRuntime):
+                await self.runtime.acleanup()
+            else:
+                await anyio.to_thread.run_sync(self.runtime.cleanup)
         finally:
             shutil.rmtree(self._working_dir, ignore_errors=True)
             opened = type(self)._open.get(self._task_name, [])

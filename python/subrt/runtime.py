@@ -375,9 +375,51 @@ class RustRuntime(SubmissionRuntime):
         :raises ValueError: ``environment`` is a spec of another runtime
             type (the seed's ``Invalid environment spec for local runtime``).
         """
-        cls = type(self)
-        if environment is None:
-            environment = spec
+        spec, arguments = type(self)._arguments(
+            environment if environment is not None else spec,
+            working_dir,
+            static_assets,
+            ports,
+            mounts,
+            env_vars,
+            setup_command,
+            image,
+            user,
+            is_evaluation=is_evaluation,
+            disable_setup=disable_setup,
+            resume=resume,
+            store=store,
+            labels=labels,
+            max_run_bytes=max_run_bytes,
+            max_store_bytes=max_store_bytes,
+            **kwargs,
+        )
+        self._adopt(_native.Session.spawn(*arguments), spec, working_dir)
+
+    @classmethod
+    def _arguments(
+        cls,
+        environment: Optional[EnvironmentSpec],
+        working_dir: "os.PathLike[str] | str | None",
+        static_assets: Optional[Mapping[str, Any]] = None,
+        ports: Optional[Mapping[int, int]] = None,
+        mounts: Optional[Any] = None,
+        env_vars: Optional[Mapping[str, str]] = None,
+        setup_command: Optional[str] = None,
+        image: Optional[str] = None,
+        user: Optional[str] = None,
+        *,
+        is_evaluation: bool = False,
+        disable_setup: bool = False,
+        resume: bool = False,
+        store: Store = None,
+        labels: Optional[Mapping[str, str]] = None,
+        max_run_bytes: Optional[int] = None,
+        max_store_bytes: Optional[int] = None,
+        **kwargs: Any,
+    ) -> Tuple[EnvironmentSpec, Tuple[Any, ...]]:
+        """The spec a session of ``cls`` runs, and the arguments of the
+        native ``Session.spawn`` (or ``spawn_async``) that starts it."""
         if environment is None or working_dir is None:
             raise TypeError(f"{cls.__name__}: `environment` and `working_dir` are required")
         spec = _spec(environment)
@@ -399,7 +441,7 @@ class RustRuntime(SubmissionRuntime):
                 max_run_bytes = settings.max_run_bytes
             if max_store_bytes is None:
                 max_store_bytes = settings.max_bytes
-        self._session = _native.Session.spawn(
+        return spec, (
             spec._core_json(),
             os.fspath(working_dir),
             _assets(static_assets),
@@ -415,11 +457,34 @@ class RustRuntime(SubmissionRuntime):
             max_store_bytes,
             bool(resume),
         )
+
+    def _adopt(
+        self, session: "_native.Session", spec: EnvironmentSpec, working_dir: "os.PathLike[str] | str"
+    ) -> None:
+        self._session = session
         #: The spec the runtime runs, with ``image=``/``user=`` applied.
         self.spec = spec
         #: The submission's working dir on this host.
         self.cwd = Path(working_dir)
         _LIVE.add(self)
+
+    @classmethod
+    async def aspawn(
+        cls,
+        environment: Optional[EnvironmentSpec] = None,
+        working_dir: "os.PathLike[str] | str | None" = None,
+        *args: Any,
+        **kwargs: Any,
+    ) -> "RustRuntime":
+        """:meth:`spawn` without blocking the event loop, and no thread for
+        it: the session starts on the package's runtime (a container too)
+        while other tasks go on. Cancelling the awaiting task cleans up a
+        session that was still on its way."""
+        spec, arguments = cls._arguments(environment, working_dir, *args, **kwargs)
+        session = await _aio.call(_native.Session.spawn_async, *arguments)
+        runtime = cls.__new__(cls)
+        runtime._adopt(session, spec, working_dir)  # type: ignore[arg-type]
+        return runtime
 
     @property
     def environment(self) -> EnvironmentSpec:
@@ -601,6 +666,12 @@ class RustRuntime(SubmissionRuntime):
 
     def cleanup(self) -> None:
         self._session.cleanup()
+        _LIVE.discard(self)
+
+    async def acleanup(self) -> None:
+        """:meth:`cleanup` without blocking the event loop, and no thread
+        for it."""
+        await _aio.call(self._session.cleanup_async)
         _LIVE.discard(self)
 
     def __repr__(self) -> str:

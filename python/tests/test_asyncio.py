@@ -4,6 +4,8 @@ per-command cwd and user, files; on each built-in runtime."""
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -11,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import subrt
-from conftest import live_processes, unique_sleep
+from conftest import containers_of, live_processes, unique_sleep
 
 pytestmark = pytest.mark.anyio
 
@@ -113,3 +115,55 @@ async def test_files_round_trip_and_say_what_went_wrong(runtime) -> None:
     with pytest.raises(subrt.FileTooLargeError) as too_large:
         await runtime.aread_file("made/here/data.bin", limit=100)
     assert too_large.value.args[1:] == (256_000, 100)
+
+
+async def test_sessions_start_and_end_on_the_loop_without_a_thread(kind, make_spec, workdir, store) -> None:
+    spec = make_spec()
+    cls = subrt.registered_runtimes()[kind]
+    threads = threading.active_count()
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.005)
+            ticks += 1
+
+    # Four at once; the loop is free while they start (a container each).
+    ticker = asyncio.ensure_future(tick())
+    runtimes = await asyncio.gather(*(cls.aspawn(spec, workdir) for _ in range(4)))
+    ticker.cancel()
+    assert threading.active_count() <= threads + 1, "a thread per spawn"
+    assert ticks > 0, "the loop was blocked while sessions started"
+    results = [await runtime.aexecute("echo up") for runtime in runtimes]
+    assert [r.stdout for r in results] == ["up\n"] * 4
+    await asyncio.gather(*(runtime.acleanup() for runtime in runtimes))
+    for runtime in runtimes:
+        assert containers_of(runtime.run_id) == [], "a container left after acleanup"
+        with pytest.raises(subrt.SolutionRuntimeError):
+            runtime.execute("true")
+
+
+async def test_a_spawn_cancelled_on_its_way_is_cleaned_up(make_spec, workdir, store, subrt_bin) -> None:
+    spec = make_spec()
+    cls = subrt.registered_runtimes()[spec.type]
+    task = asyncio.ensure_future(cls.aspawn(spec, workdir, labels={"cancelled": "yes"}))
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+    def runs() -> list:
+        out = subprocess.run(
+            [str(subrt_bin), "ls", "--json", "--label", "cancelled=yes"],
+            capture_output=True, text=True, check=True,
+        ).stdout
+        return [json.loads(line) for line in out.splitlines()]
+
+    # The session made after the cancel is handed to the loop, which drops
+    # it: that ends it.
+    deadline = time.monotonic() + 20
+    while [r["state"] for r in runs()] != ["finished"] and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    assert [r["state"] for r in runs()] == ["finished"], runs()
+    assert containers_of(runs()[0]["run_id"]) == []
