@@ -163,10 +163,14 @@ def test_image_and_user_keywords_choose_the_container(tmp_path, store, docker_im
     spec = subrt.DockerEnvironmentSpec(
         name="seed-image", docker={"image": "subrt-no-such-image:never", "network": "none"}
     )
-    with subrt.spawn_runtime(spec, tmp_path, image="subrt-test-seed-image:1", user="4321:4321") as runtime:
-        result = runtime.execute("id -u; id -g")
-        assert result.stdout == "4321\n4321\n", result.stderr
-        assert runtime.spec.docker.image == "subrt-test-seed-image:1"
+    try:
+        with subrt.spawn_runtime(spec, tmp_path, image="subrt-test-seed-image:1", user="4321:4321") as runtime:
+            result = runtime.execute("id -u; id -g")
+            assert result.stdout == "4321\n4321\n", result.stderr
+            assert runtime.spec.docker.image == "subrt-test-seed-image:1"
+    finally:
+        # The tag only: the image keeps its own.
+        subprocess.run(["docker", "rmi", "subrt-test-seed-image:1"], capture_output=True)
 
 
 def test_unknown_keywords_are_warned_about_once_and_the_session_runs(kind, seed_spec, tmp_path, store):
