@@ -62,6 +62,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(session::default_store, m)?)?;
     m.add_function(wrap_pyfunction!(session::remove_leftovers, m)?)?;
     m.add_class::<session::Session>()?;
+    m.add_class::<session::Spawning>()?;
     m.add("FileTooLargeError", py.get_type::<FileTooLargeError>())?;
     m.add_class::<events::Events>()?;
     m.add_class::<command::Command>()?;

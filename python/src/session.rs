@@ -163,14 +163,20 @@ fn request(
 }
 
 /// A spawn's launch, checked, with where it is recorded and the store's
-/// bounds: what [`Session::spawn`] and [`Session::spawn_async`] share.
-struct Spawning {
+/// bounds: made once from Python's arguments, then started by
+/// [`Session::spawn`] or [`Session::spawn_async`].
+#[pyclass(module = "subrt._native", frozen)]
+pub(crate) struct Spawning {
     launch: LaunchSpec,
     store: Option<PathBuf>,
     limits: subrt::runlog::StoreLimits,
 }
 
+#[pymethods]
 impl Spawning {
+    /// Checks the spec (JSON) and the launch's arguments.
+    #[new]
+    #[pyo3(signature = (spec, working_dir, static_assets, ports, mounts, env_vars, setup_command, is_evaluation, disable_setup, store, labels, max_run_bytes=None, max_store_bytes=None, resume=false))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         spec: &str,
@@ -237,14 +243,30 @@ impl Spawning {
         })
     }
 
+    /// The run's id.
+    #[getter]
+    fn run_id(&self) -> &str {
+        &self.launch.run_id
+    }
+}
+
+impl Spawning {
     /// The runtime started under a supervisor, recording when asked, and
     /// the run's folder.
-    async fn made(self) -> Result<(Supervisor, Option<PathBuf>), RuntimeError> {
-        let Self {
-            launch,
-            store,
-            limits,
-        } = self;
+    fn made(
+        &self,
+    ) -> impl Future<Output = Result<(Supervisor, Option<PathBuf>), RuntimeError>> + use<> {
+        let launch = self.launch.clone();
+        let store = self.store.clone();
+        let limits = self.limits;
+        Self::start(launch, store, limits)
+    }
+
+    async fn start(
+        launch: LaunchSpec,
+        store: Option<PathBuf>,
+        limits: subrt::runlog::StoreLimits,
+    ) -> Result<(Supervisor, Option<PathBuf>), RuntimeError> {
         let runtime = registry::builtins().spawn(launch.clone()).await?;
         let Some(store) = store else {
             return Ok((Supervisor::start(runtime), None));
@@ -289,46 +311,10 @@ impl Session {
 
 #[pymethods]
 impl Session {
-    /// Starts a runtime for the spec (JSON) in `working_dir`, recorded in
-    /// `store` unless it is `None`, with the store's bounds
-    /// (`max_run_bytes` per stream, `max_store_bytes` for the store; the
-    /// defaults of `[store]` when `None`).
+    /// Starts the runtime of `spawning` (the spec, the working dir, ...:
+    /// see [`Spawning`]), recorded in its store unless it has none.
     #[staticmethod]
-    #[pyo3(signature = (spec, working_dir, static_assets, ports, mounts, env_vars, setup_command, is_evaluation, disable_setup, store, labels, max_run_bytes=None, max_store_bytes=None, resume=false))]
-    #[allow(clippy::too_many_arguments)]
-    fn spawn(
-        py: Python<'_>,
-        spec: &str,
-        working_dir: PathBuf,
-        static_assets: Vec<AssetArg>,
-        ports: BTreeMap<u16, u16>,
-        mounts: Vec<MountArg>,
-        env_vars: BTreeMap<String, String>,
-        setup_command: Option<String>,
-        is_evaluation: bool,
-        disable_setup: bool,
-        store: Option<PathBuf>,
-        labels: BTreeMap<String, String>,
-        max_run_bytes: Option<u64>,
-        max_store_bytes: Option<u64>,
-        resume: bool,
-    ) -> PyResult<Self> {
-        let spawning = Spawning::new(
-            spec,
-            working_dir,
-            static_assets,
-            ports,
-            mounts,
-            env_vars,
-            setup_command,
-            is_evaluation,
-            disable_setup,
-            store,
-            labels,
-            max_run_bytes,
-            max_store_bytes,
-            resume,
-        )?;
+    fn spawn(py: Python<'_>, spawning: &Spawning) -> PyResult<Self> {
         let executor = executor::get()?;
         let run_id = spawning.launch.run_id.clone();
         let (supervisor, log_dir) = match executor::wait(py, executor, spawning.made()) {
@@ -352,47 +338,13 @@ impl Session {
     /// session made after its future was cancelled is dropped, which cleans
     /// it up.
     #[staticmethod]
-    #[pyo3(signature = (event_loop, future, spec, working_dir, static_assets, ports, mounts, env_vars, setup_command, is_evaluation, disable_setup, store, labels, max_run_bytes=None, max_store_bytes=None, resume=false))]
-    #[allow(clippy::too_many_arguments)]
-    fn spawn_async(
-        event_loop: Py<PyAny>,
-        future: Py<PyAny>,
-        spec: &str,
-        working_dir: PathBuf,
-        static_assets: Vec<AssetArg>,
-        ports: BTreeMap<u16, u16>,
-        mounts: Vec<MountArg>,
-        env_vars: BTreeMap<String, String>,
-        setup_command: Option<String>,
-        is_evaluation: bool,
-        disable_setup: bool,
-        store: Option<PathBuf>,
-        labels: BTreeMap<String, String>,
-        max_run_bytes: Option<u64>,
-        max_store_bytes: Option<u64>,
-        resume: bool,
-    ) -> PyResult<()> {
-        let spawning = Spawning::new(
-            spec,
-            working_dir,
-            static_assets,
-            ports,
-            mounts,
-            env_vars,
-            setup_command,
-            is_evaluation,
-            disable_setup,
-            store,
-            labels,
-            max_run_bytes,
-            max_store_bytes,
-            resume,
-        )?;
+    fn spawn_async(event_loop: Py<PyAny>, future: Py<PyAny>, spawning: &Spawning) -> PyResult<()> {
         let executor = executor::get()?;
         let run_id = spawning.launch.run_id.clone();
         let waiter = Waiter::new(event_loop, future);
+        let made = spawning.made();
         executor.spawn(async move {
-            let made = spawning.made().await;
+            let made = made.await;
             waiter.complete(move |py| match made {
                 Ok((supervisor, log_dir)) => {
                     Bound::new(py, Session::new(supervisor, executor, run_id, log_dir))

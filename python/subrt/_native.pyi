@@ -35,11 +35,11 @@ class Events(Iterator[Event]):
     def close(self) -> None:
         """Kills the command if it still runs and waits for its end."""
 
-class Session:
-    """A runtime under subrt's supervisor, recorded in the store."""
+class Spawning:
+    """A launch, checked: the spec (JSON) and the arguments of a spawn."""
 
-    @staticmethod
-    def spawn(
+    def __init__(
+        self,
         spec: str,
         working_dir: str,
         static_assets: List[Dict[str, str]],
@@ -54,10 +54,17 @@ class Session:
         max_run_bytes: Optional[int] = None,
         max_store_bytes: Optional[int] = None,
         resume: bool = False,
-    ) -> "Session": ...
+    ) -> None: ...
+    @property
+    def run_id(self) -> str: ...
+
+class Session:
+    """A runtime under subrt's supervisor, recorded in the store."""
+
     @staticmethod
-    def spawn_async(loop: Any, future: Any, *args: Any, **kwargs: Any) -> None:
-        """`spawn`'s arguments after the loop and the future it completes."""
+    def spawn(spawning: Spawning) -> "Session": ...
+    @staticmethod
+    def spawn_async(loop: Any, future: Any, spawning: Spawning) -> None: ...
     def cleanup_async(self, loop: Any, future: Any) -> None: ...
     @property
     def run_id(self) -> str: ...

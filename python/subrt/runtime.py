@@ -344,8 +344,25 @@ class RustRuntime(SubmissionRuntime):
     #: The spec type this class serves (``None``: any the Rust library has).
     runtime_type: Optional[str] = None
 
-    def __init__(
-        self,
+    def __init__(self, *args: Any, spec: Optional[EnvironmentSpec] = None, **kwargs: Any) -> None:
+        """Starts a session; the arguments are :func:`spawn_runtime`'s
+        (see :meth:`_spawning`). A runtime is made by :meth:`spawn`, or
+        directly, as the seed's tests make theirs
+        (``LocalStreamingRuntime(environment=spec, working_dir=path)``;
+        ``spec=`` is taken for ``environment=``, as the seed's Docker runtime
+        names it).
+
+        :raises ValueError: ``environment`` is a spec of another runtime
+            type (the seed's ``Invalid environment spec for local runtime``).
+        """
+        if spec is not None and not args:
+            kwargs.setdefault("environment", spec)
+        spec, spawning, working_dir = type(self)._spawning(*args, **kwargs)
+        self._adopt(_native.Session.spawn(spawning), spec, working_dir)
+
+    @classmethod
+    def _spawning(
+        cls,
         environment: Optional[EnvironmentSpec] = None,
         working_dir: "os.PathLike[str] | str | None" = None,
         static_assets: Optional[Mapping[str, Any]] = None,
@@ -356,7 +373,6 @@ class RustRuntime(SubmissionRuntime):
         image: Optional[str] = None,
         user: Optional[str] = None,
         *,
-        spec: Optional[EnvironmentSpec] = None,
         is_evaluation: bool = False,
         disable_setup: bool = False,
         resume: bool = False,
@@ -365,61 +381,9 @@ class RustRuntime(SubmissionRuntime):
         max_run_bytes: Optional[int] = None,
         max_store_bytes: Optional[int] = None,
         **kwargs: Any,
-    ) -> None:
-        """Starts a session (the arguments are :func:`spawn_runtime`'s): a
-        runtime is made by :meth:`spawn`, or directly, as the seed's tests
-        make theirs (``LocalStreamingRuntime(environment=spec,
-        working_dir=path)``; ``spec=`` is taken for ``environment=``, as the
-        seed's Docker runtime names it).
-
-        :raises ValueError: ``environment`` is a spec of another runtime
-            type (the seed's ``Invalid environment spec for local runtime``).
-        """
-        spec, arguments = type(self)._arguments(
-            environment if environment is not None else spec,
-            working_dir,
-            static_assets,
-            ports,
-            mounts,
-            env_vars,
-            setup_command,
-            image,
-            user,
-            is_evaluation=is_evaluation,
-            disable_setup=disable_setup,
-            resume=resume,
-            store=store,
-            labels=labels,
-            max_run_bytes=max_run_bytes,
-            max_store_bytes=max_store_bytes,
-            **kwargs,
-        )
-        self._adopt(_native.Session.spawn(*arguments), spec, working_dir)
-
-    @classmethod
-    def _arguments(
-        cls,
-        environment: Optional[EnvironmentSpec],
-        working_dir: "os.PathLike[str] | str | None",
-        static_assets: Optional[Mapping[str, Any]] = None,
-        ports: Optional[Mapping[int, int]] = None,
-        mounts: Optional[Any] = None,
-        env_vars: Optional[Mapping[str, str]] = None,
-        setup_command: Optional[str] = None,
-        image: Optional[str] = None,
-        user: Optional[str] = None,
-        *,
-        is_evaluation: bool = False,
-        disable_setup: bool = False,
-        resume: bool = False,
-        store: Store = None,
-        labels: Optional[Mapping[str, str]] = None,
-        max_run_bytes: Optional[int] = None,
-        max_store_bytes: Optional[int] = None,
-        **kwargs: Any,
-    ) -> Tuple[EnvironmentSpec, Tuple[Any, ...]]:
-        """The spec a session of ``cls`` runs, and the arguments of the
-        native ``Session.spawn`` (or ``spawn_async``) that starts it."""
+    ) -> Tuple[EnvironmentSpec, "_native.Spawning", "os.PathLike[str] | str"]:
+        """The spec a session of ``cls`` runs, the launch the native
+        ``Session.spawn`` (or ``spawn_async``) starts, and the working dir."""
         if environment is None or working_dir is None:
             raise TypeError(f"{cls.__name__}: `environment` and `working_dir` are required")
         spec = _spec(environment)
@@ -441,7 +405,7 @@ class RustRuntime(SubmissionRuntime):
                 max_run_bytes = settings.max_run_bytes
             if max_store_bytes is None:
                 max_store_bytes = settings.max_bytes
-        return spec, (
+        spawning = _native.Spawning(
             spec._core_json(),
             os.fspath(working_dir),
             _assets(static_assets),
@@ -457,6 +421,7 @@ class RustRuntime(SubmissionRuntime):
             max_store_bytes,
             bool(resume),
         )
+        return spec, spawning, working_dir
 
     def _adopt(
         self, session: "_native.Session", spec: EnvironmentSpec, working_dir: "os.PathLike[str] | str"
@@ -480,10 +445,10 @@ class RustRuntime(SubmissionRuntime):
         it: the session starts on the package's runtime (a container too)
         while other tasks go on. Cancelling the awaiting task cleans up a
         session that was still on its way."""
-        spec, arguments = cls._arguments(environment, working_dir, *args, **kwargs)
-        session = await _aio.call(_native.Session.spawn_async, *arguments)
+        spec, spawning, working_dir = cls._spawning(environment, working_dir, *args, **kwargs)
+        session = await _aio.call(_native.Session.spawn_async, spawning)
         runtime = cls.__new__(cls)
-        runtime._adopt(session, spec, working_dir)  # type: ignore[arg-type]
+        runtime._adopt(session, spec, working_dir)
         return runtime
 
     @property

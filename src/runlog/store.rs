@@ -18,6 +18,7 @@ use std::time::{Duration, SystemTime};
 
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 
 use serde::{Deserialize, Serialize};
 
@@ -581,9 +582,11 @@ fn append_catalog(dir: &Path, lines: &[u8], after_torn: bool) {
         text.push(b'\n');
     }
     text.extend_from_slice(lines);
+    // Not through a link, as the catalog is read.
     let appended = std::fs::OpenOptions::new()
         .append(true)
         .create(true)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(dir.join(CATALOG_FILE))
         .and_then(|mut file| file.write_all(&text));
     if let Err(e) = appended {
