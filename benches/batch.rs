@@ -1,6 +1,11 @@
 //! `subrt batch` against the loops a harness would write without it,
 //! measured in the same run:
 //!
+//! - local batches of `true` at 1,000 and 10,000 submissions (`-j 4`, the
+//!   store on disk) against the namespace floor, `seq N | xargs -P 4 -I{}
+//!   unshare -p -f sh -c true`: the ratio at each size, and how the time
+//!   per submission grows from one size to the next (sizes from
+//!   `SUBRT_BENCH_BATCH_SIZES`, comma-separated);
 //! - 1,000 local submissions of `true` (`-j 1`), the store on disk and in
 //!   tmpfs: subrt's own cost per submission (wall time less the commands'
 //!   own, from `--json`) against a shell loop of `subrt run -- true`
@@ -82,6 +87,63 @@ fn local_loop(dir: &Path, store: &Path, n: usize) -> f64 {
     started.elapsed().as_secs_f64() / n as f64
 }
 
+/// The largest resident size of a waited-for child so far, in MiB.
+fn children_max_rss_mib() -> f64 {
+    // SAFETY: getrusage fills a plain struct.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &raw mut usage) };
+    usage.ru_maxrss as f64 / 1024.0
+}
+
+/// Batches of growing size against the namespace floor of the same size.
+fn flat_batches(dir: &Path) {
+    let sizes: Vec<usize> = std::env::var("SUBRT_BENCH_BATCH_SIZES")
+        .unwrap_or_else(|_| "1000,10000".into())
+        .split(',')
+        .map(|n| n.trim().parse().expect("SUBRT_BENCH_BATCH_SIZES: numbers"))
+        .collect();
+    let mut first: Option<(usize, f64)> = None;
+    for n in sizes {
+        let file = write_batch(dir, n, "local");
+        let store = dir.join(format!("store-{n}"));
+        let started = Instant::now();
+        let status = subrt(dir)
+            .env("SUBRT_STORE", &store)
+            .args(["batch", "-j", "4"])
+            .arg(&file)
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        let batch = started.elapsed().as_secs_f64() / n as f64;
+        assert!(status.success());
+        // Before the floor runs: its processes are smaller than subrt.
+        let rss = children_max_rss_mib();
+        let started = Instant::now();
+        let status = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "seq {n} | xargs -P 4 -I{{}} unshare -p -f sh -c true"
+            ))
+            .status()
+            .unwrap();
+        let floor = started.elapsed().as_secs_f64() / n as f64;
+        assert!(status.success());
+        let growth = first.map_or(String::new(), |(m, per)| {
+            format!("; per submission {:.2}x that at {m}", batch / per)
+        });
+        println!(
+            "{n} local submissions of `true`, -j 4, store on disk: {:.3} ms each \
+             (subrt's largest size so far {rss:.0} MiB); floor `xargs -P 4 unshare -p -f`: \
+             {:.3} ms each; ratio {:.2}{growth}",
+            batch * 1e3,
+            floor * 1e3,
+            batch / floor,
+        );
+        first.get_or_insert((n, batch));
+        let _ = std::fs::remove_dir_all(&store);
+    }
+}
+
 fn main() {
     let dir = tempfile::tempdir().unwrap();
     let image = test_image::test_image();
@@ -92,6 +154,8 @@ fn main() {
         );
     }
     std::fs::write(dir.path().join("config.toml"), config).unwrap();
+
+    flat_batches(dir.path());
 
     let n = 1000;
     let file = write_batch(dir.path(), n, "local");

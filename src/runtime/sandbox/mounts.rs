@@ -291,8 +291,8 @@ impl MountPlan {
     ///
     /// # Safety
     ///
-    /// Only in the init, the child of a fork: system calls on the plan's
-    /// data, no allocation.
+    /// Only in the init (which shares subrt's memory): system calls on the
+    /// plan's data, no allocation.
     ///
     /// # Errors
     ///

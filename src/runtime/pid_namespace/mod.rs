@@ -32,9 +32,9 @@
 //!
 //! # Caveats
 //!
-//! The init is made with a raw `clone(2)` from the keeper thread; between
-//! `clone` and `_exit` it only makes system calls (no allocation, no locks),
-//! as a child of a multi-threaded process must.
+//! The init is made by the keeper thread with `clone(CLONE_VM)`: it shares
+//! subrt's memory and only makes system calls on its own stack (see
+//! [`init`] for why, and for the rules that keeps).
 
 use std::fs::File;
 use std::io;
@@ -46,6 +46,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::process_group::process_start_time;
+
+mod init;
 
 /// A PID namespace holding one session's processes.
 ///
@@ -245,12 +247,13 @@ pub(crate) trait InitSetup: Send + Sync {
     /// Namespaces besides the PID namespace (`CLONE_NEWNS`...).
     fn clone_flags(&self) -> libc::c_int;
 
-    /// Runs in the init, before anything else it does.
+    /// Runs in the init, before it starts reaping.
     ///
     /// # Safety
     ///
-    /// Runs in the child of a multi-threaded process: system calls on data
-    /// prepared beforehand only, no allocation, no lock.
+    /// Runs in the init, which shares subrt's memory and the keeper
+    /// thread's thread-locals: system calls on data prepared beforehand
+    /// only, no allocation, no lock, no unwinding.
     ///
     /// # Errors
     ///
@@ -332,6 +335,8 @@ struct Watched {
     pid: libc::pid_t,
     pidfd: Arc<OwnedFd>,
     gone: watch::Sender<bool>,
+    /// What the init runs on: dropped with this, once it is reaped.
+    _stack: init::InitStack,
 }
 
 /// The keeper's loop: make inits on request, reap them when they die.
@@ -391,62 +396,12 @@ fn reap(pid: libc::pid_t) -> bool {
         || (reaped == -1 && io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD))
 }
 
-/// Clones a new init in a new PID namespace (and those `setup` asks for),
-/// waits for its setup, and opens what subrt needs of it.
+/// Makes a new init (see [`init`]), and opens what subrt needs of it.
 fn make_init(
     lifeline: RawFd,
     setup: Option<&dyn InitSetup>,
 ) -> io::Result<(PidNamespace, Watched)> {
-    let extra = setup.map_or(0, |s| s.clone_flags());
-    let flags = (libc::CLONE_NEWPID | extra | libc::SIGCHLD) as libc::c_ulong;
-    // The setup's report: its errno and step, or end-of-file once it is done
-    // (the init closes every other descriptor before it starts reaping).
-    let mut ready = [0; 2];
-    // SAFETY: pipe2 writes two fds into the array.
-    if unsafe { libc::pipe2(ready.as_mut_ptr(), libc::O_CLOEXEC) } == -1 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: both fds were just made and are owned here.
-    let (ready_read, ready_write) = unsafe {
-        (
-            OwnedFd::from_raw_fd(ready[0]),
-            OwnedFd::from_raw_fd(ready[1]),
-        )
-    };
-    // SAFETY: clone without CLONE_VM and with a null stack behaves as fork:
-    // the child gets a copy of this thread's stack and runs only the setup
-    // and `init_main`, which make system calls and never return.
-    let pid = unsafe { libc::syscall(libc::SYS_clone, flags, 0usize, 0usize, 0usize, 0usize) };
-    match pid {
-        -1 => return Err(io::Error::last_os_error()),
-        0 => {
-            if let Some(setup) = setup {
-                // SAFETY: the child of a fork, as `run` requires.
-                if let Err((errno, step)) = unsafe { setup.run() } {
-                    let report = [errno, step as i32];
-                    // SAFETY: writes 8 bytes from a valid array; exits.
-                    unsafe {
-                        libc::write(ready_write.as_raw_fd(), report.as_ptr().cast(), 8);
-                        libc::_exit(1);
-                    }
-                }
-            }
-            init_main(lifeline)
-        }
-        _ => {}
-    }
-    let pid = pid as libc::pid_t;
-    drop(ready_write);
-    let mut report = [0i32; 2];
-    // SAFETY: reads at most 8 bytes into a valid array.
-    let read = unsafe { libc::read(ready_read.as_raw_fd(), report.as_mut_ptr().cast(), 8) };
-    if read == 8 {
-        // SAFETY: waitpid of our own child, which has exited.
-        unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
-        let step = setup.map_or_else(String::new, |s| s.describe(report[1] as u32));
-        let cause = io::Error::from_raw_os_error(report[0]);
-        return Err(io::Error::new(cause.kind(), format!("{step}: {cause}")));
-    }
+    let (pid, stack) = init::start(lifeline, setup)?;
     let opened = (|| {
         // SAFETY: pidfd_open of our own unreaped child; no pointers.
         let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
@@ -461,7 +416,8 @@ fn make_init(
     let (pidfd, ns) = match opened {
         Ok(opened) => opened,
         Err(e) => {
-            // SAFETY: kill and waitpid of our own unreaped child.
+            // SAFETY: kill and waitpid of our own unreaped child, before its
+            // stack is dropped.
             unsafe {
                 libc::kill(pid, libc::SIGKILL);
                 libc::waitpid(pid, std::ptr::null_mut(), 0);
@@ -481,97 +437,9 @@ fn make_init(
         pid,
         pidfd,
         gone: gone_tx,
+        _stack: stack,
     };
     Ok((namespace, watched))
-}
-
-/// The init of a session's namespace: PID 1 there. Reaps orphans until the
-/// lifeline closes or a terminating signal arrives, then exits, which makes
-/// the kernel kill every other member.
-fn init_main(lifeline: RawFd) -> ! {
-    // SAFETY: only system calls on values of this stack frame, as a child
-    // of a multi-threaded process must; see the module's caveats.
-    unsafe {
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-        libc::prctl(libc::PR_SET_NAME, c"subrt-init".as_ptr());
-        // Hold nothing of subrt's: another session's pipe kept open here
-        // would keep that session's reader waiting for end-of-file.
-        if lifeline > 0 {
-            close_range(0, lifeline as u32 - 1);
-        }
-        close_range(lifeline as u32 + 1, u32::MAX);
-
-        // Signal handlers of subrt do not belong here. PID 1 only receives
-        // signals it handles, so the terminating ones get a handler.
-        for signal in 1..32 {
-            if signal != libc::SIGKILL && signal != libc::SIGSTOP {
-                libc::signal(signal, libc::SIG_DFL);
-            }
-        }
-        for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
-            libc::signal(signal, exit_on_signal as *const () as libc::sighandler_t);
-        }
-        let mut children: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&raw mut children);
-        libc::sigaddset(&raw mut children, libc::SIGCHLD);
-        libc::sigprocmask(libc::SIG_SETMASK, &raw const children, std::ptr::null_mut());
-        let sigchld = libc::signalfd(-1, &raw const children, libc::SFD_NONBLOCK);
-
-        let mut fds = [
-            libc::pollfd {
-                fd: lifeline,
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: sigchld,
-                events: libc::POLLIN,
-                revents: 0,
-            },
-        ];
-        loop {
-            while libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) > 0 {}
-            fds[0].revents = 0;
-            fds[1].revents = 0;
-            if libc::poll(fds.as_mut_ptr(), 2, -1) == -1 {
-                continue;
-            }
-            if fds[0].revents != 0 {
-                // Nobody writes the lifeline: readable means end-of-file.
-                libc::_exit(0);
-            }
-            if fds[1].revents != 0 {
-                let mut info = [0u8; 128];
-                while libc::read(sigchld, info.as_mut_ptr().cast(), info.len()) > 0 {}
-            }
-        }
-    }
-}
-
-extern "C" fn exit_on_signal(_: libc::c_int) {
-    // SAFETY: _exit is async-signal-safe.
-    unsafe { libc::_exit(0) }
-}
-
-/// Closes every fd from `first` to `last`, falling back to closing them
-/// one by one where `close_range(2)` is missing.
-///
-/// # Safety
-///
-/// Closes fds without regard to who owns them: only for the init.
-unsafe fn close_range(first: u32, last: u32) {
-    // SAFETY: the caller owns every fd in the range.
-    unsafe {
-        if libc::syscall(libc::SYS_close_range, first, last, 0) == 0 {
-            return;
-        }
-        let mut limit: libc::rlimit = std::mem::zeroed();
-        libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut limit);
-        let end = (limit.rlim_cur.min(1 << 20) as u32).min(last.saturating_add(1));
-        for fd in first..end {
-            libc::close(fd as RawFd);
-        }
-    }
 }
 
 #[cfg(test)]
@@ -635,6 +503,72 @@ mod tests {
         assert_eq!(
             String::from_utf8_lossy(&child.stdout).trim(),
             own.display().to_string()
+        );
+    }
+
+    static HANDLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+    extern "C" fn note_usr1(_: libc::c_int) {
+        HANDLED.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The init shares subrt's memory: a handler of subrt's that ran in it
+    /// would act on subrt's state (here, set a flag it can see).
+    #[tokio::test]
+    async fn subrt_s_signal_handlers_never_run_in_the_init() {
+        if !can_create() {
+            return;
+        }
+        // SAFETY: installs a handler that only stores to an atomic.
+        unsafe { libc::signal(libc::SIGUSR1, note_usr1 as *const () as libc::sighandler_t) };
+        let namespace = PidNamespace::create().unwrap();
+        // SAFETY: signals our own child.
+        unsafe { libc::kill(namespace.init_pid() as i32, libc::SIGUSR1) };
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            !HANDLED.load(std::sync::atomic::Ordering::SeqCst),
+            "subrt's SIGUSR1 handler ran in the init"
+        );
+        assert!(namespace.is_alive(), "an init ignores SIGUSR1");
+        // SAFETY: signals our own child.
+        unsafe { libc::kill(namespace.init_pid() as i32, libc::SIGHUP) };
+        assert!(
+            namespace.wait_gone(Duration::from_secs(2)).await,
+            "SIGHUP ends the init"
+        );
+    }
+
+    /// `VmSize` of this process, in KiB.
+    fn virtual_size() -> u64 {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmSize:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
+    /// Each init runs on a stack of its own in subrt's memory; it is given
+    /// back once the init is reaped, or a long batch would grow subrt.
+    #[tokio::test]
+    async fn an_init_s_stack_is_given_back_once_it_is_gone() {
+        if !can_create() {
+            return;
+        }
+        // The keeper thread and its first mappings exist before measuring.
+        drop(PidNamespace::create().unwrap());
+        let before = virtual_size();
+        for _ in 0..200 {
+            let namespace = PidNamespace::create().unwrap();
+            namespace.kill();
+            assert!(namespace.wait_gone(Duration::from_secs(2)).await);
+        }
+        // The keeper unmaps a stack just after it says the init is gone.
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        while virtual_size() > before + 4096 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let grown = virtual_size().saturating_sub(before);
+        assert!(
+            grown <= 4096,
+            "200 sessions left {grown} KiB mapped (a stack is 132 KiB)"
         );
     }
 }
