@@ -248,53 +248,6 @@ fn specs_lists_the_shipped_environments() {
     );
 }
 
-/// A user who is not root asking for a sandbox is refused, with why and
-/// what to do; the command does not run with less.
-#[test]
-fn a_sandbox_is_refused_without_root_never_downgraded() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0
-        || std::process::Command::new("setpriv")
-            .arg("--help")
-            .output()
-            .is_err()
-    {
-        eprintln!("skipped: needs root to become another user (setpriv)");
-        return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(
-        dir.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o777),
-    )
-    .unwrap();
-    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml");
-    let marker = dir.path().join("ran");
-    let out = std::process::Command::new("setpriv")
-        .args(["--reuid=1000", "--regid=1000", "--clear-groups"])
-        .arg(env!("CARGO_BIN_EXE_subrt"))
-        .args([
-            "--config",
-            shipped,
-            "run",
-            "--no-log",
-            "--env",
-            "sandbox",
-            "--workdir",
-        ])
-        .arg(dir.path())
-        .args(["--", "touch ran"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2), "{out:?}");
-    let error = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        error.contains("needs root") && error.contains("uid 1000") && error.contains("Docker"),
-        "{error}"
-    );
-    assert!(!marker.exists(), "the command ran without its sandbox");
-}
-
 #[test]
 fn sigterm_kills_the_command_and_exits_143() {
     let n = unique_sleep();

@@ -214,10 +214,11 @@ impl RuntimeBackend for LocalRuntime {
         if spec.local.isolation == Isolation::Sandbox {
             // SAFETY: geteuid has no preconditions.
             let uid = unsafe { libc::geteuid() };
-            if uid != 0 {
+            if let (true, Some(limits)) = (uid != 0, super::sandbox::cgroup_only(&spec.limits)) {
                 return Err(RuntimeError::InvalidSpec {
                     environment: spec.name.clone(),
-                    reason: super::sandbox::SandboxError::NotRoot { uid }.to_string(),
+                    reason: super::sandbox::SandboxError::LimitsNeedRoot { uid, limits }
+                        .to_string(),
                 });
             }
         }

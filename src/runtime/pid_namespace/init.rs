@@ -104,6 +104,10 @@ impl Drop for InitStack {
 struct Start<'a> {
     lifeline: RawFd,
     setup: Option<&'a dyn InitSetup>,
+    /// In a user namespace of its own, the init waits for a byte here: its
+    /// maker writes the namespace's id maps first (until then it has no
+    /// uid there, and could make no file). -1 otherwise.
+    go: RawFd,
     /// Where the setup reports its failure (errno, step); closed by the init
     /// once it is done, which the maker sees as end-of-file.
     ready: RawFd,
@@ -121,23 +125,18 @@ pub(super) fn start(
     setup: Option<&dyn InitSetup>,
 ) -> io::Result<(libc::pid_t, InitStack)> {
     let extra = setup.map_or(0, |s| s.clone_flags());
-    let mut ready = [0; 2];
-    // SAFETY: pipe2 writes two fds into the array.
-    if unsafe { libc::pipe2(ready.as_mut_ptr(), libc::O_CLOEXEC) } == -1 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: both fds were just made and are owned here.
-    let (ready_read, ready_write) = unsafe {
-        (
-            OwnedFd::from_raw_fd(ready[0]),
-            OwnedFd::from_raw_fd(ready[1]),
-        )
+    let (ready_read, ready_write) = pipe()?;
+    let go = if extra & libc::CLONE_NEWUSER != 0 {
+        Some(pipe()?)
+    } else {
+        None
     };
     let stack = InitStack::new()?;
     let start = Start {
         lifeline,
         setup,
         ready: ready_write.as_raw_fd(),
+        go: go.as_ref().map_or(-1, |(read, _)| read.as_raw_fd()),
     };
     // SAFETY: sigset_t is plain data; the calls fill it and set this
     // thread's mask, which is put back below.
@@ -165,6 +164,20 @@ pub(super) fn start(
         return Err(clone_error);
     }
     drop(ready_write);
+    if let (Some(setup), Some((_, go_write))) = (setup, &go) {
+        let mapped = setup.map_ids(pid);
+        if let Err(e) = mapped {
+            // SAFETY: kill and waitpid of our own child, before its stack
+            // is dropped.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+                libc::waitpid(pid, std::ptr::null_mut(), 0);
+            }
+            return Err(e);
+        }
+        // SAFETY: writes one byte from a valid array.
+        unsafe { libc::write(go_write.as_raw_fd(), [1u8].as_ptr().cast(), 1) };
+    }
     let mut report = [0i32; 2];
     // SAFETY: reads at most 8 bytes into a valid array.
     let read = unsafe { libc::read(ready_read.as_raw_fd(), report.as_mut_ptr().cast(), 8) };
@@ -179,13 +192,24 @@ pub(super) fn start(
     Ok((pid, stack))
 }
 
+/// A pipe whose ends close on exec: (read, write).
+fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut ends = [0; 2];
+    // SAFETY: pipe2 writes two fds into the array.
+    if unsafe { libc::pipe2(ends.as_mut_ptr(), libc::O_CLOEXEC) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both fds were just made and are owned here.
+    Ok(unsafe { (OwnedFd::from_raw_fd(ends[0]), OwnedFd::from_raw_fd(ends[1])) })
+}
+
 /// Where the init starts: its setup, then [`init_main`].
 extern "C" fn init_entry(arg: *mut libc::c_void) -> libc::c_int {
     // SAFETY: `arg` is the maker's `Start`, alive until `ready` is closed;
     // everything it is needed for is copied out first.
-    let (lifeline, setup, ready) = unsafe {
+    let (lifeline, setup, ready, go) = unsafe {
         let start = &*(arg as *const Start<'_>);
-        (start.lifeline, start.setup, start.ready)
+        (start.lifeline, start.setup, start.ready, start.go)
     };
     // SAFETY: only system calls, as the module's rules say.
     unsafe {
@@ -198,6 +222,16 @@ extern "C" fn init_entry(arg: *mut libc::c_void) -> libc::c_int {
         }
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
         libc::prctl(libc::PR_SET_NAME, c"subrt-init".as_ptr());
+        let mut byte = 0u8;
+        if go >= 0
+            && raw(
+                libc::SYS_read,
+                [go as usize, (&raw mut byte) as usize, 1, 0, 0],
+            ) != 1
+        {
+            // The maker could not map the ids: it kills this init.
+            exit(1);
+        }
         if let Some(setup) = setup
             && let Err((errno, step)) = setup.run()
         {

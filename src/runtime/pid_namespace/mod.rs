@@ -262,6 +262,17 @@ pub(crate) trait InitSetup: Send + Sync {
 
     /// The step numbered `step`, in words, for an error.
     fn describe(&self, step: u32) -> String;
+
+    /// With `CLONE_NEWUSER` among the flags: writes the id maps of the
+    /// init `pid`'s user namespace, which its maker must do, before the
+    /// init runs its setup.
+    ///
+    /// # Errors
+    ///
+    /// The kernel refused a map.
+    fn map_ids(&self, _pid: libc::pid_t) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// The thread that makes inits and reaps them.

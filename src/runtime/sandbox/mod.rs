@@ -17,9 +17,28 @@
 //! the sandbox user writes lands as root's on the host, so a submission
 //! can build in its own folder without it being handed to another user.
 //!
-//! Needs root today (namespaces, `setns`, cgroups): without it,
-//! [`Sandbox::create`] refuses and says so; the sandbox never silently
-//! becomes less than asked for.
+//! # Without root
+//!
+//! A user who is not root gets the same sandbox inside a user namespace of
+//! its own, as bubblewrap makes one: the namespace maps the sandbox's user
+//! (1000 by default) to the user who runs subrt, and nothing else, so
+//! commands run as that user inside and as the caller outside, with no
+//! capabilities on the host. What differs:
+//!
+//! - No cgroup: `memory` and `cpus` limits cannot be kept, and a spec that
+//!   asks for them is refused (never run with less). `pids` is kept by
+//!   `RLIMIT_NPROC`, which the kernel counts per user *and* user namespace:
+//!   per session, since each has its own.
+//! - Commands are started through a forked helper (see [`spawn`]), a
+//!   copy of subrt: a command costs more, by subrt's size.
+//! - The working dir is never idmapped (its owner, the caller, is the
+//!   sandbox's user inside already); supplementary groups stay as the
+//!   kernel keeps them (shown as `nogroup`).
+//!
+//! Where the kernel refuses user namespaces to unprivileged users, the
+//! error names the setting that does (`user.max_user_namespaces`,
+//! `kernel.unprivileged_userns_clone`,
+//! `kernel.apparmor_restrict_unprivileged_userns`).
 
 mod mounts;
 mod spawn;
@@ -59,15 +78,32 @@ pub fn parse_user(text: &str) -> Option<(u32, u32)> {
 /// Why a sandbox cannot be made.
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
-    /// Not root: namespaces and cgroups of its own are not available.
+    /// Not root, and limits only a cgroup keeps were asked for.
     #[error(
-        "isolation = \"sandbox\" needs root today (namespaces, cgroups); \
-         subrt runs as uid {uid}: run it as root, or use Docker (type = \"docker\") \
-         for untrusted code. Nothing less than the sandbox is used instead."
+        "the sandbox's limits {limits} need a cgroup, which subrt makes only as root; \
+         subrt runs as uid {uid}: run it as root, drop those limits (pids, tmp, file_size \
+         and open_files are kept without root), or use Docker (type = \"docker\"). \
+         Nothing less than asked for is used instead."
     )]
-    NotRoot {
+    LimitsNeedRoot {
         /// The user subrt runs as.
         uid: u32,
+        /// The limits, in words (`memory, cpus`).
+        limits: String,
+    },
+    /// Not root, and the kernel refuses this user a user namespace.
+    #[error(
+        "the sandbox needs a user namespace when subrt is not root (uid {uid}), and the \
+         kernel refused one: {cause}. {settings}Run subrt as root, or use Docker \
+         (type = \"docker\"). Nothing less than the sandbox is used instead."
+    )]
+    NoUserNamespace {
+        /// The user subrt runs as.
+        uid: u32,
+        /// The kernel's error.
+        cause: io::Error,
+        /// The settings that decide it, with their values here.
+        settings: String,
     },
     /// A path of the layout is missing or wrong.
     #[error("sandbox: {0}")]
@@ -127,21 +163,93 @@ impl SandboxSpec {
     }
 }
 
-/// The init's setup: the mount plan.
-struct Setup(mounts::MountPlan);
+/// The init's setup: the mount plan, in a user namespace of its own when
+/// subrt is not root.
+struct Setup {
+    plan: mounts::MountPlan,
+    /// The sandbox's user inside and the caller outside (uid, gid each).
+    user_namespace: Option<((u32, u32), (u32, u32))>,
+}
 
 impl InitSetup for Setup {
     fn clone_flags(&self) -> libc::c_int {
-        self.0.clone_flags()
+        let user = match self.user_namespace {
+            Some(_) => libc::CLONE_NEWUSER,
+            None => 0,
+        };
+        self.plan.clone_flags() | user
     }
 
     unsafe fn run(&self) -> Result<(), (i32, u32)> {
         // SAFETY: passed on from the caller.
-        unsafe { self.0.run() }
+        unsafe { self.plan.run() }
     }
 
     fn describe(&self, step: u32) -> String {
-        self.0.describe(step)
+        self.plan.describe(step)
+    }
+
+    fn map_ids(&self, pid: libc::pid_t) -> io::Result<()> {
+        let Some((inside, outside)) = self.user_namespace else {
+            return Ok(());
+        };
+        // An unprivileged user may map its own ids only, and its gid only
+        // once the namespace may not change its groups.
+        let write = |file: &str, text: String| {
+            std::fs::write(format!("/proc/{pid}/{file}"), text)
+                .map_err(|e| io::Error::new(e.kind(), format!("writing the sandbox's {file}: {e}")))
+        };
+        write("setgroups", "deny".into())?;
+        write("uid_map", format!("{} {} 1", inside.0, outside.0))?;
+        write("gid_map", format!("{} {} 1", inside.1, outside.1))
+    }
+}
+
+/// The limits of `limits` that only a cgroup keeps, in words; `None` when
+/// there are none.
+pub(crate) fn cgroup_only(limits: &Limits) -> Option<String> {
+    let mut names = Vec::new();
+    if limits.memory.is_some() {
+        names.push("memory");
+    }
+    if limits.cpus.is_some() {
+        names.push("cpus");
+    }
+    (!names.is_empty()).then(|| names.join(", "))
+}
+
+/// The kernel's settings that refuse user namespaces to unprivileged
+/// users, with their values here (those this kernel has), for an error.
+fn user_namespace_settings() -> String {
+    let settings: Vec<String> = [
+        (
+            "user.max_user_namespaces",
+            "user/max_user_namespaces",
+            "0 refuses",
+        ),
+        (
+            "kernel.unprivileged_userns_clone",
+            "kernel/unprivileged_userns_clone",
+            "0 refuses",
+        ),
+        (
+            "kernel.apparmor_restrict_unprivileged_userns",
+            "kernel/apparmor_restrict_unprivileged_userns",
+            "1 refuses",
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(name, file, meaning)| {
+        let value = std::fs::read_to_string(format!("/proc/sys/{file}")).ok()?;
+        Some(format!("{name} = {} ({meaning})", value.trim()))
+    })
+    .collect();
+    match settings.is_empty() {
+        true => String::new(),
+        false => format!(
+            "The settings that decide it here: {}. ",
+            settings.join(", ")
+        ),
     }
 }
 
@@ -158,6 +266,8 @@ pub struct Sandbox {
     procs: Vec<File>,
     user: (u32, u32),
     rlimits: Vec<(libc::c_int, libc::rlim_t)>,
+    /// In a user namespace of its own (subrt is not root).
+    rootless: bool,
 }
 
 impl Sandbox {
@@ -168,10 +278,11 @@ impl Sandbox {
     /// Not root; a path of the layout that cannot be used; the kernel's
     /// refusal of a step (named).
     pub fn create(spec: &SandboxSpec, run_id: &str) -> Result<Self, SandboxError> {
-        // SAFETY: geteuid has no preconditions.
-        let uid = unsafe { libc::geteuid() };
-        if uid != 0 {
-            return Err(SandboxError::NotRoot { uid });
+        // SAFETY: geteuid and getegid have no preconditions.
+        let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+        let rootless = uid != 0;
+        if rootless && let Some(limits) = cgroup_only(&spec.limits) {
+            return Err(SandboxError::LimitsNeedRoot { uid, limits });
         }
         // A working dir the sandbox's user does not own is mounted idmapped,
         // its owner shown as that user (see the module's doc).
@@ -185,7 +296,7 @@ impl Sandbox {
             })?;
             (meta.uid(), meta.gid())
         };
-        let idmap = if owner != spec.user {
+        let idmap = if owner != spec.user && !rootless {
             Some(mapping_namespace(spec.user, owner)?)
         } else {
             None
@@ -193,10 +304,14 @@ impl Sandbox {
         let mut layout = spec.layout.clone();
         layout.workspace_idmap = idmap.as_ref().map(AsRawFd::as_raw_fd);
         let plan = mounts::MountPlan::new(&layout).map_err(SandboxError::Layout)?;
-        let limits = CgroupLimits {
-            memory: spec.limits.memory_bytes(),
-            pids: spec.limits.pids,
-            cpus: spec.limits.cpus,
+        let limits = match rootless {
+            // `pids` is an rlimit there (below); the rest was refused above.
+            true => CgroupLimits::default(),
+            false => CgroupLimits {
+                memory: spec.limits.memory_bytes(),
+                pids: spec.limits.pids,
+                cpus: spec.limits.cpus,
+            },
         };
         // A cgroup only for limits: moving the first process into one
         // waits for an RCU grace period on cgroup v1 (6-14 ms measured),
@@ -217,21 +332,45 @@ impl Sandbox {
                     .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
             })
             .collect::<io::Result<Vec<File>>>()?;
-        let setup: Arc<dyn InitSetup> = Arc::new(Setup(plan));
+        let setup: Arc<dyn InitSetup> = Arc::new(Setup {
+            plan,
+            user_namespace: rootless.then_some((spec.user, (uid, gid))),
+        });
         let flags = setup.clone_flags();
-        let namespace = PidNamespace::create_with(Some(setup))?;
+        let namespace = PidNamespace::create_with(Some(setup)).map_err(|cause| {
+            let refused = matches!(
+                cause.raw_os_error(),
+                Some(libc::EPERM | libc::ENOSPC | libc::EUSERS | libc::EACCES)
+            );
+            match rootless && refused {
+                true => SandboxError::NoUserNamespace {
+                    uid,
+                    cause,
+                    settings: user_namespace_settings(),
+                },
+                false => SandboxError::Io(cause),
+            }
+        })?;
         // The init is the cgroup's first member: what it reaps is counted.
         if let Some(cgroup) = &cgroup {
             cgroup.add(namespace.init_pid())?;
         }
         let mut joins = Vec::new();
+        // Without root, a helper joins the user namespace first (which gives
+        // it the right to join the rest) and the PID namespace itself.
         for (kind, flag) in [
+            ("user", libc::CLONE_NEWUSER),
+            ("pid", libc::CLONE_NEWPID),
             ("mnt", libc::CLONE_NEWNS),
             ("uts", libc::CLONE_NEWUTS),
             ("ipc", libc::CLONE_NEWIPC),
             ("net", libc::CLONE_NEWNET),
         ] {
-            if flags & flag != 0 {
+            let joined = match flag {
+                libc::CLONE_NEWPID => rootless,
+                _ => flags & flag != 0,
+            };
+            if joined {
                 joins.push((namespace.namespace_file(kind)?, flag));
             }
         }
@@ -242,7 +381,11 @@ impl Sandbox {
         if let Some(files) = spec.limits.open_files {
             rlimits.push((libc::RLIMIT_NOFILE as libc::c_int, files));
         }
+        if let (true, Some(pids)) = (rootless, spec.limits.pids) {
+            rlimits.push((libc::RLIMIT_NPROC as libc::c_int, pids));
+        }
         Ok(Self {
+            rootless,
             namespace,
             joins,
             cgroup,
@@ -350,10 +493,15 @@ impl Sandbox {
             gid: self.user.1,
             rlimits: &self.rlimits,
             stdio: [stdin, stdout_write.as_raw_fd(), stderr_write.as_raw_fd()],
+            drop_groups: !self.rootless,
         };
-        let pid = self
-            .namespace
-            .spawn_with(|| spawn::spawn(&program, &setup))?;
+        let pid = match self.rootless {
+            // The helper joins the PID namespace (in `joins`).
+            true => spawn::spawn(&program, &setup)?,
+            false => self
+                .namespace
+                .spawn_with(|| spawn::spawn(&program, &setup))?,
+        };
         Ok(Spawned {
             pid,
             stdout: stdout_read,

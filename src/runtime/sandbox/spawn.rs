@@ -6,6 +6,14 @@
 //! drops to the sandbox's user with no capabilities and no new privileges,
 //! takes its limits, and wires its standard streams: system calls only, on
 //! data prepared before the clone.
+//!
+//! A sandbox in a user namespace of its own (subrt not run as root) cannot
+//! be entered so: the kernel lets into a user namespace only a process
+//! whose memory is its own, and a `CLONE_VM` child shares subrt's. There a
+//! *helper* is forked instead (a copy of subrt: slower, by subrt's size);
+//! it joins the namespaces and starts the command with
+//! `clone(CLONE_VM | CLONE_VFORK | CLONE_PARENT)`, so that the command is
+//! subrt's child, waited for and measured as any other, and then exits.
 
 use std::ffi::CString;
 use std::io;
@@ -24,6 +32,9 @@ pub(crate) struct ChildSetup<'a> {
     pub gid: libc::gid_t,
     /// Resource limits (`RLIMIT_*`, value).
     pub rlimits: &'a [(libc::c_int, libc::rlim_t)],
+    /// Empty the supplementary groups (not allowed, nor needed, in a user
+    /// namespace made without root: the kernel keeps them there).
+    pub drop_groups: bool,
     /// Standard input, output and error.
     pub stdio: [RawFd; 3],
 }
@@ -65,18 +76,32 @@ impl Program {
 }
 
 /// What the child needs, in one place for its function.
+#[derive(Clone, Copy)]
 struct Start<'a> {
     program: &'a Program,
     setup: &'a ChildSetup<'a>,
-    /// Where the child reports a failure (step, errno) before it exits.
+    /// Where the child reports a failure (step, errno) before it exits,
+    /// and a helper the command's pid (`PID_RECORD`, pid).
     report: RawFd,
+    /// The namespaces are joined already (by a helper): the child skips
+    /// them.
+    joined: bool,
+    /// Where a helper starts the command: the top of the lower half of the
+    /// stack (the helper runs on the upper).
+    child_stack: *mut libc::c_void,
 }
 
-/// Bytes of the child's stack (it makes system calls only).
-const STACK: usize = 64 * 1024;
+/// Bytes of the child's stack (it makes system calls only); a helper and
+/// its command take half each.
+const STACK: usize = 128 * 1024;
+
+/// The step number of a helper's record of the command's pid.
+const PID_RECORD: i32 = -1;
 
 /// Starts `program` as `setup` says; returns its pid. Call it on a thread
-/// whose `pid_for_children` is the session's PID namespace.
+/// whose `pid_for_children` is the session's PID namespace, unless the
+/// namespaces to join include its user namespace (then a helper joins the
+/// PID namespace too: list it there).
 ///
 /// # Errors
 ///
@@ -95,12 +120,30 @@ pub(crate) fn spawn(program: &Program, setup: &ChildSetup<'_>) -> io::Result<lib
             OwnedFd::from_raw_fd(report[1]),
         )
     };
+    let mut stack = vec![0u8; STACK];
+    // A user namespace is joined by a helper (see the module's doc).
+    let through_helper = setup
+        .namespaces
+        .iter()
+        .any(|&(_, kind)| kind == libc::CLONE_NEWUSER);
+    let base = stack.as_mut_ptr();
+    let top = |at: usize| {
+        let top = base.wrapping_add(at);
+        top.wrapping_sub(top as usize % 16).cast::<libc::c_void>()
+    };
     let start = Start {
         program,
         setup,
         report: report_write.as_raw_fd(),
+        joined: false,
+        child_stack: top(STACK / 2),
     };
-    let mut stack = vec![0u8; STACK];
+    let (entry, flags): (extern "C" fn(*mut libc::c_void) -> libc::c_int, _) = if through_helper {
+        (helper, libc::SIGCHLD)
+    } else {
+        (child, libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD)
+    };
+    let entry_stack = top(STACK);
     // Signals stay blocked until the child has reset their handlers: a
     // handler of subrt's must never run in it.
     // SAFETY: sigset_t is plain data; the calls fill it and set this
@@ -111,16 +154,15 @@ pub(crate) fn spawn(program: &Program, setup: &ChildSetup<'_>) -> io::Result<lib
         libc::sigfillset(&raw mut all);
         libc::pthread_sigmask(libc::SIG_SETMASK, &raw const all, &raw mut old);
     }
-    // SAFETY: the child runs `child` on its own stack, shares this memory
-    // until its execve or _exit (CLONE_VFORK holds this thread until then),
-    // and only reads `start`, which outlives it.
+    // SAFETY: the child runs `entry` on its own stack and only reads
+    // `start`, which outlives it: a `child` shares this memory until its
+    // execve or _exit (CLONE_VFORK holds this thread until then); a helper
+    // has a copy of it.
     let pid = unsafe {
-        let top = stack.as_mut_ptr().add(STACK);
-        let top = top.sub(top as usize % 16);
         libc::clone(
-            child,
-            top.cast(),
-            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            entry,
+            entry_stack,
+            flags,
             (&raw const start).cast_mut().cast(),
         )
     };
@@ -132,19 +174,45 @@ pub(crate) fn spawn(program: &Program, setup: &ChildSetup<'_>) -> io::Result<lib
         return Err(clone_error);
     }
     drop(report_write);
-    let mut failed = [0i32; 2];
-    // SAFETY: reads at most 8 bytes into a valid array.
-    let read = unsafe { libc::read(report_read.as_raw_fd(), failed.as_mut_ptr().cast(), 8) };
-    if read == 8 {
-        // SAFETY: waitpid of our own child, which has exited.
-        unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
-        let cause = io::Error::from_raw_os_error(failed[1]);
+    // Records until end-of-file (every copy of the write end is closed on
+    // exec or exit): a failure (step, errno), a helper's (PID_RECORD, pid).
+    let mut failure = None;
+    let mut command = None;
+    loop {
+        let mut record = [0i32; 2];
+        // SAFETY: reads at most 8 bytes into a valid array.
+        let read = unsafe { libc::read(report_read.as_raw_fd(), record.as_mut_ptr().cast(), 8) };
+        match (read, record) {
+            (8, [PID_RECORD, pid]) => command = Some(pid),
+            (8, [step, errno]) => failure = Some((step, errno)),
+            (-1, _) if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => {}
+            _ => break,
+        }
+    }
+    // SAFETY: waitpid of our own children, which have exited (a helper, or
+    // a child that failed) or is the command (not waited for here).
+    unsafe {
+        if through_helper || failure.is_some() {
+            libc::waitpid(pid, std::ptr::null_mut(), 0);
+        }
+        if let (Some(_), Some(command)) = (failure, command) {
+            libc::waitpid(command, std::ptr::null_mut(), 0);
+        }
+    }
+    if let Some((step, errno)) = failure {
+        let cause = io::Error::from_raw_os_error(errno);
         return Err(io::Error::new(
             cause.kind(),
-            format!("{}: {cause}", step_words(failed[0])),
+            format!("{}: {cause}", step_words(step)),
         ));
     }
-    Ok(pid)
+    match (through_helper, command) {
+        (false, _) => Ok(pid),
+        (true, Some(command)) => Ok(command),
+        (true, None) => Err(io::Error::other(
+            "the sandbox's helper ended without starting the command",
+        )),
+    }
 }
 
 /// The steps of [`child`], for the error.
@@ -157,8 +225,62 @@ fn step_words(step: i32) -> &'static str {
         4 => "setting the limits",
         5 => "dropping to the sandbox's user",
         6 => "forbidding new privileges",
+        8 => "starting the command from the sandbox's user namespace",
+        9 => "dropping capabilities",
         _ => "starting the shell",
     }
+}
+
+/// A helper (a copy of subrt, see the module's doc): joins the sandbox's
+/// namespaces, starts the command as subrt's child, reports its pid and
+/// exits. Signals stay blocked in it throughout.
+extern "C" fn helper(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` is the `Start` in this process's copy of the parent's
+    // memory; only system calls follow.
+    unsafe {
+        let start = *(arg as *const Start<'_>);
+        let report = |record: [i32; 2]| {
+            libc::write(start.report, record.as_ptr().cast(), 8);
+        };
+        for &(fd, kind) in start.setup.namespaces {
+            if libc::setns(fd, kind) < 0 {
+                report([1, *libc::__errno_location()]);
+                libc::_exit(127);
+            }
+        }
+        let joined = Start {
+            joined: true,
+            ..start
+        };
+        let pid = libc::clone(
+            child,
+            start.child_stack,
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PARENT | libc::SIGCHLD,
+            (&raw const joined).cast_mut().cast(),
+        );
+        if pid == -1 {
+            report([8, *libc::__errno_location()]);
+            libc::_exit(127);
+        }
+        report([PID_RECORD, pid]);
+        libc::_exit(0)
+    }
+}
+
+/// The capability sets of `capset(2)`, version 3 (two of these).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+/// The header of `capset(2)`.
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
 }
 
 /// The child: set up, then `execve`; on failure report the step and errno
@@ -189,9 +311,11 @@ extern "C" fn child(arg: *mut libc::c_void) -> libc::c_int {
                 return fail(0);
             }
         }
-        for &(fd, kind) in setup.namespaces {
-            if libc::setns(fd, kind) < 0 {
-                return fail(1);
+        if !start.joined {
+            for &(fd, kind) in setup.namespaces {
+                if libc::setns(fd, kind) < 0 {
+                    return fail(1);
+                }
             }
         }
         if libc::chdir(setup.cwd.as_ptr()) < 0 {
@@ -223,11 +347,26 @@ extern "C" fn child(arg: *mut libc::c_void) -> libc::c_int {
         // glibc's: its wrappers change the credentials of every thread of
         // what they take for this process (the parent's, with CLONE_VM),
         // and wait for those threads to do it.
-        if libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()) < 0
+        if (setup.drop_groups
+            && libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()) < 0)
             || libc::syscall(libc::SYS_setresgid, setup.gid, setup.gid, setup.gid) < 0
             || libc::syscall(libc::SYS_setresuid, setup.uid, setup.uid, setup.uid) < 0
         {
             return fail(5);
+        }
+        // Leaving uid 0 cleared them; in a user namespace made without root
+        // the user was never 0 there and holds them all until now.
+        let header = CapHeader {
+            version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
+            pid: 0,
+        };
+        let none = [CapData {
+            effective: 0,
+            permitted: 0,
+            inheritable: 0,
+        }; 2];
+        if libc::syscall(libc::SYS_capset, &raw const header, none.as_ptr()) < 0 {
+            return fail(9);
         }
         if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 {
             return fail(6);
