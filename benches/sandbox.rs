@@ -2,7 +2,10 @@
 //! plain local session (the baseline: a PID namespace, no isolation) and
 //! in a Docker container: session start (spawn; cleanup timed apart) and
 //! `execute("true")` in a running session. Needs root; Docker when its
-//! daemon answers. Interleaved rounds, medians.
+//! daemon answers. Interleaved rounds, medians. Then the same without root:
+//! the bench runs itself again as uid 1000 (through `setpriv`), where the
+//! sandbox is in a user namespace of its own and the plain local session
+//! is a process group.
 
 #[path = "../tests/common/docker.rs"]
 #[allow(dead_code)]
@@ -25,38 +28,69 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
+/// Set in the run of this bench as uid 1000.
+const ROOTLESS: &str = "SUBRT_BENCH_ROOTLESS";
+
 fn main() {
-    // SAFETY: geteuid has no preconditions.
-    assert_eq!(unsafe { libc::geteuid() }, 0, "sandboxes need root");
-    let tokio = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let workspace = tempfile::tempdir().unwrap();
+    let rootless = std::env::var_os(ROOTLESS).is_some();
+    if !rootless {
+        // SAFETY: geteuid has no preconditions.
+        assert_eq!(unsafe { libc::geteuid() }, 0, "sandboxes need root");
+    }
     let local = EnvironmentSpec::local("bench-local");
     let mut sandbox = EnvironmentSpec::local("bench-sandbox");
     sandbox.local.isolation = Isolation::Sandbox;
+    let mut unlimited = sandbox.clone();
+    unlimited.limits = Limits::default();
+    if rootless {
+        sandbox.limits = Limits {
+            pids: Some(256),
+            ..Limits::default()
+        };
+        measure(vec![
+            ("local (process group)", local),
+            ("sandbox", unlimited),
+            ("sandbox + pids", sandbox),
+        ]);
+        return;
+    }
     sandbox.limits = Limits {
         memory: Some("512m".into()),
         pids: Some(256),
         ..Limits::default()
     };
-    let docker = test_image::test_image().map(|image| {
-        let mut spec = EnvironmentSpec::local("bench-docker");
-        spec.kind = "docker".into();
-        spec.docker = Some(DockerConfig::new(image));
-        spec
-    });
-    let mut unlimited = sandbox.clone();
-    unlimited.limits = Limits::default();
     let mut specs = vec![
         ("local (baseline)", local),
         ("sandbox", unlimited),
         ("sandbox + limits", sandbox),
     ];
-    if let Some(docker) = docker {
-        specs.push(("docker", docker));
+    if let Some(image) = test_image::test_image() {
+        let mut spec = EnvironmentSpec::local("bench-docker");
+        spec.kind = "docker".into();
+        spec.docker = Some(DockerConfig::new(image));
+        specs.push(("docker", spec));
     }
+    measure(specs);
+    println!("\nthe same as uid 1000 (a user namespace per sandbox):\n");
+    let status = std::process::Command::new("setpriv")
+        .args(["--reuid=1000", "--regid=1000", "--clear-groups"])
+        .arg(std::env::current_exe().unwrap())
+        .env(ROOTLESS, "1")
+        .env("HOME", "/tmp")
+        .status();
+    if !status.as_ref().is_ok_and(|s| s.success()) {
+        println!("(could not run as uid 1000: {status:?})");
+    }
+}
+
+/// Starts, cleans up and runs `true` in sessions of each spec, interleaved,
+/// and prints the medians beside the first spec's (the baseline).
+fn measure(specs: Vec<(&str, EnvironmentSpec)>) {
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let workspace = tempfile::tempdir().unwrap();
     let spawn = |spec: &EnvironmentSpec| {
         let launch = LaunchSpec::new(spec.clone(), workspace.path());
         let start = Instant::now();
