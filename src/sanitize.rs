@@ -75,6 +75,10 @@ impl PlainText {
 /// controls dropped, line breaks and tabs shown as spaces. For ids, names
 /// and paths quoted in messages.
 pub fn plain(text: &str) -> String {
+    // Printable ASCII is kept as it is (most ids, names, commands).
+    if text.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return text.to_owned();
+    }
     let mut plain = PlainText::default();
     plain
         .push(text.as_bytes())

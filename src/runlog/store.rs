@@ -16,7 +16,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 
@@ -542,9 +542,27 @@ impl CatalogEntry {
 /// has, and whether its last line is torn (no newline).
 #[derive(Default)]
 struct Catalog {
-    entries: HashMap<String, CatalogEntry>,
+    /// In the file's order; a run id's is taken out of it into `index`.
+    entries: Vec<Option<CatalogEntry>>,
+    /// Where each run's entry is in `entries` (small, so that a lookup
+    /// stays in the cache; the entries are read in order).
+    index: foldhash::HashMap<String, u32>,
     lines: usize,
     torn: bool,
+}
+
+impl Catalog {
+    fn contains(&self, run: &str) -> bool {
+        self.index.contains_key(run)
+    }
+
+    /// Takes the entry of `run` out, its run id put back.
+    fn take(&mut self, run: &str) -> Option<CatalogEntry> {
+        let (run, at) = self.index.remove_entry(run)?;
+        let mut entry = self.entries.get_mut(at as usize)?.take()?;
+        entry.run = run;
+        Some(entry)
+    }
 }
 
 /// The catalog of the store in `dir`. A line that is not an entry (torn by
@@ -565,8 +583,13 @@ fn read_catalog(dir: &Path) -> Catalog {
         }
         catalog.torn = line.last() != Some(&b'\n');
         catalog.lines += 1;
-        if let Ok(entry) = serde_json::from_slice::<CatalogEntry>(&line) {
-            catalog.entries.insert(entry.run.clone(), entry);
+        if let Ok(mut entry) = serde_json::from_slice::<CatalogEntry>(&line) {
+            let at = catalog.entries.len() as u32;
+            // A run listed twice (listings side by side): its last line.
+            if let Some(was) = catalog.index.insert(std::mem::take(&mut entry.run), at) {
+                catalog.entries[was as usize] = None;
+            }
+            catalog.entries.push(Some(entry));
         }
     }
     catalog
@@ -645,7 +668,7 @@ impl Store {
     ///
     /// The store's folder cannot be read.
     pub fn entries(&self) -> Result<(Vec<PathBuf>, Vec<String>), RunlogError> {
-        self.scan(&HashSet::new(), |_| false)
+        self.scan(|_| false, |_| false)
     }
 
     /// The runs of [`Store::entries`] that are not in `seen` and whose id
@@ -662,10 +685,13 @@ impl Store {
         seen: &HashSet<String>,
         after: &str,
     ) -> Result<(Vec<PathBuf>, Vec<String>), RunlogError> {
-        self.scan(&HashSet::new(), |name| {
-            let id = name.trim_end_matches(".jsonl");
-            id <= after || seen.contains(id)
-        })
+        self.scan(
+            |_| false,
+            |name| {
+                let id = name.trim_end_matches(".jsonl");
+                id <= after || seen.contains(id)
+            },
+        )
     }
 
     /// [`Store::entries`] without the names `pass` is true of, taking the
@@ -673,7 +699,7 @@ impl Store {
     /// looking for their index.
     fn scan(
         &self,
-        known: &HashSet<&str>,
+        known: impl Fn(&str) -> bool,
         pass: impl Fn(&str) -> bool,
     ) -> Result<(Vec<PathBuf>, Vec<String>), RunlogError> {
         let entries = match std::fs::read_dir(&self.dir) {
@@ -713,9 +739,7 @@ impl Store {
                     true => runs.push(path),
                     false => warnings.push(skip(describe(kind))),
                 }
-            } else if kind.is_dir()
-                && (known.contains(name.as_str()) || path.join(INDEX_FILE).exists())
-            {
+            } else if kind.is_dir() && (known(&name) || path.join(INDEX_FILE).exists()) {
                 runs.push(path);
             } else if looks_like_run_id(&name) {
                 warnings.push(skip(match kind.is_dir() {
@@ -738,14 +762,9 @@ impl Store {
     ///
     /// The store's folder cannot be read.
     pub fn list(&self) -> Result<(Vec<RunSummary>, Vec<String>), RunlogError> {
-        let Catalog {
-            entries: mut catalog,
-            lines,
-            torn,
-        } = read_catalog(&self.dir);
-        let known: HashSet<&str> = catalog.keys().map(String::as_str).collect();
-        let (paths, mut warnings) = self.scan(&known, |_| false)?;
-        drop(known);
+        let mut catalog = read_catalog(&self.dir);
+        let (lines, torn) = (catalog.lines, catalog.torn);
+        let (paths, mut warnings) = self.scan(|name| catalog.contains(name), |_| false)?;
         let mut runs = Vec::with_capacity(paths.len());
         let mut added = Vec::new();
         // The finished runs, by their place in `runs`; how many came from
@@ -754,7 +773,7 @@ impl Store {
         let mut used = 0;
         for path in paths {
             let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-            if let Some(entry) = name.as_deref().and_then(|name| catalog.remove(name)) {
+            if let Some(entry) = name.as_deref().and_then(|name| catalog.take(name)) {
                 runs.push(entry.summary(path));
                 listed.push(runs.len() - 1);
                 used += 1;
