@@ -7,9 +7,18 @@
 //!   the 1 GB one included) and the help opens and closes;
 //! - baseline, same run: the same keys on an empty store with no live run.
 //!
+//! - history: a store of 100,000 finished runs (`HISTORY_RUNS`), written
+//!   straight into the store's folder, opened twice (before any listing
+//!   made the store's catalog, and after); a filter is typed and cleared;
+//!   then the dashboard sits idle.
+//!
 //! Reported: the first frame, the frame with the store's runs listed, the
 //! key latency (key read to the frame showing its effect: p50, p95, max),
-//! and the dashboard's peak resident memory. Needs tmux.
+//! the dashboard's peak resident memory, and (history) its CPU while idle.
+//! Needs tmux.
+
+#[path = "common/store.rs"]
+mod synthetic_store;
 
 use std::path::Path;
 use std::process::Command;
@@ -18,6 +27,14 @@ use std::time::{Duration, Instant};
 const KEYS: usize = 60;
 const STORED: usize = 1000;
 const BIG_LOG_BYTES: u64 = 1_000_000_000;
+/// Runs in the history scenario, unless `HISTORY_RUNS` says.
+const HISTORY_RUNS: usize = 100_000;
+/// Down the list with the help opened and closed now and then.
+const WALK: &[&str] = &["j", "j", "j", "j", "?", "Escape", "j", "j", "j", "j"];
+/// A filter typed letter by letter, then cleared.
+const FILTER: &[&str] = &[
+    "/", "s", "u", "b", "9", "9", "BSpace", "BSpace", "BSpace", "BSpace", "BSpace", "Escape",
+];
 
 fn subrt(dir: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_subrt"));
@@ -42,6 +59,8 @@ struct Measured {
     listed_frame: Duration,
     keys: Vec<Duration>,
     peak_rss: u64,
+    /// CPU ticks (`utime + stime`) over 5 s with no key and nothing running.
+    idle_ticks: u64,
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -49,9 +68,19 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[at.min(sorted.len() - 1)]
 }
 
+/// `utime + stime` of process `pid`, in clock ticks.
+fn cpu_ticks(pid: &str) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // The fields after the command's closing parenthesis: utime is the 12th.
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
 /// Opens the dashboard on `dir`'s config in tmux, waits for the store's
-/// runs and `live` running sessions, walks the list, and reads the trace.
-fn measure(dir: &Path, live: usize) -> Measured {
+/// runs and `live` running sessions, sends `keys` (round and round, `KEYS`
+/// in all), and reads the trace.
+fn measure(dir: &Path, live: usize, keys: &[&str]) -> Measured {
     let server = format!("subrt-bench-{}-{live}", std::process::id());
     let trace = dir.join("trace.txt");
     let _ = std::fs::remove_file(&trace);
@@ -101,14 +130,16 @@ fn measure(dir: &Path, live: usize) -> Measured {
         })
         .expect("the dashboard's pid")
         .to_owned();
-    // Down the list (each row's output is read from its log), with the
-    // help opened and closed now and then: at a brisk human pace.
-    for i in 0..KEYS {
-        let key = match i % 10 {
-            4 => "?",
-            5 => "Escape",
-            _ => "j",
-        };
+    let idle_ticks = match live {
+        0 => {
+            let before = cpu_ticks(&pid);
+            std::thread::sleep(Duration::from_secs(5));
+            cpu_ticks(&pid) - before
+        }
+        _ => 0,
+    };
+    // At a brisk human pace.
+    for key in keys.iter().cycle().take(KEYS) {
         tmux(&server, &["send-keys", "-t", &server, key]);
         std::thread::sleep(Duration::from_millis(120));
     }
@@ -141,12 +172,13 @@ fn measure(dir: &Path, live: usize) -> Measured {
         listed_frame: micros("listed_frame_us ")[0],
         keys,
         peak_rss,
+        idle_ticks,
     }
 }
 
 fn report(name: &str, m: &Measured) {
     println!(
-        "{name:<9} first frame {:>6.1} ms  store listed {:>7.1} ms  keys {:>3}: p50 {:>5.1} ms  p95 {:>5.1} ms  max {:>5.1} ms  peak RSS {:>4} MB",
+        "{name:<16} first frame {:>6.1} ms  store listed {:>7.1} ms  keys {:>3}: p50 {:>5.1} ms  p95 {:>5.1} ms  max {:>5.1} ms  peak RSS {:>4} MB  idle {} ticks in 5 s",
         m.first_frame.as_secs_f64() * 1e3,
         m.listed_frame.as_secs_f64() * 1e3,
         m.keys.len(),
@@ -154,6 +186,7 @@ fn report(name: &str, m: &Measured) {
         percentile(&m.keys, 0.95).as_secs_f64() * 1e3,
         m.keys.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
         m.peak_rss / 1_000_000,
+        m.idle_ticks,
     );
 }
 
@@ -169,7 +202,7 @@ fn main() {
         "[[environments]]\nname = \"local\"\ntype = \"local\"\n",
     )
     .unwrap();
-    let baseline = measure(empty.path(), 0);
+    let baseline = measure(empty.path(), 0, WALK);
 
     let dir = tempfile::tempdir().unwrap();
     let plain = "[[environments]]\nname = \"local\"\ntype = \"local\"\n";
@@ -210,10 +243,28 @@ fn main() {
         format!("{plain}[ui]\nstartup = [{}]\n", list.join(", ")),
     )
     .unwrap();
-    let loaded = measure(dir.path(), 20);
+    let loaded = measure(dir.path(), 20, WALK);
+
+    // History: finished runs only, many of them.
+    let history = tempfile::tempdir().unwrap();
+    std::fs::write(history.path().join("config.toml"), plain).unwrap();
+    let runs: usize = std::env::var("HISTORY_RUNS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(HISTORY_RUNS);
+    let started = Instant::now();
+    let store = history.path().join("runs");
+    for n in 0..runs {
+        synthetic_store::make_run(&store, n, 100, BIG_LOG_BYTES);
+    }
+    eprintln!("store of {runs} runs made in {:?}", started.elapsed());
+    let cold = measure(history.path(), 0, FILTER);
+    let warm = measure(history.path(), 0, FILTER);
 
     report("baseline", &baseline);
     report("loaded", &loaded);
+    report(&format!("{runs}, no catalog"), &cold);
+    report(&format!("{runs}"), &warm);
     let p95 = |m: &Measured| percentile(&m.keys, 0.95).as_secs_f64();
     println!(
         "key p95 loaded / baseline: {:.2}x; peak RSS loaded / baseline: {:.2}x",

@@ -3,6 +3,9 @@
 //! taken in the same run (`find` reading every index). `ls` reads indexes
 //! and the ends of files, never the streams.
 
+#[path = "common/store.rs"]
+mod synthetic_store;
+
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -11,32 +14,6 @@ use std::time::{Duration, Instant};
 /// Runs in the store unless `STORE_RUNS` says.
 const RUNS: usize = 10_000;
 const BIG: u64 = 2_000_000_000;
-
-fn make_run(store: &Path, n: usize, stdout_len: u64) {
-    let id = format!("01JB{n:022}");
-    let dir = store.join(&id);
-    std::fs::create_dir_all(&dir).unwrap();
-    let header = format!(
-        r#"{{"format":"subrt-runlog","version":2,"run_id":"{id}","started_at":"2026-12-01T12:00:00Z","subrt_version":"bench","environment":{{"name":"local","type":"local"}},"working_dir":"/","owner":{{"host":"elsewhere","pid":1,"start_time":null}},"max_run_bytes":{BIG}}}"#
-    );
-    let lines = [
-        header,
-        format!(
-            r#"{{"seq":1,"t":10,"c":1,"e":"cmd","command":"python3 sub{n}.py","timeout":null}}"#
-        ),
-        format!(r#"{{"seq":2,"t":20,"c":1,"e":"out","s":"out","p":"cmd","o":0,"n":{stdout_len}}}"#),
-        format!(
-            r#"{{"seq":3,"t":50,"c":1,"e":"exit","code":0,"signal":null,"timed_out":false,"killed":false,"out":{stdout_len},"err":0}}"#
-        ),
-        format!(
-            r#"{{"seq":4,"t":60,"c":0,"e":"end","status":"exited","exit":0,"out":{stdout_len},"err":0,"commands":1,"busy":40}}"#
-        ),
-    ];
-    std::fs::write(dir.join("events.jsonl"), lines.join("\n") + "\n").unwrap();
-    let stdout = std::fs::File::create(dir.join("stdout")).unwrap();
-    stdout.set_len(stdout_len).unwrap();
-    std::fs::File::create(dir.join("stderr")).unwrap();
-}
 
 /// Wall time and peak RSS (KiB) of `cmd`.
 fn measure(cmd: &mut Command) -> (Duration, i64) {
@@ -65,7 +42,7 @@ fn main() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(RUNS);
     for n in 0..runs {
-        make_run(&store, n, if n == runs / 2 { BIG } else { 100 });
+        synthetic_store::make_run(&store, n, if n == runs / 2 { BIG } else { 100 }, BIG);
     }
     std::fs::write(
         dir.path().join("config.toml"),

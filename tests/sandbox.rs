@@ -93,6 +93,25 @@ async fn commands_run_unprivileged_in_a_view_of_their_own() {
     rt.cleanup().await.unwrap();
 }
 
+/// The session's init shares subrt's memory, so its command line is
+/// subrt's (a harness's arguments, keys included): no command sees it.
+#[tokio::test]
+async fn the_init_and_so_subrt_s_command_line_are_hidden() {
+    if !can_sandbox() {
+        return;
+    }
+    let rt = sandbox(Limits::default()).await;
+    let result = rt
+        .execute(ExecRequest::new(
+            "cat /proc/1/cmdline 2>/dev/null | tr '\\0' ' '; test -e /proc/1 && echo shown || echo hidden",
+        ))
+        .await
+        .unwrap();
+    let out = String::from_utf8_lossy(&result.stdout.data).into_owned();
+    assert_eq!(out, "hidden\n", "{out}");
+    rt.cleanup().await.unwrap();
+}
+
 #[tokio::test]
 async fn a_memory_bomb_ends_as_out_of_memory_with_its_peak() {
     if !can_sandbox() {
@@ -125,6 +144,43 @@ async fn a_memory_bomb_ends_as_out_of_memory_with_its_peak() {
     assert!(!result.oom_killed);
     let cpu = result.usage.cpu_user_seconds.unwrap() + result.usage.cpu_system_seconds.unwrap();
     assert!(cpu > 0.0, "{:?}", result.usage);
+    rt.cleanup().await.unwrap();
+}
+
+/// subrt larger than the session's memory limit (a Python harness is),
+/// and a memory bomb in the session: the bomb is what the out-of-memory
+/// killer ends, never subrt (the session's init shares subrt's memory, so
+/// it must not be a candidate).
+#[tokio::test]
+async fn a_memory_bomb_never_takes_subrt_with_it() {
+    if !can_sandbox() {
+        return;
+    }
+    // 160 MB of this process, touched: resident.
+    let ballast = vec![1u8; 160 << 20];
+    let rt = sandbox(Limits {
+        memory: Some("48m".into()),
+        ..Limits::default()
+    })
+    .await;
+    let result = rt
+        .execute(ExecRequest::new(
+            "dd if=/dev/zero of=/dev/null bs=256M count=1",
+        ))
+        .await
+        .unwrap();
+    assert!(result.oom_killed, "{result:?}");
+    // Still here, and so is the ballast.
+    assert_eq!(
+        ballast
+            .iter()
+            .step_by(4096)
+            .map(|&b| b as usize)
+            .sum::<usize>(),
+        160 << 8
+    );
+    let result = rt.execute(ExecRequest::new("echo alive")).await.unwrap();
+    assert!(result.success(), "{result:?}");
     rt.cleanup().await.unwrap();
 }
 

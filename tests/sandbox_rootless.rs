@@ -192,6 +192,8 @@ async fn without_root_commands_run_in_a_view_of_their_own() {
     let here = std::fs::metadata(workdir.join("here")).expect("the file is on the host");
     assert_eq!(std::os::unix::fs::MetadataExt::uid(&here), me);
 
+    let out = run(&*rt, "test -e /proc/1 && echo shown || echo hidden").await;
+    assert_eq!(out, "hidden\n", "the init (subrt's command line) is shown");
     let out = run(&*rt, "ls /proc | grep -c '^[0-9]'").await;
     let processes: usize = out.trim().parse().unwrap_or(usize::MAX);
     assert!(processes <= 4, "host processes are shown: {out}");

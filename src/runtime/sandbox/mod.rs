@@ -351,10 +351,11 @@ impl Sandbox {
                 false => SandboxError::Io(cause),
             }
         })?;
-        // The init is the cgroup's first member: what it reaps is counted.
-        if let Some(cgroup) = &cgroup {
-            cgroup.add(namespace.init_pid())?;
-        }
+        // The init stays out of the cgroup: it shares subrt's memory, so its
+        // resident size is subrt's, and the out-of-memory killer of the
+        // session's cgroup would take it for the largest member and kill
+        // every process sharing that memory, subrt (or the Python harness
+        // around it) included. Commands join the cgroup as they start.
         let mut joins = Vec::new();
         // Without root, a helper joins the user namespace first (which gives
         // it the right to join the rest) and the PID namespace itself.

@@ -539,12 +539,15 @@ unsafe fn run_op(op: &Op, fds: &mut [libc::c_int]) -> libc::c_int {
                 target.as_ptr(),
                 libc::MOVE_MOUNT_F_EMPTY_PATH,
             ) as libc::c_int,
+            // `hidepid=2`: a command sees only the processes it could
+            // trace. Not the init: it shares subrt's memory, so its
+            // `cmdline` is subrt's (a harness's arguments, keys included).
             Op::Proc(target) => libc::mount(
                 c"proc".as_ptr(),
                 target.as_ptr(),
                 c"proc".as_ptr(),
                 libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-                std::ptr::null(),
+                c"hidepid=2".as_ptr().cast(),
             ),
             Op::ReadOnly(target) => libc::mount(
                 null,
