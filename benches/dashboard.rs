@@ -106,7 +106,8 @@ fn measure(dir: &Path, live: usize, keys: &[&str]) -> Measured {
         ],
     );
     let read_trace = || std::fs::read_to_string(&trace).unwrap_or_default();
-    let deadline = Instant::now() + Duration::from_secs(30);
+    // A store of 100,000 runs without a catalog is listed from every index.
+    let deadline = Instant::now() + Duration::from_secs(180);
     let running = format!("{live} running");
     while !(read_trace().contains("listed_frame_us")
         && (live == 0 || tmux(&server, &["capture-pane", "-p"]).contains(&running)))
