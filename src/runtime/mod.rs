@@ -65,6 +65,7 @@ mod placeholders;
 pub mod process_group;
 mod process_io;
 mod process_tree;
+mod raw_syscall;
 pub mod registry;
 pub mod sandbox;
 pub mod slurm;

@@ -547,36 +547,55 @@ pub struct Spawned {
 /// short-lived child (a multi-threaded process cannot make one for itself),
 /// which is killed once its namespace is open.
 ///
-/// The child waits for nothing but its kill. It once waited for a pipe to
-/// be closed; a copy of another thread's pipe, forked into it at the same
-/// moment, kept the other's child waiting, and the other's copy of this
-/// one's kept this one waiting: two session starts hung for ever.
+/// The child shares subrt's memory (`CLONE_VM`, as a session's init does,
+/// and for the same reason: a copy of subrt per session slows every later
+/// write of subrt); it runs with every signal blocked, closes the
+/// descriptors it got and waits for its kill, making raw system calls
+/// only. It waits for nothing else: it once waited for a pipe to be
+/// closed, and a copy of another thread's pipe, made into it at the same
+/// moment, kept two session starts waiting for each other for ever.
 fn mapping_namespace(inside: (u32, u32), outside: (u32, u32)) -> io::Result<OwnedFd> {
-    // SAFETY: a fork-like clone; the child only makes system calls.
-    let pid = unsafe {
-        libc::syscall(
-            libc::SYS_clone,
-            (libc::CLONE_NEWUSER | libc::SIGCHLD) as libc::c_ulong,
-            0usize,
-            0usize,
-            0usize,
-            0usize,
-        )
-    };
-    if pid == -1 {
-        return Err(io::Error::last_os_error());
-    }
-    if pid == 0 {
-        // SAFETY: the child: lets go of the descriptors it was forked with
-        // (others wait for some of them to close), then waits to be killed.
+    /// The child: let go of the descriptors (others wait for some of them
+    /// to close), then wait to be killed.
+    extern "C" fn hold(_: *mut libc::c_void) -> libc::c_int {
+        use crate::runtime::raw_syscall::{close_range, raw};
+        // SAFETY: system calls on nothing of subrt's: closes this child's
+        // own copies of descriptors, then sleeps until SIGKILL.
         unsafe {
-            libc::syscall(libc::SYS_close_range, 0u32, u32::MAX, 0u32);
+            close_range(0, u32::MAX);
             loop {
-                libc::pause();
+                raw(libc::SYS_pause, [0; 5]);
             }
         }
     }
-    let pid = pid as libc::pid_t;
+    let mut stack = vec![0u8; 16 * 1024];
+    let top = stack.as_mut_ptr().wrapping_add(stack.len());
+    let top = top.wrapping_sub(top as usize % 16);
+    // SAFETY: sigset_t is plain data; the calls fill it and set this
+    // thread's mask, which is put back below. The child keeps the full
+    // mask: no handler of subrt's ever runs in it.
+    let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
+    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+    unsafe {
+        libc::sigfillset(&raw mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &raw const all, &raw mut old);
+    }
+    // SAFETY: the child runs `hold` on `stack`, which lives until the child
+    // is reaped below, and touches nothing else of this memory.
+    let pid = unsafe {
+        libc::clone(
+            hold,
+            top.cast(),
+            libc::CLONE_VM | libc::CLONE_NEWUSER | libc::SIGCHLD,
+            std::ptr::null_mut(),
+        )
+    };
+    let clone_error = io::Error::last_os_error();
+    // SAFETY: putting back the mask saved above.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &raw const old, std::ptr::null_mut()) };
+    if pid == -1 {
+        return Err(clone_error);
+    }
     let made = (|| {
         // An idmapped mount reads an id on disk as an id inside its
         // namespace: the owner's ids inside are the sandbox user's outside.
@@ -590,11 +609,12 @@ fn mapping_namespace(inside: (u32, u32), outside: (u32, u32)) -> io::Result<Owne
         )?;
         Ok::<_, io::Error>(OwnedFd::from(File::open(format!("/proc/{pid}/ns/user"))?))
     })();
-    // SAFETY: kill and waitpid of our own child.
+    // SAFETY: kill and waitpid of our own child; its stack is dropped after.
     unsafe {
         libc::kill(pid, libc::SIGKILL);
         libc::waitpid(pid, std::ptr::null_mut(), 0);
     }
+    drop(stack);
     made.map_err(|e| io::Error::new(e.kind(), format!("an idmapped working dir: {e}")))
 }
 

@@ -1,0 +1,103 @@
+//! System calls for children that share subrt's memory (`CLONE_VM`): such
+//! a child shares the `errno` of the thread that made it, which libc's
+//! wrappers write on failure while that thread runs on. [`raw`] makes a
+//! call and leaves `errno` alone.
+
+/// A system call that leaves `errno` alone: returns `-errno` on failure.
+///
+/// # Safety
+///
+/// As the call `number` with `args` is.
+#[cfg(target_arch = "x86_64")]
+pub(crate) unsafe fn raw(number: libc::c_long, args: [usize; 5]) -> isize {
+    let result: isize;
+    // SAFETY: the Linux x86-64 system call convention; the kernel clobbers
+    // rcx and r11 only.
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            inlateout("rax") number as isize => result,
+            in("rdi") args[0],
+            in("rsi") args[1],
+            in("rdx") args[2],
+            in("r10") args[3],
+            in("r8") args[4],
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    result
+}
+
+/// A system call that leaves `errno` alone: returns `-errno` on failure.
+///
+/// # Safety
+///
+/// As the call `number` with `args` is.
+#[cfg(target_arch = "aarch64")]
+pub(crate) unsafe fn raw(number: libc::c_long, args: [usize; 5]) -> isize {
+    let result: isize;
+    // SAFETY: the Linux aarch64 system call convention.
+    unsafe {
+        std::arch::asm!(
+            "svc 0",
+            in("x8") number,
+            inlateout("x0") args[0] as isize => result,
+            in("x1") args[1],
+            in("x2") args[2],
+            in("x3") args[3],
+            in("x4") args[4],
+            options(nostack),
+        );
+    }
+    result
+}
+
+/// Elsewhere, libc's `syscall`: it sets `errno` on failure, which a child
+/// sharing memory then shares with a thread of subrt's (an error message
+/// can name the wrong cause).
+///
+/// # Safety
+///
+/// As the call `number` with `args` is.
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+pub(crate) unsafe fn raw(number: libc::c_long, args: [usize; 5]) -> isize {
+    // SAFETY: as the caller's contract says.
+    unsafe { libc::syscall(number, args[0], args[1], args[2], args[3], args[4]) as isize }
+}
+
+/// Closes every fd from `first` to `last`, falling back to closing them
+/// one by one where `close_range(2)` is missing.
+///
+/// # Safety
+///
+/// Closes fds without regard to who owns them: only in a child that holds
+/// nothing it needs.
+pub(crate) unsafe fn close_range(first: u32, last: u32) {
+    // SAFETY: the caller owns every fd in the range.
+    unsafe {
+        if raw(
+            libc::SYS_close_range,
+            [first as usize, last as usize, 0, 0, 0],
+        ) == 0
+        {
+            return;
+        }
+        let mut limit: libc::rlimit = std::mem::zeroed();
+        raw(
+            libc::SYS_prlimit64,
+            [
+                0,
+                libc::RLIMIT_NOFILE as usize,
+                0,
+                (&raw mut limit) as usize,
+                0,
+            ],
+        );
+        let end = (limit.rlim_cur.min(1 << 20) as u32).min(last.saturating_add(1));
+        for fd in first..end {
+            raw(libc::SYS_close, [fd as usize, 0, 0, 0, 0]);
+        }
+    }
+}
