@@ -3,6 +3,8 @@
 //! version-1 logs still read. Real `subrt` processes throughout.
 
 mod common;
+#[path = "../benches/common/store.rs"]
+mod synthetic_store;
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -374,6 +376,41 @@ fn max_bytes_removes_the_oldest_finished_runs() {
     let runs = ls(&project);
     assert!(runs.len() <= 3, "{} runs kept under 3m", runs.len());
     assert!(!runs.is_empty());
+}
+
+/// A store of thousands of runs is measured against `max_bytes` at most
+/// every 10 s, by whichever process starts a session (listing it at each
+/// start cost seconds at 100,000 runs); a small one at every start (above).
+#[test]
+fn a_big_store_is_measured_against_max_bytes_every_ten_seconds() {
+    let project = project("max_bytes = \"200k\"");
+    let store = project.dir.path().join("runs");
+    // Older than any real run (their ids sort first), ~1.5 KB each.
+    for n in 0..1200 {
+        synthetic_store::make_run(&store, n, 1000, 1 << 30);
+    }
+    assert!(project.run(&["run", "--", "true"]).status.success());
+    let kept = project.logs().len();
+    assert!(
+        kept < 300,
+        "the first start shrank the store to {kept} runs"
+    );
+    // Over the bound again, but measured a moment ago: left for now.
+    for n in 2000..3200 {
+        synthetic_store::make_run(&store, n, 1000, 1 << 30);
+    }
+    assert!(project.run(&["run", "--", "true"]).status.success());
+    assert_eq!(project.logs().len(), kept + 1201, "measured again at once");
+    // Ten seconds later (the mark made older), the next start measures.
+    let mark = std::fs::File::options()
+        .write(true)
+        .open(store.join(".max_bytes_checked"))
+        .unwrap();
+    mark.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(11))
+        .unwrap();
+    assert!(project.run(&["run", "--", "true"]).status.success());
+    let now = project.logs().len();
+    assert!(now < 300, "ten seconds on, the store shrank to {now} runs");
 }
 
 /// A tmpfs of `size` mounted on `dir` (made), unmounted on drop; `None`

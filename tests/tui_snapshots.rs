@@ -48,6 +48,7 @@ fn summary(
         truncated: false,
         log_incomplete: None,
         files: Default::default(),
+        disk_bytes: None,
         containment: None,
         labels: Default::default(),
     }

@@ -275,6 +275,7 @@ mod tests {
             truncated: false,
             log_incomplete: None,
             files: Default::default(),
+            disk_bytes: None,
             containment: None,
             labels: Default::default(),
         });
