@@ -304,6 +304,32 @@ fn idle_it_uses_under_one_percent_of_a_core() {
     );
 }
 
+/// The working dir is the submission's: a link there that leads to a host
+/// file, named as the new run's stdin, is refused, never read into the run.
+#[test]
+fn a_stdin_file_linked_out_of_the_working_dir_is_refused() {
+    if !tmux_available() {
+        return;
+    }
+    let tui = Tui::start(&[]);
+    let host = tempfile::tempdir().unwrap();
+    std::fs::write(host.path().join("secret"), "HOST-SECRET\n").unwrap();
+    std::os::unix::fs::symlink(host.path().join("secret"), tui.dir.path().join("in.txt")).unwrap();
+    tui.wait_for("Sessions (0)");
+    tui.keys(&["n"]);
+    tui.wait_for("New run");
+    tui.keys(&["-l", "cat"]);
+    tui.keys(&["Tab"]);
+    tui.keys(&["-l", "in.txt"]);
+    tui.keys(&["Enter"]);
+    let screen = tui.wait_for("stdin file in.txt leads out");
+    assert!(!screen.contains("HOST-SECRET"), "{screen}");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!tui.screen().contains("HOST-SECRET"));
+    tui.keys(&["q"]);
+    tui.wait_for("SUBRT-EXITED");
+}
+
 #[test]
 fn n_starts_a_run_and_r_runs_it_again() {
     if !tmux_available() {

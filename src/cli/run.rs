@@ -117,21 +117,14 @@ pub(super) async fn run(config: &Config, args: RunArgs) -> Result<i32> {
         // A file in the submission's folder must stay in it (a link there
         // to a host file is refused); the operator's own files are read as
         // named.
-        Some(path) => {
-            let path = std::path::absolute(path).unwrap_or_else(|_| path.clone());
-            let path = subrt::runtime::beneath::lexical(&path);
-            let data = match subrt::runtime::beneath::relative_to(&working_dir, &path) {
-                Some(relative) => subrt::runtime::beneath::read(
-                    &working_dir,
-                    &relative,
-                    subrt::batch::MAX_STDIN_BYTES,
-                )
-                .map_err(|e| eyre!("stdin file: {e}"))?,
-                None => std::fs::read(&path)
-                    .wrap_err_with(|| format!("cannot read stdin file {}", path.display()))?,
-            };
-            Some(Bytes::from(data))
-        }
+        Some(path) => Some(Bytes::from(
+            subrt::runtime::beneath::read_in_submission(
+                &working_dir,
+                path,
+                subrt::batch::MAX_STDIN_BYTES,
+            )
+            .map_err(|e| eyre!("stdin file: {e}"))?,
+        )),
     };
 
     // Handlers first: a signal must never find a command running without them.

@@ -170,6 +170,45 @@ pub fn resolve_in_submission(submission: &Path, path: &Path) -> Result<PathBuf, 
     }
 }
 
+/// Reads a file the operator named for a submission (its stdin, say), up
+/// to `limit` bytes, with `submission` the submission's folder: a path
+/// inside that folder (relative to it, or absolute under it) is read
+/// beneath it (a link there leading out is refused: the folder is the
+/// submission's, and the bytes go to it); any other path is the operator's
+/// own file, read as named.
+///
+/// # Errors
+///
+/// A path inside the folder that leads out of it; a file that cannot be
+/// read or is larger than `limit`.
+pub fn read_in_submission(
+    submission: &Path,
+    path: &Path,
+    limit: u64,
+) -> Result<Vec<u8>, BeneathError> {
+    let path = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    match relative_to(submission, &lexical(&path)) {
+        Some(relative) if !relative.starts_with("..") => read(submission, &relative, limit),
+        _ => {
+            let io = |source| BeneathError::Io {
+                path: path.clone(),
+                source,
+            };
+            let file = File::open(&path).map_err(io)?;
+            let mut data = Vec::new();
+            file.take(limit.saturating_add(1))
+                .read_to_end(&mut data)
+                .map_err(io)?;
+            if data.len() as u64 > limit {
+                return Err(io(std::io::Error::other(format!(
+                    "larger than {limit} bytes"
+                ))));
+            }
+            Ok(data)
+        }
+    }
+}
+
 /// `path` with `.` and `..` taken away lexically (`a/../b` is `b`; a `..`
 /// with nothing before it stays).
 pub fn lexical(path: &Path) -> PathBuf {

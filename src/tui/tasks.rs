@@ -15,6 +15,7 @@ use super::replay::Replay;
 use super::sanitize::PlainText;
 use super::session::{self, Output, Process, Session, short_id};
 use super::store_watch::StoreNews;
+use crate::batch::MAX_STDIN_BYTES;
 use crate::runlog::{self, Body, ExportFormat, RunSummary, RunlogWriter, StoreLimits, StreamTag};
 use crate::runtime::StreamKind;
 use crate::runtime::leftovers::{self, ManagedContainer};
@@ -359,12 +360,18 @@ async fn list_leftovers() -> Result<Vec<ManagedContainer>, String> {
 
 /// Starts `run`, recorded in `store`.
 async fn launch(run: &Launch, store: &StoreAt) -> Result<Started, String> {
+    // As `subrt run --stdin` reads it: a link in the submission's folder
+    // that leads out of it is refused, never followed to a host file.
     let stdin = match &run.stdin {
-        Some(path) => Some(
-            tokio::fs::read(path)
-                .await
-                .map_err(|e| format!("cannot read the stdin file {}: {e}", path.display()))?,
-        ),
+        Some(path) => {
+            let (dir, path) = (run.working_dir.clone(), path.clone());
+            let read = tokio::task::spawn_blocking(move || {
+                crate::runtime::beneath::read_in_submission(&dir, &path, MAX_STDIN_BYTES)
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+            Some(read.map_err(|e| format!("stdin file {e}"))?)
+        }
         None => None,
     };
     let mut launch = LaunchSpec::new(run.spec.clone(), run.working_dir.clone());
