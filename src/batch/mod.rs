@@ -538,13 +538,7 @@ impl Job {
         launch.static_assets = submission
             .assets
             .iter()
-            .map(|(name, path)| {
-                let asset = StaticAsset {
-                    path: path.clone(),
-                    save_path: PathBuf::from(name),
-                };
-                (name.clone(), asset)
-            })
+            .map(|(name, path)| StaticAsset::named(name, path.clone()))
             .collect();
         launch.labels = submission.labels.clone();
         launch

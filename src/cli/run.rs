@@ -146,11 +146,7 @@ pub(super) async fn run(config: &Config, args: RunArgs) -> Result<i32> {
         .map(|(name, path)| {
             // Relative to where subrt was started, as a user reads it.
             let path = std::path::absolute(path).unwrap_or_else(|_| PathBuf::from(path));
-            let asset = subrt::runtime::StaticAsset {
-                path,
-                save_path: PathBuf::from(name),
-            };
-            (name.clone(), asset)
+            subrt::runtime::StaticAsset::named(name, path)
         })
         .collect();
     if let Some(name) = &args.name {

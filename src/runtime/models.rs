@@ -110,6 +110,19 @@ pub struct StaticAsset {
     pub save_path: PathBuf,
 }
 
+impl StaticAsset {
+    /// The file at `path`, kept under its `name` (as `subrt run --asset
+    /// NAME=PATH` and a batch file's `assets` give them): `name` and the
+    /// asset, for [`LaunchSpec::static_assets`].
+    pub fn named(name: &str, path: PathBuf) -> (String, Self) {
+        let asset = Self {
+            path,
+            save_path: PathBuf::from(name),
+        };
+        (name.to_owned(), asset)
+    }
+}
+
 /// One command to run.
 #[derive(Debug, Clone)]
 pub struct ExecRequest {
