@@ -215,8 +215,10 @@ extern "C" fn init_entry(arg: *mut libc::c_void) -> libc::c_int {
     // SAFETY: only system calls, as the module's rules say.
     unsafe {
         // Handlers of subrt's are not the init's: reset, while every signal
-        // is still blocked (the maker's mask, inherited).
-        for signal in 1..libc::SIGRTMAX() {
+        // is still blocked (the maker's mask, inherited). Not glibc's own
+        // two (32 and 33): it refuses them, writing an `errno` the maker's
+        // thread may be reading.
+        for signal in (1..32).chain(libc::SIGRTMIN()..=libc::SIGRTMAX()) {
             if signal != libc::SIGKILL && signal != libc::SIGSTOP {
                 libc::signal(signal, libc::SIG_DFL);
             }
