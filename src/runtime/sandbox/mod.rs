@@ -275,8 +275,10 @@ impl Sandbox {
     ///
     /// # Errors
     ///
-    /// Not root; a path of the layout that cannot be used; the kernel's
-    /// refusal of a step (named).
+    /// Not root and asking for limits only a cgroup keeps; not root where
+    /// the kernel refuses a user namespace (its settings named); a path of
+    /// the layout that cannot be used; the kernel's refusal of a step
+    /// (named).
     pub fn create(spec: &SandboxSpec, run_id: &str) -> Result<Self, SandboxError> {
         // SAFETY: geteuid and getegid have no preconditions.
         let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
