@@ -118,9 +118,14 @@ pub fn open(root: &Path, path: &Path) -> Result<File, BeneathError> {
 ///
 /// As [`open`], and a file larger than `limit`.
 pub fn read(root: &Path, path: &Path, limit: u64) -> Result<Vec<u8>, BeneathError> {
-    let file = open(root, path)?;
+    read_whole(open(root, path)?, &root.join(path), limit)
+}
+
+/// All of `file` (at `path`, for errors), refused when it is a folder or
+/// larger than `limit`.
+fn read_whole(file: File, path: &Path, limit: u64) -> Result<Vec<u8>, BeneathError> {
     let io = |source| BeneathError::Io {
-        path: root.join(path),
+        path: path.to_owned(),
         source,
     };
     if file.metadata().map_err(io)?.is_dir() {
@@ -190,21 +195,11 @@ pub fn read_in_submission(
     match relative_to(submission, &lexical(&path)) {
         Some(relative) if !relative.starts_with("..") => read(submission, &relative, limit),
         _ => {
-            let io = |source| BeneathError::Io {
+            let file = File::open(&path).map_err(|source| BeneathError::Io {
                 path: path.clone(),
                 source,
-            };
-            let file = File::open(&path).map_err(io)?;
-            let mut data = Vec::new();
-            file.take(limit.saturating_add(1))
-                .read_to_end(&mut data)
-                .map_err(io)?;
-            if data.len() as u64 > limit {
-                return Err(io(std::io::Error::other(format!(
-                    "larger than {limit} bytes"
-                ))));
-            }
-            Ok(data)
+            })?;
+            read_whole(file, &path, limit)
         }
     }
 }

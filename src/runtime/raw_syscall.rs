@@ -1,7 +1,53 @@
 //! System calls for children that share subrt's memory (`CLONE_VM`): such
 //! a child shares the `errno` of the thread that made it, which libc's
 //! wrappers write on failure while that thread runs on. [`raw`] makes a
-//! call and leaves `errno` alone.
+//! call and leaves `errno` alone; [`clone_with_signals_blocked`] makes such
+//! a child so that no handler of subrt's can run in it.
+
+use std::io;
+
+/// The function a child made by [`clone_with_signals_blocked`] runs.
+pub(crate) type ChildMain = extern "C" fn(*mut libc::c_void) -> libc::c_int;
+
+/// `clone(main, stack_top, flags, arg)` with every signal blocked in the
+/// calling thread across it, so that the child starts with all of them
+/// blocked: a handler of subrt's, run in a child that shares subrt's
+/// memory, would act on subrt's state. The child resets the handlers
+/// before it unblocks any, or never unblocks them. The caller's mask is
+/// put back before this returns.
+///
+/// # Errors
+///
+/// The clone failed.
+///
+/// # Safety
+///
+/// As `clone(2)` with these arguments: `stack_top` is the top of memory the
+/// child may use as its stack for as long as it runs there, and `main`
+/// only touches what stays valid meanwhile.
+pub(crate) unsafe fn clone_with_signals_blocked(
+    main: ChildMain,
+    stack_top: *mut libc::c_void,
+    flags: libc::c_int,
+    arg: *mut libc::c_void,
+) -> io::Result<libc::pid_t> {
+    // SAFETY: sigset_t is plain data; the calls fill it and set this
+    // thread's mask, which is put back below; the clone is as the caller
+    // promises.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&raw mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &raw const all, &raw mut old);
+        let pid = libc::clone(main, stack_top, flags, arg);
+        let clone_error = io::Error::last_os_error();
+        libc::pthread_sigmask(libc::SIG_SETMASK, &raw const old, std::ptr::null_mut());
+        match pid {
+            -1 => Err(clone_error),
+            pid => Ok(pid),
+        }
+    }
+}
 
 /// A system call that leaves `errno` alone: returns `-errno` on failure.
 ///

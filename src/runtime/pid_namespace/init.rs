@@ -31,7 +31,7 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use super::InitSetup;
-use crate::runtime::raw_syscall::{close_range, raw};
+use crate::runtime::raw_syscall::{clone_with_signals_blocked, close_range, raw};
 
 /// Bytes of an init's stack: its setup and loop make system calls only
 /// (the largest frame is a sandbox setup's 1 KiB table of descriptors).
@@ -139,31 +139,17 @@ pub(super) fn start(
         ready: ready_write.as_raw_fd(),
         go: go.as_ref().map_or(-1, |(read, _)| read.as_raw_fd()),
     };
-    // SAFETY: sigset_t is plain data; the calls fill it and set this
-    // thread's mask, which is put back below.
-    let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
-    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
-    unsafe {
-        libc::sigfillset(&raw mut all);
-        libc::pthread_sigmask(libc::SIG_SETMASK, &raw const all, &raw mut old);
-    }
     // SAFETY: the child runs `init_entry` on its own stack and reads
     // `start` only until it closes `ready`, which this thread waits for
     // below while `start` lives.
     let pid = unsafe {
-        libc::clone(
+        clone_with_signals_blocked(
             init_entry,
             stack.top(),
             libc::CLONE_VM | libc::CLONE_NEWPID | extra | libc::SIGCHLD,
             (&raw const start).cast_mut().cast(),
         )
-    };
-    let clone_error = io::Error::last_os_error();
-    // SAFETY: putting back the mask saved above.
-    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &raw const old, std::ptr::null_mut()) };
-    if pid == -1 {
-        return Err(clone_error);
-    }
+    }?;
     drop(ready_write);
     if let (Some(setup), Some((_, go_write))) = (setup, &go) {
         let mapped = setup.map_ids(pid);

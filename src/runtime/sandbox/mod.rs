@@ -573,31 +573,17 @@ fn mapping_namespace(inside: (u32, u32), outside: (u32, u32)) -> io::Result<Owne
     let mut stack = vec![0u8; 16 * 1024];
     let top = stack.as_mut_ptr().wrapping_add(stack.len());
     let top = top.wrapping_sub(top as usize % 16);
-    // SAFETY: sigset_t is plain data; the calls fill it and set this
-    // thread's mask, which is put back below. The child keeps the full
-    // mask: no handler of subrt's ever runs in it.
-    let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
-    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
-    unsafe {
-        libc::sigfillset(&raw mut all);
-        libc::pthread_sigmask(libc::SIG_SETMASK, &raw const all, &raw mut old);
-    }
     // SAFETY: the child runs `hold` on `stack`, which lives until the child
-    // is reaped below, and touches nothing else of this memory.
+    // is reaped below, and touches nothing else of this memory. It keeps
+    // every signal blocked: no handler of subrt's ever runs in it.
     let pid = unsafe {
-        libc::clone(
+        crate::runtime::raw_syscall::clone_with_signals_blocked(
             hold,
             top.cast(),
             libc::CLONE_VM | libc::CLONE_NEWUSER | libc::SIGCHLD,
             std::ptr::null_mut(),
         )
-    };
-    let clone_error = io::Error::last_os_error();
-    // SAFETY: putting back the mask saved above.
-    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &raw const old, std::ptr::null_mut()) };
-    if pid == -1 {
-        return Err(clone_error);
-    }
+    }?;
     let made = (|| {
         // An idmapped mount reads an id on disk as an id inside its
         // namespace: the owner's ids inside are the sandbox user's outside.

@@ -19,6 +19,8 @@ use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
+use crate::runtime::raw_syscall::{ChildMain, clone_with_signals_blocked};
+
 /// What the child does before it runs the program.
 pub(crate) struct ChildSetup<'a> {
     /// Namespaces to enter (`setns` descriptor and type), in order.
@@ -138,7 +140,7 @@ pub(crate) fn spawn(program: &Program, setup: &ChildSetup<'_>) -> io::Result<lib
         joined: false,
         child_stack: top(STACK / 2),
     };
-    let (entry, flags): (extern "C" fn(*mut libc::c_void) -> libc::c_int, _) = if through_helper {
+    let (entry, flags): (ChildMain, _) = if through_helper {
         (helper, libc::SIGCHLD)
     } else {
         (child, libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD)
@@ -146,33 +148,20 @@ pub(crate) fn spawn(program: &Program, setup: &ChildSetup<'_>) -> io::Result<lib
     let entry_stack = top(STACK);
     // Signals stay blocked until the child has reset their handlers: a
     // handler of subrt's must never run in it.
-    // SAFETY: sigset_t is plain data; the calls fill it and set this
-    // thread's mask, which is put back below.
-    let mut all: libc::sigset_t = unsafe { std::mem::zeroed() };
-    let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
-    unsafe {
-        libc::sigfillset(&raw mut all);
-        libc::pthread_sigmask(libc::SIG_SETMASK, &raw const all, &raw mut old);
-    }
     // SAFETY: the child runs `entry` on its own stack and only reads
     // `start`, which outlives it: a `child` shares this memory until its
     // execve or _exit (CLONE_VFORK holds this thread until then); a helper
     // has a copy of it.
     let pid = unsafe {
-        libc::clone(
+        clone_with_signals_blocked(
             entry,
             entry_stack,
             flags,
             (&raw const start).cast_mut().cast(),
         )
     };
-    let clone_error = io::Error::last_os_error();
-    // SAFETY: putting back the mask saved above.
-    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &raw const old, std::ptr::null_mut()) };
     drop(stack);
-    if pid == -1 {
-        return Err(clone_error);
-    }
+    let pid = pid?;
     drop(report_write);
     // Records until end-of-file (every copy of the write end is closed on
     // exec or exit): a failure (step, errno), a helper's (PID_RECORD, pid).
