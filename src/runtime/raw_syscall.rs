@@ -5,6 +5,22 @@
 //! a child so that no handler of subrt's can run in it.
 
 use std::io;
+use std::os::fd::{FromRawFd, OwnedFd};
+
+/// A pipe whose ends close on exec: (read, write).
+///
+/// # Errors
+///
+/// The kernel's refusal (out of descriptors).
+pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut ends = [0; 2];
+    // SAFETY: pipe2 writes two fds into the array.
+    if unsafe { libc::pipe2(ends.as_mut_ptr(), libc::O_CLOEXEC) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both fds were just made and are owned here.
+    Ok(unsafe { (OwnedFd::from_raw_fd(ends[0]), OwnedFd::from_raw_fd(ends[1])) })
+}
 
 /// The function a child made by [`clone_with_signals_blocked`] runs.
 pub(crate) type ChildMain = extern "C" fn(*mut libc::c_void) -> libc::c_int;

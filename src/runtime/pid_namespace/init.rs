@@ -28,10 +28,10 @@
 //! - Its stack is unmapped only once it has been reaped.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
 
 use super::InitSetup;
-use crate::runtime::raw_syscall::{clone_with_signals_blocked, close_range, raw};
+use crate::runtime::raw_syscall::{clone_with_signals_blocked, close_range, pipe, raw};
 
 /// Bytes of an init's stack: its setup and loop make system calls only
 /// (the largest frame is a sandbox setup's 1 KiB table of descriptors).
@@ -177,17 +177,6 @@ pub(super) fn start(
         return Err(io::Error::new(cause.kind(), format!("{step}: {cause}")));
     }
     Ok((pid, stack))
-}
-
-/// A pipe whose ends close on exec: (read, write).
-fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut ends = [0; 2];
-    // SAFETY: pipe2 writes two fds into the array.
-    if unsafe { libc::pipe2(ends.as_mut_ptr(), libc::O_CLOEXEC) } == -1 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: both fds were just made and are owned here.
-    Ok(unsafe { (OwnedFd::from_raw_fd(ends[0]), OwnedFd::from_raw_fd(ends[1])) })
 }
 
 /// Where the init starts: its setup, then [`init_main`].

@@ -307,14 +307,7 @@ impl Keeper {
     fn start() -> io::Result<Self> {
         // The lifeline: the keeper keeps the write end for good; an init sees
         // end-of-file on the read end once no process holds it (subrt died).
-        let mut ends = [0; 2];
-        // SAFETY: pipe2 writes two fds into the array.
-        if unsafe { libc::pipe2(ends.as_mut_ptr(), libc::O_CLOEXEC) } == -1 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: both fds were just made and are owned here.
-        let (read_end, write_end) =
-            unsafe { (OwnedFd::from_raw_fd(ends[0]), OwnedFd::from_raw_fd(ends[1])) };
+        let (read_end, write_end) = super::raw_syscall::pipe()?;
         // SAFETY: eventfd has no pointer arguments.
         let wake = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
         if wake == -1 {

@@ -609,7 +609,7 @@ fn mapping_namespace(inside: (u32, u32), outside: (u32, u32)) -> io::Result<Owne
 /// A pipe for a child's output: the read end (subrt's) non-blocking, for
 /// tokio; the write end (the child's) blocking. Both close on exec.
 pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-    let (read, write) = raw_pipe()?;
+    let (read, write) = crate::runtime::raw_syscall::pipe()?;
     set_nonblocking(&read)?;
     Ok((read, write))
 }
@@ -619,19 +619,9 @@ pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
 /// tokio. A child given a non-blocking stdin fails its first read that
 /// comes before the data (`EAGAIN`).
 pub(crate) fn stdin_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-    let (read, write) = raw_pipe()?;
+    let (read, write) = crate::runtime::raw_syscall::pipe()?;
     set_nonblocking(&write)?;
     Ok((read, write))
-}
-
-fn raw_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut ends = [0; 2];
-    // SAFETY: pipe2 writes two fds into the array.
-    if unsafe { libc::pipe2(ends.as_mut_ptr(), libc::O_CLOEXEC) } == -1 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: both fds were just made and are owned here.
-    Ok(unsafe { (OwnedFd::from_raw_fd(ends[0]), OwnedFd::from_raw_fd(ends[1])) })
 }
 
 fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {

@@ -17,9 +17,9 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
 
-use crate::runtime::raw_syscall::{ChildMain, clone_with_signals_blocked};
+use crate::runtime::raw_syscall::{ChildMain, clone_with_signals_blocked, pipe};
 
 /// What the child does before it runs the program.
 pub(crate) struct ChildSetup<'a> {
@@ -110,18 +110,7 @@ const PID_RECORD: i32 = -1;
 /// The clone failed, or the child failed before its `execve` (the step and
 /// the kernel's reason are said).
 pub(crate) fn spawn(program: &Program, setup: &ChildSetup<'_>) -> io::Result<libc::pid_t> {
-    let mut report = [0; 2];
-    // SAFETY: pipe2 writes two fds into the array.
-    if unsafe { libc::pipe2(report.as_mut_ptr(), libc::O_CLOEXEC) } == -1 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: both fds were just made and are owned here.
-    let (report_read, report_write) = unsafe {
-        (
-            OwnedFd::from_raw_fd(report[0]),
-            OwnedFd::from_raw_fd(report[1]),
-        )
-    };
+    let (report_read, report_write) = pipe()?;
     let mut stack = vec![0u8; STACK];
     // A user namespace is joined by a helper (see the module's doc).
     let through_helper = setup
