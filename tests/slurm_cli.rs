@@ -161,3 +161,87 @@ fn specs_says_the_cluster_answers_and_what_contains_a_session() {
     let listing = String::from_utf8_lossy(&broken.run(&["specs"]).stdout).into_owned();
     assert!(listing.contains("no partition `gpu-nowhere`"), "{listing}");
 }
+
+/// A folder with an `srun` that runs the real one with its stdout passed
+/// through `relay` (a shell pipeline stage): a link that is slow, or lost,
+/// for one stream. The real one stays where `which` finds it.
+fn srun_whose_stdout_goes_through(relay: &str) -> tempfile::TempDir {
+    let real = String::from_utf8(
+        std::process::Command::new("sh")
+            .args(["-c", "command -v srun"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let shim = dir.path().join("srun");
+    std::fs::write(
+        &shim,
+        format!("#!/bin/bash\nexec {} \"$@\" > >({relay})\n", real.trim()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&shim, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    dir
+}
+
+fn path_with(dir: &std::path::Path) -> std::ffi::OsString {
+    let mut dirs = vec![dir.to_path_buf()];
+    dirs.extend(std::env::split_paths(&std::env::var_os("PATH").unwrap()));
+    std::env::join_paths(dirs).unwrap()
+}
+
+/// srun forwards stdout and stderr apart: the command's status (on stderr)
+/// can come while the tail of its stdout is still on the way. Here stdout
+/// comes half a second late; the run waits for it and has all of it.
+#[test]
+fn stdout_that_comes_after_the_status_is_read_whole() {
+    if !cluster() {
+        return;
+    }
+    let project = Project::with_config(CONFIG);
+    let shim = srun_whose_stdout_goes_through("sleep 0.5; exec cat");
+    let out = project
+        .cmd(&[
+            "run",
+            "--",
+            "head -c 70000 /dev/zero | tr '\\0' x; echo done >&2",
+        ])
+        .env("PATH", path_with(shim.path()))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "stderr: {stderr}");
+    assert_eq!(out.stdout.len(), 70_000, "stderr: {stderr}");
+    assert!(
+        out.stdout.iter().all(|&b| b == b'x'),
+        "no record left in it"
+    );
+}
+
+/// A step whose stdout never reaches subrt (a link that drops it): the
+/// command exited 0, but its output is not known whole, so the run is not a
+/// success and says why.
+#[test]
+fn stdout_cut_short_is_never_a_success() {
+    if !cluster() {
+        return;
+    }
+    let project = Project::with_config(CONFIG);
+    let shim = srun_whose_stdout_goes_through("exec cat >/dev/null");
+    let out = project
+        .cmd(&["run", "--", "echo hello"])
+        .env("PATH", path_with(shim.path()))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "stderr: {stderr}");
+    assert!(stderr.contains("output lost"), "stderr: {stderr}");
+    let run = &project.run_ids()[0];
+    let listed = project.run(&["ls", "--json"]);
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed.contains(run.as_str()) && listed.contains("output lost"),
+        "{listed}"
+    );
+}

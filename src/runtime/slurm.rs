@@ -62,6 +62,10 @@ use crate::spec::{EnvironmentSpec, SlurmConfig};
 const HOLDER: &str = "echo \"$SLURM_JOB_ID $SLURM_JOB_NODELIST\"; exec cat >/dev/null";
 /// How long the cluster's tools may take to answer a check.
 const TOOL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long after a command's status the end of its stdout may come (srun
+/// forwards stdout and stderr apart; under load seconds apart). Said in
+/// the result's reason ("30 s") when it passes.
+const STDOUT_END_WAIT: Duration = Duration::from_secs(30);
 
 /// Runs commands as steps of a Slurm allocation.
 #[derive(Debug)]
@@ -604,6 +608,9 @@ impl Runner for Inner {
         };
         let (status_tx, mut status_rx) = oneshot::channel();
         let stderr = StatusFilter::new(stderr, &self.nonce, status_tx);
+        // The same record on stdout marks its end (see `slurm_status`).
+        let (stdout_end_tx, mut stdout_end) = oneshot::channel();
+        let stdout = StatusFilter::new(stdout, &self.nonce, stdout_end_tx);
         let stdin = stdin.zip(child.stdin.take());
         let io = ProcessIo::start(stdout, stderr, stdin, phase, tx, captures);
 
@@ -640,16 +647,43 @@ impl Runner for Inner {
             }
         }
         let killed = timed_out || cancel.is_cancelled() || self.lifecycle().killed(epoch);
+        // The status came on stderr; stdout is whole once its own record
+        // has come too (or it ended without one: cut short).
+        let (mut stdout_whole, mut waited_out) = (false, false);
+        if matches!(ended, Ended::Command(_)) && !killed {
+            tokio::select! {
+                end = &mut stdout_end => stdout_whole = end.is_ok(),
+                () = tokio::time::sleep(STDOUT_END_WAIT) => waited_out = true,
+            }
+        }
         let [out_capture, err_capture] = io.finish(killed).await;
         // srun can end before the reader of stderr has come to the record:
         // the wrapper exits (with 0) as soon as it wrote it, when nothing
         // lingers. Read to its end now, stderr has given the record up if
-        // it held one; without this an `exit 7` read as 0.
+        // it held one; without this an `exit 7` read as 0. The same for
+        // stdout's record.
         let ended = match (ended, status_rx.try_recv()) {
             (Ended::Srun(_), Ok(status)) => Ended::Command(status),
             (ended, _) => ended,
         };
+        stdout_whole |= stdout_end.try_recv().is_ok();
+        let stdout_cut =
+            (matches!(ended, Ended::Command(_)) && !killed && !stdout_whole).then(|| {
+                if waited_out {
+                    "did not come to its end within 30 s of the command's status"
+                } else {
+                    "ended without the step's end record"
+                }
+            });
         let exit = match ended {
+            Ended::Command(status) if let Some(cut) = stdout_cut => Exit::lost(
+                format!(
+                    "output lost: the command exited {}, but its stdout {cut}; what was read \
+                     of it may be cut short",
+                    status.code,
+                ),
+                false,
+            ),
             Ended::Command(status) => {
                 let mut exit = Exit::from_shell_code(status.code, timed_out);
                 if status.oom_kills > 0 && !killed {
@@ -673,7 +707,11 @@ impl Runner for Inner {
             }
             Ended::Lost(reason) => Exit::lost(reason, false),
         };
-        if let Some(reason) = &exit.lost {
+        if let Some(reason) = exit.lost.as_ref().filter(|_| stdout_cut.is_some()) {
+            // The step said how the command ended: the node is there.
+            let note = format!("slurm: {line:?} on node {}: {reason}", self.job.node);
+            let _ = tx.send(RuntimeEvent::Note(note)).await;
+        } else if let Some(reason) = &exit.lost {
             let note = format!(
                 "slurm: {line:?} on node {}: {reason}; its exit status is not known",
                 self.job.node

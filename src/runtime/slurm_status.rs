@@ -3,10 +3,16 @@
 //! A step ends when its task does, and takes every process of its cgroup
 //! with it; but a command's background processes must outlive the command
 //! (the contract). So the step's task is [`WRAPPER`]: it runs the command,
-//! writes its exit status to stderr between two `\x1e` (record separator)
-//! bytes with a nonce no command can guess, then stays until the step holds
-//! no other process. [`StatusFilter`] takes that record out of the stderr
-//! bytes and hands the status over.
+//! writes its exit status to stdout and to stderr between two `\x1e`
+//! (record separator) bytes with a nonce no command can guess, then stays
+//! until the step holds no other process. [`StatusFilter`] takes that
+//! record out of each stream's bytes and hands the status over.
+//!
+//! The record on stdout is the stream's end: srun forwards the two streams
+//! apart, and the status on stderr can come while the tail of stdout is
+//! still on its way. A stream's bytes before its record are the command's
+//! whole output to it (bar its background processes'); a stream that ends
+//! without the record was cut short.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -50,7 +56,9 @@ o=$n
 if [ $# -gt 0 ]; then "$shell" -c "$line" sh "$@"; else "$shell" -c "$line"; fi
 s=$?
 ooms
-printf '\036subrt-exit-%s:%s:%s\036' "$nonce" "$s" "$((n - o))" >&2
+record='\036subrt-exit-%s:%s:%s\036'
+printf "$record" "$nonce" "$s" "$((n - o))"
+printf "$record" "$nonce" "$s" "$((n - o))" >&2
 while [ -r "$p" ]; do
   n=0
   while read -r pid; do [ "$pid" = "$$" ] || n=$((n + 1)); done < "$p"
@@ -70,7 +78,7 @@ pub(crate) struct StepStatus {
     pub oom_kills: u64,
 }
 
-/// Stderr of a step with the status record taken out.
+/// A step's stdout or stderr with the status record taken out.
 pub(crate) struct StatusFilter<R> {
     inner: R,
     /// `\x1esubrt-exit-<nonce>:`
