@@ -667,13 +667,11 @@ impl Runner for Inner {
             (ended, _) => ended,
         };
         stdout_whole |= stdout_end.try_recv().is_ok();
-        let stdout_cut =
-            (matches!(ended, Ended::Command(_)) && !killed && !stdout_whole).then(|| {
-                if waited_out {
-                    "did not come to its end within 30 s of the command's status"
-                } else {
-                    "ended without the step's end record"
-                }
+        let stdout_cut = (matches!(ended, Ended::Command(_)) && !killed && !stdout_whole)
+            .then_some(if waited_out {
+                "did not come to its end within 30 s of the command's status"
+            } else {
+                "ended without the step's end record"
             });
         let exit = match ended {
             Ended::Command(status) if let Some(cut) = stdout_cut => Exit::lost(
