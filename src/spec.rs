@@ -424,6 +424,10 @@ pub struct DockerConfig {
     /// Docker daemon to use instead of `DOCKER_HOST` or the local socket.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
+    /// Start commands through subrt's agent, the container's init, where
+    /// the daemon runs on this host (`false`: always `docker exec`).
+    #[serde(default = "default_true", skip_serializing_if = "is_true")]
+    pub agent: bool,
 }
 
 impl DockerConfig {
@@ -443,6 +447,7 @@ impl DockerConfig {
             cpus: None,
             pids_limit: None,
             host: None,
+            agent: true,
         }
     }
 }
@@ -537,6 +542,10 @@ fn mounts_list_or_map<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Moun
         }
     }
     d.deserialize_any(Mounts)
+}
+
+fn is_true(value: &bool) -> bool {
+    *value
 }
 
 fn default_true() -> bool {

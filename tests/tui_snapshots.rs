@@ -597,6 +597,7 @@ fn timed_log_named(dir: &std::path::Path, run_id: &str) -> PathBuf {
         max_run_bytes: Some(1 << 30),
         labels: Default::default(),
         slurm_job: None,
+        commands_start: None,
     };
     let run = dir.join(run_id);
     std::fs::create_dir_all(&run).unwrap();

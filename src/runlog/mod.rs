@@ -124,6 +124,10 @@ pub struct Header {
     /// The Slurm allocation (Slurm runs): job id and node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slurm_job: Option<crate::runtime::SlurmJob>,
+    /// How commands start, where the runtime has more than one way (Docker:
+    /// `subrt-agent`, or `docker exec (why)`), as the session began.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commands_start: Option<String>,
 }
 
 /// One line after the header.

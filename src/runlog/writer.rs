@@ -157,6 +157,7 @@ impl RunlogWriter {
             owner: Owner::this_process(),
             container_id: runtime.container_id.clone(),
             slurm_job: runtime.slurm_job.clone(),
+            commands_start: runtime.commands_start.clone(),
             containment: Some(runtime.containment),
             max_run_bytes: Some(max_run_bytes),
             labels: launch.labels.clone(),

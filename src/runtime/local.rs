@@ -351,6 +351,7 @@ impl SubmissionRuntime for LocalRuntime {
                 .map(PidNamespace::init_pid)
                 .or_else(|| processes.sandbox.as_ref().map(Sandbox::init_pid)),
             slurm_job: None,
+            commands_start: None,
         }
     }
 }

@@ -657,6 +657,9 @@ pub struct RuntimeInfo {
     pub init_pid: Option<u32>,
     /// The session's allocation (Slurm).
     pub slurm_job: Option<SlurmJob>,
+    /// How the session's commands start, where a runtime has more than one
+    /// way (Docker: through subrt's agent, or `docker exec` and why).
+    pub commands_start: Option<String>,
 }
 
 /// A Slurm allocation holding a session.

@@ -946,6 +946,7 @@ impl SubmissionRuntime for SlurmRuntime {
             containment: Containment::SlurmStep,
             init_pid: None,
             slurm_job: Some(self.inner.job.clone()),
+            commands_start: None,
         }
     }
 }

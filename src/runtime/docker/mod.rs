@@ -23,10 +23,14 @@
 //! Containers carry the labels in [`labels`], so that `subrt gc` can find
 //! the ones whose owning process is gone (see [`super::leftovers`]).
 
+mod agent;
+mod agent_protocol;
 mod daemon;
 mod files;
 mod settings;
+mod through_agent;
 
+pub use agent::{Path as CommandPath, path_for as command_path};
 pub use daemon::{DEFAULT_HOST, connect, daemon_message, kill, remove};
 pub use settings::labels;
 
@@ -83,6 +87,11 @@ struct Inner {
     /// Asset name to its path inside the container.
     assets: BTreeMap<String, String>,
     body: ContainerCreateBody,
+    /// The same container with the agent as its init, while commands take
+    /// that path (`None` once a container's agent failed to come up).
+    agent_body: Mutex<Option<ContainerCreateBody>>,
+    /// How commands start: `subrt-agent`, or `docker exec (why)`.
+    commands_start: Mutex<String>,
     life: Mutex<Lifecycle>,
     container: Mutex<Container>,
 }
@@ -104,6 +113,29 @@ struct Container {
     /// The running container's cgroup, when the daemon runs on this host:
     /// what each command costs is read there.
     cgroup: Option<Cgroup>,
+    /// The connection to the running container's agent, when its commands
+    /// start through it (it is then the lifeline, and `lifeline` is
+    /// `None`).
+    agent: Option<Arc<agent::Link>>,
+    /// Users of the running container, resolved in its `/etc/passwd`.
+    users: BTreeMap<String, UserIds>,
+}
+
+/// Why a container was not made.
+enum Made {
+    /// Its agent did not come up: why.
+    AgentDown(String),
+    Failed(RuntimeError),
+}
+
+impl From<RuntimeError> for Made {
+    fn from(e: RuntimeError) -> Self {
+        Made::Failed(e)
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The user commands run as when their request names none, as the seed
@@ -143,15 +175,28 @@ impl RuntimeBackend for DockerRuntime {
         let docker = connect(settings.host.as_deref()).await?;
         let mut notes = ensure_image(&docker, &settings.image).await?;
         let body = container_body(&launch, &settings, &mut notes)?;
-        let default_user = match default_user(&settings, launch.is_evaluation) {
-            Some(user) => Some(user),
-            None => docker
-                .inspect_image(&settings.image)
-                .await
-                .ok()
-                .and_then(|image| image.config)
-                .and_then(|config| config.user)
-                .filter(|user| !user.is_empty()),
+        let image = docker.inspect_image(&settings.image).await.ok();
+        let default_user = default_user(&settings, launch.is_evaluation).or_else(|| {
+            image
+                .as_ref()
+                .and_then(|image| image.config.as_ref())
+                .and_then(|config| config.user.clone())
+                .filter(|user| !user.is_empty())
+        });
+        let mut path = agent::path_for(settings.agent, settings.host.as_deref());
+        let architecture = image.and_then(|image| image.architecture);
+        if let (agent::Path::Agent(_), Some(architecture)) = (&path, &architecture)
+            && !agent::runs_on(architecture)
+        {
+            path = agent::Path::Exec(format!("image {} is {architecture}", settings.image));
+        }
+        let commands_start = match &path {
+            agent::Path::Agent(_) => "subrt-agent".to_owned(),
+            agent::Path::Exec(why) => format!("docker exec ({why})"),
+        };
+        let agent_body = match &path {
+            agent::Path::Agent(executable) => Some(settings::with_agent(body.clone(), executable)),
+            agent::Path::Exec(_) => None,
         };
         let assets = launch
             .static_assets
@@ -168,6 +213,8 @@ impl RuntimeBackend for DockerRuntime {
             environment: launch.environment,
             assets,
             body,
+            agent_body: Mutex::new(agent_body),
+            commands_start: Mutex::new(commands_start),
             life: Mutex::new(Lifecycle::new(notes)),
             container: Mutex::new(Container::default()),
         });
@@ -195,7 +242,35 @@ impl Inner {
     }
 
     /// The running container, made and started if there is none.
+    ///
+    /// With the agent as its init when commands take that path; a
+    /// container whose agent does not come up is removed, and this session
+    /// goes on through `docker exec` (said in a note).
     async fn ensure_container(&self) -> Result<String, RuntimeError> {
+        loop {
+            let agent_body = lock(&self.agent_body).clone();
+            match self.make_container(agent_body.as_ref()).await {
+                Err(Made::AgentDown(why)) => {
+                    *lock(&self.agent_body) = None;
+                    let why = format!(
+                        "the agent did not come up in image {}: {why}",
+                        self.settings.image
+                    );
+                    self.lifecycle()
+                        .notes
+                        .push(format!("docker: {why}; commands start through docker exec"));
+                    *lock(&self.commands_start) = format!("docker exec ({why})");
+                }
+                Err(Made::Failed(e)) => return Err(e),
+                Ok(id) => return Ok(id),
+            }
+        }
+    }
+
+    async fn make_container(
+        &self,
+        agent_body: Option<&ContainerCreateBody>,
+    ) -> Result<String, Made> {
         let name = {
             let mut container = self.container();
             if let Some(id) = &container.id {
@@ -215,19 +290,23 @@ impl Inner {
             )
         };
         let options = CreateContainerOptionsBuilder::default().name(&name).build();
+        let body = agent_body.unwrap_or(&self.body).clone();
         let created = self
             .docker
-            .create_container(Some(options), self.body.clone())
+            .create_container(Some(options), body)
             .await
             .map_err(docker_error(format!(
                 "creating container {name} from {}",
                 self.settings.image
             )))?;
-        // The lifeline: the container's main process waits for end-of-file
-        // on its stdin, which the daemon closes when this connection does
-        // (`stdin_once`), so the container stops when subrt dies.
+        // The lifeline: the container's main process (the agent, or a shell
+        // under docker-init) waits for end-of-file on its stdin, which the
+        // daemon closes when this connection does (`stdin_once`), so the
+        // container stops when subrt dies.
         let options = AttachContainerOptionsBuilder::default()
             .stdin(true)
+            .stdout(agent_body.is_some())
+            .stderr(agent_body.is_some())
             .stream(true)
             .build();
         let lifeline = match self
@@ -238,17 +317,32 @@ impl Inner {
             Ok(lifeline) => lifeline,
             Err(e) => {
                 let _ = remove(&self.docker, &created.id).await;
-                return Err(docker_error(format!("attaching to container {name}"))(e));
+                return Err(docker_error(format!("attaching to container {name}"))(e).into());
             }
         };
         if let Err(e) = self.docker.start_container(&created.id, None).await {
             let _ = remove(&self.docker, &created.id).await;
-            return Err(docker_error(format!("starting container {name}"))(e));
+            return Err(docker_error(format!("starting container {name}"))(e).into());
         }
+        let (lifeline, agent) = match agent_body {
+            None => (Some(lifeline), None),
+            Some(_) => {
+                let AttachContainerResults { output, input } = lifeline;
+                match agent::Link::open(input, output).await {
+                    Ok(link) => (None, Some(Arc::new(link))),
+                    Err(why) => {
+                        let _ = remove(&self.docker, &created.id).await;
+                        return Err(Made::AgentDown(why));
+                    }
+                }
+            }
+        };
         let cgroup = self.cgroup_of(&created.id).await;
         let mut container = self.container();
         container.id = Some(created.id.clone());
-        container.lifeline = Some(lifeline);
+        container.lifeline = lifeline;
+        container.agent = agent;
+        container.users.clear();
         container.oom_reported = false;
         container.cgroup = cgroup;
         Ok(created.id)
@@ -271,6 +365,9 @@ impl Inner {
                 return Ok(());
             };
             container.unremoved.push(id.clone());
+            if let Some(agent) = container.agent.take() {
+                agent.close();
+            }
             (id, container.lifeline.take())
         };
         self.lifecycle().setup_done = false;
@@ -383,27 +480,48 @@ impl Runner for Inner {
             cgroup.reset_peak();
             cgroup.usage()
         });
+        let working_dir = match cwd {
+            Some(cwd) if cwd.starts_with('/') => cwd.to_owned(),
+            Some(cwd) => format!("{}/{cwd}", self.settings.workdir.trim_end_matches('/')),
+            None => self.settings.workdir.clone(),
+        };
+        let argv: Vec<String> = ["/bin/sh", "-c", line]
+            .into_iter()
+            .chain((!args.is_empty()).then_some("sh"))
+            .chain(args.iter().map(String::as_str))
+            .map(str::to_owned)
+            .collect();
+        let user = user
+            .map(str::to_owned)
+            .or_else(|| self.default_user.clone());
+        let agent = self.container().agent.clone();
+        if let Some(agent) = agent {
+            let command = through_agent::Command {
+                container: &container,
+                line,
+                argv,
+                working_dir,
+                user,
+                env,
+                stdin,
+                meter: meter.zip(before),
+                epoch,
+                cancel,
+                scope,
+                phase,
+                deadline,
+                tx,
+            };
+            return self.run_through_agent(&agent, command, captures).await;
+        }
         let options = CreateExecOptions {
             attach_stdin: Some(stdin.is_some()),
             attach_stdout: Some(true),
             attach_stderr: Some(true),
             env: Some(env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
-            cmd: Some(
-                ["/bin/sh", "-c", line]
-                    .into_iter()
-                    .chain((!args.is_empty()).then_some("sh"))
-                    .chain(args.iter().map(String::as_str))
-                    .map(str::to_owned)
-                    .collect(),
-            ),
-            working_dir: Some(match cwd {
-                Some(cwd) if cwd.starts_with('/') => cwd.to_owned(),
-                Some(cwd) => format!("{}/{cwd}", self.settings.workdir.trim_end_matches('/')),
-                None => self.settings.workdir.clone(),
-            }),
-            user: user
-                .map(str::to_owned)
-                .or_else(|| self.default_user.clone()),
+            cmd: Some(argv),
+            working_dir: Some(working_dir),
+            user,
             ..Default::default()
         };
         let started = match self.docker.create_exec(&container, options).await {
@@ -723,6 +841,7 @@ impl SubmissionRuntime for DockerRuntime {
             containment: super::Containment::Container,
             init_pid: None,
             slurm_job: None,
+            commands_start: Some(lock(&self.inner.commands_start).clone()),
         }
     }
 }

@@ -47,6 +47,25 @@ fn normalize(path: &Path) -> PathBuf {
     out
 }
 
+/// `body` with subrt's agent (the host file `executable`, mounted
+/// read-only) as the container's init in place of `docker-init` and the
+/// waiting shell: it reaps, starts commands, and is the lifeline (see
+/// `agent.rs`).
+pub(crate) fn with_agent(mut body: ContainerCreateBody, executable: &Path) -> ContainerCreateBody {
+    body.entrypoint = Some(vec![super::agent::MOUNT_POINT.to_owned()]);
+    body.cmd = Some(vec![]);
+    body.attach_stdout = Some(true);
+    body.attach_stderr = Some(true);
+    let host = body.host_config.get_or_insert_default();
+    host.init = Some(false);
+    host.binds.get_or_insert_default().push(format!(
+        "{}:{}:ro",
+        executable.display(),
+        super::agent::MOUNT_POINT
+    ));
+    body
+}
+
 /// The container to create for `launch`: image, labels, mounts, limits.
 pub(crate) fn container_body(
     launch: &LaunchSpec,
