@@ -1,5 +1,6 @@
 //! Docker runtime costs against the docker CLI, measured in the same run:
-//! an exec through subrt against `docker exec CID true`, and spawn plus
+//! a command through subrt (its agent, the default, and `docker exec` with
+//! `docker.agent = false`) against `docker exec CID true`, and spawn plus
 //! cleanup of a runtime against `docker run --rm IMAGE true`.
 
 #[path = "../tests/common/docker.rs"]
@@ -33,7 +34,7 @@ fn docker_cli(args: &[&str]) -> Duration {
 
 fn row(name: &str, baseline: Duration, measured: Duration) {
     println!(
-        "{name:<40} baseline {:>7.1} ms  subrt {:>7.1} ms  ratio {:.2}",
+        "{name:<70} baseline {:>7.1} ms  subrt {:>7.1} ms  ratio {:.2}",
         baseline.as_secs_f64() * 1e3,
         measured.as_secs_f64() * 1e3,
         baseline.as_secs_f64() / measured.as_secs_f64()
@@ -47,42 +48,51 @@ fn main() {
         .build()
         .unwrap();
     let workspace = tempfile::tempdir().unwrap();
-    let mut spec = EnvironmentSpec::local("bench");
-    spec.kind = "docker".into();
-    spec.docker = Some(DockerConfig::new(image));
-    let launch = || LaunchSpec::new(spec.clone(), workspace.path());
+    let spec_with = |agent: bool| {
+        let mut spec = EnvironmentSpec::local("bench");
+        spec.kind = "docker".into();
+        spec.docker = Some(DockerConfig {
+            agent,
+            ..DockerConfig::new(image)
+        });
+        spec
+    };
+    let launch = |agent: bool| LaunchSpec::new(spec_with(agent), workspace.path());
 
     println!("median of {ROUNDS}; ratio = baseline time / subrt time (above 1: subrt is faster)\n");
-    let runtime = tokio.block_on(spawn_runtime(launch())).unwrap();
-    let container = runtime.info().container_id.unwrap();
-    let cli_exec = median(|| docker_cli(&["exec", &container, "true"]));
-    let subrt_exec = median(|| {
-        let start = Instant::now();
-        let result = tokio
-            .block_on(runtime.execute(ExecRequest::new("true")))
-            .unwrap();
-        assert_eq!(result.exit_code, 0);
-        start.elapsed()
-    });
-    row(
-        "execute(true) vs docker exec CID true",
-        cli_exec,
-        subrt_exec,
-    );
-    tokio.block_on(runtime.cleanup()).unwrap();
-
-    let cli_run = median(|| docker_cli(&["run", "--rm", "--network", "none", image, "true"]));
-    let subrt_lifecycle = median(|| {
-        let start = Instant::now();
-        tokio.block_on(async {
-            let runtime = spawn_runtime(launch()).await.unwrap();
-            runtime.cleanup().await.unwrap();
+    for agent in [true, false] {
+        let runtime = tokio.block_on(spawn_runtime(launch(agent))).unwrap();
+        let path = runtime.info().commands_start.unwrap_or_default();
+        let container = runtime.info().container_id.unwrap();
+        let cli_exec = median(|| docker_cli(&["exec", &container, "true"]));
+        let subrt_exec = median(|| {
+            let start = Instant::now();
+            let result = tokio
+                .block_on(runtime.execute(ExecRequest::new("true")))
+                .unwrap();
+            assert_eq!(result.exit_code, 0);
+            start.elapsed()
         });
-        start.elapsed()
-    });
-    row(
-        "spawn+cleanup vs docker run --rm true",
-        cli_run,
-        subrt_lifecycle,
-    );
+        row(
+            &format!("execute(true), {path} vs docker exec CID true"),
+            cli_exec,
+            subrt_exec,
+        );
+        tokio.block_on(runtime.cleanup()).unwrap();
+
+        let cli_run = median(|| docker_cli(&["run", "--rm", "--network", "none", image, "true"]));
+        let subrt_lifecycle = median(|| {
+            let start = Instant::now();
+            tokio.block_on(async {
+                let runtime = spawn_runtime(launch(agent)).await.unwrap();
+                runtime.cleanup().await.unwrap();
+            });
+            start.elapsed()
+        });
+        row(
+            &format!("spawn+cleanup, {path} vs docker run --rm true"),
+            cli_run,
+            subrt_lifecycle,
+        );
+    }
 }

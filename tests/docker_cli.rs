@@ -328,3 +328,40 @@ fn a_batch_of_twenty_docker_submissions_leaves_no_container() {
         String::from_utf8_lossy(&labelled.stdout)
     );
 }
+
+/// Which way a Docker session's commands start is said before (`specs`)
+/// and kept after (the run log's header): through subrt's agent by
+/// default, `docker exec` with `agent = false`.
+#[test]
+fn specs_and_the_run_log_say_how_commands_start() {
+    for (extra, expected, listed) in [
+        ("", "subrt-agent", "commands start through subrt-agent"),
+        (
+            ", agent = false",
+            "docker exec (docker.agent = false)",
+            "commands start through docker exec (docker.agent = false)",
+        ),
+    ] {
+        let Some(setup) = Setup::new("cli-command-path", extra) else {
+            return;
+        };
+        let specs = setup.run(&["specs"]);
+        let specs = String::from_utf8_lossy(&specs.stdout);
+        assert!(
+            specs.contains(&format!("cli-command-path: {listed}")),
+            "{specs}"
+        );
+        assert!(setup.run(&["run", "--", "true"]).status.success());
+        let run = setup.run_ids().pop().unwrap();
+        let index = setup
+            .dir
+            .path()
+            .join("runs")
+            .join(&run)
+            .join("events.jsonl");
+        let header = std::fs::read_to_string(index).unwrap();
+        let header: serde_json::Value =
+            serde_json::from_str(header.lines().next().unwrap()).unwrap();
+        assert_eq!(header["commands_start"], expected, "{header}");
+    }
+}

@@ -28,13 +28,16 @@ fn workspace() -> std::path::PathBuf {
 
 struct Docker {
     image: &'static str,
+    /// Commands through subrt's agent (the default), or `docker exec`.
+    agent: bool,
     runs: Mutex<Vec<String>>,
 }
 
 impl Docker {
-    fn new() -> Option<Self> {
+    fn new(agent: bool) -> Option<Self> {
         Some(Self {
             image: test_image()?,
+            agent,
             runs: Mutex::new(Vec::new()),
         })
     }
@@ -43,10 +46,19 @@ impl Docker {
 impl contract::Target for Docker {
     async fn runtime(&self, setup: &[&str]) -> Arc<dyn SubmissionRuntime> {
         let mut spec = spec(self.image);
+        spec.docker.as_mut().unwrap().agent = self.agent;
         spec.setup.commands = setup.iter().map(|s| s.to_string()).collect();
         let launch = LaunchSpec::new(spec, workspace());
         self.runs.lock().unwrap().push(launch.run_id.clone());
-        Arc::from(spawn_runtime(launch).await.unwrap())
+        let runtime = spawn_runtime(launch).await.unwrap();
+        // The contract holds on the path asked for.
+        let expected = if self.agent {
+            "subrt-agent"
+        } else {
+            "docker exec (docker.agent = false)"
+        };
+        assert_eq!(runtime.info().commands_start.as_deref(), Some(expected));
+        Arc::from(runtime)
     }
 
     /// Looks in every running container of the runs this target made, so a
@@ -77,10 +89,23 @@ impl contract::Target for Docker {
     }
 }
 
-contract_tests!(match Docker::new() {
-    Some(docker) => docker,
-    None => return,
-});
+/// The default: commands through subrt's agent, the container's init.
+mod through_the_agent {
+    use super::*;
+    contract_tests!(match Docker::new(true) {
+        Some(docker) => docker,
+        None => return,
+    });
+}
+
+/// `docker.agent = false`, and where the agent cannot be used.
+mod through_docker_exec {
+    use super::*;
+    contract_tests!(match Docker::new(false) {
+        Some(docker) => docker,
+        None => return,
+    });
+}
 
 async fn runtime_with(edit: impl FnOnce(&mut LaunchSpec)) -> Option<Box<dyn SubmissionRuntime>> {
     let image = test_image()?;
@@ -547,5 +572,109 @@ async fn the_environments_limits_apply_to_the_container() {
         host.tmpfs.unwrap()["/tmp"],
         format!("rw,nosuid,nodev,size={},mode=1777", 1 << 20)
     );
+    rt.cleanup().await.unwrap();
+}
+
+/// An image whose config says another architecture cannot run this host's
+/// agent: its commands go through `docker exec`, the session says so, and
+/// they work. (The image's programs are this host's, so it runs here.)
+#[tokio::test]
+async fn an_image_of_another_architecture_runs_through_docker_exec() {
+    if test_image().is_none() {
+        return;
+    }
+    const TAG: &str = "subrt-test-rootfs-arm64:1";
+    common::docker::build_variant(TAG, Some("linux/arm64"), &[]).unwrap();
+    let rt = spawn_runtime(LaunchSpec::new(spec(TAG), workspace()))
+        .await
+        .unwrap();
+    assert_eq!(
+        rt.info().commands_start.as_deref(),
+        Some("docker exec (image subrt-test-rootfs-arm64:1 is arm64)")
+    );
+    let result = rt
+        .execute(ExecRequest::new("echo hi; exit 3"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (result.exit_code, &result.stdout.data[..]),
+        (3, &b"hi\n"[..])
+    );
+    rt.cleanup().await.unwrap();
+}
+
+/// An image with a folder where the agent is mounted: the container does
+/// not start with it. The session goes on through `docker exec`, and its
+/// notes and info say why.
+#[tokio::test]
+async fn an_image_the_agent_cannot_start_in_goes_on_through_docker_exec() {
+    if test_image().is_none() {
+        return;
+    }
+    const TAG: &str = "subrt-test-rootfs-agent-dir:1";
+    common::docker::build_variant(TAG, None, &["/.subrt-agent"]).unwrap();
+    let rt: Arc<dyn SubmissionRuntime> = Arc::from(
+        spawn_runtime(LaunchSpec::new(spec(TAG), workspace()))
+            .await
+            .unwrap(),
+    );
+    let path = rt.info().commands_start.unwrap();
+    assert!(
+        path.starts_with(
+            "docker exec (the agent did not come up in image subrt-test-rootfs-agent-dir:1"
+        ),
+        "{path}"
+    );
+    let events = contract::collect(&rt, ExecRequest::new("echo works")).await;
+    let notes: Vec<String> = events
+        .iter()
+        .filter_map(|(_, e)| match e {
+            subrt::runtime::RuntimeEvent::Note(n) => Some(n.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("commands start through docker exec")),
+        "{notes:?}"
+    );
+    let (_, result) = contract::finished(&events);
+    assert_eq!(&result.stdout.data[..], b"works\n");
+    rt.cleanup().await.unwrap();
+}
+
+/// What each command cost comes from the agent's `wait4` of it, also for
+/// commands side by side (where the container's counters would mix them):
+/// a 64 MiB buffer shows in its peak, a busy loop in its CPU time.
+#[tokio::test]
+async fn each_command_s_memory_and_cpu_come_from_the_agent() {
+    let Some(rt) = runtime_with(|_| {}).await else {
+        return;
+    };
+    assert_eq!(rt.info().commands_start.as_deref(), Some("subrt-agent"));
+    let hungry = rt
+        .start(ExecRequest::new(
+            "dd if=/dev/zero of=/dev/null bs=64M count=2 2>/dev/null",
+        ))
+        .await
+        .unwrap();
+    let busy = rt
+        .start(ExecRequest::new(
+            "i=0; while [ $i -lt 200000 ]; do i=$((i + 1)); done",
+        ))
+        .await
+        .unwrap();
+    let hungry = hungry.finish().await.unwrap();
+    let busy = busy.finish().await.unwrap();
+    let peak = hungry.usage.peak_memory_bytes.unwrap();
+    assert!(peak >= 64 << 20, "dd's 64 MiB block, measured {peak}");
+    let busy_peak = busy.usage.peak_memory_bytes.unwrap();
+    assert!(
+        busy_peak < 32 << 20,
+        "the shell's own peak, not dd's: {busy_peak}"
+    );
+    let cpu = busy.usage.cpu_user_seconds.unwrap() + busy.usage.cpu_system_seconds.unwrap();
+    assert!(cpu > 0.05, "the loop's CPU time, measured {cpu}");
     rt.cleanup().await.unwrap();
 }

@@ -19,7 +19,12 @@ pub(super) async fn specs(config: &Config) -> Result<i32> {
     let mut weak = false;
     let mut open = Vec::new();
     let mut limited = Vec::new();
+    let mut docker_paths = Vec::new();
     for spec in &config.environments {
+        if let Some(docker) = &spec.docker {
+            let path = subrt::runtime::docker::command_path(docker.agent, docker.host.as_deref());
+            docker_paths.push(format!("{}: {path}", spec.name));
+        }
         let status = match registry::builtins().check(spec).await {
             Ok(()) => "ready".to_owned(),
             Err(e) => format!("unavailable: {e}"),
@@ -47,6 +52,12 @@ pub(super) async fn specs(config: &Config) -> Result<i32> {
     }
     for line in &limited {
         writeln!(out, "  limits of {line}")?;
+    }
+    // Before the image is seen: one of another architecture, or in which
+    // the agent does not come up, goes through `docker exec` (the run log
+    // says which a session took).
+    for line in &docker_paths {
+        writeln!(out, "  {line}")?;
     }
     // What isolating nothing means, plainly, below the table.
     if !open.is_empty() {

@@ -74,16 +74,37 @@ fn place(root: &Path, at: &Path, from: &Path) -> Result<(), String> {
 fn build_image() -> Result<(), String> {
     run(Command::new("docker").args(["version", "--format", "{{.Server.Version}}"]))
         .map_err(|e| format!("the Docker daemon is not reachable: {e}"))?;
+    build_variant(TEST_IMAGE, None, &[])
+}
+
+/// The test image's files as image `tag`, its config saying `platform`
+/// when given (its programs are still this host's, so it runs here), with
+/// empty folders at `dirs` too.
+pub fn build_variant(tag: &str, platform: Option<&str>, dirs: &[&str]) -> Result<(), String> {
     let context = tempfile::tempdir().map_err(|e| e.to_string())?;
-    rootfs(&context.path().join("rootfs"))?;
+    let root = context.path().join("rootfs");
+    rootfs(&root)?;
+    // A file of its own: the build cache would otherwise hand back the
+    // test image itself, whatever the platform asked for.
+    if tag != TEST_IMAGE {
+        std::fs::write(root.join(".variant"), format!("{tag} {platform:?}"))
+            .map_err(|e| e.to_string())?;
+    }
+    for dir in dirs {
+        std::fs::create_dir_all(root.join(dir.trim_start_matches('/')))
+            .map_err(|e| e.to_string())?;
+    }
     std::fs::write(
         context.path().join("Dockerfile"),
         "FROM scratch\nCOPY rootfs/ /\n",
     )
     .map_err(|e| e.to_string())?;
-    run(Command::new("docker")
-        .args(["build", "-q", "-t", TEST_IMAGE])
-        .arg(context.path()))?;
+    let mut build = Command::new("docker");
+    build.args(["build", "-q", "-t", tag]);
+    if let Some(platform) = platform {
+        build.args(["--platform", platform]);
+    }
+    run(build.arg(context.path()))?;
     Ok(())
 }
 

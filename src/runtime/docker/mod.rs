@@ -322,6 +322,11 @@ impl Inner {
         };
         if let Err(e) = self.docker.start_container(&created.id, None).await {
             let _ = remove(&self.docker, &created.id).await;
+            // Without the agent it may start (an image with something at
+            // its mount point).
+            if agent_body.is_some() {
+                return Err(Made::AgentDown(daemon_message(&e)));
+            }
             return Err(docker_error(format!("starting container {name}"))(e).into());
         }
         let (lifeline, agent) = match agent_body {
