@@ -417,6 +417,23 @@ async fn a_missing_image_names_the_image_and_the_pull_failure() {
 /// a note says what happened, and the next command gets a fresh container.
 #[tokio::test]
 async fn a_docker_kill_from_outside_is_reported_as_one() {
+    ended_from_outside(&["kill"]).await;
+}
+
+/// `docker stop` (SIGTERM to the container's init, SIGKILL 10 s later):
+/// the agent ends the container at once, reported as a kill from outside.
+#[tokio::test]
+async fn a_docker_stop_ends_the_container_at_once() {
+    let started = std::time::Instant::now();
+    ended_from_outside(&["stop", "-t", "10"]).await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(6),
+        "the stop waited for its SIGKILL: {:?}",
+        started.elapsed()
+    );
+}
+
+async fn ended_from_outside(docker_args: &[&str]) {
     let Some(rt) = runtime_with(|_| {}).await else {
         return;
     };
@@ -430,8 +447,12 @@ async fn a_docker_kill_from_outside_is_reported_as_one() {
     while let Some(event) = events.next_event().await {
         match event {
             subrt::runtime::RuntimeEvent::Output(chunk) if &chunk.data[..] == b"started\n" => {
-                common::docker::run(std::process::Command::new("docker").args(["kill", &id]))
-                    .unwrap();
+                common::docker::run(
+                    std::process::Command::new("docker")
+                        .args(docker_args)
+                        .arg(&id),
+                )
+                .unwrap();
             }
             subrt::runtime::RuntimeEvent::Note(note) => notes.push(note),
             subrt::runtime::RuntimeEvent::Finished(finished) => result = Some(finished),
@@ -676,5 +697,31 @@ async fn each_command_s_memory_and_cpu_come_from_the_agent() {
     );
     let cpu = busy.usage.cpu_user_seconds.unwrap() + busy.usage.cpu_system_seconds.unwrap();
     assert!(cpu > 0.05, "the loop's CPU time, measured {cpu}");
+    rt.cleanup().await.unwrap();
+}
+
+/// The agent's connection to subrt is its stdout: a command, even one run
+/// as root in the container, cannot write frames of its own there (the
+/// agent is not dumpable, and containers lack CAP_SYS_PTRACE), so it cannot
+/// forge another command's end.
+#[tokio::test]
+async fn a_root_command_cannot_write_to_the_agent_s_connection() {
+    let Some(rt) = runtime_with(|_| {}).await else {
+        return;
+    };
+    assert_eq!(rt.info().commands_start.as_deref(), Some("subrt-agent"));
+    let result = rt
+        .execute(
+            ExecRequest::new(
+                "for fd in 0 1 2; do (exec 3>/proc/1/fd/$fd) 2>/dev/null && echo opened $fd; done; true",
+            )
+                .user("0"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(result.exit_code, 0, "{result:?}");
+    assert_eq!(&result.stdout.data[..], b"", "{result:?}");
+    let next = rt.execute(ExecRequest::new("echo still")).await.unwrap();
+    assert_eq!(&next.stdout.data[..], b"still\n");
     rt.cleanup().await.unwrap();
 }

@@ -42,6 +42,17 @@ const DRAIN_MS: i32 = 100;
 const CHUNK: usize = 64 * 1024;
 
 fn main() {
+    // Not dumpable: a command running as root in the container cannot
+    // open `/proc/1/fd/1` (without CAP_SYS_PTRACE, which containers do not
+    // get) and write frames of its own to subrt.
+    // SAFETY: prctl(2) with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    // `docker stop` (SIGTERM) and SIGINT end the container at once, as a
+    // closed connection does; PID 1 ignores what it has no handler for.
+    for signal in [libc::SIGTERM, libc::SIGINT] {
+        // SAFETY: installs a handler that makes only async-signal-safe calls.
+        unsafe { libc::signal(signal, on_stop as *const () as libc::sighandler_t) };
+    }
     let agent = Arc::new(Agent {
         // SAFETY: fd 1, the attach connection, is the agent's for its whole
         // life; frames are written to it whole, with no buffer of std's.
@@ -55,6 +66,14 @@ fn main() {
     agent.send(protocol::READY, 0, env!("CARGO_PKG_VERSION").as_bytes());
     agent.serve(std::io::stdin().lock());
     end_everything();
+}
+
+extern "C" fn on_stop(_: libc::c_int) {
+    // SAFETY: kill(2) and _exit(2) are async-signal-safe.
+    unsafe {
+        libc::kill(-1, libc::SIGKILL);
+        libc::_exit(0);
+    }
 }
 
 /// SIGKILLs every other process of the container and exits.
