@@ -217,7 +217,19 @@ async fn proctrack(tools: &Tools) -> Result<String, RuntimeError> {
 
 /// Where `node`'s `slurmd` listens (`NodeAddr`, `SlurmdPort`), when the
 /// cluster says; `None` leaves only the controller's word to watch it by.
+/// Asked of the controller once per node and process (a session of a batch
+/// would otherwise pay a `scontrol` for it).
 async fn slurmd_of(tools: &Tools, node: &str) -> Option<SocketAddr> {
+    static KNOWN: Mutex<BTreeMap<String, SocketAddr>> = Mutex::new(BTreeMap::new());
+    if let Some(address) = lock(&KNOWN).get(node) {
+        return Some(*address);
+    }
+    let address = ask_slurmd_of(tools, node).await?;
+    lock(&KNOWN).insert(node.to_owned(), address);
+    Some(address)
+}
+
+async fn ask_slurmd_of(tools: &Tools, node: &str) -> Option<SocketAddr> {
     let port = cluster_config(tools)
         .await
         .ok()?
