@@ -16,8 +16,8 @@ use tokio_util::sync::CancellationToken;
 use super::capture::Capture;
 use super::placeholders::expand_static;
 use super::{
-    EventStream, ExecRequest, KillScope, KilledBy, Phase, RuntimeError, RuntimeEvent,
-    RuntimeResult, RuntimeState, SetupFailure, Usage,
+    EventStream, ExecRequest, KillScope, KilledBy, OutputChunk, Phase, RuntimeError, RuntimeEvent,
+    RuntimeResult, RuntimeState, SetupFailure, StreamKind, Usage,
 };
 
 /// The state every runtime keeps between calls.
@@ -449,6 +449,24 @@ pub(crate) async fn abandoned(tx: &mpsc::Sender<RuntimeEvent>, cancel: &Cancella
         () = tx.closed() => {}
         () = cancel.cancelled() => {}
     }
+}
+
+/// Keeps `data` of `stream` in its capture and sends it as an output event;
+/// false once the call's reader is gone.
+pub(crate) async fn forward(
+    tx: &mpsc::Sender<RuntimeEvent>,
+    capture: &mut Capture,
+    stream: StreamKind,
+    phase: Phase,
+    data: Bytes,
+) -> bool {
+    capture.push(&data);
+    let chunk = OutputChunk {
+        stream,
+        phase,
+        data,
+    };
+    tx.send(RuntimeEvent::Output(chunk)).await.is_ok()
 }
 
 /// Waits until `deadline`, or forever without one.

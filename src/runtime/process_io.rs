@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::capture::Capture;
-use super::{OutputChunk, Phase, RuntimeEvent, StreamKind};
+use super::{Phase, RuntimeEvent, StreamKind};
 
 /// How long output is still read after the shell exits while the pipes stay
 /// open but silent.
@@ -200,13 +200,7 @@ pub(crate) async fn pump(
             buf.clear();
             small
         };
-        capture.push(&data);
-        let chunk = OutputChunk {
-            stream,
-            phase,
-            data,
-        };
-        if tx.send(RuntimeEvent::Output(chunk)).await.is_err() {
+        if !super::driver::forward(tx, &mut capture, stream, phase, data).await {
             break;
         }
     }

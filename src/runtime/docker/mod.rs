@@ -50,13 +50,12 @@ use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 
 use super::capture::Capture;
-use super::cgroup::Cgroup;
+use super::cgroup::{Cgroup, CgroupUsage};
 use super::driver::{self, Exit, Lifecycle, Process, Runner, sleep_until};
 use super::users::{self, UserIds};
 use super::{
-    EventStream, ExecRequest, FileError, KillScope, KilledBy, LaunchSpec, OutputChunk,
-    RuntimeBackend, RuntimeError, RuntimeEvent, RuntimeInfo, StreamKind, SubmissionRuntime,
-    process_tree,
+    EventStream, ExecRequest, FileError, KillScope, KilledBy, LaunchSpec, RuntimeBackend,
+    RuntimeError, RuntimeEvent, RuntimeInfo, StreamKind, SubmissionRuntime, process_tree,
 };
 use crate::spec::{DockerConfig, EnvironmentSpec};
 use bytes::Bytes;
@@ -481,9 +480,10 @@ impl Runner for Inner {
             KillScope::Session => self.container().cgroup.clone(),
             KillScope::Command => None,
         };
-        let before = meter.as_ref().map(|cgroup| {
+        let meter = meter.map(|cgroup| {
             cgroup.reset_peak();
-            cgroup.usage()
+            let before = cgroup.usage();
+            (cgroup, before)
         });
         let working_dir = match cwd {
             Some(cwd) if cwd.starts_with('/') => cwd.to_owned(),
@@ -509,7 +509,7 @@ impl Runner for Inner {
                 user,
                 env,
                 stdin,
-                meter: meter.zip(before),
+                meter,
                 epoch,
                 cancel,
                 scope,
@@ -583,16 +583,11 @@ impl Runner for Inner {
                 }
                 None => break,
             };
-            match stream {
-                StreamKind::Stdout => out.push(&data),
-                StreamKind::Stderr => err.push(&data),
-            }
-            let chunk = OutputChunk {
-                stream,
-                phase,
-                data,
+            let capture = match stream {
+                StreamKind::Stdout => &mut out,
+                StreamKind::Stderr => &mut err,
             };
-            if tx.send(RuntimeEvent::Output(chunk)).await.is_err() {
+            if !driver::forward(tx, capture, stream, phase, data).await {
                 break;
             }
         }
@@ -607,21 +602,35 @@ impl Runner for Inner {
         } else if self.lifecycle().killed(epoch) {
             Exit::killed(false)
         } else {
-            let mut exit = self.exit_of(&exec).await;
-            let used = meter
-                .as_ref()
-                .zip(before.as_ref())
-                .map(|(c, b)| c.usage().since(b));
-            if let Some(used) = used {
-                exit.usage = used.as_usage();
-            }
-            if !exit.success() {
-                let oom = used.and_then(|u| u.oom_kills).map(|kills| kills > 0);
-                exit.ended_by = self.what_ended(&container, line, oom, tx).await;
-            }
-            exit
+            let exit = self.exit_of(&exec).await;
+            self.account(exit, meter.as_ref(), &container, line, tx)
+                .await
         };
         (exit, [out, err])
+    }
+}
+
+impl Inner {
+    /// A finished command's cost (the container's counters, when `meter`
+    /// was read around it; else what `exit` has) and, when it failed, what
+    /// ended it.
+    async fn account(
+        &self,
+        mut exit: Exit,
+        meter: Option<&(Cgroup, CgroupUsage)>,
+        container: &str,
+        line: &str,
+        tx: &tokio::sync::mpsc::Sender<RuntimeEvent>,
+    ) -> Exit {
+        let used = meter.map(|(cgroup, before)| cgroup.usage().since(before));
+        if let Some(used) = &used {
+            exit.usage = used.as_usage();
+        }
+        if !exit.success() {
+            let oom = used.and_then(|u| u.oom_kills).map(|kills| kills > 0);
+            exit.ended_by = self.what_ended(container, line, oom, tx).await;
+        }
+        exit
     }
 }
 

@@ -18,7 +18,7 @@ use super::{Inner, UserIds};
 use crate::runtime::capture::Capture;
 use crate::runtime::cgroup::{Cgroup, CgroupUsage};
 use crate::runtime::driver::{self, Exit, Runner, sleep_until};
-use crate::runtime::{KillScope, OutputChunk, Phase, RuntimeEvent, StreamKind, Usage};
+use crate::runtime::{KillScope, Phase, RuntimeEvent, StreamKind, Usage};
 
 /// How long a killed command's end may take to come back from the agent
 /// before the container is killed instead.
@@ -129,16 +129,11 @@ impl Inner {
                 // The connection ended: the container was killed or died.
                 None => break,
             };
-            match stream {
-                StreamKind::Stdout => out.push(&data),
-                StreamKind::Stderr => err.push(&data),
-            }
-            let chunk = OutputChunk {
-                stream,
-                phase,
-                data,
+            let capture = match stream {
+                StreamKind::Stdout => &mut out,
+                StreamKind::Stderr => &mut err,
             };
-            if tx.send(RuntimeEvent::Output(chunk)).await.is_err() {
+            if !driver::forward(tx, capture, stream, phase, data).await {
                 break;
             }
         }
@@ -184,18 +179,9 @@ impl Inner {
                     Some(code) => Exit::from_shell_code(code, false),
                     None => Exit::from_status(status, false),
                 };
-                let used = meter
-                    .as_ref()
-                    .map(|(cgroup, before)| cgroup.usage().since(before));
-                exit.usage = match &used {
-                    Some(used) => used.as_usage(),
-                    None => usage_of(&exited),
-                };
-                if !exit.success() {
-                    let oom = used.and_then(|u| u.oom_kills).map(|kills| kills > 0);
-                    exit.ended_by = self.what_ended(container, line, oom, tx).await;
-                }
-                exit
+                exit.usage = usage_of(&exited);
+                self.account(exit, meter.as_ref(), container, line, tx)
+                    .await
             }
         };
         (exit, [out, err])
