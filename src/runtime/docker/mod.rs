@@ -440,6 +440,7 @@ impl Runner for Inner {
     }
 
     async fn run(&self, process: Process<'_>, captures: [Capture; 2]) -> (Exit, [Capture; 2]) {
+        // Copies: `process` (with its stdin) stays whole for the agent.
         let Process {
             line,
             args,
@@ -449,10 +450,10 @@ impl Runner for Inner {
             cancel,
             scope,
             phase,
-            stdin,
             env,
             deadline,
             tx,
+            ..
         } = process;
         let note = async |text: String| {
             let _ = tx.send(RuntimeEvent::Note(text)).await;
@@ -501,24 +502,18 @@ impl Runner for Inner {
             .or_else(|| self.default_user.clone());
         let agent = self.container().agent.clone();
         if let Some(agent) = agent {
-            let command = through_agent::Command {
+            let command = through_agent::Prepared {
                 container: &container,
-                line,
                 argv,
                 working_dir,
                 user,
-                env,
-                stdin,
                 meter,
-                epoch,
-                cancel,
-                scope,
-                phase,
-                deadline,
-                tx,
             };
-            return self.run_through_agent(&agent, command, captures).await;
+            return self
+                .run_through_agent(&agent, command, process, captures)
+                .await;
         }
+        let stdin = process.stdin;
         let options = CreateExecOptions {
             attach_stdin: Some(stdin.is_some()),
             attach_stdout: Some(true),

@@ -2,47 +2,34 @@
 //! [`super::agent`]): the same results as through `docker exec`, from the
 //! agent's frames.
 
-use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use tokio::sync::mpsc;
-use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 use super::agent::{Link, Reply};
 use super::agent_protocol::{Exited, Start};
 use super::{Inner, UserIds};
 use crate::runtime::capture::Capture;
 use crate::runtime::cgroup::{Cgroup, CgroupUsage};
-use crate::runtime::driver::{self, Exit, Runner, sleep_until};
-use crate::runtime::{KillScope, Phase, RuntimeEvent, StreamKind, Usage};
+use crate::runtime::driver::{self, Exit, Process, Runner, sleep_until};
+use crate::runtime::{KillScope, RuntimeEvent, StreamKind, Usage};
 
 /// How long a killed command's end may take to come back from the agent
 /// before the container is killed instead.
 const KILL_CONFIRMED_WITHIN: Duration = Duration::from_secs(5);
 
-/// One command, as [`Inner::run`] prepared it.
-pub(super) struct Command<'a> {
+/// What [`Inner::run`] made of a command for the container.
+pub(super) struct Prepared<'a> {
     pub container: &'a str,
-    pub line: &'a str,
     pub argv: Vec<String>,
     pub working_dir: String,
     /// As the request or the session names it (`None`: the container's).
     pub user: Option<String>,
-    pub env: &'a BTreeMap<String, String>,
-    pub stdin: Option<Bytes>,
     /// The container's cgroup and its counters before the command, when
     /// the command runs alone in it.
     pub meter: Option<(Cgroup, CgroupUsage)>,
-    pub epoch: u64,
-    pub cancel: &'a CancellationToken,
-    pub scope: KillScope,
-    pub phase: Phase,
-    pub deadline: Option<Instant>,
-    pub tx: &'a mpsc::Sender<RuntimeEvent>,
 }
 
 impl Inner {
@@ -51,25 +38,29 @@ impl Inner {
     pub(super) async fn run_through_agent(
         &self,
         agent: &Arc<Link>,
-        command: Command<'_>,
+        prepared: Prepared<'_>,
+        process: Process<'_>,
         captures: [Capture; 2],
     ) -> (Exit, [Capture; 2]) {
-        let Command {
+        let Prepared {
             container,
-            line,
             argv,
             working_dir,
             user,
-            env,
-            stdin,
             meter,
+        } = prepared;
+        let Process {
+            line,
             epoch,
             cancel,
             scope,
             phase,
+            stdin,
+            env,
             deadline,
             tx,
-        } = command;
+            ..
+        } = process;
         let note = async |text: String| {
             let _ = tx.send(RuntimeEvent::Note(text)).await;
         };
