@@ -63,8 +63,7 @@ const HOLDER: &str = "echo \"$SLURM_JOB_ID $SLURM_JOB_NODELIST\"; exec cat >/dev
 /// How long the cluster's tools may take to answer a check.
 const TOOL_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long after a command's status the end of its stdout may come (srun
-/// forwards stdout and stderr apart; under load seconds apart). Said in
-/// the result's reason ("30 s") when it passes.
+/// forwards stdout and stderr apart; under load seconds apart).
 const STDOUT_END_WAIT: Duration = Duration::from_secs(30);
 
 /// Runs commands as steps of a Slurm allocation.
@@ -658,16 +657,18 @@ impl Runner for Inner {
                 steps.lingering.push(child);
             }
         }
-        let killed = timed_out || cancel.is_cancelled() || self.lifecycle().killed(epoch);
         // The status came on stderr; stdout is whole once its own record
-        // has come too (or it ended without one: cut short).
+        // has come too (or it ended without one: cut short). A kill or a
+        // reader gone meanwhile ends the wait.
         let (mut stdout_whole, mut waited_out) = (false, false);
-        if matches!(ended, Ended::Command(_)) && !killed {
+        if matches!(ended, Ended::Command(_)) && !timed_out && !self.lifecycle().killed(epoch) {
             tokio::select! {
                 end = &mut stdout_end => stdout_whole = end.is_ok(),
                 () = tokio::time::sleep(STDOUT_END_WAIT) => waited_out = true,
+                () = driver::abandoned(tx, cancel) => {}
             }
         }
+        let killed = timed_out || cancel.is_cancelled() || self.lifecycle().killed(epoch);
         let [out_capture, err_capture] = io.finish(killed).await;
         // srun can end before the reader of stderr has come to the record:
         // the wrapper exits (with 0) as soon as it wrote it, when nothing
@@ -679,14 +680,19 @@ impl Runner for Inner {
             (ended, _) => ended,
         };
         stdout_whole |= stdout_end.try_recv().is_ok();
-        let stdout_cut = (matches!(ended, Ended::Command(_)) && !killed && !stdout_whole)
-            .then_some(if waited_out {
-                "did not come to its end within 30 s of the command's status"
-            } else {
-                "ended without the step's end record"
+        let stdout_cut =
+            (matches!(ended, Ended::Command(_)) && !killed && !stdout_whole).then(|| {
+                if waited_out {
+                    format!(
+                        "did not come to its end within {} s of the command's status",
+                        STDOUT_END_WAIT.as_secs()
+                    )
+                } else {
+                    "ended without the step's end record".to_owned()
+                }
             });
         let exit = match ended {
-            Ended::Command(status) if let Some(cut) = stdout_cut => Exit::lost(
+            Ended::Command(status) if let Some(cut) = &stdout_cut => Exit::lost(
                 format!(
                     "output lost: the command exited {}, but its stdout {cut}; what was read \
                      of it may be cut short",
