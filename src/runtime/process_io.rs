@@ -20,6 +20,10 @@ use super::{Phase, RuntimeEvent, StreamKind};
 /// How long output is still read after the shell exits while the pipes stay
 /// open but silent.
 pub const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(100);
+/// How long output is read at most after the shell exits, beyond what was
+/// in the pipe then: a background process that keeps writing does not hold
+/// the result back.
+pub const DRAIN_AT_MOST: Duration = Duration::from_secs(1);
 /// The same after a kill or timeout, when everything in the group is dead.
 pub(crate) const DRAIN_AFTER_KILL: Duration = Duration::from_millis(20);
 /// Bytes asked for per read from a pipe.
@@ -82,10 +86,11 @@ impl ProcessIo {
         }
     }
 
-    /// Once the process has ended: reads on until both pipes close or stay
-    /// silent for [`DRAIN_AFTER_EXIT`] ([`DRAIN_AFTER_KILL`] when `killed`),
-    /// so that a background process holding a pipe open cannot hold the
-    /// result back; returns the captures (stdout, stderr).
+    /// Once the process has ended: reads what its pipes hold, then on until
+    /// both close or stay silent for [`DRAIN_AFTER_EXIT`]
+    /// ([`DRAIN_AFTER_KILL`] when `killed`), for [`DRAIN_AT_MOST`] at most,
+    /// so that a background process holding a pipe open, or writing on,
+    /// cannot hold the result back; returns the captures (stdout, stderr).
     pub(crate) async fn finish(self, killed: bool) -> [Capture; 2] {
         let drain = if killed {
             DRAIN_AFTER_KILL
@@ -134,6 +139,9 @@ pub(crate) trait Output: Send + Unpin + 'static {
     ///
     /// Cancel-safe: bytes leave the pipe only in a read that completes.
     fn read_into(&mut self, buf: &mut BytesMut) -> impl Future<Output = io::Result<usize>> + Send;
+
+    /// Bytes that can be read now without waiting.
+    fn pending(&self) -> usize;
 }
 
 /// A pipe is read for as long as it has bytes, and only waited on (an
@@ -149,6 +157,14 @@ impl Output for pipe::Receiver {
                 read => return read,
             }
         }
+    }
+
+    fn pending(&self) -> usize {
+        use std::os::fd::AsRawFd;
+        let mut bytes: libc::c_int = 0;
+        // SAFETY: FIONREAD into an int of ours, on a pipe we own.
+        let asked = unsafe { libc::ioctl(self.as_raw_fd(), libc::FIONREAD, &raw mut bytes) };
+        if asked == 0 { bytes.max(0) as usize } else { 0 }
     }
 }
 
@@ -170,6 +186,10 @@ pub(crate) async fn pump(
     mut exited: watch::Receiver<Option<Duration>>,
 ) -> Capture {
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    // Once the process has ended: the bytes its pipe held then (its own
+    // output, read whatever the time), and when the reading stops anyway.
+    let mut owed: Option<usize> = None;
+    let mut ends: Option<tokio::time::Instant> = None;
     loop {
         if buf.capacity() < READ_CHUNK / 4 {
             buf.reserve(READ_CHUNK);
@@ -181,14 +201,29 @@ pub(crate) async fn pump(
                 // Reading is cancel-safe: start over with the drain time.
                 _ = exited.changed() => continue,
             },
-            Some(quiet) => match tokio::time::timeout(quiet, pipe.read_into(&mut buf)).await {
-                Ok(read) => read,
-                Err(_) => break,
-            },
+            Some(quiet) => {
+                let owed = *owed.get_or_insert_with(|| pipe.pending());
+                let ends = *ends.get_or_insert_with(|| tokio::time::Instant::now() + DRAIN_AT_MOST);
+                let left = ends.saturating_duration_since(tokio::time::Instant::now());
+                if owed > 0 {
+                    pipe.read_into(&mut buf).await
+                } else if left.is_zero() {
+                    break;
+                } else {
+                    match tokio::time::timeout(quiet.min(left), pipe.read_into(&mut buf)).await {
+                        Ok(read) => read,
+                        Err(_) => break,
+                    }
+                }
+            }
         };
         match read {
             Ok(0) | Err(_) => break,
-            Ok(_) => {}
+            Ok(n) => {
+                if let Some(owed) = owed.as_mut() {
+                    *owed = owed.saturating_sub(n);
+                }
+            }
         }
         // A big read is handed on as it is; a small one is copied, so that it
         // does not pin the whole read buffer while a subscriber (the run

@@ -145,9 +145,14 @@ impl<R> StatusFilter<R> {
     }
 }
 
-impl<R: AsyncRead + Send + Unpin + 'static> super::process_io::Output for StatusFilter<R> {
+impl<R: AsyncRead + super::process_io::Output> super::process_io::Output for StatusFilter<R> {
     async fn read_into(&mut self, buf: &mut bytes::BytesMut) -> std::io::Result<usize> {
         self.read_buf(buf).await
+    }
+
+    fn pending(&self) -> usize {
+        // Not `held`: a part of a record is given out only once more comes.
+        self.ready.len() + self.inner.pending()
     }
 }
 

@@ -679,6 +679,34 @@ pub async fn files_are_read_and_written_in_the_session_s_view<T: Target>(target:
     ));
 }
 
+/// A background process that keeps writing to the command's pipes does not
+/// hold its result back (the drain after the exit is bounded), and the
+/// command's own output is all there.
+pub async fn a_background_writer_does_not_hold_the_result<T: Target>(target: T) {
+    let rt = target.runtime(&[]).await;
+    let started = Instant::now();
+    let request = ExecRequest::new(
+        "(while :; do echo chatter; echo chatter >&2; sleep 0.01; done) & \
+         head -c 300000 /dev/zero | tr '\\0' m; echo; echo fini",
+    )
+    .timeout(Duration::from_secs(30));
+    let result = rt.execute(request).await.unwrap();
+    assert!(!result.timed_out, "held until the timeout");
+    assert_eq!(result.exit_code, 0, "{result:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "held back {:?}",
+        started.elapsed()
+    );
+    let ms = result.stdout.data.iter().filter(|&&b| b == b'm').count();
+    assert_eq!(ms, 300_000, "the command's own output is whole");
+    assert!(
+        String::from_utf8_lossy(&result.stdout.data).contains("\nfini\n"),
+        "{result:?}"
+    );
+    rt.cleanup().await.unwrap();
+}
+
 /// One `#[tokio::test]` per guarantee, for the target `$target`.
 #[macro_export]
 macro_rules! contract_tests {
@@ -705,6 +733,7 @@ macro_rules! contract_tests {
             argv_runs_without_a_shell_s_parsing,
             cwd_and_user_are_per_command,
             files_are_read_and_written_in_the_session_s_view,
+            a_background_writer_does_not_hold_the_result,
         );
     };
     (@each $target:expr; $($name:ident),* $(,)?) => {
