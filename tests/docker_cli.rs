@@ -365,3 +365,45 @@ fn specs_and_the_run_log_say_how_commands_start() {
         assert_eq!(header["commands_start"], expected, "{header}");
     }
 }
+
+/// The agent is written to `$TMPDIR/subrt-<uid>`, a folder of this user's
+/// alone: one that anyone may write to (or a link in its place) could have
+/// the agent swapped for a program that would run as every container's
+/// init. subrt then does not put it there, and says why.
+#[test]
+fn the_agent_is_not_put_in_a_folder_others_may_write() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(setup) = Setup::new("cli-agent-folder", "") else {
+        return;
+    };
+    // SAFETY: getuid has no preconditions.
+    let uid = unsafe { libc::getuid() };
+    for bad in ["open to all", "a link"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let folder = tmp.path().join(format!("subrt-{uid}"));
+        if bad == "a link" {
+            let elsewhere = tmp.path().join("elsewhere");
+            std::fs::create_dir(&elsewhere).unwrap();
+            std::os::unix::fs::symlink(&elsewhere, &folder).unwrap();
+        } else {
+            std::fs::create_dir(&folder).unwrap();
+            std::fs::set_permissions(&folder, std::fs::Permissions::from_mode(0o777)).unwrap();
+        }
+        let specs = setup
+            .cmd(&["specs"])
+            .env("TMPDIR", tmp.path())
+            .output()
+            .unwrap();
+        let specs = String::from_utf8_lossy(&specs.stdout);
+        assert!(
+            specs.contains("commands start through docker exec")
+                && specs.contains("is not a folder of this user's alone"),
+            "{bad}: {specs}"
+        );
+        let agents: Vec<_> = std::fs::read_dir(&folder).unwrap().flatten().collect();
+        assert!(
+            agents.is_empty(),
+            "{bad}: the agent was written there: {agents:?}"
+        );
+    }
+}

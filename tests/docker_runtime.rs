@@ -725,3 +725,35 @@ async fn a_root_command_cannot_write_to_the_agent_s_connection() {
     assert_eq!(&next.stdout.data[..], b"still\n");
     rt.cleanup().await.unwrap();
 }
+
+/// A user that the workspace's permissions keep out (a 0700 folder of
+/// root's, as pytest's `tmp_path` is) still starts there, as with `docker
+/// exec -u`: the working dir is entered before the user is taken.
+#[tokio::test]
+async fn a_user_the_workspace_keeps_out_still_starts_in_it() {
+    let Some(image) = test_image() else {
+        return;
+    };
+    let private = tempfile::tempdir().unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(private.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    for agent in [true, false] {
+        let mut spec = spec(image);
+        let docker = spec.docker.as_mut().unwrap();
+        docker.agent = agent;
+        docker.user = Some("4321:4321".into());
+        let rt = spawn_runtime(LaunchSpec::new(spec, private.path()))
+            .await
+            .unwrap();
+        let result = rt
+            .execute(ExecRequest::new("id -u; id -g; pwd"))
+            .await
+            .unwrap();
+        assert_eq!(
+            &result.stdout.data[..],
+            b"4321\n4321\n/workspace\n",
+            "agent {agent}: {result:?}"
+        );
+        rt.cleanup().await.unwrap();
+    }
+}

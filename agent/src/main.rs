@@ -38,6 +38,10 @@ use protocol::{Exited, Start};
 /// How long a command's pipes may stay silent after it exited before its
 /// end is sent (subrt's `DRAIN_AFTER_EXIT`).
 const DRAIN_MS: i32 = 100;
+/// How long its pipes are read at most after it exited, beyond what they
+/// held then (subrt's `DRAIN_AT_MOST`): a background process that writes on
+/// does not hold the end back.
+const DRAIN_AT_MOST: std::time::Duration = std::time::Duration::from_secs(1);
 /// Bytes read from a command's pipe at once.
 const CHUNK: usize = 64 * 1024;
 
@@ -167,13 +171,14 @@ impl Agent {
 
     /// Starts command `id` and the threads that carry its streams.
     fn start(self: &Arc<Self>, id: u32, start: Start) {
-        match self.spawn(id, start) {
-            Ok(pid) => self.send(protocol::STARTED, id, &(pid as u32).to_le_bytes()),
-            Err(why) => self.send(protocol::FAILED, id, why.as_bytes()),
+        if let Err(why) = self.spawn(id, start) {
+            self.send(protocol::FAILED, id, why.as_bytes());
         }
     }
 
-    fn spawn(self: &Arc<Self>, id: u32, start: Start) -> Result<i32, String> {
+    /// Starts the command and says so (`STARTED`, before any of its
+    /// output), or says why not.
+    fn spawn(self: &Arc<Self>, id: u32, start: Start) -> Result<(), String> {
         // std waits for a child whose exec failed; a reaper that took it
         // first would leave std nothing to wait for. So what can be checked
         // before the fork is checked here.
@@ -190,10 +195,11 @@ impl Agent {
             return Err(format!("{program} cannot be run in this image"));
         }
         let mut cmd = Command::new(program);
+        let (uid, gid) = (start.uid, start.gid);
         cmd.args(&start.argv[1..])
+            // As `docker exec -u` does: into the working dir first, then
+            // the user (who may not be let into it by its permissions).
             .current_dir(&start.cwd)
-            .uid(start.uid)
-            .gid(start.gid)
             .process_group(0)
             .stdin(if start.stdin {
                 Stdio::piped()
@@ -202,6 +208,19 @@ impl Agent {
             })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        // SAFETY: between fork and exec only system calls (no allocation,
+        // no lock): no supplementary groups, then the group, then the user.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setgroups(0, std::ptr::null()) != 0
+                    || libc::setgid(gid) != 0
+                    || libc::setuid(uid) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
         if let Some(home) = home_of(start.uid) {
             cmd.env("HOME", home);
         }
@@ -232,12 +251,13 @@ impl Agent {
             tx
         });
         lock(&self.commands).insert(id, Handle { pid, stdin });
+        self.send(protocol::STARTED, id, &(pid as u32).to_le_bytes());
         let stdout = OwnedFd::from(child.stdout.take().expect("piped"));
         let stderr = OwnedFd::from(child.stderr.take().expect("piped"));
         // `child` is dropped unwaited: the reaper waits for every child.
         let agent = Arc::clone(self);
         std::thread::spawn(move || agent.pump(id, [stdout, stderr], wake_rx, &ending));
-        Ok(pid)
+        Ok(())
     }
 
     /// Forwards a command's output until it has ended and its pipes closed
@@ -250,9 +270,23 @@ impl Agent {
             poll_fd(wake.as_raw_fd()),
         ];
         let mut exited = false;
+        // From the exit on: what the pipes held then (the command's own
+        // output, read whatever the time), and when reading stops anyway.
+        let mut owed = [0usize; 2];
+        let mut ends: Option<std::time::Instant> = None;
         let mut buf = vec![0u8; CHUNK];
         while !(exited && fds[0].fd < 0 && fds[1].fd < 0) {
-            let timeout = if exited { DRAIN_MS } else { -1 };
+            let timeout = match ends {
+                None => -1,
+                Some(_) if owed.iter().any(|&n| n > 0) => DRAIN_MS,
+                Some(ends) => {
+                    let left = ends.saturating_duration_since(std::time::Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    DRAIN_MS.min(left.as_millis() as i32)
+                }
+            };
             // SAFETY: poll(2) over three pollfds we own.
             let ready = unsafe { libc::poll(fds.as_mut_ptr(), 3, timeout) };
             if ready < 0 {
@@ -264,13 +298,14 @@ impl Agent {
             if ready == 0 {
                 break; // silent since the exit: a background process holds them
             }
-            for (fd, kind) in fds.iter_mut().zip(kinds) {
+            for ((fd, kind), owed) in fds.iter_mut().zip(kinds).zip(&mut owed) {
                 if fd.fd < 0 || fd.revents == 0 {
                     continue;
                 }
                 // SAFETY: read(2) into our buffer from a pipe we own.
                 let n = unsafe { libc::read(fd.fd, buf.as_mut_ptr().cast(), buf.len()) };
                 if n > 0 {
+                    *owed = owed.saturating_sub(n as usize);
                     self.send(kind, id, &buf[..n as usize]);
                 } else if n == 0
                     || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted
@@ -281,6 +316,10 @@ impl Agent {
             if fds[2].fd >= 0 && fds[2].revents != 0 {
                 exited = true;
                 fds[2].fd = -1;
+                ends = Some(std::time::Instant::now() + DRAIN_AT_MOST);
+                for (fd, owed) in fds.iter().zip(&mut owed) {
+                    *owed = if fd.fd < 0 { 0 } else { pending(fd.fd) };
+                }
             }
         }
         let exited = lock(&ending.exited).take().unwrap_or_default();
@@ -335,13 +374,14 @@ fn feed(pipe: std::process::ChildStdin, rx: mpsc::Receiver<Vec<u8>>) {
 }
 
 /// Signals a command's process group, and with SIGKILL every descendant
-/// of it too (one that left the group).
+/// of it too (one that left the group): the tree first, while the command
+/// still holds it together (once it is dead its children are the agent's).
 fn signal_tree(pid: i32, signal: i32) {
-    // SAFETY: kill(2) of the group the command leads.
-    unsafe { libc::kill(-pid, signal) };
     if signal == libc::SIGKILL {
         process_tree::kill_tree(pid);
     }
+    // SAFETY: kill(2) of the group the command leads.
+    unsafe { libc::kill(-pid, signal) };
 }
 
 /// A close-on-exec pipe: (read end, write end).
@@ -353,6 +393,14 @@ fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
     }
     // SAFETY: both were just opened and are ours.
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Bytes a pipe holds now.
+fn pending(fd: i32) -> usize {
+    let mut bytes: libc::c_int = 0;
+    // SAFETY: FIONREAD into an int of ours.
+    let asked = unsafe { libc::ioctl(fd, libc::FIONREAD, &raw mut bytes) };
+    if asked == 0 { bytes.max(0) as usize } else { 0 }
 }
 
 fn poll_fd(fd: i32) -> libc::pollfd {

@@ -159,13 +159,29 @@ pub(crate) enum Reply {
 }
 
 type Input = Pin<Box<dyn AsyncWrite + Send>>;
+
+/// Where each running command's replies go; `open` is false once the
+/// connection ended (a command started after that would wait forever).
+#[derive(Default)]
+struct Routes {
+    open: bool,
+    to: HashMap<u32, mpsc::Sender<Reply>>,
+}
+
+impl Routes {
+    /// Ends every route: their commands see the connection gone.
+    fn close(&mut self) {
+        self.open = false;
+        self.to.clear();
+    }
+}
 type Output = Pin<Box<dyn Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>>;
 
 /// The connection to a container's agent.
 pub(crate) struct Link {
     /// The agent's stdin; `None` once closed (the container then ends).
     input: tokio::sync::Mutex<Option<Input>>,
-    routes: Arc<Mutex<HashMap<u32, mpsc::Sender<Reply>>>>,
+    routes: Arc<Mutex<Routes>>,
     next_id: AtomicU32,
     reader: tokio::task::JoinHandle<()>,
 }
@@ -185,7 +201,10 @@ impl Link {
     /// The agent did not say so within [`READY_WITHIN`] (it could not run
     /// there, or the container ended): why, as far as it is known.
     pub(crate) async fn open(input: Input, output: Output) -> Result<Self, String> {
-        let routes: Arc<Mutex<HashMap<u32, mpsc::Sender<Reply>>>> = Arc::default();
+        let routes = Arc::new(Mutex::new(Routes {
+            open: true,
+            to: HashMap::new(),
+        }));
         let (ready_tx, ready_rx) = oneshot::channel();
         let reader = tokio::spawn(read_replies(output, Arc::clone(&routes), ready_tx));
         let link = Self {
@@ -218,9 +237,15 @@ impl Link {
     ) -> Result<(u32, mpsc::Receiver<Reply>), String> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(QUEUE);
-        lock(&self.routes).insert(id, tx);
+        {
+            let mut routes = lock(&self.routes);
+            if !routes.open {
+                return Err("the connection to the container's agent has ended".into());
+            }
+            routes.to.insert(id, tx);
+        }
         if let Err(e) = self.send(protocol::START, id, &start.encode()).await {
-            lock(&self.routes).remove(&id);
+            lock(&self.routes).to.remove(&id);
             return Err(e);
         }
         if let Some(data) = stdin {
@@ -265,7 +290,7 @@ impl Link {
             input.take();
         }
         self.reader.abort();
-        lock(&self.routes).clear();
+        lock(&self.routes).close();
     }
 }
 
@@ -283,7 +308,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// `READY`, to `ready`. Ends with the connection, dropping every route.
 async fn read_replies(
     mut output: Output,
-    routes: Arc<Mutex<HashMap<u32, mpsc::Sender<Reply>>>>,
+    routes: Arc<Mutex<Routes>>,
     ready: oneshot::Sender<Result<(), String>>,
 ) {
     let mut ready = Some(ready);
@@ -336,9 +361,9 @@ async fn read_replies(
             };
             let last = matches!(reply, Reply::Exited(_) | Reply::Failed(_));
             let route = if last {
-                lock(&routes).remove(&id)
+                lock(&routes).to.remove(&id)
             } else {
-                lock(&routes).get(&id).cloned()
+                lock(&routes).to.get(&id).cloned()
             };
             // A command whose caller is gone: its replies are dropped.
             if let Some(route) = route {
@@ -354,5 +379,5 @@ async fn read_replies(
             format!("the container ended before its agent was up: {said}")
         }));
     }
-    lock(&routes).clear();
+    lock(&routes).close();
 }
