@@ -7,6 +7,7 @@
 //! Subscribers get every event, in order per command: a slow subscriber
 //! slows the command down (channels are bounded) rather than losing output.
 
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -14,9 +15,9 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::task::TaskTracker;
 
-use crate::runlog::{FileOp, RunlogWriter};
+use crate::runlog::{FileOp, RunlogError, RunlogWriter, StoreLimits};
 use crate::runtime::{
-    ExecRequest, FileError, RuntimeError, RuntimeEvent, RuntimeInfo, RuntimeResult,
+    ExecRequest, FileError, LaunchSpec, RuntimeError, RuntimeEvent, RuntimeInfo, RuntimeResult,
     SubmissionRuntime,
 };
 
@@ -173,6 +174,32 @@ impl Supervisor {
     /// log gets its `end` line at [`cleanup`](Self::cleanup).
     pub fn start_recorded(runtime: Box<dyn SubmissionRuntime>, log: RunlogWriter) -> Self {
         Self::spawn(runtime, Some(log))
+    }
+
+    /// Like [`start_recorded`](Self::start_recorded), the log made in the
+    /// store at `store_dir` for `launch`; returns the run's folder too.
+    /// Every front end that records a session starts it here.
+    ///
+    /// # Errors
+    ///
+    /// The log could not be made: `runtime` is cleaned up first, so nothing
+    /// of an unrecorded session is left running.
+    pub async fn start_in_store(
+        runtime: Box<dyn SubmissionRuntime>,
+        store_dir: &Path,
+        limits: StoreLimits,
+        launch: &LaunchSpec,
+    ) -> Result<(Self, PathBuf), RunlogError> {
+        match RunlogWriter::create(store_dir, limits, launch, &runtime.info()) {
+            Ok(log) => {
+                let dir = log.path().to_owned();
+                Ok((Self::start_recorded(runtime, log), dir))
+            }
+            Err(e) => {
+                let _ = runtime.cleanup().await;
+                Err(e)
+            }
+        }
     }
 
     fn spawn(runtime: Box<dyn SubmissionRuntime>, log: Option<RunlogWriter>) -> Self {

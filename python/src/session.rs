@@ -11,7 +11,6 @@ use bytes::Bytes;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 use subrt::config::Config;
-use subrt::runlog::RunlogWriter;
 use subrt::runtime::{ExecRequest, LaunchSpec, RuntimeError, StaticAsset, registry};
 use subrt::spec::{Mount, MountMode};
 use subrt::supervisor::Supervisor;
@@ -271,21 +270,15 @@ impl Spawning {
         let Some(store) = store else {
             return Ok((Supervisor::start(runtime), None));
         };
-        match RunlogWriter::create(&store, limits, &launch, &runtime.info()) {
-            Ok(log) => {
-                let dir = log.path().to_owned();
-                Ok((Supervisor::start_recorded(runtime, log), Some(dir)))
-            }
-            Err(e) => {
-                let _ = runtime.cleanup().await;
-                Err(RuntimeError::Io {
-                    context: format!(
-                        "cannot record the run in {} (store=False runs without a log)",
-                        store.display()
-                    ),
-                    source: std::io::Error::other(e.to_string()),
-                })
-            }
+        match Supervisor::start_in_store(runtime, &store, limits, &launch).await {
+            Ok((supervisor, dir)) => Ok((supervisor, Some(dir))),
+            Err(e) => Err(RuntimeError::Io {
+                context: format!(
+                    "cannot record the run in {} (store=False runs without a log)",
+                    store.display()
+                ),
+                source: std::io::Error::other(e.to_string()),
+            }),
         }
     }
 }

@@ -22,7 +22,7 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
 
 use crate::config::Config;
-use crate::runlog::{RunState, RunlogWriter, Store};
+use crate::runlog::{RunState, Store};
 use crate::runtime::{ExecRequest, LaunchSpec, Outcome, StaticAsset, Verdict, registry};
 use crate::sanitize;
 use crate::supervisor::Supervisor;
@@ -555,16 +555,16 @@ impl Job {
             .spawn(launch.clone())
             .await
             .map_err(|e| format!("submission `{}`: {e}", submission.id))?;
-        let log = RunlogWriter::create(
+        let started = Supervisor::start_in_store(
+            runtime,
             &self.config.store_dir,
             self.config.store_limits,
             &launch,
-            &runtime.info(),
-        );
-        let supervisor = match log {
-            Ok(log) => Supervisor::start_recorded(runtime, log),
+        )
+        .await;
+        let supervisor = match started {
+            Ok((supervisor, _)) => supervisor,
             Err(e) => {
-                let _ = runtime.cleanup().await;
                 return Err(format!(
                     "submission `{}`: cannot record the run: {e}",
                     submission.id

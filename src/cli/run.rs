@@ -15,7 +15,6 @@ use color_eyre::eyre::{Context, Result, bail, eyre};
 use super::signals::Signals;
 use super::{EXIT_TIMED_OUT, command_line, parse_label, parse_secs, say};
 use subrt::config::Config;
-use subrt::runlog::RunlogWriter;
 use subrt::runtime::{ExecRequest, LaunchSpec, RuntimeEvent, RuntimeResult, StreamKind, registry};
 use subrt::supervisor::{SessionEvent, Supervisor};
 
@@ -171,20 +170,17 @@ pub(super) async fn run(config: &Config, args: RunArgs) -> Result<i32> {
     };
     let supervisor = match log_launch {
         Some(launch) => {
-            let log = RunlogWriter::create(
+            let started = Supervisor::start_in_store(
+                runtime,
                 &config.store_dir,
                 config.store_limits,
                 &launch,
-                &runtime.info(),
-            );
-            let log = match log {
-                Ok(log) => log,
-                Err(e) => {
-                    runtime.cleanup().await?;
-                    bail!("cannot record the run: {e} (--no-log runs without a log)");
-                }
-            };
-            Supervisor::start_recorded(runtime, log)
+            )
+            .await;
+            match started {
+                Ok((supervisor, _)) => supervisor,
+                Err(e) => bail!("cannot record the run: {e} (--no-log runs without a log)"),
+            }
         }
         None => Supervisor::start(runtime),
     };

@@ -16,7 +16,7 @@ use super::sanitize::PlainText;
 use super::session::{self, Output, Process, Session, short_id};
 use super::store_watch::StoreNews;
 use crate::batch::MAX_STDIN_BYTES;
-use crate::runlog::{self, Body, ExportFormat, RunSummary, RunlogWriter, StoreLimits, StreamTag};
+use crate::runlog::{self, Body, ExportFormat, RunSummary, StoreLimits, StreamTag};
 use crate::runtime::StreamKind;
 use crate::runtime::leftovers::{self, ManagedContainer};
 use crate::runtime::{ExecRequest, LaunchSpec, docker, process_group, registry, slurm};
@@ -381,15 +381,10 @@ async fn launch(run: &Launch, store: &StoreAt) -> Result<Started, String> {
         .spawn(launch.clone())
         .await
         .map_err(|e| e.to_string())?;
-    let log = match RunlogWriter::create(&store.dir, store.limits, &launch, &runtime.info()) {
-        Ok(log) => log,
-        Err(e) => {
-            let _ = runtime.cleanup().await;
-            return Err(e.to_string());
-        }
-    };
-    let log_path = log.path().to_owned();
-    let supervisor = Supervisor::start_recorded(runtime, log);
+    let (supervisor, log_path) =
+        Supervisor::start_in_store(runtime, &store.dir, store.limits, &launch)
+            .await
+            .map_err(|e| e.to_string())?;
     let events = supervisor.subscribe();
     let mut request = ExecRequest::new(run.command.clone()).capture_limit(0);
     request.timeout = run.timeout;
