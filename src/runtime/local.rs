@@ -20,9 +20,11 @@
 //!
 //! Either way a command's background processes (`server &`) outlive it until
 //! `kill`, `cleanup` or drop, so a setup command can start a service the
-//! command uses. Once the shell exits, its output is read until both pipes
-//! close or stay silent for 100 ms (`process_io::DRAIN_AFTER_EXIT`), so a
-//! background process that keeps a pipe open cannot hold the result back.
+//! command uses. Once the shell exits, what its pipes hold is read whole,
+//! then on until both close or stay silent for 100 ms
+//! (`process_io::DRAIN_AFTER_EXIT`), for 1 s at most (`DRAIN_AT_MOST`), so a
+//! background process that keeps a pipe open, or writes on, cannot hold the
+//! result back.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
