@@ -2,15 +2,24 @@
 //! (bollard).
 //!
 //! One long-lived container per runtime, created and started at spawn (so
-//! its id can be shown), with `docker-init` as PID 1 to reap orphans. Each
-//! command is an exec of `/bin/sh -c <command>` in `workdir`, stdout and
-//! stderr demultiplexed, stdin attached only when given.
+//! its id can be shown). Each command is `/bin/sh -c <command>` in
+//! `workdir`, stdout and stderr apart, stdin attached only when given. It
+//! starts one of two ways (which one is in [`RuntimeInfo::commands_start`]):
 //!
-//! The container is what gets killed: Docker has no call that kills an
-//! exec's processes, so at a timeout, on `kill` and when the stream is
-//! dropped the container is killed, and the next command runs in a fresh
-//! one (setup runs again there). `cleanup` removes the container, or stops
-//! and keeps it when `keep_container_after_clean` is set.
+//! - through subrt's agent, the container's init (`agent.rs`,
+//!   `through_agent.rs`): a frame on the attach connection, a fork in the
+//!   container, its end from the agent's `wait4`; the default wherever the
+//!   agent can run;
+//! - as an exec (`docker exec`'s API calls), with `docker-init` as PID 1 to
+//!   reap orphans.
+//!
+//! A command run alone that times out, or is killed, or whose stream is
+//! dropped takes the container with it (an exec's processes cannot be
+//! killed through the API, and a fresh container is what a fresh session
+//! is): the next command runs in a fresh one (setup runs again there). One
+//! started beside others is killed alone (its tree, by the agent or through
+//! `/proc`). `cleanup` removes the container, or stops and keeps it when
+//! `keep_container_after_clean` is set.
 //!
 //! Commands run as their request's `user`, else `docker.user`, else (as
 //! the seed does) `1000:1000` for an evaluation and `$HUID:$HGID` when set,
