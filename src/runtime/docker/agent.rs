@@ -56,6 +56,17 @@ pub enum Path {
     Exec(String),
 }
 
+impl Path {
+    /// What `RuntimeInfo::commands_start` and the run log say:
+    /// `subrt-agent`, or `docker exec (why)`.
+    pub fn label(&self) -> String {
+        match self {
+            Path::Agent(_) => "subrt-agent".to_owned(),
+            Path::Exec(why) => format!("docker exec ({why})"),
+        }
+    }
+}
+
 impl std::fmt::Display for Path {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

@@ -95,11 +95,9 @@ struct Inner {
     /// Asset name to its path inside the container.
     assets: BTreeMap<String, String>,
     body: ContainerCreateBody,
-    /// The same container with the agent as its init, while commands take
-    /// that path (`None` once a container's agent failed to come up).
-    agent_body: Mutex<Option<ContainerCreateBody>>,
-    /// How commands start: `subrt-agent`, or `docker exec (why)`.
-    commands_start: Mutex<String>,
+    /// How commands start: through the agent (until a container's agent
+    /// fails to come up), or through exec.
+    path: Mutex<agent::Path>,
     life: Mutex<Lifecycle>,
     container: Mutex<Container>,
 }
@@ -198,14 +196,6 @@ impl RuntimeBackend for DockerRuntime {
         {
             path = agent::Path::Exec(format!("image {} is {architecture}", settings.image));
         }
-        let commands_start = match &path {
-            agent::Path::Agent(_) => "subrt-agent".to_owned(),
-            agent::Path::Exec(why) => format!("docker exec ({why})"),
-        };
-        let agent_body = match &path {
-            agent::Path::Agent(executable) => Some(settings::with_agent(body.clone(), executable)),
-            agent::Path::Exec(_) => None,
-        };
         let assets = launch
             .static_assets
             .iter()
@@ -221,8 +211,7 @@ impl RuntimeBackend for DockerRuntime {
             environment: launch.environment,
             assets,
             body,
-            agent_body: Mutex::new(agent_body),
-            commands_start: Mutex::new(commands_start),
+            path: Mutex::new(path),
             life: Mutex::new(Lifecycle::new(notes)),
             container: Mutex::new(Container::default()),
         });
@@ -256,10 +245,14 @@ impl Inner {
     /// goes on through `docker exec` (said in a note).
     async fn ensure_container(&self) -> Result<String, RuntimeError> {
         loop {
-            let agent_body = lock(&self.agent_body).clone();
+            let agent_body = match &*lock(&self.path) {
+                agent::Path::Agent(executable) => {
+                    Some(settings::with_agent(self.body.clone(), executable))
+                }
+                agent::Path::Exec(_) => None,
+            };
             match self.make_container(agent_body.as_ref()).await {
                 Err(Made::AgentDown(why)) => {
-                    *lock(&self.agent_body) = None;
                     let why = format!(
                         "the agent did not come up in image {}: {why}",
                         self.settings.image
@@ -267,7 +260,7 @@ impl Inner {
                     self.lifecycle()
                         .notes
                         .push(format!("docker: {why}; commands start through docker exec"));
-                    *lock(&self.commands_start) = format!("docker exec ({why})");
+                    *lock(&self.path) = agent::Path::Exec(why);
                 }
                 Err(Made::Failed(e)) => return Err(e),
                 Ok(id) => return Ok(id),
@@ -649,13 +642,24 @@ impl Inner {
         if let Some(user) = &request.user
             && let Some(container) = container
         {
-            self.user_ids(&container, user).await?;
+            self.ids_of(&container, user).await?;
         }
         driver::start(self, request, scope, &self.setup_commands, &self.assets)
     }
 
     /// `user` in the container's `/etc/passwd` (read through the archive
     /// API, so that users added by commands count).
+    /// The ids of `user` in container `id`, resolved once per container
+    /// (a read of its `/etc/passwd` through the daemon).
+    async fn ids_of(&self, container: &str, user: &str) -> Result<UserIds, RuntimeError> {
+        if let Some(ids) = self.container().users.get(user) {
+            return Ok(*ids);
+        }
+        let ids = self.user_ids(container, user).await?;
+        self.container().users.insert(user.to_owned(), ids);
+        Ok(ids)
+    }
+
     async fn user_ids(&self, container: &str, user: &str) -> Result<UserIds, RuntimeError> {
         let archive = self.archive(container, UserIds { uid: 0, gid: 0 });
         let passwd = archive
@@ -678,7 +682,7 @@ impl Inner {
         }
         let container = self.ensure_container().await?;
         let user = match &self.default_user {
-            Some(user) => self.user_ids(&container, user).await?,
+            Some(user) => self.ids_of(&container, user).await?,
             None => UserIds { uid: 0, gid: 0 },
         };
         Ok((container, user))
@@ -859,7 +863,7 @@ impl SubmissionRuntime for DockerRuntime {
             containment: super::Containment::Container,
             init_pid: None,
             slurm_job: None,
-            commands_start: Some(lock(&self.inner.commands_start).clone()),
+            commands_start: Some(lock(&self.inner.path).label()),
         }
     }
 }

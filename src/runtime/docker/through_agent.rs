@@ -206,20 +206,6 @@ impl Inner {
             tracing::warn!(error = %e, "killing the container");
         }
     }
-
-    /// The ids of `user` in container `id`, resolved once per container.
-    async fn ids_of(
-        &self,
-        container: &str,
-        user: &str,
-    ) -> Result<UserIds, crate::runtime::RuntimeError> {
-        if let Some(ids) = self.container().users.get(user) {
-            return Ok(*ids);
-        }
-        let ids = self.user_ids(container, user).await?;
-        self.container().users.insert(user.to_owned(), ids);
-        Ok(ids)
-    }
 }
 
 /// What a command cost, from the agent's `wait4` of it.
