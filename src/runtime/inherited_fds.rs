@@ -14,10 +14,11 @@
 //!   descriptors as they were: they are close-on-exec only while a command
 //!   is spawned ([`while_hidden`]).
 //!
-//! Local commands and setup commands go through this, and so do Slurm's
-//! `salloc` (it lasts as long as the session) and `srun` (as long as its
-//! step), though neither passes descriptors on to the job's tasks. Docker
-//! commands run in a container, which inherits nothing from subrt.
+//! Local commands and setup commands go through this. Slurm's `salloc`
+//! (it lasts as long as the session) and `srun` (as long as its step) need
+//! not: [`host_spawn`](super::host_spawn) starts them with their three
+//! standard streams and closes the rest in the child. Docker commands run
+//! in a container, which inherits nothing from subrt.
 
 use std::os::fd::RawFd;
 use std::sync::{Mutex, MutexGuard};

@@ -43,7 +43,8 @@ use super::inherited_fds;
 use super::pid_namespace::PidNamespace;
 use super::process_group::{group_exists, kill_group, spawn_dying_with_subrt};
 use super::process_io::{self, ProcessIo};
-use super::sandbox::{RawChild, Sandbox, SandboxSpec};
+use super::raw_child::RawChild;
+use super::sandbox::{Sandbox, SandboxSpec};
 use super::users::{self, UserIds};
 use super::{
     Containment, EventStream, ExecRequest, FileError, KillScope, KilledBy, LaunchSpec,

@@ -4,6 +4,7 @@
 //! call and leaves `errno` alone; [`clone_with_signals_blocked`] makes such
 //! a child so that no handler of subrt's can run in it.
 
+use std::ffi::CString;
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd};
 
@@ -20,6 +21,42 @@ pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     }
     // SAFETY: both fds were just made and are owned here.
     Ok(unsafe { (OwnedFd::from_raw_fd(ends[0]), OwnedFd::from_raw_fd(ends[1])) })
+}
+
+/// The program and its arguments and environment, as `execve` takes them.
+pub(crate) struct Program {
+    pub(crate) path: CString,
+    _args: Vec<CString>,
+    _env: Vec<CString>,
+    pub(crate) argv: Vec<*const libc::c_char>,
+    pub(crate) envp: Vec<*const libc::c_char>,
+}
+
+// SAFETY: the raw pointers point into the CStrings the struct owns, which
+// never move (their heap buffers stay put) and are never changed.
+unsafe impl Send for Program {}
+
+impl Program {
+    /// `path` run with `args` (argv[0] included) and `env` (`KEY=value`).
+    pub(crate) fn new(path: CString, args: Vec<CString>, env: Vec<CString>) -> Self {
+        let argv = args
+            .iter()
+            .map(|a| a.as_ptr())
+            .chain(std::iter::once(std::ptr::null()))
+            .collect();
+        let envp = env
+            .iter()
+            .map(|e| e.as_ptr())
+            .chain(std::iter::once(std::ptr::null()))
+            .collect();
+        Self {
+            path,
+            _args: args,
+            _env: env,
+            argv,
+            envp,
+        }
+    }
 }
 
 /// The function a child made by [`clone_with_signals_blocked`] runs.

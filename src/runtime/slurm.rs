@@ -37,16 +37,17 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
-use tokio::process::{Child, ChildStdin, Command};
+use tokio::net::unix::pipe;
+use tokio::process::Command;
 use tokio::sync::oneshot;
 
 use super::capture::Capture;
 use super::driver::{self, Exit, Lifecycle, Process, Runner, sleep_until};
-use super::inherited_fds;
+use super::host_spawn::{HostChild, HostCommand};
 use super::local::check_working_dir;
 use super::owner::Owner;
-use super::process_group::spawn_dying_with_subrt;
-use super::process_io::{self, ProcessIo};
+use super::process_io::ProcessIo;
+use super::raw_child::RawChild;
 use super::slurm_container::{self, SessionBundle};
 use super::slurm_health;
 use super::slurm_status::{StatusFilter, WRAPPER};
@@ -59,7 +60,7 @@ use crate::spec::{EnvironmentSpec, SlurmConfig};
 
 /// What the holder runs under `salloc`: report the allocation, then wait
 /// for the lifeline to close.
-const HOLDER: &str = "echo \"$SLURM_JOB_ID $SLURM_JOB_NODELIST\"; exec cat >/dev/null";
+const HOLDER: &str = "echo \"$SLURM_JOB_ID $SLURM_JOB_NODELIST\"; read -r _";
 /// How long the cluster's tools may take to answer a check.
 const TOOL_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long after a command's status the end of its stdout may come (srun
@@ -98,9 +99,12 @@ struct Inner {
 
 #[derive(Debug)]
 struct Holder {
-    salloc: Child,
+    salloc: RawChild,
     /// Closing it ends the holder, and so the allocation.
-    lifeline: ChildStdin,
+    lifeline: pipe::Sender,
+    /// salloc's stderr, open for as long as it runs: closed, a word of
+    /// salloc's there would end it (SIGPIPE), and the allocation with it.
+    _stderr: pipe::Receiver,
 }
 
 #[derive(Debug, Default)]
@@ -111,7 +115,7 @@ struct Steps {
     started: u32,
     /// sruns of finished commands whose steps still hold background
     /// processes; killed at `kill` and `cleanup`.
-    lingering: Vec<Child>,
+    lingering: Vec<RawChild>,
 }
 
 /// The cluster's commands, found once on PATH.
@@ -347,28 +351,31 @@ async fn allocate(
     // Not killed on drop: a SIGKILLed salloc leaves its job to the
     // cluster's InactiveLimit (which may be off). Closing the lifeline
     // ends the holder, and salloc gives the job back itself.
-    // salloc lasts as long as the session: it must not hold a descriptor
-    // the host keeps open for inheritance (nor srun for its step, below).
-    let mut salloc = Command::new(&tools.salloc);
+    // salloc lasts as long as the session: it holds no descriptor but its
+    // standard streams (nor does srun for its step, below).
+    let mut salloc = HostCommand::new(&tools.salloc);
     salloc
         .args(salloc_args(config, &name, &comment))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut salloc = inherited_fds::while_hidden(|| salloc.spawn())
+        .envs(std::env::vars_os())
+        .stdin_piped();
+    let HostChild {
+        process: mut salloc,
+        stdin: lifeline,
+        stdout,
+        mut stderr,
+    } = salloc
+        .spawn()
         .map_err(|e| slurm_error("start salloc", e.to_string()))?;
-    let lifeline = salloc.stdin.take().expect("stdin is piped");
-    let mut stdout = BufReader::new(salloc.stdout.take().expect("stdout is piped"));
+    let lifeline = lifeline.expect("stdin is piped");
+    let mut stdout = BufReader::new(stdout);
     let mut line = String::new();
     let read = stdout.read_line(&mut line).await;
     let mut words = line.split_whitespace();
     let (Ok(_), Some(job_id), Some(node)) = (read, words.next(), words.next()) else {
-        let mut stderr = String::new();
-        if let Some(mut pipe) = salloc.stderr.take() {
-            let _ = pipe.read_to_string(&mut stderr).await;
-        }
+        let mut said = String::new();
+        let _ = stderr.read_to_string(&mut said).await;
         let _ = salloc.wait().await;
-        let reason = match stderr.trim() {
+        let reason = match said.trim() {
             "" => "salloc ended without an allocation".to_owned(),
             text => text.replace('\n', "; "),
         };
@@ -379,7 +386,12 @@ async fn allocate(
         node: node.to_owned(),
     };
     guard.armed = false;
-    Ok((job, Holder { salloc, lifeline }))
+    let holder = Holder {
+        salloc,
+        lifeline,
+        _stderr: stderr,
+    };
+    Ok((job, holder))
 }
 
 impl RuntimeBackend for SlurmRuntime {
@@ -499,8 +511,8 @@ impl Inner {
             // SAFETY: as in `kill_step`.
             unsafe { libc::kill(pid as i32, libc::SIGKILL) };
         }
-        for mut srun in steps.lingering.drain(..) {
-            let _ = srun.start_kill();
+        for srun in steps.lingering.drain(..) {
+            srun.start_kill();
         }
     }
 }
@@ -536,7 +548,7 @@ impl Runner for Inner {
             return (Exit::not_started(), captures);
         }
         let shell = &self.environment.local.shell;
-        let mut cmd = Command::new(&self.tools.srun);
+        let mut cmd = HostCommand::new(&self.tools.srun);
         cmd.arg(format!("--jobid={}", self.job.job_id)).args([
             "--overlap",
             "-u",
@@ -560,17 +572,13 @@ impl Runner for Inner {
             // srun hands its own environment to the task (`--export=ALL`):
             // the command's variables, and what srun needs to find the
             // cluster.
-            .env_clear()
             .envs(slurm_client_env())
             .envs(env)
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0);
+            .own_group()
+            .die_with_subrt();
+        if stdin.is_some() {
+            cmd.stdin_piped();
+        }
 
         let spawned = {
             let life = self.lifecycle();
@@ -578,14 +586,14 @@ impl Runner for Inner {
                 return (Exit::killed(false), captures);
             }
             let mut steps = lock(&self.steps);
-            let child = inherited_fds::while_hidden(|| spawn_dying_with_subrt(cmd));
+            let child = cmd.spawn();
             if let Ok(child) = &child {
-                steps.running.extend(child.id());
+                steps.running.push(child.process.id());
                 steps.started += 1;
             }
             child.map(|child| (child, steps.started - 1))
         };
-        let (mut child, step) = match spawned {
+        let (child, step) = match spawned {
             Ok(spawned) => spawned,
             Err(e) => {
                 let note = format!("cannot start srun for {line:?}: {e}");
@@ -593,7 +601,13 @@ impl Runner for Inner {
                 return (Exit::not_started(), captures);
             }
         };
-        let pid = child.id().expect("not yet reaped");
+        let HostChild {
+            process: mut child,
+            stdin: stdin_pipe,
+            stdout,
+            stderr,
+        } = child;
+        let pid = child.id();
         let note = format!(
             "slurm: step {}.{step} on node {}",
             self.job.job_id, self.job.node
@@ -606,23 +620,12 @@ impl Runner for Inner {
         };
         let _ = tx.send(started).await;
 
-        let (stdout, stderr) = match process_io::take_pipes(&mut child) {
-            Ok(pipes) => pipes,
-            Err(e) => {
-                self.kill_step(pid);
-                let _ = child.wait().await;
-                lock(&self.steps).running.retain(|&p| p != pid);
-                let note = format!("cannot read the output of srun for {line:?}: {e}");
-                let _ = tx.send(RuntimeEvent::Note(note)).await;
-                return (Exit::not_started(), captures);
-            }
-        };
         let (status_tx, mut status_rx) = oneshot::channel();
         let stderr = StatusFilter::new(stderr, &self.nonce, status_tx);
         // The same record on stdout marks its end (see `slurm_status`).
         let (stdout_end_tx, mut stdout_end) = oneshot::channel();
         let stdout = StatusFilter::new(stdout, &self.nonce, stdout_end_tx);
-        let stdin = stdin.zip(child.stdin.take());
+        let stdin = stdin.zip(stdin_pipe);
         let io = ProcessIo::start(stdout, stderr, stdin, phase, tx, captures);
 
         let mut timed_out = false;
@@ -934,6 +937,7 @@ impl SubmissionRuntime for SlurmRuntime {
         let Some(Holder {
             mut salloc,
             lifeline,
+            _stderr: stderr,
         }) = lock(&self.inner.holder).take()
         else {
             return Ok(());
@@ -942,9 +946,10 @@ impl SubmissionRuntime for SlurmRuntime {
         // scancel as well, should salloc not answer.
         drop(lifeline);
         let released = tokio::time::timeout(Duration::from_secs(5), salloc.wait()).await;
+        drop(stderr);
         lock(&self.inner.bundle).take();
         if released.is_err() {
-            let _ = salloc.start_kill();
+            salloc.start_kill();
             query(&self.inner.tools.scancel, &[&self.inner.job.job_id])
                 .await
                 .map_err(|reason| slurm_error("cancel the job", reason))?;

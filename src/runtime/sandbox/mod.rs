@@ -44,18 +44,19 @@ mod mounts;
 mod spawn;
 
 pub(crate) use mounts::{DEFAULT_EXPOSE, DEFAULT_HIDE, Layout};
-pub(crate) use spawn::{ChildSetup, Program};
+pub(crate) use spawn::ChildSetup;
 
 use std::ffi::CString;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::cgroup::{Cgroup, CgroupLimits, CgroupUsage};
 use super::pid_namespace::{InitSetup, PidNamespace};
+use super::raw_syscall::Program;
 use crate::spec::{Limits, SandboxConfig};
 
 /// The sandbox's user when the spec names none.
@@ -634,105 +635,4 @@ fn set_nonblocking(fd: &OwnedFd) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
-}
-
-/// A command started in a sandbox, waited for through its pidfd (tokio
-/// does not know it: it was not started by tokio).
-#[derive(Debug)]
-pub struct RawChild {
-    pid: libc::pid_t,
-    pidfd: tokio::io::unix::AsyncFd<OwnedFd>,
-    status: Option<std::process::ExitStatus>,
-    usage: Option<crate::runtime::Usage>,
-}
-
-impl RawChild {
-    /// Watches child `pid` of this process.
-    ///
-    /// # Errors
-    ///
-    /// `pidfd_open` failed (a kernel before 5.3).
-    pub fn new(pid: libc::pid_t) -> io::Result<Self> {
-        // SAFETY: pidfd_open of our own unreaped child; no pointers.
-        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-        if fd == -1 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: a fresh fd, owned here (pidfds are close-on-exec).
-        let fd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
-        // SAFETY: an OwnedFd returns the same open descriptor for as long
-        // as it is owned, which the AsyncFd does until it is dropped.
-        let pidfd = unsafe {
-            tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)
-        }?;
-        Ok(Self {
-            pid,
-            pidfd,
-            status: None,
-            usage: None,
-        })
-    }
-
-    /// Its pid.
-    pub fn id(&self) -> u32 {
-        self.pid as u32
-    }
-
-    /// What it and the children it waited for used, once it is reaped.
-    pub fn usage(&self) -> Option<crate::runtime::Usage> {
-        self.usage
-    }
-
-    /// Waits for it to exit, and reaps it.
-    ///
-    /// # Cancel safety
-    ///
-    /// Cancel-safe: it is reaped only in a call that returns.
-    pub async fn wait(&mut self) -> io::Result<std::process::ExitStatus> {
-        use std::os::unix::process::ExitStatusExt;
-        if let Some(status) = self.status {
-            return Ok(status);
-        }
-        loop {
-            let mut ready = self.pidfd.readable().await?;
-            let mut status = 0;
-            // SAFETY: rusage is plain data.
-            let mut rusage: libc::rusage = unsafe { std::mem::zeroed() };
-            // SAFETY: wait4 of our own child, writing into a valid int and
-            // a valid rusage.
-            let reaped =
-                unsafe { libc::wait4(self.pid, &raw mut status, libc::WNOHANG, &raw mut rusage) };
-            if reaped == self.pid {
-                let status = std::process::ExitStatus::from_raw(status);
-                self.status = Some(status);
-                let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-                self.usage = Some(crate::runtime::Usage {
-                    // The largest resident set of it and the children it
-                    // waited for (kilobytes).
-                    peak_memory_bytes: Some(rusage.ru_maxrss as u64 * 1024),
-                    cpu_user_seconds: Some(seconds(rusage.ru_utime)),
-                    cpu_system_seconds: Some(seconds(rusage.ru_stime)),
-                });
-                return Ok(status);
-            }
-            if reaped == -1 {
-                return Err(io::Error::last_os_error());
-            }
-            ready.clear_ready();
-        }
-    }
-}
-
-impl Drop for RawChild {
-    /// A child never waited for is reaped in the background, so that it
-    /// does not stay a zombie (the session's kill ends it).
-    fn drop(&mut self) {
-        if self.status.is_none() {
-            let pid = self.pid;
-            std::thread::spawn(move || {
-                // SAFETY: waitpid of our own child.
-                unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
-            });
-        }
-    }
 }

@@ -19,7 +19,7 @@ use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 
-use crate::runtime::raw_syscall::{ChildMain, clone_with_signals_blocked, pipe};
+use crate::runtime::raw_syscall::{ChildMain, Program, clone_with_signals_blocked, pipe};
 
 /// What the child does before it runs the program.
 pub(crate) struct ChildSetup<'a> {
@@ -39,42 +39,6 @@ pub(crate) struct ChildSetup<'a> {
     pub drop_groups: bool,
     /// Standard input, output and error.
     pub stdio: [RawFd; 3],
-}
-
-/// The program and its arguments and environment, as `execve` takes them.
-pub(crate) struct Program {
-    path: CString,
-    _args: Vec<CString>,
-    _env: Vec<CString>,
-    argv: Vec<*const libc::c_char>,
-    envp: Vec<*const libc::c_char>,
-}
-
-// SAFETY: the raw pointers point into the CStrings the struct owns, which
-// never move (their heap buffers stay put) and are never changed.
-unsafe impl Send for Program {}
-
-impl Program {
-    /// `path` run with `args` (argv[0] included) and `env` (`KEY=value`).
-    pub(crate) fn new(path: CString, args: Vec<CString>, env: Vec<CString>) -> Self {
-        let argv = args
-            .iter()
-            .map(|a| a.as_ptr())
-            .chain(std::iter::once(std::ptr::null()))
-            .collect();
-        let envp = env
-            .iter()
-            .map(|e| e.as_ptr())
-            .chain(std::iter::once(std::ptr::null()))
-            .collect();
-        Self {
-            path,
-            _args: args,
-            _env: env,
-            argv,
-            envp,
-        }
-    }
 }
 
 /// What the child needs, in one place for its function.
