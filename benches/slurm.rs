@@ -15,7 +15,9 @@
 //! scheduling pass (each of the six at once; `sched: Allocate` in its log
 //! instead of at the request), and that round takes a second or more
 //! longer whichever way runs it. Each round prints how many of its jobs
-//! were started so; the rows are medians of five rounds.
+//! were started so; the rows are medians of five rounds. A round in which
+//! something failed is timed all the same and prints what failed; the
+//! workspace is then kept, with the batch's store, for a look.
 //!
 //! Each batch round records into a store of its own: deleting the last
 //! one just before made every file of the next cost an inode search on a
@@ -42,17 +44,24 @@ fn median(mut f: impl FnMut() -> Duration) -> Duration {
 }
 
 fn timed(command: &mut Command) -> Duration {
+    let (time, failed) = timed_run(command);
+    if let Some(said) = failed {
+        panic!("{command:?} failed: {said}");
+    }
+    time
+}
+
+/// How long `command` took, and what it printed last if it failed.
+fn timed_run(command: &mut Command) -> (Duration, Option<String>) {
     let start = Instant::now();
     let output = command.stderr(Stdio::inherit()).output().unwrap();
-    // A batch's summary names what failed.
-    if !output.status.success() {
-        // Exits without unwinding: the workspace (and a batch's store) is
-        // left for a look.
-        eprintln!("failed: {command:?}");
-        eprintln!("{}", String::from_utf8_lossy(&output.stdout));
-        std::process::exit(1);
-    }
-    start.elapsed()
+    let time = start.elapsed();
+    let failed = (!output.status.success()).then(|| {
+        let said = String::from_utf8_lossy(&output.stdout);
+        let lines: Vec<&str> = said.lines().collect();
+        lines[lines.len().saturating_sub(3)..].join("\n")
+    });
+    (time, failed)
 }
 
 /// Jobs of the test cluster started by the controller's scheduling pass
@@ -69,10 +78,13 @@ fn deferred_starts() -> Option<usize> {
     )
 }
 
-/// `timed`, printing the time and the jobs started late in it.
-fn round(name: &str, command: &mut Command) -> Duration {
+/// `timed`, printing the time and the jobs started late in it. A round
+/// in which something failed still ran everything: it is timed, and what
+/// failed is printed (a batch's summary, with the run to look at) and
+/// counted in `failures`.
+fn round(name: &str, command: &mut Command, failures: &mut usize) -> Duration {
     let before = deferred_starts();
-    let time = timed(command);
+    let (time, failed) = timed_run(command);
     let late = before
         .zip(deferred_starts())
         .map_or_else(|| "?".to_owned(), |(a, b)| (b - a).to_string());
@@ -80,6 +92,10 @@ fn round(name: &str, command: &mut Command) -> Duration {
         "  round: {name:<14} {:>8.1} ms  jobs started late: {late}",
         time.as_secs_f64() * 1e3
     );
+    if let Some(said) = failed {
+        println!("    failed:\n{said}");
+        *failures += 1;
+    }
     time
 }
 
@@ -189,12 +205,14 @@ fn main() {
     // Three rounds, the three ways in turn (one round alone swung from 1.05
     // to 1.39 between two runs on this shared cluster); medians.
     let (mut xargs, mut batch, mut xargs_salloc) = (Vec::new(), Vec::new(), Vec::new());
+    let mut failures = 0;
     for n in 0..BATCH_ROUNDS {
         xargs.push(round(
             "xargs srun",
             Command::new("sh").arg("-c").arg(format!(
                 "seq {SUBMISSIONS} | xargs -P {JOBS} -I{{}} srun -n1 true 2>/dev/null"
             )),
+            &mut failures,
         ));
         batch.push(round(
             "subrt batch",
@@ -205,6 +223,7 @@ fn main() {
                 .current_dir(dir)
                 .args(["batch", "-j", &JOBS.to_string()])
                 .arg(Path::new("batch.toml")),
+            &mut failures,
         ));
         // What a session per submission costs by construction: an
         // allocation and a step in it, as a batch's session is.
@@ -213,6 +232,7 @@ fn main() {
             Command::new("sh").arg("-c").arg(format!(
                 "seq {SUBMISSIONS} | xargs -P {JOBS} -I{{}} salloc --quiet -n1 srun -n1 true"
             )),
+            &mut failures,
         ));
     }
     let middle = |mut times: Vec<Duration>| {
@@ -230,4 +250,12 @@ fn main() {
         xargs_salloc,
         batch,
     );
+    if failures > 0 {
+        // Kept for a look at the runs named above.
+        let kept = workspace.keep();
+        println!(
+            "{failures} round(s) had a failure; their stores are in {}",
+            kept.display()
+        );
+    }
 }
