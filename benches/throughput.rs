@@ -35,6 +35,50 @@ fn shell(script: &str) {
     assert!(status.success(), "{script}");
 }
 
+/// `execute("true")` in a `process-group` session (an unprivileged
+/// user's default) from a process that holds 2 GiB, as a harness with a
+/// model or a dataset loaded does, against `sh -c true` spawned by std from
+/// the same process.
+fn process_group_from_a_big_process(tokio: &tokio::runtime::Runtime) {
+    const COMMANDS: usize = 50;
+    let mut spec = EnvironmentSpec::local("bench-process-group");
+    spec.local.containment = subrt::spec::LocalContainment::ProcessGroup;
+    let launch = LaunchSpec::new(spec, std::env::temp_dir());
+    let runtime = tokio.block_on(spawn_runtime(launch)).unwrap();
+    let held = vec![1u8; 2 << 30];
+    std::hint::black_box(&held);
+    println!(
+        "\nthe same from a process holding 2 GiB, containment = \"process-group\" ({COMMANDS} commands, median of {ROUNDS})\n"
+    );
+    let spawn = median(|| {
+        timed(|| {
+            for _ in 0..COMMANDS {
+                let status = Command::new("sh").args(["-c", "true"]).status().unwrap();
+                assert!(status.success());
+            }
+        })
+    });
+    let execute = median(|| {
+        timed(|| {
+            tokio.block_on(async {
+                for _ in 0..COMMANDS {
+                    let result = runtime.execute(ExecRequest::new("true")).await.unwrap();
+                    assert_eq!(result.exit_code, 0);
+                }
+            })
+        })
+    });
+    drop(held);
+    tokio.block_on(runtime.cleanup()).unwrap();
+    row(
+        "execute(true) vs spawn, 2 GiB held",
+        spawn,
+        execute,
+        "k/s ",
+        COMMANDS as f64 / 1000.0,
+    );
+}
+
 fn row(name: &str, baseline: Duration, measured: Duration, per: &str, unit: f64) {
     println!(
         "{name:<34} baseline {:>9.3} {per}  subrt {:>9.3} {per}  ratio {:.2}",
@@ -177,6 +221,7 @@ fn main() {
         execute.as_secs_f64() * 1000.0 / SPAWNS as f64
     );
     tokio.block_on(runtime.cleanup()).unwrap();
+    process_group_from_a_big_process(&tokio);
 
     println!("\nmaking and cleaning up a local session {SESSIONS} times (median of {ROUNDS})\n");
     let sessions = median(|| {

@@ -10,13 +10,15 @@ use std::time::Duration;
 use subrt::runtime::{
     ExecRequest, LaunchSpec, RuntimeError, StaticAsset, SubmissionRuntime, spawn_runtime,
 };
-use subrt::spec::EnvironmentSpec;
+use subrt::spec::{EnvironmentSpec, LocalContainment};
 
-struct Local;
+/// A plain local session with this containment.
+struct Local(LocalContainment);
 
 impl contract::Target for Local {
     async fn runtime(&self, setup: &[&str]) -> Arc<dyn SubmissionRuntime> {
         let mut spec = EnvironmentSpec::local("test");
+        spec.local.containment = self.0;
         spec.environment.include_os_env = true;
         spec.setup.commands = setup.iter().map(|s| s.to_string()).collect();
         Arc::from(
@@ -31,7 +33,39 @@ impl contract::Target for Local {
     }
 }
 
-contract_tests!(Local);
+/// The default: a PID namespace where the kernel allows one (root here).
+mod in_a_pid_namespace {
+    use super::*;
+    contract_tests!(Local(LocalContainment::Auto));
+}
+
+/// What an unprivileged user gets: process groups, each command started by
+/// subrt itself (`host_spawn`), not forked from it. The whole contract but
+/// its escapes (a process that leaves its group, `setsid`, outlives its
+/// session there, as the README says of process groups) and the setup's
+/// order (such a session's first event is a note that says so).
+mod as_process_groups {
+    use super::*;
+    contract_tests!(@each Local(LocalContainment::ProcessGroup);
+        stdout_and_stderr_are_separate_and_ordered,
+        output_arrives_while_the_command_runs,
+        bytes_arrive_intact,
+        a_timeout_kills_the_whole_tree,
+        kill_from_another_task_ends_the_stream,
+        dropping_the_stream_kills_the_command,
+        cleanup_during_a_command_ends_it_as_killed,
+        cleanup_kills_what_commands_left_running,
+        stdin_reaches_the_command,
+        a_failing_setup_command_stops_the_run,
+        exit_codes_follow_the_shell_convention,
+        a_large_stdin_arrives_whole,
+        commands_run_side_by_side_and_a_timeout_kills_only_its_own,
+        argv_runs_without_a_shell_s_parsing,
+        cwd_and_user_are_per_command,
+        files_are_read_and_written_in_the_session_s_view,
+        a_background_writer_does_not_hold_the_result,
+    );
+}
 
 fn launch(dir: &std::path::Path) -> LaunchSpec {
     LaunchSpec::new(EnvironmentSpec::local("test"), dir)
@@ -285,4 +319,32 @@ async fn a_command_on_its_way_when_cleanup_comes_never_starts() {
         common::live_processes(&format!("sleep 30.{n}")).is_empty(),
         "sleep 30.{n} outlived cleanup"
     );
+}
+
+/// A `process-group` session's commands are not forked from the process
+/// that runs subrt: a harness holding memory would pay a copy of its page
+/// tables per command, then a fault on each page it writes after (from 2 GiB,
+/// 110x the cost of a spawn: BENCHMARKS.md).
+#[tokio::test]
+async fn a_process_group_command_is_not_forked_from_the_harness() {
+    let mut spec = EnvironmentSpec::local("test");
+    spec.local.containment = LocalContainment::ProcessGroup;
+    let rt = spawn_runtime(launch_of(spec)).await.unwrap();
+    let mut held = common::HeldMemory::new(256 << 20);
+    for _ in 0..3 {
+        let result = rt.execute(ExecRequest::new("true")).await.unwrap();
+        assert_eq!(result.exit_code, 0, "{result:?}");
+        let faults = held.faults_to_write();
+        assert!(
+            faults < held.pages() / 4,
+            "{faults} page faults writing {} pages after a command: its process was \
+             forked from this one",
+            held.pages()
+        );
+    }
+    rt.cleanup().await.unwrap();
+}
+
+fn launch_of(spec: EnvironmentSpec) -> LaunchSpec {
+    LaunchSpec::new(spec, std::env::temp_dir())
 }

@@ -414,3 +414,30 @@ async fn limits_memory_is_the_allocations_and_out_of_memory_is_reported() {
     assert!(fine.success() && !fine.oom_killed, "{fine:?}");
     rt.cleanup().await.unwrap();
 }
+
+/// A step's `srun` is not forked from the process that runs subrt: a
+/// harness holding memory would pay a copy of its page tables per step,
+/// then a fault on each page it writes after (from 2 GiB, a step cost 2.6x
+/// a bare `srun`: BENCHMARKS.md).
+#[tokio::test]
+async fn srun_is_not_forked_from_the_harness() {
+    if !cluster() {
+        return;
+    }
+    let rt = spawn_runtime(LaunchSpec::new(spec(Some("n3")), workspace()))
+        .await
+        .unwrap();
+    let mut held = common::HeldMemory::new(256 << 20);
+    for _ in 0..2 {
+        let result = rt.execute(ExecRequest::new("true")).await.unwrap();
+        assert_eq!(result.exit_code, 0, "{result:?}");
+        let faults = held.faults_to_write();
+        assert!(
+            faults < held.pages() / 4,
+            "{faults} page faults writing {} pages after a step: srun was forked from \
+             this process",
+            held.pages()
+        );
+    }
+    rt.cleanup().await.unwrap();
+}

@@ -1,5 +1,6 @@
 //! Starting a host program that must not outlive subrt (the cluster's
-//! `srun` and `salloc`), as `posix_spawn` starts one: a
+//! `srun` and `salloc`, a `process-group` session's commands), as
+//! `posix_spawn` starts one: a
 //! `clone(CLONE_VM | CLONE_VFORK)` child on a stack of its own, which
 //! shares subrt's memory until its `execve`, so the cost does not grow
 //! with subrt's size, and nothing of subrt's is copied for later writes to
@@ -16,8 +17,10 @@
 //!   must for std's `Command`.
 //!
 //! std's `Command` with a `pre_exec` step forks the whole process instead:
-//! in a batch over a Slurm cluster that was a page-table copy of subrt per
-//! step, then a write-protect fault on each page subrt wrote after it.
+//! a copy of the caller's page tables per command, then a write-protect
+//! fault on each page the caller writes after it. From a harness holding
+//! 2 GiB that made a `process-group` command 110 times the cost of a
+//! spawn, and a Slurm step 2.6 times an `srun` (BENCHMARKS.md).
 
 use std::ffi::{CString, OsStr, OsString};
 use std::io;
@@ -40,6 +43,8 @@ pub(crate) struct HostCommand {
     stdin_piped: bool,
     die_with_subrt: bool,
     own_group: bool,
+    cwd: Option<PathBuf>,
+    user: Option<(libc::uid_t, libc::gid_t)>,
 }
 
 /// A started [`HostCommand`]: the process, and subrt's ends of its pipes.
@@ -64,7 +69,22 @@ impl HostCommand {
             stdin_piped: false,
             die_with_subrt: false,
             own_group: false,
+            cwd: None,
+            user: None,
         }
+    }
+
+    /// Its working dir (entered as its user), rather than subrt's.
+    pub(crate) fn current_dir(&mut self, dir: &Path) -> &mut Self {
+        self.cwd = Some(dir.to_owned());
+        self
+    }
+
+    /// Runs it as `uid` and `gid`, with no supplementary groups when subrt
+    /// runs as root (as std's `Command::uid` does).
+    pub(crate) fn user(&mut self, uid: libc::uid_t, gid: libc::gid_t) -> &mut Self {
+        self.user = Some((uid, gid));
+        self
     }
 
     pub(crate) fn arg(&mut self, arg: impl AsRef<OsStr>) -> &mut Self {
@@ -127,6 +147,15 @@ impl HostCommand {
     /// kernel's reason are said, e.g. the program is not there).
     pub(crate) fn spawn(&self) -> io::Result<HostChild> {
         let program = self.program()?;
+        let cwd = match &self.cwd {
+            Some(dir) => Some(CString::new(dir.as_os_str().as_bytes()).map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("the working dir holds a NUL byte: {}", dir.display()),
+                )
+            })?),
+            None => None,
+        };
         let (stdout_read, stdout_write) = pipe_above_stdio()?;
         let (stderr_read, stderr_write) = pipe_above_stdio()?;
         let (stdin_read, stdin_write) = match self.stdin_piped {
@@ -146,12 +175,15 @@ impl HostCommand {
             own_group: self.own_group,
             parent: std::process::id() as libc::pid_t,
             report: -1,
+            user: self.user,
+            // SAFETY: geteuid cannot fail.
+            drop_groups: self.user.is_some() && unsafe { libc::geteuid() } == 0,
         };
         let pid = if self.die_with_subrt {
             // The descriptors stay open here until the job has run.
-            super::lasting_thread::run(move || start_program(&program, start))??
+            super::lasting_thread::run(move || start_program(&program, cwd.as_ref(), start))??
         } else {
-            start_program(&program, start)?
+            start_program(&program, cwd.as_ref(), start)?
         };
         drop((stdin_read, stdout_write, stderr_write));
         let process = match RawChild::new(pid) {
@@ -224,6 +256,10 @@ struct Start {
     parent: libc::pid_t,
     /// Where the child reports a failure (step, errno) before it exits.
     report: RawFd,
+    /// The user (uid, gid) to run as.
+    user: Option<(libc::uid_t, libc::gid_t)>,
+    /// Empty the supplementary groups (subrt is root).
+    drop_groups: bool,
 }
 
 /// Bytes of the child's stack (it makes system calls only).
@@ -231,13 +267,17 @@ const STACK: usize = 64 * 1024;
 
 /// Clones the child, waits for its exec (or its failure), and returns its
 /// pid.
-fn start_program(program: &Program, mut start: Start) -> io::Result<libc::pid_t> {
+fn start_program(
+    program: &Program,
+    cwd: Option<&CString>,
+    mut start: Start,
+) -> io::Result<libc::pid_t> {
     let (report_read, report_write) = pipe_above_stdio()?;
     start.report = report_write.as_raw_fd();
     let mut stack = vec![0u8; STACK];
     let top = stack.as_mut_ptr().wrapping_add(STACK);
     let top = top.wrapping_sub(top as usize % 16).cast::<libc::c_void>();
-    let job = (program, start);
+    let job = (program, cwd, start);
     // SAFETY: the child runs on its own stack and reads only `job`, which
     // outlives it: it shares this memory until its execve or _exit, and
     // CLONE_VFORK holds this thread until then.
@@ -272,6 +312,8 @@ fn start_program(program: &Program, mut start: Start) -> io::Result<libc::pid_t>
         0 => "asking for SIGKILL at subrt's end",
         1 => "making its process group",
         2 => "setting its standard streams",
+        4 => "taking its user",
+        5 => "changing to its working dir",
         _ => "starting it",
     };
     Err(io::Error::new(cause.kind(), format!("{step}: {cause}")))
@@ -284,7 +326,7 @@ extern "C" fn child(arg: *mut libc::c_void) -> libc::c_int {
     // SAFETY: `arg` is the job the parent keeps alive across the vfork;
     // only system calls follow, as a vfork child must.
     unsafe {
-        let (program, start) = *(arg as *const (&Program, Start));
+        let (program, cwd, start) = *(arg as *const (&Program, Option<&CString>, Start));
         let fail = |step: i32, result: isize| -> libc::c_int {
             let record = [step, -result as i32];
             raw(
@@ -347,6 +389,32 @@ extern "C" fn child(arg: *mut libc::c_void) -> libc::c_int {
             let copied = raw(libc::SYS_dup3, [fd as usize, target, 0, 0, 0]);
             if copied < 0 {
                 return fail(2, copied);
+            }
+        }
+        // The user, then its working dir (as std's `Command` does: a dir
+        // the user may not enter is an error). Raw calls: glibc's would
+        // change every thread of what it takes for this process.
+        if let Some((uid, gid)) = start.user {
+            let (uid, gid) = (uid as usize, gid as usize);
+            if start.drop_groups {
+                let dropped = raw(libc::SYS_setgroups, [0; 5]);
+                if dropped < 0 {
+                    return fail(4, dropped);
+                }
+            }
+            let set = raw(libc::SYS_setresgid, [gid, gid, gid, 0, 0]);
+            if set < 0 {
+                return fail(4, set);
+            }
+            let set = raw(libc::SYS_setresuid, [uid, uid, uid, 0, 0]);
+            if set < 0 {
+                return fail(4, set);
+            }
+        }
+        if let Some(cwd) = cwd {
+            let entered = raw(libc::SYS_chdir, [cwd.as_ptr() as usize, 0, 0, 0, 0]);
+            if entered < 0 {
+                return fail(5, entered);
             }
         }
         // All but the report (close-on-exec: the exec closes it).

@@ -1,6 +1,10 @@
 //! One thread that lives as long as the process, to run what is bound to
 //! the thread that does it: spawning processes that get `PR_SET_PDEATHSIG`
-//! (see [`spawn_dying_with_subrt`](super::process_group::spawn_dying_with_subrt)).
+//! (see [`host_spawn`](super::host_spawn)). `PR_SET_PDEATHSIG` fires when
+//! the *thread* that made a process ends, not its process, and tokio polls
+//! a task on whichever thread drives the runtime: the Python package's is
+//! driven by the Python thread that waits on it, which may end long before
+//! the command it happened to start.
 //!
 //! It is started on first use, and again in a child made by `fork`, which
 //! inherits none of its parent's threads.

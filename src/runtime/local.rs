@@ -27,6 +27,7 @@
 //! result back.
 
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -39,9 +40,10 @@ use tokio::time::Instant;
 use super::capture::Capture;
 use super::cgroup::CgroupUsage;
 use super::driver::{self, Exit, Lifecycle, Process, Runner, sleep_until};
+use super::host_spawn::{HostChild, HostCommand};
 use super::inherited_fds;
 use super::pid_namespace::PidNamespace;
-use super::process_group::{group_exists, kill_group, spawn_dying_with_subrt};
+use super::process_group::{group_exists, kill_group};
 use super::process_io::{self, ProcessIo};
 use super::raw_child::RawChild;
 use super::sandbox::{Sandbox, SandboxSpec};
@@ -396,20 +398,22 @@ impl Inner {
         Ok(())
     }
 
-    /// Spawns `cmd` in the session: into its namespace (made anew after a
-    /// kill), or as a process group. Under the locks, so that a concurrent
-    /// `kill` either stops it from starting or sees it.
+    /// Spawns the command in the session: `in_namespace()` into its
+    /// namespace (made anew after a kill), or `as_group()` as a process
+    /// group. Under the locks, so that a concurrent `kill` either stops it
+    /// from starting or sees it.
     fn spawn_contained(
         &self,
-        mut cmd: tokio::process::Command,
+        in_namespace: impl FnOnce() -> tokio::process::Command,
+        as_group: impl FnOnce() -> HostCommand,
         epoch: u64,
-    ) -> Result<Option<(tokio::process::Child, Option<u32>)>, std::io::Error> {
+    ) -> Result<Option<(SpawnedChild, Option<u32>)>, std::io::Error> {
         let life = self.lifecycle();
         if !life.may_start(epoch) {
             return Ok(None);
         }
         let mut processes = self.processes();
-        let child = match self.containment {
+        let (child, init) = match self.containment {
             Containment::PidNamespace => {
                 if !processes
                     .namespace
@@ -419,18 +423,19 @@ impl Inner {
                     processes.namespace = Some(PidNamespace::create()?);
                 }
                 let namespace = processes.namespace.as_ref().expect("made above");
-                let child = namespace.spawn(&mut cmd)?;
-                (child, Some(namespace.init_pid()))
+                let mut cmd = in_namespace();
+                let child = inherited_fds::while_hidden(|| namespace.spawn(&mut cmd))?;
+                let pid = child.id().expect("a child that was just spawned has a pid");
+                (SpawnedChild::Tokio(child, pid), Some(namespace.init_pid()))
             }
             _ => {
-                let child = spawn_dying_with_subrt(cmd)?;
-                let pid = child.id().expect("a child that was just spawned has a pid");
-                processes.groups.push(pid as i32);
-                (child, None)
+                let child = as_group().spawn()?;
+                processes.groups.push(child.process.id() as i32);
+                (SpawnedChild::Host(child), None)
             }
         };
-        processes.current = child.0.id();
-        Ok(Some(child))
+        processes.current = Some(child.id());
+        Ok(Some((child, init)))
     }
 
     /// Whether the session's namespace ended (its init was killed), waiting
@@ -581,17 +586,35 @@ struct Started {
     meter: Option<(Box<dyn Fn() -> CgroupUsage + Send>, CgroupUsage)>,
 }
 
-/// A command's process: tokio's child, or one started into a sandbox.
+/// A command's process: tokio's child (in a PID namespace), or one of
+/// subrt's own start (a process group's, a sandbox's).
 enum LocalChild {
     Process(tokio::process::Child),
-    Sandboxed(RawChild),
+    Raw(RawChild),
+}
+
+/// A command just spawned, before its pipes are taken.
+enum SpawnedChild {
+    /// In the session's PID namespace, with its pid.
+    Tokio(tokio::process::Child, u32),
+    /// As a process group of its own.
+    Host(HostChild),
+}
+
+impl SpawnedChild {
+    fn id(&self) -> u32 {
+        match self {
+            SpawnedChild::Tokio(_, pid) => *pid,
+            SpawnedChild::Host(child) => child.process.id(),
+        }
+    }
 }
 
 impl LocalChild {
     fn id(&self) -> u32 {
         match self {
             LocalChild::Process(child) => child.id().expect("not yet reaped"),
-            LocalChild::Sandboxed(child) => child.id(),
+            LocalChild::Raw(child) => child.id(),
         }
     }
 
@@ -601,7 +624,7 @@ impl LocalChild {
     async fn wait(&mut self) -> std::io::Result<std::process::ExitStatus> {
         match self {
             LocalChild::Process(child) => child.wait().await,
-            LocalChild::Sandboxed(child) => child.wait().await,
+            LocalChild::Raw(child) => child.wait().await,
         }
     }
 }
@@ -629,28 +652,33 @@ impl Inner {
             .args
             .first()
             .and_then(|program| find_program(program, process.env));
-        let command = |direct: bool| {
-            let mut cmd = match (process.args.split_first(), &program) {
-                // An argv runs as itself: one exec, not a shell's and then
-                // the program's (0.65 ms less for `true`).
+        // What runs: an argv as itself (one exec, not a shell's and then
+        // the program's: 0.65 ms less for `true`), or `<shell> -c line`.
+        let shell = &self.environment.local.shell;
+        let argv = |direct: bool| -> (&Path, Vec<&OsStr>) {
+            match (process.args.split_first(), &program) {
                 (Some((_, args)), Some(program)) if direct => {
-                    let mut cmd = tokio::process::Command::new(program);
-                    cmd.args(args);
-                    cmd
+                    (program, args.iter().map(OsStr::new).collect())
                 }
                 _ => {
-                    let mut cmd = tokio::process::Command::new(&self.environment.local.shell);
-                    cmd.arg("-c").arg(process.line);
+                    let mut args = vec![OsStr::new("-c"), OsStr::new(process.line)];
                     if !process.args.is_empty() {
-                        cmd.arg("sh").args(process.args);
+                        args.push(OsStr::new("sh"));
+                        args.extend(process.args.iter().map(OsStr::new));
                     }
-                    cmd
+                    (shell, args)
                 }
-            };
+            }
+        };
+        let cwd = self.cwd_of(process);
+        let in_namespace = |direct: bool| {
+            let (program, args) = argv(direct);
+            let mut cmd = tokio::process::Command::new(program);
+            cmd.args(args);
             if let Some(ids) = user {
                 cmd.uid(ids.uid).gid(ids.gid);
             }
-            cmd.current_dir(self.cwd_of(process))
+            cmd.current_dir(&cwd)
                 .env_clear()
                 .envs(process.env)
                 .stdin(if stdin { Stdio::piped() } else { Stdio::null() })
@@ -659,8 +687,33 @@ impl Inner {
                 .process_group(0);
             cmd
         };
+        // Not forked from subrt, nor from a harness around it (BENCHMARKS.md:
+        // from a process holding 2 GiB a fork per command was 110x a spawn).
+        let as_group = |direct: bool| {
+            let (program, args) = argv(direct);
+            // A shell named without a path is found on the command's PATH,
+            // as std's `Command` would.
+            let program = match program.is_absolute() {
+                true => program.to_owned(),
+                false => find_program(&program.to_string_lossy(), process.env)
+                    .unwrap_or_else(|| program.to_owned()),
+            };
+            let mut cmd = HostCommand::new(&program);
+            cmd.args(args)
+                .envs(process.env)
+                .current_dir(&cwd)
+                .own_group()
+                .die_with_subrt();
+            if let Some(ids) = user {
+                cmd.user(ids.uid, ids.gid);
+            }
+            if stdin {
+                cmd.stdin_piped();
+            }
+            cmd
+        };
         let spawn = |direct| {
-            inherited_fds::while_hidden(|| self.spawn_contained(command(direct), process.epoch))
+            self.spawn_contained(|| in_namespace(direct), || as_group(direct), process.epoch)
         };
         let spawned = match spawn(program.is_some()) {
             // A program that cannot be run (not found, not executable, a
@@ -673,29 +726,39 @@ impl Inner {
             }
             spawned => spawned,
         }?;
-        let Some((mut child, init)) = spawned else {
+        let Some((child, init)) = spawned else {
             return Ok(None);
         };
-        let pipes = process_io::take_pipes(&mut child);
-        let (stdout, stderr) = match pipes {
-            Ok(pipes) => pipes,
-            Err(e) => {
-                if let Some(pid) = child.id() {
-                    let _ = kill_group(pid as i32);
-                }
-                self.processes().current = None;
-                return Err(std::io::Error::new(
-                    e.kind(),
-                    format!("cannot read its output: {e}"),
-                ));
+        let (child, stdout, stderr, stdin) = match child {
+            SpawnedChild::Host(child) => (
+                LocalChild::Raw(child.process),
+                child.stdout,
+                child.stderr,
+                child
+                    .stdin
+                    .map(|pipe| Box::new(pipe) as Box<dyn AsyncWrite + Send + Unpin>),
+            ),
+            SpawnedChild::Tokio(mut child, pid) => {
+                let (stdout, stderr) = match process_io::take_pipes(&mut child) {
+                    Ok(pipes) => pipes,
+                    Err(e) => {
+                        let _ = kill_group(pid as i32);
+                        self.processes().current = None;
+                        return Err(std::io::Error::new(
+                            e.kind(),
+                            format!("cannot read its output: {e}"),
+                        ));
+                    }
+                };
+                let stdin = child
+                    .stdin
+                    .take()
+                    .map(|pipe| Box::new(pipe) as Box<dyn AsyncWrite + Send + Unpin>);
+                (LocalChild::Process(child), stdout, stderr, stdin)
             }
         };
-        let stdin = child
-            .stdin
-            .take()
-            .map(|pipe| Box::new(pipe) as Box<dyn AsyncWrite + Send + Unpin>);
         Ok(Some(Started {
-            child: LocalChild::Process(child),
+            child,
             init,
             stdout,
             stderr,
@@ -763,7 +826,7 @@ impl Inner {
                 None => None,
             };
         Ok(Some(Started {
-            child: LocalChild::Sandboxed(child),
+            child: LocalChild::Raw(child),
             init,
             stdout: pipe::Receiver::from_owned_fd(spawned.stdout)?,
             stderr: pipe::Receiver::from_owned_fd(spawned.stderr)?,
@@ -866,7 +929,7 @@ impl Runner for Inner {
                 Exit::unknown(timed_out)
             }
         };
-        if let LocalChild::Sandboxed(child) = &child
+        if let LocalChild::Raw(child) = &child
             && let Some(usage) = child.usage()
         {
             exit.usage = usage;

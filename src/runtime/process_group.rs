@@ -103,42 +103,6 @@ pub fn is_running(pid: u32, start: u64) -> bool {
     })
 }
 
-/// Spawns `command` so that it gets SIGKILL when subrt's process ends, so
-/// that commands do not outlive a subrt that was killed.
-///
-/// `PR_SET_PDEATHSIG` fires when the *thread* that spawned a process exits,
-/// not when its process does, and tokio polls a task on whichever thread
-/// drives the runtime: the Python package's runtime is driven by the Python
-/// thread that waits on it, which may end long before the command it
-/// happened to start. So the spawn itself happens on
-/// [`lasting_thread`](super::lasting_thread), which lives as long as the
-/// process. Call it within a tokio runtime.
-///
-/// # Errors
-///
-/// The spawn failed, or the lasting thread could not be started.
-pub(crate) fn spawn_dying_with_subrt(
-    mut command: tokio::process::Command,
-) -> io::Result<tokio::process::Child> {
-    // SAFETY: die_with_parent only calls prctl, which is async-signal-safe.
-    unsafe { command.pre_exec(die_with_parent) };
-    let runtime = tokio::runtime::Handle::current();
-    super::lasting_thread::run(move || {
-        // The child's pipes are registered with the caller's runtime.
-        let _entered = runtime.enter();
-        command.spawn()
-    })?
-}
-
-/// For `pre_exec`: SIGKILL when the spawning thread exits.
-fn die_with_parent() -> io::Result<()> {
-    // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and takes no pointers.
-    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) } == -1 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

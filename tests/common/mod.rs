@@ -219,3 +219,52 @@ impl Project {
             .collect()
     }
 }
+
+/// Memory a harness holds (a model, a dataset): `bytes` written once, in
+/// small pages (a huge page would hide a copy-on-write behind one fault).
+#[allow(dead_code)]
+pub struct HeldMemory {
+    pages: Vec<u8>,
+}
+
+#[allow(dead_code)]
+impl HeldMemory {
+    pub fn new(bytes: usize) -> Self {
+        let mut pages: Vec<u8> = Vec::with_capacity(bytes);
+        let start = pages.as_mut_ptr() as usize;
+        let aligned = start.next_multiple_of(4096);
+        // SAFETY: advice on whole pages of memory this Vec owns.
+        unsafe {
+            libc::madvise(
+                aligned as *mut libc::c_void,
+                (bytes - (aligned - start)) / 4096 * 4096,
+                libc::MADV_NOHUGEPAGE,
+            );
+        }
+        pages.resize(bytes, 1);
+        Self { pages }
+    }
+
+    /// Page faults of this thread while it writes a byte of each page: ~0
+    /// when the pages are this process's alone, one a page after a `fork`
+    /// made them copy-on-write.
+    pub fn faults_to_write(&mut self) -> i64 {
+        let faults = || {
+            // SAFETY: rusage is plain data, filled by the call.
+            let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+            // SAFETY: writes into a valid rusage.
+            unsafe { libc::getrusage(libc::RUSAGE_THREAD, &raw mut usage) };
+            usage.ru_minflt
+        };
+        let before = faults();
+        for page in self.pages.chunks_mut(4096) {
+            page[0] = page[0].wrapping_add(1);
+        }
+        std::hint::black_box(&self.pages);
+        faults() - before
+    }
+
+    pub fn pages(&self) -> i64 {
+        (self.pages.len() / 4096) as i64
+    }
+}
