@@ -129,17 +129,22 @@ fn main() {
     // A step.
     let runtime = tokio.block_on(spawn_runtime(launch())).unwrap();
     let job = runtime.info().slurm_job.expect("a Slurm session has a job");
-    let srun_step = median(|| {
-        timed(Command::new("srun").args(["--jobid", &job.job_id, "--overlap", "-n1", "true"]))
-    });
-    let subrt_step = median(|| {
-        let start = Instant::now();
-        let result = tokio
-            .block_on(runtime.execute(ExecRequest::new("true")))
-            .unwrap();
-        assert_eq!(result.exit_code, 0, "{result:?}");
-        start.elapsed()
-    });
+    // A step of `srun` in the session's job, and one of subrt's.
+    let steps = || {
+        let srun = median(|| {
+            timed(Command::new("srun").args(["--jobid", &job.job_id, "--overlap", "-n1", "true"]))
+        });
+        let subrt = median(|| {
+            let start = Instant::now();
+            let result = tokio
+                .block_on(runtime.execute(ExecRequest::new("true")))
+                .unwrap();
+            assert_eq!(result.exit_code, 0, "{result:?}");
+            start.elapsed()
+        });
+        (srun, subrt)
+    };
+    let (srun_step, subrt_step) = steps();
     row(
         "a step: execute(true) vs srun --jobid=J --overlap true",
         srun_step,
@@ -151,17 +156,7 @@ fn main() {
     // tables, and its next writes fault on every page.
     let held = vec![1u8; 2 << 30];
     std::hint::black_box(&held);
-    let srun_step = median(|| {
-        timed(Command::new("srun").args(["--jobid", &job.job_id, "--overlap", "-n1", "true"]))
-    });
-    let subrt_step = median(|| {
-        let start = Instant::now();
-        let result = tokio
-            .block_on(runtime.execute(ExecRequest::new("true")))
-            .unwrap();
-        assert_eq!(result.exit_code, 0, "{result:?}");
-        start.elapsed()
-    });
+    let (srun_step, subrt_step) = steps();
     drop(held);
     tokio.block_on(runtime.cleanup()).unwrap();
     row(
