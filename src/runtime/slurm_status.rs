@@ -89,7 +89,14 @@ pub(crate) struct StatusFilter<R> {
     ready: Vec<u8>,
     status: Option<oneshot::Sender<StepStatus>>,
     eof: bool,
+    /// What each read of `inner` goes into, made once (a buffer made at
+    /// each poll, as large as the reader's 256 KiB, was an allocation and a
+    /// memset at every wakeup).
+    scratch: Box<[u8]>,
 }
+
+/// Bytes of a filter's reads of its pipe.
+const SCRATCH: usize = 64 * 1024;
 
 impl<R> StatusFilter<R> {
     /// Filters `inner`; the status goes to `status` when the record passes.
@@ -103,6 +110,7 @@ impl<R> StatusFilter<R> {
             ready: Vec::new(),
             status: Some(status),
             eof: false,
+            scratch: vec![0; SCRATCH].into_boxed_slice(),
         }
     }
 
@@ -178,8 +186,8 @@ impl<R: AsyncRead + Unpin> AsyncRead for StatusFilter<R> {
                 }
                 continue;
             }
-            let mut chunk = vec![0; buf.remaining().max(1)];
-            let mut read = ReadBuf::new(&mut chunk);
+            let room = buf.remaining().clamp(1, SCRATCH);
+            let mut read = ReadBuf::new(&mut this.scratch[..room]);
             match Pin::new(&mut this.inner).poll_read(cx, &mut read) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
