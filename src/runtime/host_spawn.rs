@@ -1,6 +1,5 @@
-//! Starting a host program that must not outlive subrt (the cluster's
-//! `srun` and `salloc`, a `process-group` session's commands), as
-//! `posix_spawn` starts one: a
+//! Starting a host program (the cluster's `srun` and `salloc`, a
+//! `process-group` session's commands) as `posix_spawn` starts one: a
 //! `clone(CLONE_VM | CLONE_VFORK)` child on a stack of its own, which
 //! shares subrt's memory until its `execve`, so the cost does not grow
 //! with subrt's size, and nothing of subrt's is copied for later writes to
@@ -359,24 +358,6 @@ extern "C" fn child(arg: *mut libc::c_void) -> libc::c_int {
                 0,
             ],
         );
-        if start.die_with_subrt {
-            let set = raw(
-                libc::SYS_prctl,
-                [
-                    libc::PR_SET_PDEATHSIG as usize,
-                    libc::SIGKILL as usize,
-                    0,
-                    0,
-                    0,
-                ],
-            );
-            if set < 0 {
-                return fail(0, set);
-            }
-            if raw(libc::SYS_getppid, [0; 5]) != start.parent as isize {
-                raw(libc::SYS_exit, [127, 0, 0, 0, 0]);
-            }
-        }
         if start.own_group {
             let made = raw(libc::SYS_setpgid, [0; 5]);
             if made < 0 {
@@ -415,6 +396,26 @@ extern "C" fn child(arg: *mut libc::c_void) -> libc::c_int {
             let entered = raw(libc::SYS_chdir, [cwd.as_ptr() as usize, 0, 0, 0, 0]);
             if entered < 0 {
                 return fail(5, entered);
+            }
+        }
+        // SIGKILL at subrt's end, last: a change of user clears it
+        // (prctl(2)).
+        if start.die_with_subrt {
+            let set = raw(
+                libc::SYS_prctl,
+                [
+                    libc::PR_SET_PDEATHSIG as usize,
+                    libc::SIGKILL as usize,
+                    0,
+                    0,
+                    0,
+                ],
+            );
+            if set < 0 {
+                return fail(0, set);
+            }
+            if raw(libc::SYS_getppid, [0; 5]) != start.parent as isize {
+                raw(libc::SYS_exit, [127, 0, 0, 0, 0]);
             }
         }
         // All but the report (close-on-exec: the exec closes it).
