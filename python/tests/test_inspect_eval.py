@@ -109,6 +109,12 @@ def test_a_hung_command_killed_from_the_dashboard_fails_its_sample_only(
             lambda: [r for r in _ls(subrt_bin, store, "--label", "inspect.sample=s2") if r["state"] == "running"]
         )
         assert hung, "the hung sample's session runs"
+        # The others done, so that the running view below holds the hung
+        # session alone (under load they may still run).
+        assert _wait(
+            lambda: [r["run_id"] for r in _ls(subrt_bin, store) if r["state"] == "running"]
+            == [hung[0]["run_id"]]
+        ), _ls(subrt_bin, store)
         _tmux(server, "new-session", "-d", "-s", server, "-x", "160", "-y", "45",
               f"{subrt_bin} --config {config}; sleep 60")
         # The running view: the hung session is the one running.

@@ -5,7 +5,9 @@ import concurrent.futures as futures
 import gc
 import multiprocessing
 import os
+import shutil
 import signal
+import tempfile
 import threading
 import time
 
@@ -184,6 +186,46 @@ def test_sigkill_of_python_leaves_no_process(workdir, store):
     child.wait()
     for needle in needles:
         assert eventually(lambda: not live_processes(needle)), f"{needle} outlived Python"
+
+
+SIGKILLED_AS_ANOTHER_USER = """
+import asyncio
+import subrt
+spec = subrt.EnvironmentSpec.from_dict({spec!r})
+runtime = subrt.spawn_runtime(spec, {workdir!r})
+print(runtime.run_id, flush=True)
+
+async def main():
+    command = await runtime.astart({line!r}, user="nobody")
+    async for event in command:
+        print(event.text, end="", flush=True)
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root runs a command as another user")
+def test_sigkill_of_python_kills_a_command_run_as_another_user(store):
+    # A process-group command dies with Python through PR_SET_PDEATHSIG,
+    # which a change of user clears: it must be asked for after the user
+    # is taken. A working dir `nobody` may enter (pytest's are root's alone).
+    workdir = tempfile.mkdtemp(prefix="subrt-as-nobody-")
+    os.chmod(workdir, 0o755)
+    n = unique_sleep()
+    spec = subrt.LocalEnvironmentSpec(local={"containment": "process-group"}).to_dict()
+    script = SIGKILLED_AS_ANOTHER_USER.format(
+        spec=spec, workdir=str(workdir), line=f"echo started; exec sleep {n}"
+    )
+    child = python_child(script)
+    child.stdout.readline()
+    assert child.stdout.readline() == "started\n", child.stderr.read()
+    assert eventually(lambda: live_processes(f"sleep {n}"), 5)
+    child.kill()
+    child.wait()
+    try:
+        assert eventually(lambda: not live_processes(f"sleep {n}")), "the command outlived Python"
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def test_sigkill_of_python_leaves_no_container(workdir, store, docker_image):
