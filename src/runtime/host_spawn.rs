@@ -307,15 +307,23 @@ fn start_program(
     unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
     let [step, errno] = record;
     let cause = io::Error::from_raw_os_error(errno);
+    // The program, and the dir where that was the step, by name.
+    let path = program.path.to_string_lossy();
     let step = match step {
-        0 => "asking for SIGKILL at subrt's end",
-        1 => "making its process group",
-        2 => "setting its standard streams",
-        4 => "taking its user",
-        5 => "changing to its working dir",
-        _ => "starting it",
+        0 => "asking for SIGKILL at subrt's end".to_owned(),
+        1 => "making its process group".to_owned(),
+        2 => "setting its standard streams".to_owned(),
+        4 => "taking its user".to_owned(),
+        5 => match cwd {
+            Some(dir) => format!("changing to its working dir {}", dir.to_string_lossy()),
+            None => "changing to its working dir".to_owned(),
+        },
+        _ => "starting it".to_owned(),
     };
-    Err(io::Error::new(cause.kind(), format!("{step}: {cause}")))
+    Err(io::Error::new(
+        cause.kind(),
+        format!("{path}: {step}: {cause}"),
+    ))
 }
 
 /// The child: set up, then `execve`; on failure report the step and errno
@@ -520,6 +528,17 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::NotFound, "{err}");
         assert!(err.to_string().contains("starting it"), "{err}");
+        assert!(err.to_string().contains("/nonexistent/srun"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_missing_working_dir_is_named() {
+        let err = HostCommand::new(Path::new("/bin/true"))
+            .current_dir(Path::new("/nonexistent/workdir"))
+            .spawn()
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound, "{err}");
+        assert!(err.to_string().contains("/nonexistent/workdir"), "{err}");
     }
 
     #[tokio::test]
