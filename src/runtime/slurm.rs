@@ -11,7 +11,8 @@
 //!   and `time` always bounds it.
 //! - **A command** is `srun --jobid=J --overlap -u -QQ <shell> -c <line>`:
 //!   stdout and stderr arrive apart and live through srun's pipes, stdin goes
-//!   to the task, and srun's own messages are silenced (`-QQ`) so that the
+//!   to the task (none: srun's stdin is held open and the command reads
+//!   `/dev/null`, see [`slurm_status`]), and srun's own messages are silenced (`-QQ`) so that the
 //!   command's stderr is only the command's. srun dies with subrt
 //!   (`PR_SET_PDEATHSIG`), and a killed srun takes its step down: with
 //!   `proctrack/cgroup` every process of the step, `setsid` included, is in
@@ -115,7 +116,15 @@ struct Steps {
     started: u32,
     /// sruns of finished commands whose steps still hold background
     /// processes; killed at `kill` and `cleanup`.
-    lingering: Vec<RawChild>,
+    lingering: Vec<Lingering>,
+}
+
+/// The srun of a finished command whose step lingers.
+#[derive(Debug)]
+struct Lingering {
+    srun: RawChild,
+    /// Its stdin, held open while it runs (see `slurm_status`).
+    _stdin: Option<pipe::Sender>,
 }
 
 /// The cluster's commands, found once on PATH.
@@ -511,8 +520,8 @@ impl Inner {
             // SAFETY: as in `kill_step`.
             unsafe { libc::kill(pid as i32, libc::SIGKILL) };
         }
-        for srun in steps.lingering.drain(..) {
-            srun.start_kill();
+        for step in steps.lingering.drain(..) {
+            step.srun.start_kill();
         }
     }
 }
@@ -568,6 +577,7 @@ impl Runner for Inner {
             .arg(shell)
             .arg(line)
             .arg(&self.nonce)
+            .arg(if stdin.is_some() { "stdin" } else { "none" })
             .args(args)
             // srun hands its own environment to the task (`--export=ALL`):
             // the command's variables, and what srun needs to find the
@@ -575,10 +585,10 @@ impl Runner for Inner {
             .envs(slurm_client_env())
             .envs(env)
             .own_group()
-            .die_with_subrt();
-        if stdin.is_some() {
-            cmd.stdin_piped();
-        }
+            .die_with_subrt()
+            // Piped even for no stdin: held open, srun sends nothing the
+            // step could leave unread (see `slurm_status`).
+            .stdin_piped();
 
         let spawned = {
             let life = self.lifecycle();
@@ -625,7 +635,11 @@ impl Runner for Inner {
         // The same record on stdout marks its end (see `slurm_status`).
         let (stdout_end_tx, mut stdout_end) = oneshot::channel();
         let stdout = StatusFilter::new(stdout, &self.nonce, stdout_end_tx);
-        let stdin = stdin.zip(stdin_pipe);
+        let stdin_pipe = stdin_pipe.expect("srun's stdin is piped");
+        let (stdin, held_stdin) = match stdin {
+            Some(bytes) => (Some((bytes, stdin_pipe)), None),
+            None => (None, Some(stdin_pipe)),
+        };
         let io = ProcessIo::start(stdout, stderr, stdin, phase, tx, captures);
 
         let mut timed_out = false;
@@ -656,8 +670,11 @@ impl Runner for Inner {
             if matches!(ended, Ended::Command(_)) {
                 steps
                     .lingering
-                    .retain_mut(|srun| matches!(srun.try_wait(), Ok(None)));
-                steps.lingering.push(child);
+                    .retain_mut(|step| matches!(step.srun.try_wait(), Ok(None)));
+                steps.lingering.push(Lingering {
+                    srun: child,
+                    _stdin: held_stdin,
+                });
             }
         }
         // The status came on stderr; stdout is whole once its own record
