@@ -11,12 +11,13 @@
 //!   and `time` always bounds it.
 //! - **A command** is `srun --jobid=J --overlap -u -QQ <shell> -c <line>`:
 //!   stdout and stderr arrive apart and live through srun's pipes, stdin goes
-//!   to the task (none: srun's stdin is held open and the command reads
-//!   `/dev/null`, see [`slurm_status`]), and srun's own messages are silenced (`-QQ`) so that the
-//!   command's stderr is only the command's. srun dies with subrt
-//!   (`PR_SET_PDEATHSIG`), and a killed srun takes its step down: with
-//!   `proctrack/cgroup` every process of the step, `setsid` included, is in
-//!   the step's cgroup. The runtime refuses a cluster with another proctrack.
+//!   to the task (given none, the command reads `/dev/null` while srun's
+//!   stdin is held open: see `slurm_status`), and srun's own messages are
+//!   silenced (`-QQ`) so that the command's stderr is only the command's.
+//!   srun dies with subrt (`PR_SET_PDEATHSIG`), and a killed srun takes its
+//!   step down: with `proctrack/cgroup` every process of the step, `setsid`
+//!   included, is in the step's cgroup. The runtime refuses a cluster with
+//!   another proctrack.
 //! - **Timeouts are subrt's**: Slurm's limits are in minutes. At the
 //!   deadline srun gets SIGKILL, as at `kill`; `cleanup` cancels the job.
 //! - **A status is read, never assumed.** A command has ended with a status
