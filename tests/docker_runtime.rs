@@ -605,7 +605,7 @@ async fn an_image_of_another_architecture_runs_through_docker_exec() {
         return;
     }
     const TAG: &str = "subrt-test-rootfs-arm64:1";
-    common::docker::build_variant(TAG, Some("linux/arm64"), &[]).unwrap();
+    common::docker::build_variant(TAG, Some("linux/arm64"), &[], &[]).unwrap();
     let rt = spawn_runtime(LaunchSpec::new(spec(TAG), workspace()))
         .await
         .unwrap();
@@ -633,7 +633,7 @@ async fn an_image_the_agent_cannot_start_in_goes_on_through_docker_exec() {
         return;
     }
     const TAG: &str = "subrt-test-rootfs-agent-dir:1";
-    common::docker::build_variant(TAG, None, &["/.subrt-agent"]).unwrap();
+    common::docker::build_variant(TAG, None, &["/.subrt-agent"], &[]).unwrap();
     let rt: Arc<dyn SubmissionRuntime> = Arc::from(
         spawn_runtime(LaunchSpec::new(spec(TAG), workspace()))
             .await
@@ -724,6 +724,54 @@ async fn a_root_command_cannot_write_to_the_agent_s_connection() {
     let next = rt.execute(ExecRequest::new("echo still")).await.unwrap();
     assert_eq!(&next.stdout.data[..], b"still\n");
     rt.cleanup().await.unwrap();
+}
+
+/// A command run as a user of the image gets that user's supplementary
+/// groups from the image's `/etc/group`, and its `HOME`, through the agent
+/// as through `docker exec -u` (the agent gave none before: a file of a
+/// group the user is in was out of its reach).
+#[tokio::test]
+async fn a_user_gets_its_groups_and_home_from_the_image_on_both_paths() {
+    if test_image().is_none() {
+        return;
+    }
+    const TAG: &str = "subrt-test-rootfs-users:1";
+    let passwd = "root:x:0:0:root:/root:/bin/sh\neval:x:4321:4321:eval:/home/eval:/bin/sh\n";
+    let group =
+        "root:x:0:\neval:x:4321:\ndata:x:5000:other,eval\nextra:x:5001:eval\nnot:x:5002:other\n";
+    common::docker::build_variant(
+        TAG,
+        None,
+        &["/home/eval"],
+        &[("/etc/passwd", passwd), ("/etc/group", group)],
+    )
+    .unwrap();
+    let mut seen = Vec::new();
+    for agent in [true, false] {
+        let mut spec = spec(TAG);
+        spec.docker.as_mut().unwrap().agent = agent;
+        let rt = spawn_runtime(LaunchSpec::new(spec, common::workspace()))
+            .await
+            .unwrap();
+        let result = rt
+            .execute(ExecRequest::new("id -u; id -G; echo $HOME").user("eval"))
+            .await
+            .unwrap();
+        rt.cleanup().await.unwrap();
+        let out = String::from_utf8_lossy(&result.stdout.data).into_owned();
+        let mut lines = out.lines();
+        assert_eq!(lines.next(), Some("4321"), "agent {agent}: {result:?}");
+        let mut groups: Vec<&str> = lines.next().unwrap_or("").split(' ').collect();
+        groups.sort();
+        assert_eq!(
+            groups,
+            ["4321", "5000", "5001"],
+            "agent {agent}: {result:?}"
+        );
+        assert_eq!(lines.next(), Some("/home/eval"), "agent {agent}");
+        seen.push(out);
+    }
+    assert_eq!(seen[0], seen[1], "the agent and docker exec agree");
 }
 
 /// A user that the workspace's permissions keep out (a 0700 folder of

@@ -196,6 +196,8 @@ impl Agent {
         }
         let mut cmd = Command::new(program);
         let (uid, gid) = (start.uid, start.gid);
+        let account = Account::of(uid);
+        let groups = account.groups;
         cmd.args(&start.argv[1..])
             // As `docker exec -u` does: into the working dir first, then
             // the user (who may not be let into it by its permissions).
@@ -209,10 +211,11 @@ impl Agent {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         // SAFETY: between fork and exec only system calls (no allocation,
-        // no lock): no supplementary groups, then the group, then the user.
+        // no lock; `groups` was made before the fork): the supplementary
+        // groups, then the group, then the user.
         unsafe {
             cmd.pre_exec(move || {
-                if libc::setgroups(0, std::ptr::null()) != 0
+                if libc::setgroups(groups.len(), groups.as_ptr()) != 0
                     || libc::setgid(gid) != 0
                     || libc::setuid(uid) != 0
                 {
@@ -221,9 +224,7 @@ impl Agent {
                 Ok(())
             });
         }
-        if let Some(home) = home_of(start.uid) {
-            cmd.env("HOME", home);
-        }
+        cmd.env("HOME", account.home);
         cmd.envs(start.env.iter().map(|(k, v)| (k, v)));
         let (wake_rx, wake_tx) = pipe().map_err(|e| format!("cannot make a pipe: {e}"))?;
         let ending = Arc::new(Ending {
@@ -411,13 +412,50 @@ fn poll_fd(fd: i32) -> libc::pollfd {
     }
 }
 
-/// The home of `uid` in the image's `/etc/passwd` (as `docker exec -u`
-/// sets `HOME`), else `/`.
-fn home_of(uid: u32) -> Option<String> {
-    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-    let home = passwd.lines().find_map(|line| {
-        let fields: Vec<&str> = line.split(':').collect();
-        (fields.len() >= 6 && fields[2].parse() == Ok(uid)).then(|| fields[5].to_owned())
-    });
-    Some(home.unwrap_or_else(|| "/".to_owned()))
+/// What a command's user gets besides its uid and gid, read from the
+/// image's files at each command as `docker exec -u` reads them.
+#[derive(Debug, PartialEq, Eq)]
+struct Account {
+    /// `HOME`: the user's in `/etc/passwd`, else `/`.
+    home: String,
+    /// The supplementary groups: those of `/etc/group` that list the
+    /// user's name (none for a uid `/etc/passwd` does not name).
+    groups: Vec<libc::gid_t>,
+}
+
+impl Account {
+    fn of(uid: u32) -> Self {
+        let read = |path| std::fs::read_to_string(path).unwrap_or_default();
+        Self::from_files(uid, &read("/etc/passwd"), &read("/etc/group"))
+    }
+
+    fn from_files(uid: u32, passwd: &str, group: &str) -> Self {
+        let entry = passwd.lines().find_map(|line| {
+            let fields: Vec<&str> = line.split(':').collect();
+            (fields.len() >= 6 && fields[2].parse() == Ok(uid)).then(|| (fields[0], fields[5]))
+        });
+        let Some((name, home)) = entry else {
+            return Self {
+                home: "/".to_owned(),
+                groups: Vec::new(),
+            };
+        };
+        let mut groups = Vec::new();
+        for line in group.lines() {
+            let fields: Vec<&str> = line.split(':').collect();
+            let [_, _, gid, members] = fields[..] else {
+                continue;
+            };
+            let member = members.split(',').any(|m| m.trim() == name);
+            if let (true, Ok(gid)) = (member, gid.parse())
+                && !groups.contains(&gid)
+            {
+                groups.push(gid);
+            }
+        }
+        Self {
+            home: home.to_owned(),
+            groups,
+        }
+    }
 }

@@ -74,13 +74,18 @@ fn place(root: &Path, at: &Path, from: &Path) -> Result<(), String> {
 fn build_image() -> Result<(), String> {
     run(Command::new("docker").args(["version", "--format", "{{.Server.Version}}"]))
         .map_err(|e| format!("the Docker daemon is not reachable: {e}"))?;
-    build_variant(TEST_IMAGE, None, &[])
+    build_variant(TEST_IMAGE, None, &[], &[])
 }
 
 /// The test image's files as image `tag`, its config saying `platform`
 /// when given (its programs are still this host's, so it runs here), with
-/// empty folders at `dirs` too.
-pub fn build_variant(tag: &str, platform: Option<&str>, dirs: &[&str]) -> Result<(), String> {
+/// empty folders at `dirs` and `files` (path, text) too.
+pub fn build_variant(
+    tag: &str,
+    platform: Option<&str>,
+    dirs: &[&str],
+    files: &[(&str, &str)],
+) -> Result<(), String> {
     let context = tempfile::tempdir().map_err(|e| e.to_string())?;
     let root = context.path().join("rootfs");
     rootfs(&root)?;
@@ -93,6 +98,13 @@ pub fn build_variant(tag: &str, platform: Option<&str>, dirs: &[&str]) -> Result
     for dir in dirs {
         std::fs::create_dir_all(root.join(dir.trim_start_matches('/')))
             .map_err(|e| e.to_string())?;
+    }
+    for (path, text) in files {
+        let path = root.join(path.trim_start_matches('/'));
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+        }
+        std::fs::write(&path, text).map_err(|e| e.to_string())?;
     }
     std::fs::write(
         context.path().join("Dockerfile"),
