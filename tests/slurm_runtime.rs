@@ -99,6 +99,20 @@ async fn the_allocation_is_named_and_recorded_and_ends_at_cleanup() {
         "the job is gone after cleanup: {:?}",
         jobs_named(&run_id)
     );
+    // Ended as a job that did its work, not as a failed one (the
+    // controller keeps it for its MinJobAge, 5 s).
+    let shown = || {
+        let out = std::process::Command::new("scontrol")
+            .args(["show", "job", &job.job_id, "-o"])
+            .output()
+            .expect("scontrol runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let state = shown();
+    assert!(
+        state.contains("JobState=COMPLETED") && state.contains("ExitCode=0:0"),
+        "{state}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -61,8 +61,10 @@ use super::{
 use crate::spec::{EnvironmentSpec, SlurmConfig};
 
 /// What the holder runs under `salloc`: report the allocation, then wait
-/// for the lifeline to close.
-const HOLDER: &str = "echo \"$SLURM_JOB_ID $SLURM_JOB_NODELIST\"; read -r _";
+/// for the lifeline to close, and end with 0: salloc's job ends with its
+/// command's status, and `read` at end of file says 1 (every session's
+/// job read `FAILED`, exit code 1, to `sacct` and `scontrol`).
+const HOLDER: &str = "echo \"$SLURM_JOB_ID $SLURM_JOB_NODELIST\"; read -r _; exit 0";
 /// How long the cluster's tools may take to answer a check.
 const TOOL_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long after a command's status the end of its stdout may come (srun
