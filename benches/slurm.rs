@@ -108,9 +108,14 @@ fn round(name: &str, command: &mut Command, failures: &mut usize) -> Round {
 /// The median time of `rounds`, and of those in which no job started late
 /// (with how many there were), when there are such rounds.
 fn medians(rounds: &[Round]) -> (Duration, Option<(Duration, usize)>) {
+    // The middle one, or the mean of the two in the middle.
     let middle = |mut times: Vec<Duration>| {
         times.sort();
-        times[times.len() / 2]
+        let half = times.len() / 2;
+        match times.len() % 2 {
+            1 => times[half],
+            _ => (times[half - 1] + times[half]) / 2,
+        }
     };
     let all = middle(rounds.iter().map(|r| r.time).collect());
     let clean: Vec<Duration> = rounds
@@ -266,6 +271,9 @@ fn main() {
     );
     // The controller now and then starts jobs in its next pass, whoever
     // asks (BENCHMARKS.md): the same, over the rounds it did not.
+    if batch.1.is_none() {
+        println!("  (every batch round had jobs started late: no median without them)");
+    }
     if let (Some(base), Some(subrt)) = (xargs.1, batch.1) {
         row(
             &format!(
