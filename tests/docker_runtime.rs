@@ -772,6 +772,28 @@ async fn a_user_gets_its_groups_and_home_from_the_image_on_both_paths() {
         seen.push(out);
     }
     assert_eq!(seen[0], seen[1], "the agent and docker exec agree");
+
+    // A root command replaces the image's /etc/group by a link to the
+    // agent's own connection: the next command still starts, with no
+    // groups, and the session goes on.
+    let rt = spawn_runtime(LaunchSpec::new(spec(TAG), common::workspace()))
+        .await
+        .unwrap();
+    let linked = rt
+        .execute(ExecRequest::new("ln -sf /proc/self/fd/0 /etc/group"))
+        .await
+        .unwrap();
+    assert_eq!(linked.exit_code, 0, "{linked:?}");
+    let request = || {
+        ExecRequest::new("id -G")
+            .user("eval")
+            .timeout(std::time::Duration::from_secs(10))
+    };
+    for _ in 0..2 {
+        let result = rt.execute(request()).await.unwrap();
+        assert_eq!(&result.stdout.data[..], b"4321\n", "{result:?}");
+    }
+    rt.cleanup().await.unwrap();
 }
 
 /// A user that the workspace's permissions keep out (a 0700 folder of

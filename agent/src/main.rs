@@ -425,8 +425,7 @@ struct Account {
 
 impl Account {
     fn of(uid: u32) -> Self {
-        let read = |path| std::fs::read_to_string(path).unwrap_or_default();
-        Self::from_files(uid, &read("/etc/passwd"), &read("/etc/group"))
+        Self::from_files(uid, &image_file("/etc/passwd"), &image_file("/etc/group"))
     }
 
     fn from_files(uid: u32, passwd: &str, group: &str) -> Self {
@@ -457,5 +456,31 @@ impl Account {
             home: home.to_owned(),
             groups,
         }
+    }
+}
+
+/// The text of one of the image's account files, read as the agent reads
+/// them for every command: a command run as root may have replaced it, so
+/// only a regular file counts (not a FIFO, which would hold the agent, nor
+/// a link to one of the agent's own descriptors, such as its connection to
+/// subrt on `/proc/self/fd/0`), opened without waiting and read up to
+/// 1 MiB. Anything else reads as empty: no home, no groups.
+fn image_file(path: &str) -> String {
+    use std::os::unix::fs::OpenOptionsExt;
+    const MOST: u64 = 1 << 20;
+    let Ok(file) = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+    else {
+        return String::new();
+    };
+    if !file.metadata().is_ok_and(|m| m.file_type().is_file()) {
+        return String::new();
+    }
+    let mut text = String::new();
+    match file.take(MOST).read_to_string(&mut text) {
+        Ok(_) => text,
+        Err(_) => String::new(),
     }
 }

@@ -12,7 +12,7 @@ pub const TEST_IMAGE: &str = "subrt-test-rootfs:3";
 /// Programs copied into the image (the shell is dash, as `/bin/sh`).
 const PROGRAMS: &[&str] = &[
     "sh", "sleep", "cat", "head", "ls", "id", "touch", "tr", "dd", "wc", "mkdir", "rm", "true",
-    "setsid", "nohup",
+    "setsid", "nohup", "ln",
 ];
 
 /// `Some(image)` when the daemon answers and the test image is built.
