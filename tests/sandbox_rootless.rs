@@ -58,26 +58,51 @@ fn ran_as_user() -> bool {
         .name()
         .expect("libtest names a test's thread after it")
         .to_owned();
-    let out = Command::new("setpriv")
-        .args([
-            format!("--reuid={USER}"),
-            format!("--regid={USER}"),
-            "--clear-groups".into(),
-        ])
-        .arg(std::env::current_exe().unwrap())
-        .args(["--exact", &name, "--nocapture", "--test-threads", "1"])
-        .env("HOME", "/tmp")
+    run_unprivileged(&[&name], &[]);
+    true
+}
+
+/// Runs the tests `names` of this binary unprivileged (as uid 1000 when
+/// this is root, else as this user) with `env` added, and asserts that
+/// each passed.
+fn run_unprivileged(names: &[&str], env: &[(&str, &str)]) {
+    let test = std::env::current_exe().unwrap();
+    let mut command = match is_root() {
+        true => {
+            let mut setpriv = Command::new("setpriv");
+            setpriv
+                .args([
+                    format!("--reuid={USER}"),
+                    format!("--regid={USER}"),
+                    "--clear-groups".into(),
+                ])
+                .arg(test)
+                .env("HOME", "/tmp");
+            setpriv
+        }
+        false => Command::new(test),
+    };
+    let out = command
+        .arg("--exact")
+        .args(names)
+        .args(["--nocapture", "--test-threads", "1"])
+        .envs(env.iter().copied())
         .output()
-        .expect("setpriv runs");
+        .expect("the test binary runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        out.status.success() && stdout.contains("1 passed"),
-        "{name} as uid {USER}: {}\n{stdout}\n{stderr}",
+        out.status.success() && stdout.contains(&format!("{} passed", names.len())),
+        "{names:?} unprivileged with {env:?}: {}\n{stdout}\n{stderr}",
         out.status
     );
     eprintln!("{stderr}");
-    true
+}
+
+/// Whether this run asks for the forked helper (see
+/// `runtime/sandbox/spawn.rs`).
+fn forked_helper_asked() -> bool {
+    std::env::var_os("SUBRT_SANDBOX_HELPER").is_some_and(|v| v == "fork")
 }
 
 fn spec(limits: Limits) -> EnvironmentSpec {
@@ -238,6 +263,58 @@ async fn without_root_commands_run_in_a_view_of_their_own() {
 
 /// `pids` holds without a cgroup (an rlimit counted in the session's own
 /// user namespace): a fork bomb stops at it, and the host answers.
+/// Unprivileged, a command starts as one does as root: through a helper
+/// that shares subrt's memory, so that a harness holding memory pays no
+/// copy of its page tables, and no write fault on each of its pages after,
+/// per command. With the forked helper asked for (what a kernel that
+/// refuses a shared helper its user namespace gets), each page faults.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_root_a_command_is_not_forked_from_the_harness() {
+    if ran_as_user() || !user_namespaces() {
+        return;
+    }
+    let rt = sandbox(Limits::default()).await;
+    let mut held = common::HeldMemory::new(256 << 20);
+    for _ in 0..3 {
+        let result = rt.execute(ExecRequest::new("true")).await.unwrap();
+        assert_eq!(result.exit_code, 0, "{result:?}");
+        let faults = held.faults_to_write();
+        if forked_helper_asked() {
+            assert!(
+                faults > held.pages() / 2,
+                "{faults} page faults writing {} pages after a command started through a \
+                 forked helper: it was not forked",
+                held.pages()
+            );
+        } else {
+            assert!(
+                faults < held.pages() / 4,
+                "{faults} page faults writing {} pages after a command: its helper was \
+                 forked from this process",
+                held.pages()
+            );
+        }
+    }
+    rt.cleanup().await.unwrap();
+}
+
+/// The forked helper (where the kernel refuses a shared one) still gives
+/// the same sandbox: the view test and the one above, run with it asked
+/// for; the second shows it was the path taken.
+#[test]
+fn with_the_forked_helper_commands_see_the_same_view() {
+    if !user_namespaces() || forked_helper_asked() {
+        return;
+    }
+    run_unprivileged(
+        &[
+            "without_root_commands_run_in_a_view_of_their_own",
+            "without_root_a_command_is_not_forked_from_the_harness",
+        ],
+        &[("SUBRT_SANDBOX_HELPER", "fork")],
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_root_a_fork_bomb_stops_at_the_pids_limit() {
     if ran_as_user() || !user_namespaces() {

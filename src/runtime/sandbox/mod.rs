@@ -29,8 +29,10 @@
 //!   asks for them is refused (never run with less). `pids` is kept by
 //!   `RLIMIT_NPROC`, which the kernel counts per user *and* user namespace:
 //!   per session, since each has its own.
-//! - Commands are started through a forked helper (see [`spawn`]), a
-//!   copy of subrt: a command costs more, by subrt's size.
+//! - Commands are started through a helper that joins the user namespace
+//!   first (see [`spawn`]); it shares subrt's memory, unless the kernel
+//!   refuses that, and then it is forked: a copy of subrt, whose cost
+//!   grows with subrt's size.
 //! - The working dir is never idmapped (its owner, the caller, is the
 //!   sandbox's user inside already); supplementary groups stay as the
 //!   kernel keeps them (shown as `nogroup`).

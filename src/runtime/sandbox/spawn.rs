@@ -7,17 +7,27 @@
 //! takes its limits, and wires its standard streams: system calls only, on
 //! data prepared before the clone.
 //!
-//! A sandbox in a user namespace of its own (subrt not run as root) cannot
-//! be entered so: the kernel lets into a user namespace only a process
-//! whose memory is its own, and a `CLONE_VM` child shares subrt's. There a
-//! *helper* is forked instead (a copy of subrt: slower, by subrt's size);
-//! it joins the namespaces and starts the command with
+//! A sandbox in a user namespace of its own (subrt not run as root) is
+//! entered by a *helper*: only from inside that user namespace may a
+//! process join the others, and joining a PID namespace places a process's
+//! children there, not the process. The helper joins the namespaces, user
+//! namespace first, starts the command with
 //! `clone(CLONE_VM | CLONE_VFORK | CLONE_PARENT)`, so that the command is
-//! subrt's child, waited for and measured as any other, and then exits.
+//! subrt's child, waited for and measured as any other, and exits. It is
+//! itself a `CLONE_VM | CLONE_VFORK` child: current kernels let a process
+//! that shares its memory (but not its thread group) into a user
+//! namespace. Older ones refuse it (`EINVAL`: they count the memory's
+//! users); there, from the first refusal on, the helper is forked (a copy
+//! of subrt, whose cost grows with subrt's size: for a harness holding
+//! 2 GiB, a write fault on each page it writes after each command).
+//! `SUBRT_SANDBOX_HELPER=fork` asks for the forked helper everywhere (the
+//! tests run both).
 
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::runtime::raw_syscall::{ChildMain, Program, clone_with_signals_blocked, pipe};
 
@@ -64,6 +74,60 @@ const STACK: usize = 128 * 1024;
 /// The step number of a helper's record of the command's pid.
 const PID_RECORD: i32 = -1;
 
+/// The step at which a helper joins the user namespace (a shared helper
+/// refused there with `EINVAL` is retried forked).
+const USER_NAMESPACE_STEP: i32 = 10;
+
+/// How a command is started (see the module's doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Way {
+    /// A `CLONE_VM | CLONE_VFORK` child sets itself up and runs it.
+    Child,
+    /// A helper sharing subrt's memory joins the namespaces and starts it.
+    SharedHelper,
+    /// A forked helper (a copy of subrt) does the same.
+    ForkedHelper,
+}
+
+/// Set once the kernel refused a shared helper its user namespace: from
+/// then on helpers are forked.
+static FORKED_HELPERS: AtomicBool = AtomicBool::new(false);
+
+/// Whether helpers are forked: the kernel refused a shared one, or
+/// `SUBRT_SANDBOX_HELPER=fork` asks for it.
+fn helpers_forked() -> bool {
+    static ASKED: OnceLock<bool> = OnceLock::new();
+    FORKED_HELPERS.load(Ordering::Relaxed)
+        || *ASKED
+            .get_or_init(|| std::env::var_os("SUBRT_SANDBOX_HELPER").is_some_and(|v| v == "fork"))
+}
+
+/// Why a command did not start.
+#[derive(Debug)]
+enum Failure {
+    /// The clone or the report's pipe failed.
+    Io(io::Error),
+    /// The child or helper failed at a step (see [`step_words`]).
+    Step { step: i32, errno: i32 },
+    /// A helper ended without starting the command.
+    NoCommand,
+}
+
+impl From<Failure> for io::Error {
+    fn from(failure: Failure) -> Self {
+        match failure {
+            Failure::Io(e) => e,
+            Failure::Step { step, errno } => {
+                let cause = io::Error::from_raw_os_error(errno);
+                io::Error::new(cause.kind(), format!("{}: {cause}", step_words(step)))
+            }
+            Failure::NoCommand => {
+                io::Error::other("the sandbox's helper ended without starting the command")
+            }
+        }
+    }
+}
+
 /// Starts `program` as `setup` says; returns its pid. Call it on a thread
 /// whose `pid_for_children` is the session's PID namespace, unless the
 /// namespaces to join include its user namespace (then a helper joins the
@@ -74,13 +138,36 @@ const PID_RECORD: i32 = -1;
 /// The clone failed, or the child failed before its `execve` (the step and
 /// the kernel's reason are said).
 pub(crate) fn spawn(program: &Program, setup: &ChildSetup<'_>) -> io::Result<libc::pid_t> {
-    let (report_read, report_write) = pipe()?;
-    let mut stack = vec![0u8; STACK];
     // A user namespace is joined by a helper (see the module's doc).
     let through_helper = setup
         .namespaces
         .iter()
         .any(|&(_, kind)| kind == libc::CLONE_NEWUSER);
+    if !through_helper {
+        return Ok(start(program, setup, Way::Child)?);
+    }
+    if !helpers_forked() {
+        match start(program, setup, Way::SharedHelper) {
+            Err(Failure::Step {
+                step: USER_NAMESPACE_STEP,
+                errno: libc::EINVAL,
+            }) => {
+                FORKED_HELPERS.store(true, Ordering::Relaxed);
+                tracing::debug!(
+                    "this kernel refuses a user namespace to a process sharing subrt's \
+                     memory: sandbox commands start through a forked helper from now on"
+                );
+            }
+            started => return Ok(started?),
+        }
+    }
+    Ok(start(program, setup, Way::ForkedHelper)?)
+}
+
+/// [`spawn`] the given way.
+fn start(program: &Program, setup: &ChildSetup<'_>, way: Way) -> Result<libc::pid_t, Failure> {
+    let (report_read, report_write) = pipe().map_err(Failure::Io)?;
+    let mut stack = vec![0u8; STACK];
     let base = stack.as_mut_ptr();
     let top = |at: usize| {
         let top = base.wrapping_add(at);
@@ -93,18 +180,19 @@ pub(crate) fn spawn(program: &Program, setup: &ChildSetup<'_>) -> io::Result<lib
         joined: false,
         child_stack: top(STACK / 2),
     };
-    let (entry, flags): (ChildMain, _) = if through_helper {
-        (helper, libc::SIGCHLD)
-    } else {
-        (child, libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD)
+    let shared = libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD;
+    let (entry, flags): (ChildMain, _) = match way {
+        Way::Child => (child, shared),
+        Way::SharedHelper => (helper, shared),
+        Way::ForkedHelper => (helper, libc::SIGCHLD),
     };
     let entry_stack = top(STACK);
     // Signals stay blocked until the child has reset their handlers: a
     // handler of subrt's must never run in it.
     // SAFETY: the child runs `entry` on its own stack and only reads
-    // `start`, which outlives it: a `child` shares this memory until its
-    // execve or _exit (CLONE_VFORK holds this thread until then); a helper
-    // has a copy of it.
+    // `start`, which outlives it: a child or a shared helper shares this
+    // memory until its execve or _exit (CLONE_VFORK holds this thread
+    // until then); a forked helper has a copy of it.
     let pid = unsafe {
         clone_with_signals_blocked(
             entry,
@@ -114,7 +202,7 @@ pub(crate) fn spawn(program: &Program, setup: &ChildSetup<'_>) -> io::Result<lib
         )
     };
     drop(stack);
-    let pid = pid?;
+    let pid = pid.map_err(Failure::Io)?;
     drop(report_write);
     // Records until end-of-file (every copy of the write end is closed on
     // exec or exit): a failure (step, errno), a helper's (PID_RECORD, pid).
@@ -126,34 +214,27 @@ pub(crate) fn spawn(program: &Program, setup: &ChildSetup<'_>) -> io::Result<lib
         let read = unsafe { libc::read(report_read.as_raw_fd(), record.as_mut_ptr().cast(), 8) };
         match (read, record) {
             (8, [PID_RECORD, pid]) => command = Some(pid),
-            (8, [step, errno]) => failure = Some((step, errno)),
+            (8, [step, errno]) => failure = Some(Failure::Step { step, errno }),
             (-1, _) if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => {}
             _ => break,
         }
     }
+    let through_helper = way != Way::Child;
     // SAFETY: waitpid of our own children, which have exited (a helper, or
     // a child that failed) or is the command (not waited for here).
     unsafe {
         if through_helper || failure.is_some() {
             libc::waitpid(pid, std::ptr::null_mut(), 0);
         }
-        if let (Some(_), Some(command)) = (failure, command) {
+        if let (Some(_), Some(command)) = (&failure, command) {
             libc::waitpid(command, std::ptr::null_mut(), 0);
         }
     }
-    if let Some((step, errno)) = failure {
-        let cause = io::Error::from_raw_os_error(errno);
-        return Err(io::Error::new(
-            cause.kind(),
-            format!("{}: {cause}", step_words(step)),
-        ));
-    }
-    match (through_helper, command) {
-        (false, _) => Ok(pid),
-        (true, Some(command)) => Ok(command),
-        (true, None) => Err(io::Error::other(
-            "the sandbox's helper ended without starting the command",
-        )),
+    match (failure, through_helper, command) {
+        (Some(failure), _, _) => Err(failure),
+        (None, false, _) => Ok(pid),
+        (None, true, Some(command)) => Ok(command),
+        (None, true, None) => Err(Failure::NoCommand),
     }
 }
 
@@ -169,16 +250,17 @@ fn step_words(step: i32) -> &'static str {
         6 => "forbidding new privileges",
         8 => "starting the command from the sandbox's user namespace",
         9 => "dropping capabilities",
+        USER_NAMESPACE_STEP => "joining the session's user namespace",
         _ => "starting the shell",
     }
 }
 
-/// A helper (a copy of subrt, see the module's doc): joins the sandbox's
-/// namespaces, starts the command as subrt's child, reports its pid and
-/// exits. Signals stay blocked in it throughout.
+/// A helper (see the module's doc): joins the sandbox's namespaces, starts
+/// the command as subrt's child, reports its pid and exits. Signals stay
+/// blocked in it throughout.
 extern "C" fn helper(arg: *mut libc::c_void) -> libc::c_int {
-    // SAFETY: `arg` is the `Start` in this process's copy of the parent's
-    // memory; only system calls follow.
+    // SAFETY: `arg` is the `Start` in the parent's memory (held by the
+    // vfork) or in this process's copy of it; only system calls follow.
     unsafe {
         let start = *(arg as *const Start<'_>);
         let report = |record: [i32; 2]| {
@@ -186,7 +268,11 @@ extern "C" fn helper(arg: *mut libc::c_void) -> libc::c_int {
         };
         for &(fd, kind) in start.setup.namespaces {
             if libc::setns(fd, kind) < 0 {
-                report([1, *libc::__errno_location()]);
+                let step = match kind {
+                    libc::CLONE_NEWUSER => USER_NAMESPACE_STEP,
+                    _ => 1,
+                };
+                report([step, *libc::__errno_location()]);
                 libc::_exit(127);
             }
         }
