@@ -484,3 +484,52 @@ fn image_file(path: &str) -> String {
         Err(_) => String::new(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Account;
+
+    const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\n\
+                          bob:x:1000:1000::/home/bob:/bin/sh\n\
+                          bobby:x:1001:1001::/home/bobby:/bin/sh\n\
+                          broken line\n";
+
+    #[test]
+    fn a_named_user_gets_its_home_and_every_group_that_lists_it_once() {
+        let group = "root:x:0:\n\
+                     wheel:x:10:root, bob\n\
+                     audio:x:29:bobby\n\
+                     video:x:44:alice,bob\n\
+                     again:x:10:bob\n\
+                     odd:x:50\n";
+        assert_eq!(
+            Account::from_files(1000, PASSWD, group),
+            Account {
+                home: "/home/bob".to_owned(),
+                groups: vec![10, 44],
+            },
+            "bob is in wheel (listed with a space) and video, not in bobby's audio; \
+             gid 10 counted once; a line without its members field skipped"
+        );
+    }
+
+    #[test]
+    fn a_uid_the_image_does_not_name_gets_no_groups_and_root_as_home() {
+        let group = "wheel:x:10:bob\n";
+        assert_eq!(
+            Account::from_files(4242, PASSWD, group),
+            Account {
+                home: "/".to_owned(),
+                groups: Vec::new(),
+            }
+        );
+        assert_eq!(
+            Account::from_files(1000, "", ""),
+            Account {
+                home: "/".to_owned(),
+                groups: Vec::new(),
+            },
+            "an image without the files (or with unreadable ones)"
+        );
+    }
+}
