@@ -60,7 +60,8 @@ struct Released {
 /// The runtime or its driver thread cannot be started.
 pub(crate) fn get() -> PyResult<&'static Executor> {
     let pid = std::process::id();
-    let mut slot = EXECUTOR.lock().unwrap_or_else(|e| e.into_inner());
+    // Not to be held by another thread when the harness forks.
+    let mut slot = subrt::runtime::fork_gate::lock(&EXECUTOR);
     if let Some((owner, executor)) = *slot
         && owner == pid
     {

@@ -50,6 +50,9 @@ pub(crate) fn runtime_error(error: impl std::fmt::Display) -> PyErr {
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // A harness's forks wait for subrt's process-wide sections (see
+    // `fork_gate`): registered now, before any fork can come.
+    subrt::runtime::fork_gate::install();
     let py = m.py();
     m.add("ExecutionError", py.get_type::<ExecutionError>())?;
     m.add(

@@ -48,7 +48,7 @@ impl Hierarchy {
     /// mounted.
     pub fn host() -> Option<&'static Hierarchy> {
         static HOST: OnceLock<Option<Hierarchy>> = OnceLock::new();
-        HOST.get_or_init(|| {
+        super::fork_gate::once(&HOST, || {
             let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
             Self::from_mountinfo(&mountinfo)
         })

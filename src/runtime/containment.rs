@@ -56,11 +56,12 @@ impl std::fmt::Display for Containment {
 /// reason when it cannot. Tried once per process.
 pub fn pid_namespaces() -> Result<(), &'static str> {
     static PROBE: OnceLock<Result<(), String>> = OnceLock::new();
-    PROBE
-        .get_or_init(|| PidNamespace::create().map(drop).map_err(|e| e.to_string()))
-        .as_ref()
-        .map(|_| ())
-        .map_err(String::as_str)
+    super::fork_gate::once(&PROBE, || {
+        PidNamespace::create().map(drop).map_err(|e| e.to_string())
+    })
+    .as_ref()
+    .map(|_| ())
+    .map_err(String::as_str)
 }
 
 /// The containment a local session of `spec` gets here, or why the one the

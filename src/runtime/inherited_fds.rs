@@ -21,7 +21,9 @@
 //! in a container, which inherits nothing from subrt.
 
 use std::os::fd::RawFd;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
+
+use super::fork_gate::{self, Locked};
 
 /// The descriptors above stderr that a child of this process would inherit,
 /// read from `/proc/self/fd`; empty where that cannot be read.
@@ -89,8 +91,8 @@ static HIDING: Mutex<Hiding> = Mutex::new(Hiding {
 /// The hiding of this process. In a child made by `fork` while another
 /// thread was spawning, that spawn never ends: what it hid is given back
 /// at the child's first spawn, which starts a hiding of its own.
-fn hiding() -> MutexGuard<'static, Hiding> {
-    let mut hiding = HIDING.lock().unwrap_or_else(|e| e.into_inner());
+fn hiding() -> Locked<Hiding> {
+    let mut hiding = fork_gate::lock(&HIDING);
     let pid = std::process::id();
     if hiding.pid != pid {
         hiding.pid = pid;

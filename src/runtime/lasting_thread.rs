@@ -42,7 +42,7 @@ pub(crate) fn run<T: Send + 'static>(job: impl FnOnce() -> T + Send + 'static) -
 
 fn queue() -> io::Result<mpsc::Sender<Job>> {
     let pid = std::process::id();
-    let mut slot = QUEUE.lock().unwrap_or_else(|e| e.into_inner());
+    let mut slot = super::fork_gate::lock(&QUEUE);
     if let Some((owner, queue)) = &*slot
         && *owner == pid
     {

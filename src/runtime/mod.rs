@@ -54,6 +54,7 @@ mod driver;
 mod error;
 mod events;
 pub mod files;
+pub mod fork_gate;
 mod host_spawn;
 pub mod inherited_fds;
 mod lasting_thread;

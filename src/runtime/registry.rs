@@ -105,7 +105,7 @@ impl Registry {
 /// The registry of built-in runtimes, made on first use.
 pub fn builtins() -> &'static Registry {
     static BUILTINS: OnceLock<Registry> = OnceLock::new();
-    BUILTINS.get_or_init(Registry::with_builtins)
+    super::fork_gate::once(&BUILTINS, Registry::with_builtins)
 }
 
 /// Makes the runtime for `launch` from the [built-in registry](builtins).

@@ -143,27 +143,26 @@ struct Tools {
 
 fn tools() -> Result<&'static Tools, RuntimeError> {
     static TOOLS: OnceLock<Result<Tools, String>> = OnceLock::new();
-    TOOLS
-        .get_or_init(|| {
-            let find = |name: &str| {
-                which(name).ok_or_else(|| {
-                    format!(
-                        "`{name}` is not on PATH: install Slurm's client commands \
+    super::fork_gate::once(&TOOLS, || {
+        let find = |name: &str| {
+            which(name).ok_or_else(|| {
+                format!(
+                    "`{name}` is not on PATH: install Slurm's client commands \
                          (Debian: slurm-client), or run subrt on a login node"
-                    )
-                })
-            };
-            Ok(Tools {
-                salloc: find("salloc")?,
-                srun: find("srun")?,
-                scancel: find("scancel")?,
-                squeue: find("squeue")?,
-                sinfo: find("sinfo")?,
-                scontrol: find("scontrol")?,
+                )
             })
+        };
+        Ok(Tools {
+            salloc: find("salloc")?,
+            srun: find("srun")?,
+            scancel: find("scancel")?,
+            squeue: find("squeue")?,
+            sinfo: find("sinfo")?,
+            scontrol: find("scontrol")?,
         })
-        .as_ref()
-        .map_err(|reason| slurm_error("find the cluster's commands", reason))
+    })
+    .as_ref()
+    .map_err(|reason| slurm_error("find the cluster's commands", reason))
 }
 
 fn which(program: &str) -> Option<PathBuf> {
@@ -236,11 +235,11 @@ async fn proctrack(tools: &Tools) -> Result<String, RuntimeError> {
 /// would otherwise pay a `scontrol` for it).
 async fn slurmd_of(tools: &Tools, node: &str) -> Option<SocketAddr> {
     static KNOWN: Mutex<BTreeMap<String, SocketAddr>> = Mutex::new(BTreeMap::new());
-    if let Some(address) = lock(&KNOWN).get(node) {
+    if let Some(address) = super::fork_gate::lock(&KNOWN).get(node) {
         return Some(*address);
     }
     let address = ask_slurmd_of(tools, node).await?;
-    lock(&KNOWN).insert(node.to_owned(), address);
+    super::fork_gate::lock(&KNOWN).insert(node.to_owned(), address);
     Some(address)
 }
 
@@ -269,7 +268,7 @@ async fn ask_slurmd_of(tools: &Tools, node: &str) -> Option<SocketAddr> {
 async fn node_states(tools: &Tools) -> Result<HashMap<String, String>, String> {
     type Cached = Option<(Instant, Result<HashMap<String, String>, String>)>;
     static STATES: Mutex<Cached> = Mutex::new(None);
-    if let Some((at, states)) = &*lock(&STATES)
+    if let Some((at, states)) = &*super::fork_gate::lock(&STATES)
         && at.elapsed() < slurm_health::EVERY
     {
         return states.clone();
@@ -285,7 +284,7 @@ async fn node_states(tools: &Tools) -> Result<HashMap<String, String>, String> {
                 })
                 .collect()
         });
-    *lock(&STATES) = Some((Instant::now(), states.clone()));
+    *super::fork_gate::lock(&STATES) = Some((Instant::now(), states.clone()));
     states
 }
 

@@ -41,7 +41,7 @@ struct Seen {
 
 fn seen() -> &'static Mutex<HashMap<SocketAddr, Seen>> {
     static SEEN: OnceLock<Mutex<HashMap<SocketAddr, Seen>>> = OnceLock::new();
-    SEEN.get_or_init(Mutex::default)
+    super::fork_gate::once(&SEEN, Mutex::default)
 }
 
 /// Where a node's `slurmd` listens: `NodeAddr` (a name or an address) and
@@ -55,11 +55,7 @@ pub(crate) fn slurmd_address(node_addr: &str, port: u16) -> Option<SocketAddr> {
 /// call it off the runtime's threads).
 pub(crate) fn silent_for(address: SocketAddr) -> Option<Duration> {
     let now = Instant::now();
-    let last = seen()
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(&address)
-        .copied();
+    let last = super::fork_gate::lock(seen()).get(&address).copied();
     let entry = match last {
         Some(seen) if now.duration_since(seen.checked) < EVERY => seen,
         _ => {
@@ -73,10 +69,7 @@ pub(crate) fn silent_for(address: SocketAddr) -> Option<Duration> {
                 checked: Instant::now(),
                 silent_since,
             };
-            seen()
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(address, entry);
+            super::fork_gate::lock(seen()).insert(address, entry);
             entry
         }
     };

@@ -120,7 +120,7 @@ pub(crate) fn runs_on(architecture: &str) -> bool {
 /// container's init), or it could not be written.
 pub(crate) fn installed() -> Result<&'static FsPath, &'static String> {
     static INSTALLED: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    INSTALLED.get_or_init(install).as_deref()
+    crate::runtime::fork_gate::once(&INSTALLED, install).as_deref()
 }
 
 fn install() -> Result<PathBuf, String> {

@@ -53,10 +53,7 @@ pub async fn connect(host: Option<&str>) -> Result<Docker, RuntimeError> {
             reason: e.to_string(),
         })?;
     let docker = answer(&target, docker.negotiate_version()).await?;
-    AGREED
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(target, docker.client_version());
+    crate::runtime::fork_gate::lock(&AGREED).insert(target, docker.client_version());
     Ok(docker)
 }
 
@@ -82,10 +79,7 @@ static AGREED: Mutex<BTreeMap<String, ClientVersion>> = Mutex::new(BTreeMap::new
 /// A client of `target` speaking the version agreed before, if one was and
 /// the address is a local socket or plain HTTP (others negotiate again).
 fn agreed(target: &str) -> Option<Docker> {
-    let version = *AGREED
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(target)?;
+    let version = *crate::runtime::fork_gate::lock(&AGREED).get(target)?;
     let timeout = REQUEST_TIMEOUT.as_secs();
     if target.starts_with("unix://") {
         Docker::connect_with_unix(target, timeout, &version).ok()

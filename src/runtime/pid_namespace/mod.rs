@@ -229,7 +229,7 @@ fn own_namespace() -> io::Result<&'static File> {
     }
     // `ns/pid` of a process is its active namespace, which never changes.
     let file = File::open("/proc/self/ns/pid")?;
-    Ok(OWN.get_or_init(|| file))
+    Ok(crate::runtime::fork_gate::once(&OWN, || file))
 }
 
 /// What the keeper sends back for a request.
@@ -291,7 +291,7 @@ struct Keeper {
 /// keeper is remembered with the pid that started it.
 fn keeper() -> io::Result<Arc<Keeper>> {
     static KEEPER: Mutex<Option<(u32, Arc<Keeper>)>> = Mutex::new(None);
-    let mut slot = KEEPER.lock().unwrap_or_else(|e| e.into_inner());
+    let mut slot = crate::runtime::fork_gate::lock(&KEEPER);
     let pid = std::process::id();
     if let Some((owner, keeper)) = slot.as_ref()
         && *owner == pid

@@ -98,8 +98,9 @@ static FORKED_HELPERS: AtomicBool = AtomicBool::new(false);
 fn helpers_forked() -> bool {
     static ASKED: OnceLock<bool> = OnceLock::new();
     FORKED_HELPERS.load(Ordering::Relaxed)
-        || *ASKED
-            .get_or_init(|| std::env::var_os("SUBRT_SANDBOX_HELPER").is_some_and(|v| v == "fork"))
+        || *crate::runtime::fork_gate::once(&ASKED, || {
+            std::env::var_os("SUBRT_SANDBOX_HELPER").is_some_and(|v| v == "fork")
+        })
 }
 
 /// Why a command did not start.
