@@ -25,6 +25,7 @@
 //! this only makes reaching it safe.
 
 use std::cell::{Cell, RefCell};
+use std::marker::PhantomData;
 use std::sync::{Condvar, Mutex, MutexGuard, Once, OnceLock, PoisonError};
 
 /// Sections under way in the process (a thread's nested ones count once).
@@ -53,9 +54,11 @@ pub fn install() {
     });
 }
 
-/// A part of subrt a fork must not cut in two, until this is dropped.
+/// A part of subrt a fork must not cut in two, until this is dropped. Not
+/// `Send`: a section is counted on its thread, so it cannot be held across
+/// an `.await` of a task that may move.
 #[must_use = "the section ends when this is dropped"]
-pub struct Section(());
+pub struct Section(PhantomData<*const ()>);
 
 /// Enters a section.
 pub fn section() -> Section {
@@ -64,7 +67,7 @@ pub fn section() -> Section {
         *under_way() += 1;
     }
     DEPTH.set(DEPTH.get() + 1);
-    Section(())
+    Section(PhantomData)
 }
 
 impl Drop for Section {
