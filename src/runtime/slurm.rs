@@ -148,7 +148,7 @@ fn tools() -> Result<&'static Tools, RuntimeError> {
             which(name).ok_or_else(|| {
                 format!(
                     "`{name}` is not on PATH: install Slurm's client commands \
-                         (Debian: slurm-client), or run subrt on a login node"
+                     (Debian: slurm-client), or run subrt on a login node"
                 )
             })
         };
