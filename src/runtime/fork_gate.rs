@@ -28,16 +28,28 @@ use std::cell::{Cell, RefCell};
 use std::marker::PhantomData;
 use std::sync::{Condvar, Mutex, MutexGuard, Once, OnceLock, PoisonError};
 
-/// Sections under way in the process (a thread's nested ones count once).
-static UNDER_WAY: Mutex<usize> = Mutex::new(0);
-/// Signalled when [`UNDER_WAY`] comes to 0.
+/// The sections under way and the forks waiting for them.
+struct Gate {
+    /// Sections under way in the process (a thread's nested ones count
+    /// once).
+    sections: usize,
+    /// Forks waiting for them to end.
+    forks: usize,
+}
+
+static GATE: Mutex<Gate> = Mutex::new(Gate {
+    sections: 0,
+    forks: 0,
+});
+/// Signalled when the last section ends while a fork waits (only then: a
+/// signal is a system call).
 static NONE_UNDER_WAY: Condvar = Condvar::new();
 
 thread_local! {
     /// Sections this thread is in.
     static DEPTH: Cell<usize> = const { Cell::new(0) };
-    /// [`UNDER_WAY`]'s lock, held by this thread across a fork it makes.
-    static HELD: RefCell<Option<MutexGuard<'static, usize>>> = const { RefCell::new(None) };
+    /// [`GATE`]'s lock, held by this thread across a fork it makes.
+    static HELD: RefCell<Option<MutexGuard<'static, Gate>>> = const { RefCell::new(None) };
 }
 
 /// Registers the fork handlers, once per process. Sections call it; the
@@ -64,7 +76,7 @@ pub struct Section(PhantomData<*const ()>);
 pub fn section() -> Section {
     install();
     if DEPTH.get() == 0 {
-        *under_way() += 1;
+        gate().sections += 1;
     }
     DEPTH.set(DEPTH.get() + 1);
     Section(PhantomData)
@@ -74,9 +86,9 @@ impl Drop for Section {
     fn drop(&mut self) {
         DEPTH.set(DEPTH.get() - 1);
         if DEPTH.get() == 0 {
-            let mut under_way = under_way();
-            *under_way -= 1;
-            if *under_way == 0 {
+            let mut gate = gate();
+            gate.sections -= 1;
+            if gate.sections == 0 && gate.forks > 0 {
                 NONE_UNDER_WAY.notify_all();
             }
         }
@@ -123,23 +135,25 @@ pub fn once<T>(cell: &'static OnceLock<T>, init: impl FnOnce() -> T) -> &'static
     cell.get_or_init(init)
 }
 
-fn under_way() -> MutexGuard<'static, usize> {
-    UNDER_WAY.lock().unwrap_or_else(PoisonError::into_inner)
+fn gate() -> MutexGuard<'static, Gate> {
+    GATE.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Before a fork: waits for the sections under way to end, and keeps
-/// [`UNDER_WAY`] locked (so that none begins) until the fork is made.
+/// [`GATE`] locked (so that none begins) until the fork is made.
 extern "C" fn before_fork() {
     if DEPTH.get() > 0 {
         return;
     }
-    let mut under_way = under_way();
-    while *under_way > 0 {
-        under_way = NONE_UNDER_WAY
-            .wait(under_way)
+    let mut gate = gate();
+    gate.forks += 1;
+    while gate.sections > 0 {
+        gate = NONE_UNDER_WAY
+            .wait(gate)
             .unwrap_or_else(PoisonError::into_inner);
     }
-    HELD.set(Some(under_way));
+    gate.forks -= 1;
+    HELD.set(Some(gate));
 }
 
 /// After a fork, in the parent and in the child: sections may begin.
