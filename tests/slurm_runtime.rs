@@ -9,7 +9,7 @@ mod contract;
 use std::sync::Arc;
 use std::time::Duration;
 
-use subrt::runtime::{ExecRequest, LaunchSpec, SubmissionRuntime, spawn_runtime};
+use subrt::runtime::{AllocationPool, ExecRequest, LaunchSpec, SubmissionRuntime, spawn_runtime};
 use subrt::spec::{EnvironmentSpec, SlurmConfig};
 
 use common::slurm::{cluster, jobs_named};
@@ -503,4 +503,95 @@ async fn srun_is_not_forked_from_the_harness() {
         );
     }
     rt.cleanup().await.unwrap();
+}
+
+/// A session of `pool` on n3: its job, after `execute("true")`.
+async fn pooled(pool: &AllocationPool) -> (Box<dyn SubmissionRuntime>, String) {
+    let mut launch = LaunchSpec::new(spec(Some("n3")), workspace());
+    launch.allocation_pool = Some(pool.clone());
+    let rt = spawn_runtime(launch).await.unwrap();
+    let result = rt.execute(ExecRequest::new("true")).await.unwrap();
+    assert!(result.success(), "{result:?}");
+    let job = rt.info().slurm_job.unwrap().job_id;
+    (rt, job)
+}
+
+fn job_listed(job: &str) -> bool {
+    let out = std::process::Command::new("squeue")
+        .args(["-h", "-o", "%i %T", "-j", job])
+        .output()
+        .expect("squeue runs");
+    String::from_utf8_lossy(&out.stdout).contains(&format!("{job} RUNNING"))
+}
+
+/// A batch's sessions hand their allocation on, but only what nothing of a
+/// session can be left in: a step that held a background process, a
+/// timeout, a kill each give the job back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_allocation_is_handed_on_only_when_nothing_is_left_in_it() {
+    if !cluster() {
+        return;
+    }
+    let pool = AllocationPool::new();
+
+    // Clean: kept, and the next session runs in the same job.
+    let (first, job) = pooled(&pool).await;
+    first.cleanup().await.unwrap();
+    assert_eq!(pool.len(), 1, "a clean session's allocation is kept");
+    assert!(job_listed(&job), "the kept job still runs");
+    let (second, handed_on) = pooled(&pool).await;
+    assert_eq!(handed_on, job, "the next session runs in the kept job");
+    assert!(pool.is_empty());
+
+    // A background process outlives its command: the job goes, with it.
+    let sleep = common::unique_sleep();
+    second
+        .execute(ExecRequest::new(format!("sleep {sleep} & echo started")))
+        .await
+        .unwrap();
+    second.cleanup().await.unwrap();
+    assert!(pool.is_empty(), "a lingering step's job is not handed on");
+    assert!(common::gone(&format!("sleep {sleep}")));
+    assert!(common::eventually(Duration::from_secs(5), || !job_listed(
+        &job
+    )));
+
+    // A timeout: given back.
+    let (third, job) = pooled(&pool).await;
+    let timed_out = third
+        .execute(ExecRequest::new("sleep 30").timeout(Duration::from_millis(500)))
+        .await
+        .unwrap();
+    assert!(timed_out.timed_out, "{timed_out:?}");
+    third.cleanup().await.unwrap();
+    assert!(
+        pool.is_empty(),
+        "a timed-out session's job is not handed on"
+    );
+    assert!(common::eventually(Duration::from_secs(5), || !job_listed(
+        &job
+    )));
+
+    // A kill: given back.
+    let (fourth, job) = pooled(&pool).await;
+    fourth.kill().await.unwrap();
+    fourth.cleanup().await.unwrap();
+    assert!(pool.is_empty(), "a killed session's job is not handed on");
+    assert!(common::eventually(Duration::from_secs(5), || !job_listed(
+        &job
+    )));
+
+    // Closing the pool gives back what it holds.
+    let (fifth, job) = pooled(&pool).await;
+    fifth.cleanup().await.unwrap();
+    assert_eq!(pool.len(), 1);
+    pool.close().await;
+    assert!(pool.is_empty());
+    assert!(common::eventually(Duration::from_secs(5), || !job_listed(
+        &job
+    )));
+    // And keeps nothing after.
+    let (sixth, _) = pooled(&pool).await;
+    sixth.cleanup().await.unwrap();
+    assert!(pool.is_empty(), "a closed pool keeps nothing");
 }

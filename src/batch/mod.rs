@@ -23,7 +23,9 @@ use tokio::sync::{mpsc, watch};
 
 use crate::config::Config;
 use crate::runlog::{RunState, Store};
-use crate::runtime::{ExecRequest, LaunchSpec, Outcome, StaticAsset, Verdict, registry};
+use crate::runtime::{
+    AllocationPool, ExecRequest, LaunchSpec, Outcome, StaticAsset, Verdict, registry,
+};
 use crate::sanitize;
 use crate::supervisor::Supervisor;
 
@@ -295,6 +297,9 @@ pub async fn run(
         ..Summary::default()
     };
     let running: Running = Arc::default();
+    // A Slurm session that ended cleanly hands its allocation on to the
+    // next of the same request (see `AllocationPool`).
+    let pool = AllocationPool::new();
     let (stop_tx, stop) = watch::channel(false);
     // Submissions start in the file's order: a queue as deep as `jobs`,
     // fed in order, from which `jobs` workers take the next one as each is
@@ -359,6 +364,7 @@ pub async fn run(
                 file: file.clone(),
                 events: events.clone(),
                 running: Arc::clone(&running),
+                pool: pool.clone(),
                 stop: stop.clone(),
                 fail_fast: options.fail_fast.then(|| stop_tx.clone()),
             };
@@ -402,6 +408,7 @@ pub async fn run(
             }
         }
     }
+    pool.close().await;
     summary
 }
 
@@ -413,6 +420,7 @@ struct Job {
     file: PathBuf,
     events: mpsc::Sender<BatchEvent>,
     running: Running,
+    pool: AllocationPool,
     stop: watch::Receiver<bool>,
     /// Set when `--fail-fast`: a failure stops the batch.
     fail_fast: Option<watch::Sender<bool>>,
@@ -550,6 +558,7 @@ impl Job {
         launch
             .labels
             .insert(labels::BATCH_FILE.into(), self.file.display().to_string());
+        launch.allocation_pool = Some(self.pool.clone());
         let run_id = launch.run_id.clone();
         let runtime = registry::builtins()
             .spawn(launch.clone())

@@ -72,6 +72,7 @@ mod raw_syscall;
 pub mod registry;
 pub mod sandbox;
 pub mod slurm;
+mod slurm_allocation;
 mod slurm_container;
 pub mod slurm_health;
 mod slurm_status;
@@ -88,6 +89,7 @@ pub use models::{
     StaticAsset, StreamKind, Usage, Verdict, shell_words,
 };
 pub use registry::{Registry, RuntimeBackend, spawn_runtime};
+pub use slurm_allocation::AllocationPool;
 
 use async_trait::async_trait;
 

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use super::capture::CapturedOutput;
 use super::containment::Containment;
+use super::slurm_allocation::AllocationPool;
 use crate::spec::{EnvironmentSpec, Mount};
 
 /// Bytes a result keeps per stream unless the request says otherwise: 64 MiB.
@@ -43,6 +44,9 @@ pub struct LaunchSpec {
     pub setup_command: Option<String>,
     /// Labels of the run, recorded in its log (and on its containers).
     pub labels: BTreeMap<String, String>,
+    /// Slurm only: the pool a batch's sessions hand their allocations on
+    /// through (see [`AllocationPool`]); other runtimes ignore it.
+    pub allocation_pool: Option<AllocationPool>,
 }
 
 impl LaunchSpec {
@@ -62,6 +66,7 @@ impl LaunchSpec {
             resume: false,
             setup_command: None,
             labels: BTreeMap::new(),
+            allocation_pool: None,
         }
     }
 

@@ -34,11 +34,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::net::unix::pipe;
 use tokio::process::Command;
 use tokio::sync::oneshot;
@@ -50,6 +50,7 @@ use super::local::check_working_dir;
 use super::owner::Owner;
 use super::process_io::ProcessIo;
 use super::raw_child::RawChild;
+use super::slurm_allocation::{self, Allocation, AllocationPool};
 use super::slurm_container::{self, SessionBundle};
 use super::slurm_health;
 use super::slurm_status::{StatusFilter, WRAPPER};
@@ -58,13 +59,8 @@ use super::{
     Containment, EventStream, ExecRequest, KillScope, KilledBy, LaunchSpec, RuntimeBackend,
     RuntimeError, RuntimeEvent, RuntimeInfo, SlurmJob, SubmissionRuntime,
 };
-use crate::spec::{EnvironmentSpec, SlurmConfig};
+use crate::spec::EnvironmentSpec;
 
-/// What the holder runs under `salloc`: report the allocation, then wait
-/// for the lifeline to close, and end with 0: salloc's job ends with its
-/// command's status, and `read` at end of file says 1 (every session's
-/// job read `FAILED`, exit code 1, to `sacct` and `scontrol`).
-const HOLDER: &str = "echo \"$SLURM_JOB_ID $SLURM_JOB_NODELIST\"; read -r _; exit 0";
 /// How long the cluster's tools may take to answer a check.
 const TOOL_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long after a command's status the end of its stdout may come (srun
@@ -86,8 +82,13 @@ struct Inner {
     assets: BTreeMap<String, String>,
     tools: &'static Tools,
     job: SlurmJob,
-    /// `salloc` and the lifeline; `None` once cleaned up.
-    holder: Mutex<Option<Holder>>,
+    /// The job, `salloc` and the lifeline; `None` once cleaned up.
+    allocation: Mutex<Option<Allocation>>,
+    /// Where the allocation goes at cleanup, when a batch hands it on.
+    pool: Option<AllocationPool>,
+    /// Set once anything of the session was killed or ended without its
+    /// status: its allocation is then never handed on.
+    spoiled: AtomicBool,
     life: Mutex<Lifecycle>,
     steps: Mutex<Steps>,
     /// The session's OCI bundle, when its steps run in a container;
@@ -99,16 +100,6 @@ struct Inner {
     nonce: String,
     /// Where the node's `slurmd` listens, when the cluster says.
     slurmd: Option<SocketAddr>,
-}
-
-#[derive(Debug)]
-struct Holder {
-    salloc: RawChild,
-    /// Closing it ends the holder, and so the allocation.
-    lifeline: pipe::Sender,
-    /// salloc's stderr, open for as long as it runs: closed, a word of
-    /// salloc's there would end it (SIGPIPE), and the allocation with it.
-    _stderr: pipe::Receiver,
 }
 
 #[derive(Debug, Default)]
@@ -132,16 +123,16 @@ struct Lingering {
 
 /// The cluster's commands, found once on PATH.
 #[derive(Debug)]
-struct Tools {
-    salloc: PathBuf,
-    srun: PathBuf,
-    scancel: PathBuf,
-    squeue: PathBuf,
-    sinfo: PathBuf,
-    scontrol: PathBuf,
+pub(super) struct Tools {
+    pub(super) salloc: PathBuf,
+    pub(super) srun: PathBuf,
+    pub(super) scancel: PathBuf,
+    pub(super) squeue: PathBuf,
+    pub(super) sinfo: PathBuf,
+    pub(super) scontrol: PathBuf,
 }
 
-fn tools() -> Result<&'static Tools, RuntimeError> {
+pub(super) fn tools() -> Result<&'static Tools, RuntimeError> {
     static TOOLS: OnceLock<Result<Tools, String>> = OnceLock::new();
     super::fork_gate::once(&TOOLS, || {
         let find = |name: &str| {
@@ -172,7 +163,7 @@ fn which(program: &str) -> Option<PathBuf> {
         .find(|candidate| candidate.is_file())
 }
 
-fn slurm_error(action: &str, reason: impl Into<String>) -> RuntimeError {
+pub(super) fn slurm_error(action: &str, reason: impl Into<String>) -> RuntimeError {
     RuntimeError::Slurm {
         action: action.to_owned(),
         reason: reason.into(),
@@ -180,7 +171,7 @@ fn slurm_error(action: &str, reason: impl Into<String>) -> RuntimeError {
 }
 
 /// Runs one of the cluster's tools and returns its stdout.
-async fn query(program: &Path, args: &[&str]) -> Result<String, String> {
+pub(super) async fn query(program: &Path, args: &[&str]) -> Result<String, String> {
     let name = program
         .file_name()
         .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
@@ -302,109 +293,6 @@ async fn check_proctrack(tools: &Tools, environment: &str) -> Result<(), Runtime
     })
 }
 
-/// The `salloc` arguments of a session.
-fn salloc_args(config: &SlurmConfig, name: &str, comment: &str) -> Vec<String> {
-    let mut args: Vec<String> = ["-N1", "-n1", "-Q"].map(String::from).to_vec();
-    let mut opt = |flag: &str, value: &Option<String>| {
-        if let Some(value) = value {
-            args.push(format!("--{flag}={value}"));
-        }
-    };
-    opt("partition", &config.partition);
-    opt("account", &config.account);
-    opt("mem", &config.mem);
-    opt("cpus-per-task", &config.cpus.map(|c| c.to_string()));
-    opt("nodelist", &config.nodes);
-    opt("constraint", &config.constraint);
-    args.push(format!("--time={}", config.time));
-    args.push(format!("--job-name={name}"));
-    args.push(format!("--comment={comment}"));
-    args.extend(config.extra_args.iter().cloned());
-    args.extend(["--", "/bin/sh", "-c", HOLDER].map(String::from));
-    args
-}
-
-/// Cancels the jobs named `name` when dropped armed: a spawn that fails or
-/// is cancelled half-way leaves no allocation behind.
-struct CancelOnDrop<'a> {
-    tools: &'a Tools,
-    name: &'a str,
-    armed: bool,
-}
-
-impl Drop for CancelOnDrop<'_> {
-    fn drop(&mut self) {
-        if self.armed {
-            let _ = std::process::Command::new(&self.tools.scancel)
-                .args(["--quiet", &format!("--name={}", self.name)])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn();
-        }
-    }
-}
-
-/// Makes the session's allocation: `salloc` with the holder, and the job id
-/// and node it prints once the job runs.
-async fn allocate(
-    tools: &'static Tools,
-    launch: &LaunchSpec,
-    config: &SlurmConfig,
-) -> Result<(SlurmJob, Holder), RuntimeError> {
-    let name = format!("subrt-{}-{}", launch.environment.name, launch.run_id);
-    let comment = format!("subrt owner={}", Owner::this_process().label());
-    let mut guard = CancelOnDrop {
-        tools,
-        name: &name,
-        armed: true,
-    };
-    // Not killed on drop: a SIGKILLed salloc leaves its job to the
-    // cluster's InactiveLimit (which may be off). Closing the lifeline
-    // ends the holder, and salloc gives the job back itself.
-    // salloc lasts as long as the session: it holds no descriptor but its
-    // standard streams (nor does srun for its step, below).
-    let mut salloc = HostCommand::new(&tools.salloc);
-    salloc
-        .args(salloc_args(config, &name, &comment))
-        .envs(std::env::vars_os())
-        .stdin_piped();
-    let HostChild {
-        process: mut salloc,
-        stdin: lifeline,
-        stdout,
-        mut stderr,
-    } = salloc
-        .spawn()
-        .map_err(|e| slurm_error("start salloc", e.to_string()))?;
-    let lifeline = lifeline.expect("stdin is piped");
-    let mut stdout = BufReader::new(stdout);
-    let mut line = String::new();
-    let read = stdout.read_line(&mut line).await;
-    let mut words = line.split_whitespace();
-    let (Ok(_), Some(job_id), Some(node)) = (read, words.next(), words.next()) else {
-        let mut said = String::new();
-        let _ = stderr.read_to_string(&mut said).await;
-        let _ = salloc.wait().await;
-        let reason = match said.trim() {
-            "" => "salloc ended without an allocation".to_owned(),
-            text => text.replace('\n', "; "),
-        };
-        return Err(slurm_error("allocate a node (salloc)", reason));
-    };
-    let job = SlurmJob {
-        job_id: job_id.to_owned(),
-        node: node.to_owned(),
-    };
-    guard.armed = false;
-    let holder = Holder {
-        salloc,
-        lifeline,
-        _stderr: stderr,
-    };
-    Ok((job, holder))
-}
-
 impl RuntimeBackend for SlurmRuntime {
     async fn spawn(launch: LaunchSpec) -> Result<Self, RuntimeError> {
         // A spec made in code has not been through config.toml's checks.
@@ -449,8 +337,28 @@ impl RuntimeBackend for SlurmRuntime {
             Some(container) => Some(slurm_container::prepare(container, &launch).await?),
             None => None,
         };
-        let (job, holder) = allocate(tools, &launch, &config).await?;
-        let slurmd = slurmd_of(tools, &job.node).await;
+        let request = slurm_allocation::request_args(&config);
+        let (handed_on, stale) = match &launch.allocation_pool {
+            Some(pool) => pool.take(&request),
+            None => (None, Vec::new()),
+        };
+        for allocation in stale {
+            tokio::spawn(allocation.release(tools));
+        }
+        let allocation = match handed_on {
+            Some(allocation) => {
+                notes.push(format!(
+                    "slurm: job {} on node {}, handed on from an earlier session of this batch",
+                    allocation.job.job_id, allocation.job.node
+                ));
+                allocation
+            }
+            None => {
+                let mut allocation = slurm_allocation::allocate(tools, &launch, &config).await?;
+                allocation.slurmd = slurmd_of(tools, &allocation.job.node).await;
+                allocation
+            }
+        };
         let working_dir = launch.working_dir.clone();
         let assets = launch
             .asset_sources()?
@@ -465,13 +373,15 @@ impl RuntimeBackend for SlurmRuntime {
                 launch_env: launch.env_vars,
                 assets,
                 tools,
-                job,
-                holder: Mutex::new(Some(holder)),
+                job: allocation.job.clone(),
+                slurmd: allocation.slurmd,
+                allocation: Mutex::new(Some(allocation)),
+                pool: launch.allocation_pool,
+                spoiled: AtomicBool::new(false),
                 life: Mutex::new(Lifecycle::new(notes)),
                 steps: Mutex::new(Steps::default()),
                 nonce: ulid::Ulid::generate().to_string(),
                 bundle: Mutex::new(bundle),
-                slurmd,
             }),
         })
     }
@@ -506,6 +416,32 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Inner {
+    /// Whether the step of every command has ended on its own, waiting up
+    /// to [`STEP_END_WAIT`] for those ending now: none runs, and each one's
+    /// srun exited 0. (A step holding a background process does not end.)
+    ///
+    /// [`STEP_END_WAIT`]: slurm_allocation::STEP_END_WAIT
+    async fn steps_ended(&self) -> bool {
+        let lingering = {
+            let mut steps = lock(&self.steps);
+            if !steps.running.is_empty() {
+                return false;
+            }
+            std::mem::take(&mut steps.lingering)
+        };
+        let deadline = tokio::time::Instant::now() + slurm_allocation::STEP_END_WAIT;
+        let mut left = Vec::new();
+        for mut step in lingering {
+            match tokio::time::timeout_at(deadline, step.srun.wait()).await {
+                Ok(Ok(status)) if status.success() => {}
+                _ => left.push(step),
+            }
+        }
+        let ended = left.is_empty();
+        lock(&self.steps).lingering.extend(left);
+        ended
+    }
+
     /// SIGKILL to a running command's srun: its step goes with it.
     fn kill_step(&self, pid: u32) {
         if lock(&self.steps).running.contains(&pid) {
@@ -713,6 +649,9 @@ impl Runner for Inner {
                     "ended without the step's end record".to_owned()
                 }
             });
+        if !matches!(ended, Ended::Command(_)) || killed || stdout_cut.is_some() {
+            self.spoiled.store(true, Ordering::Relaxed);
+        }
         let exit = match ended {
             Ended::Command(status) if let Some(cut) = &stdout_cut => Exit::lost(
                 format!(
@@ -776,7 +715,7 @@ impl Inner {
         request: ExecRequest,
         scope: KillScope,
     ) -> Result<EventStream, RuntimeError> {
-        if lock(&self.holder).is_none() {
+        if lock(&self.allocation).is_none() {
             return Err(RuntimeError::CleanedUp);
         }
         if let Some(user) = &request.user {
@@ -946,34 +885,35 @@ impl SubmissionRuntime for SlurmRuntime {
     async fn kill(&self) -> Result<(), RuntimeError> {
         let mut life = self.inner.lifecycle();
         life.request_kill();
+        self.inner.spoiled.store(true, Ordering::Relaxed);
         self.inner.kill_steps();
         Ok(())
     }
 
     async fn cleanup(&self) -> Result<(), RuntimeError> {
-        self.inner.lifecycle().clean();
-        self.inner.kill_steps();
-        let Some(Holder {
-            mut salloc,
-            lifeline,
-            _stderr: stderr,
-        }) = lock(&self.inner.holder).take()
-        else {
+        let inner = &self.inner;
+        inner.lifecycle().clean();
+        let steps_ended = inner.pool.is_some() && inner.steps_ended().await;
+        inner.kill_steps();
+        let Some(allocation) = lock(&inner.allocation).take() else {
             return Ok(());
         };
-        // The lifeline closed, the holder exits and salloc releases the job;
-        // scancel as well, should salloc not answer.
-        drop(lifeline);
-        let released = tokio::time::timeout(Duration::from_secs(5), salloc.wait()).await;
-        drop(stderr);
-        lock(&self.inner.bundle).take();
-        if released.is_err() {
-            salloc.start_kill();
-            query(&self.inner.tools.scancel, &[&self.inner.job.job_id])
-                .await
-                .map_err(|reason| slurm_error("cancel the job", reason))?;
-        }
-        Ok(())
+        let allocation = match &inner.pool {
+            Some(pool) if steps_ended && !inner.spoiled.load(Ordering::Relaxed) => {
+                match pool.park(allocation) {
+                    Ok(()) => {
+                        lock(&inner.bundle).take();
+                        return Ok(());
+                    }
+                    Err(allocation) => allocation,
+                }
+            }
+            _ => allocation,
+        };
+        let released = allocation.release(inner.tools).await;
+        // Its steps are gone with the job.
+        lock(&inner.bundle).take();
+        released
     }
 
     fn info(&self) -> RuntimeInfo {
@@ -1067,35 +1007,4 @@ pub async fn cancel_job(job_id: &str) -> Result<(), RuntimeError> {
         .await
         .map(drop)
         .map_err(|reason| slurm_error(&format!("cancel job {job_id}"), reason))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn salloc_asks_for_what_the_spec_says() {
-        let config = SlurmConfig {
-            partition: Some("debug".into()),
-            mem: Some("512M".into()),
-            cpus: Some(2),
-            nodes: Some("n2".into()),
-            extra_args: vec!["--exclusive".into()],
-            ..SlurmConfig::default()
-        };
-        let args = salloc_args(&config, "subrt-e-1", "subrt owner=h:1:2");
-        for expected in [
-            "--partition=debug",
-            "--mem=512M",
-            "--cpus-per-task=2",
-            "--nodelist=n2",
-            "--time=60",
-            "--job-name=subrt-e-1",
-            "--comment=subrt owner=h:1:2",
-            "--exclusive",
-        ] {
-            assert!(args.iter().any(|a| a == expected), "{expected} in {args:?}");
-        }
-        assert_eq!(&args[args.len() - 4..], ["--", "/bin/sh", "-c", HOLDER]);
-    }
 }
