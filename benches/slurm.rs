@@ -6,9 +6,11 @@
 //!   --overlap true` in the same allocation;
 //! - a session: spawn, `execute("true")` and cleanup against `salloc`
 //!   running one `srun true`;
-//! - a batch of 300 submissions of `true` (`-j 6`, recorded as by default)
-//!   against `xargs -P 6` of `srun -n1 true`, and of `salloc srun true` (an
-//!   allocation and a step per submission, as a session has).
+//! - a batch of 300 submissions of `true` (`-j 6`, recorded as by default,
+//!   allocations handed on from one submission to the next) against `xargs
+//!   -P 6` of `srun -n1 true`, and of `salloc srun true` (an allocation and
+//!   a step per submission); and the same batch with a job per submission
+//!   (`reuse_allocations = false`).
 //!
 //! The batch rounds are noisy by the cluster's own doing: now and then the
 //! controller does not start a new job at its submission but in its next
@@ -216,7 +218,9 @@ fn main() {
     let dir = workspace.path();
     std::fs::write(
         dir.join("config.toml"),
-        "[[environments]]\nname = \"slurm\"\ntype = \"slurm\"\n",
+        "[[environments]]\nname = \"slurm\"\ntype = \"slurm\"\n\
+         [[environments]]\nname = \"slurm-own-jobs\"\ntype = \"slurm\"\n\
+         slurm = { reuse_allocations = false }\n",
     )
     .unwrap();
     let mut text = String::from("environment = \"slurm\"\n");
@@ -228,6 +232,7 @@ fn main() {
     // BATCH_ROUNDS rounds, the three ways in turn (one round alone swung
     // from 1.05 to 1.39 between two runs on this shared cluster); medians.
     let (mut xargs, mut batch, mut xargs_salloc) = (Vec::new(), Vec::new(), Vec::new());
+    let mut own_jobs = Vec::new();
     let mut failures = 0;
     for n in 0..BATCH_ROUNDS {
         xargs.push(round(
@@ -248,6 +253,19 @@ fn main() {
                 .arg(Path::new("batch.toml")),
             &mut failures,
         ));
+        // The same batch with a job per submission (allocations not handed
+        // on: what every batch cost before).
+        own_jobs.push(round(
+            "subrt batch, a job each",
+            Command::new(env!("CARGO_BIN_EXE_subrt"))
+                .arg("--config")
+                .arg(dir.join("config.toml"))
+                .env("SUBRT_STORE", dir.join(format!("runs-own-{n}")))
+                .current_dir(dir)
+                .args(["batch", "-j", &JOBS.to_string(), "--env", "slurm-own-jobs"])
+                .arg(Path::new("batch.toml")),
+            &mut failures,
+        ));
         // What a session per submission costs by construction: an
         // allocation and a step in it, as a batch's session is.
         xargs_salloc.push(round(
@@ -259,6 +277,7 @@ fn main() {
         ));
     }
     let (xargs, batch, xargs_salloc) = (medians(&xargs), medians(&batch), medians(&xargs_salloc));
+    let own_jobs = medians(&own_jobs);
     row(
         &format!("{SUBMISSIONS} submissions: subrt batch -j {JOBS} vs xargs srun"),
         xargs.0,
@@ -269,6 +288,12 @@ fn main() {
         xargs_salloc.0,
         batch.0,
     );
+    row(
+        &format!("{SUBMISSIONS} submissions, a job each (reuse_allocations = false) vs xargs srun"),
+        xargs.0,
+        own_jobs.0,
+    );
+    row("  allocations handed on vs a job each", own_jobs.0, batch.0);
     // The controller now and then starts jobs in its next pass, whoever
     // asks (BENCHMARKS.md): the same, over the rounds it did not.
     if batch.1.is_none() {

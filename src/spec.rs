@@ -592,6 +592,12 @@ pub struct SlurmConfig {
     /// `image`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container: Option<SlurmContainer>,
+    /// In a batch, hand the allocation of a session that ended cleanly on to
+    /// the next session asking for the same (default `true`; a submission
+    /// then costs a step, not an allocation). `false`: a job of its own for
+    /// every submission, as for accounting by job.
+    #[serde(default = "default_true", skip_serializing_if = "is_true")]
+    pub reuse_allocations: bool,
 }
 
 /// `slurm.container`: the root filesystem steps run in, through the
@@ -623,6 +629,7 @@ impl Default for SlurmConfig {
             constraint: None,
             extra_args: Vec::new(),
             container: None,
+            reuse_allocations: true,
         }
     }
 }

@@ -102,6 +102,120 @@ fn a_batch_spreads_over_the_three_nodes() {
     );
 }
 
+/// The job of every run of the store, from its log's header.
+fn jobs_of_runs(project: &Project) -> Vec<String> {
+    project
+        .logs()
+        .iter()
+        .filter_map(|log| {
+            let index = std::fs::read_to_string(log.join("events.jsonl")).ok()?;
+            let header: serde_json::Value = serde_json::from_str(index.lines().next()?).ok()?;
+            Some(header["slurm_job"]["job_id"].as_str()?.to_owned())
+        })
+        .collect()
+}
+
+/// Whether `job` is queued or running (or on its way out).
+fn job_listed(job: &str) -> bool {
+    let out = std::process::Command::new("squeue")
+        .args(["-h", "-o", "%i", "-j", job])
+        .output()
+        .expect("squeue runs");
+    String::from_utf8_lossy(&out.stdout).trim() == job
+}
+
+#[test]
+fn a_batch_hands_allocations_on_and_gives_them_back_at_its_end() {
+    if !cluster() {
+        return;
+    }
+    let project = Project::with_config(CONFIG);
+    let mut batch = String::from("environment = \"cluster\"\n");
+    for n in 0..12 {
+        std::fs::create_dir_all(project.dir.path().join(format!("s{n}"))).unwrap();
+        batch.push_str(&format!(
+            "[[submissions]]\nid = \"s{n}\"\nworkdir = \"s{n}\"\ncommands = [\"echo $SLURM_JOB_ID\"]\n"
+        ));
+    }
+    std::fs::write(project.dir.path().join("batch.toml"), batch).unwrap();
+    let out = project.run(&["batch", "batch.toml", "-j", "2"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let jobs = jobs_of_runs(&project);
+    assert_eq!(jobs.len(), 12);
+    for log in project.logs() {
+        let printed = std::fs::read_to_string(log.join("stdout")).unwrap();
+        assert!(jobs.contains(&printed.trim().to_owned()), "{printed}");
+    }
+    let distinct: BTreeSet<&String> = jobs.iter().collect();
+    // Two at a time: two allocations, and one more now and then should a
+    // step take more than a second to end.
+    assert!(
+        distinct.len() <= 4,
+        "12 submissions, two at a time, used {} jobs: {distinct:?}",
+        distinct.len()
+    );
+    for job in distinct {
+        assert!(
+            eventually(Duration::from_secs(5), || !job_listed(job)),
+            "job {job} is still there after the batch"
+        );
+    }
+}
+
+#[test]
+fn a_sigkilled_batch_leaves_no_allocation_it_kept_for_later() {
+    if !cluster() {
+        return;
+    }
+    let project = Project::with_config(CONFIG);
+    let sleep = common::unique_sleep();
+    for id in ["quick", "slow"] {
+        std::fs::create_dir_all(project.dir.path().join(id)).unwrap();
+    }
+    let batch = format!(
+        "environment = \"cluster\"\n\
+         [[submissions]]\nid = \"quick\"\nworkdir = \"quick\"\ncommands = [\"true\"]\n\
+         [[submissions]]\nid = \"slow\"\nworkdir = \"slow\"\ncommands = [\"sleep {sleep}\"]\n"
+    );
+    std::fs::write(project.dir.path().join("batch.toml"), batch).unwrap();
+    let mut child = project
+        .cmd(&["batch", "batch.toml", "-j", "2"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The quick one done, its allocation kept (no submission is left to
+    // take it), the slow one running.
+    let quick_done = || {
+        project.logs().iter().any(|log| {
+            std::fs::read_to_string(log.join("events.jsonl")).is_ok_and(|index| {
+                index.contains("\"submission\":\"quick\"") && index.contains("\"end\"")
+            })
+        })
+    };
+    assert!(eventually(Duration::from_secs(30), || quick_done()
+        && !live_processes(&format!("sleep {sleep}")).is_empty()));
+    let jobs = jobs_of_runs(&project);
+    assert_eq!(jobs.len(), 2, "{jobs:?}");
+    assert!(
+        jobs.iter().all(|job| job_listed(job)),
+        "both jobs are held: {jobs:?}"
+    );
+    child.kill().unwrap(); // SIGKILL: nothing is cleaned up nor given back
+    child.wait().unwrap();
+    assert!(common::gone(&format!("sleep {sleep}")));
+    for job in &jobs {
+        assert!(
+            eventually(Duration::from_secs(10), || !job_listed(job)),
+            "job {job} is still there after the batch's SIGKILL"
+        );
+    }
+}
+
 #[test]
 fn gc_cancels_a_job_whose_owner_is_gone() {
     if !cluster() {

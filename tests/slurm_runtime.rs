@@ -594,4 +594,19 @@ async fn an_allocation_is_handed_on_only_when_nothing_is_left_in_it() {
     let (sixth, _) = pooled(&pool).await;
     sixth.cleanup().await.unwrap();
     assert!(pool.is_empty(), "a closed pool keeps nothing");
+
+    // An environment that wants a job per submission keeps its own.
+    let pool = AllocationPool::new();
+    let mut own = spec(Some("n3"));
+    own.slurm.as_mut().unwrap().reuse_allocations = false;
+    let mut launch = LaunchSpec::new(own, workspace());
+    launch.allocation_pool = Some(pool.clone());
+    let rt = spawn_runtime(launch).await.unwrap();
+    let job = rt.info().slurm_job.unwrap().job_id;
+    rt.execute(ExecRequest::new("true")).await.unwrap();
+    rt.cleanup().await.unwrap();
+    assert!(pool.is_empty(), "reuse_allocations = false is a job each");
+    assert!(common::eventually(Duration::from_secs(5), || !job_listed(
+        &job
+    )));
 }

@@ -204,6 +204,9 @@ class SlurmConfig(_Section):
     constraint: Optional[str] = None
     extra_args: List[str] = Field(default_factory=list)
     container: Optional[SlurmContainer] = None
+    #: In a batch, hand a cleanly ended session's allocation on to the next
+    #: session asking for the same; ``False``: a job per submission.
+    reuse_allocations: bool = True
 
 
 class Limits(_Section):

@@ -8,7 +8,9 @@
 //!   *lifeline* pipe from subrt. When subrt ends, however it ends, the pipe
 //!   closes, the holder exits and `salloc` gives the allocation back at once;
 //!   were `salloc` itself killed, the cluster's `InactiveLimit` ends the job,
-//!   and `time` always bounds it.
+//!   and `time` always bounds it. Within a batch, a session that ended
+//!   cleanly hands its allocation on to the next session of the same
+//!   request ([`slurm_allocation`](super::slurm_allocation)).
 //! - **A command** is `srun --jobid=J --overlap -u -QQ <shell> -c <line>`:
 //!   stdout and stderr arrive apart and live through srun's pipes, stdin goes
 //!   to the task (given none, the command reads `/dev/null` while srun's
@@ -294,7 +296,7 @@ async fn check_proctrack(tools: &Tools, environment: &str) -> Result<(), Runtime
 }
 
 impl RuntimeBackend for SlurmRuntime {
-    async fn spawn(launch: LaunchSpec) -> Result<Self, RuntimeError> {
+    async fn spawn(mut launch: LaunchSpec) -> Result<Self, RuntimeError> {
         // A spec made in code has not been through config.toml's checks.
         launch
             .environment
@@ -338,7 +340,12 @@ impl RuntimeBackend for SlurmRuntime {
             None => None,
         };
         let request = slurm_allocation::request_args(&config);
-        let (handed_on, stale) = match &launch.allocation_pool {
+        // A pool only where the environment lets its allocations be reused.
+        let pool = launch
+            .allocation_pool
+            .take()
+            .filter(|_| config.reuse_allocations);
+        let (handed_on, stale) = match &pool {
             Some(pool) => pool.take(&request),
             None => (None, Vec::new()),
         };
@@ -376,7 +383,7 @@ impl RuntimeBackend for SlurmRuntime {
                 job: allocation.job.clone(),
                 slurmd: allocation.slurmd,
                 allocation: Mutex::new(Some(allocation)),
-                pool: launch.allocation_pool,
+                pool,
                 spoiled: AtomicBool::new(false),
                 life: Mutex::new(Lifecycle::new(notes)),
                 steps: Mutex::new(Steps::default()),
