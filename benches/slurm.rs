@@ -233,6 +233,18 @@ fn main() {
     // from 1.05 to 1.39 between two runs on this shared cluster); medians.
     let (mut xargs, mut batch, mut xargs_salloc) = (Vec::new(), Vec::new(), Vec::new());
     let mut own_jobs = Vec::new();
+    // `subrt batch` in `environment`, recording into a store of its own.
+    let subrt_batch = |store: &str, environment: &str| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_subrt"));
+        command
+            .arg("--config")
+            .arg(dir.join("config.toml"))
+            .env("SUBRT_STORE", dir.join(store))
+            .current_dir(dir)
+            .args(["batch", "-j", &JOBS.to_string(), "--env", environment])
+            .arg(Path::new("batch.toml"));
+        command
+    };
     let mut failures = 0;
     for n in 0..BATCH_ROUNDS {
         xargs.push(round(
@@ -244,26 +256,14 @@ fn main() {
         ));
         batch.push(round(
             "subrt batch",
-            Command::new(env!("CARGO_BIN_EXE_subrt"))
-                .arg("--config")
-                .arg(dir.join("config.toml"))
-                .env("SUBRT_STORE", dir.join(format!("runs-{n}")))
-                .current_dir(dir)
-                .args(["batch", "-j", &JOBS.to_string()])
-                .arg(Path::new("batch.toml")),
+            &mut subrt_batch(&format!("runs-{n}"), "slurm"),
             &mut failures,
         ));
         // The same batch with a job per submission (allocations not handed
         // on: what every batch cost before).
         own_jobs.push(round(
             "subrt batch, a job each",
-            Command::new(env!("CARGO_BIN_EXE_subrt"))
-                .arg("--config")
-                .arg(dir.join("config.toml"))
-                .env("SUBRT_STORE", dir.join(format!("runs-own-{n}")))
-                .current_dir(dir)
-                .args(["batch", "-j", &JOBS.to_string(), "--env", "slurm-own-jobs"])
-                .arg(Path::new("batch.toml")),
+            &mut subrt_batch(&format!("runs-own-{n}"), "slurm-own-jobs"),
             &mut failures,
         ));
         // What a session per submission costs by construction: an

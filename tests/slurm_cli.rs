@@ -60,20 +60,26 @@ fn a_sigkilled_subrt_run_leaves_nothing_on_the_cluster() {
     );
 }
 
+/// `batch.toml`: `count` submissions `s0`... on the cluster, each running
+/// `command` in a folder of its own.
+fn write_batch(project: &Project, count: usize, command: &str) {
+    let mut batch = String::from("environment = \"cluster\"\n");
+    for n in 0..count {
+        std::fs::create_dir_all(project.dir.path().join(format!("s{n}"))).unwrap();
+        batch.push_str(&format!(
+            "[[submissions]]\nid = \"s{n}\"\nworkdir = \"s{n}\"\ncommands = [\"{command}\"]\n"
+        ));
+    }
+    std::fs::write(project.dir.path().join("batch.toml"), batch).unwrap();
+}
+
 #[test]
 fn a_batch_spreads_over_the_three_nodes() {
     if !cluster() {
         return;
     }
     let project = Project::with_config(CONFIG);
-    let mut batch = String::from("environment = \"cluster\"\n");
-    for n in 0..30 {
-        std::fs::create_dir_all(project.dir.path().join(format!("s{n}"))).unwrap();
-        batch.push_str(&format!(
-            "[[submissions]]\nid = \"s{n}\"\nworkdir = \"s{n}\"\ncommands = [\"sleep 0.3; echo $SLURMD_NODENAME\"]\n"
-        ));
-    }
-    std::fs::write(project.dir.path().join("batch.toml"), batch).unwrap();
+    write_batch(&project, 30, "sleep 0.3; echo $SLURMD_NODENAME");
     let out = project.run(&["batch", "batch.toml", "-j", "6", "--json"]);
     assert!(
         out.status.success(),
@@ -124,20 +130,24 @@ fn job_listed(job: &str) -> bool {
     String::from_utf8_lossy(&out.stdout).trim() == job
 }
 
+/// Asserts that every one of `jobs` leaves the queue within `limit` of
+/// `event`.
+fn assert_gone<'a>(jobs: impl IntoIterator<Item = &'a String>, limit: Duration, event: &str) {
+    for job in jobs {
+        assert!(
+            eventually(limit, || !job_listed(job)),
+            "job {job} is still there {limit:?} after {event}"
+        );
+    }
+}
+
 #[test]
 fn a_batch_hands_allocations_on_and_gives_them_back_at_its_end() {
     if !cluster() {
         return;
     }
     let project = Project::with_config(CONFIG);
-    let mut batch = String::from("environment = \"cluster\"\n");
-    for n in 0..12 {
-        std::fs::create_dir_all(project.dir.path().join(format!("s{n}"))).unwrap();
-        batch.push_str(&format!(
-            "[[submissions]]\nid = \"s{n}\"\nworkdir = \"s{n}\"\ncommands = [\"echo $SLURM_JOB_ID\"]\n"
-        ));
-    }
-    std::fs::write(project.dir.path().join("batch.toml"), batch).unwrap();
+    write_batch(&project, 12, "echo $SLURM_JOB_ID");
     let out = project.run(&["batch", "batch.toml", "-j", "2"]);
     assert!(
         out.status.success(),
@@ -158,12 +168,7 @@ fn a_batch_hands_allocations_on_and_gives_them_back_at_its_end() {
         "12 submissions, two at a time, used {} jobs: {distinct:?}",
         distinct.len()
     );
-    for job in distinct {
-        assert!(
-            eventually(Duration::from_secs(5), || !job_listed(job)),
-            "job {job} is still there after the batch"
-        );
-    }
+    assert_gone(distinct, Duration::from_secs(5), "the batch's end");
 }
 
 #[test]
@@ -208,12 +213,7 @@ fn a_sigkilled_batch_leaves_no_allocation_it_kept_for_later() {
     child.kill().unwrap(); // SIGKILL: nothing is cleaned up nor given back
     child.wait().unwrap();
     assert!(common::gone(&format!("sleep {sleep}")));
-    for job in &jobs {
-        assert!(
-            eventually(Duration::from_secs(10), || !job_listed(job)),
-            "job {job} is still there after the batch's SIGKILL"
-        );
-    }
+    assert_gone(&jobs, Duration::from_secs(10), "the batch's SIGKILL");
 }
 
 #[test]
