@@ -9,7 +9,10 @@ mod contract;
 use std::sync::Arc;
 use std::time::Duration;
 
-use subrt::runtime::{AllocationPool, ExecRequest, LaunchSpec, SubmissionRuntime, spawn_runtime};
+use subrt::runtime::{
+    AllocationPool, ExecRequest, LaunchSpec, RuntimeEvent, StreamKind, SubmissionRuntime,
+    spawn_runtime,
+};
 use subrt::spec::{EnvironmentSpec, SlurmConfig};
 
 use common::slurm::{cluster, jobs_named};
@@ -505,15 +508,32 @@ async fn srun_is_not_forked_from_the_harness() {
     rt.cleanup().await.unwrap();
 }
 
-/// A session of `pool` on n3: its job, after `execute("true")`.
-async fn pooled(pool: &AllocationPool) -> (Box<dyn SubmissionRuntime>, String) {
+/// What a call printed to stdout, and the runtime's notes.
+async fn run_noting(rt: &dyn SubmissionRuntime, line: &str) -> (String, Vec<String>) {
+    let mut events = rt.stream(ExecRequest::new(line)).await.unwrap();
+    let (mut stdout, mut notes) = (Vec::new(), Vec::new());
+    while let Some(event) = events.next_event().await {
+        match event {
+            RuntimeEvent::Note(note) => notes.push(note),
+            RuntimeEvent::Output(chunk) if chunk.stream == StreamKind::Stdout => {
+                stdout.extend_from_slice(&chunk.data)
+            }
+            RuntimeEvent::Finished(result) => assert!(result.success(), "{result:?}"),
+            _ => {}
+        }
+    }
+    (String::from_utf8_lossy(&stdout).into_owned(), notes)
+}
+
+/// A session of `pool` on n3: its job, and the notes of its first call
+/// (`true`).
+async fn pooled(pool: &AllocationPool) -> (Box<dyn SubmissionRuntime>, String, Vec<String>) {
     let mut launch = LaunchSpec::new(spec(Some("n3")), workspace());
     launch.allocation_pool = Some(pool.clone());
     let rt = spawn_runtime(launch).await.unwrap();
-    let result = rt.execute(ExecRequest::new("true")).await.unwrap();
-    assert!(result.success(), "{result:?}");
+    let (_, notes) = run_noting(&*rt, "true").await;
     let job = rt.info().slurm_job.unwrap().job_id;
-    (rt, job)
+    (rt, job, notes)
 }
 
 fn job_listed(job: &str) -> bool {
@@ -535,13 +555,26 @@ async fn an_allocation_is_handed_on_only_when_nothing_is_left_in_it() {
     let pool = AllocationPool::new();
 
     // Clean: kept, and the next session runs in the same job.
-    let (first, job) = pooled(&pool).await;
+    let (first, job, _) = pooled(&pool).await;
     first.cleanup().await.unwrap();
     assert_eq!(pool.len(), 1, "a clean session's allocation is kept");
     assert!(job_listed(&job), "the kept job still runs");
-    let (second, handed_on) = pooled(&pool).await;
+    let (second, handed_on, notes) = pooled(&pool).await;
     assert_eq!(handed_on, job, "the next session runs in the kept job");
     assert!(pool.is_empty());
+    // Its notes say so, and name the steps Slurm runs (the job's second
+    // and third).
+    assert!(notes.iter().any(|n| n.contains("handed on")), "{notes:?}");
+    assert!(
+        notes.contains(&format!("slurm: step {job}.1 on node n3")),
+        "{notes:?}"
+    );
+    let (stdout, notes) = run_noting(&*second, "echo $SLURM_STEP_ID").await;
+    assert_eq!(stdout, "2\n");
+    assert!(
+        notes.contains(&format!("slurm: step {job}.2 on node n3")),
+        "{notes:?}"
+    );
 
     // A background process outlives its command: the job goes, with it.
     let sleep = common::unique_sleep();
@@ -557,7 +590,7 @@ async fn an_allocation_is_handed_on_only_when_nothing_is_left_in_it() {
     )));
 
     // A timeout: given back.
-    let (third, job) = pooled(&pool).await;
+    let (third, job, _) = pooled(&pool).await;
     let timed_out = third
         .execute(ExecRequest::new("sleep 30").timeout(Duration::from_millis(500)))
         .await
@@ -573,7 +606,7 @@ async fn an_allocation_is_handed_on_only_when_nothing_is_left_in_it() {
     )));
 
     // A kill: given back.
-    let (fourth, job) = pooled(&pool).await;
+    let (fourth, job, _) = pooled(&pool).await;
     fourth.kill().await.unwrap();
     fourth.cleanup().await.unwrap();
     assert!(pool.is_empty(), "a killed session's job is not handed on");
@@ -582,7 +615,7 @@ async fn an_allocation_is_handed_on_only_when_nothing_is_left_in_it() {
     )));
 
     // Closing the pool gives back what it holds.
-    let (fifth, job) = pooled(&pool).await;
+    let (fifth, job, _) = pooled(&pool).await;
     fifth.cleanup().await.unwrap();
     assert_eq!(pool.len(), 1);
     pool.close().await;
@@ -591,7 +624,7 @@ async fn an_allocation_is_handed_on_only_when_nothing_is_left_in_it() {
         &job
     )));
     // And keeps nothing after.
-    let (sixth, _) = pooled(&pool).await;
+    let (sixth, ..) = pooled(&pool).await;
     sixth.cleanup().await.unwrap();
     assert!(pool.is_empty(), "a closed pool keeps nothing");
 

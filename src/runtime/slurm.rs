@@ -366,6 +366,7 @@ impl RuntimeBackend for SlurmRuntime {
                 allocation
             }
         };
+        let steps_started = allocation.steps_started;
         let working_dir = launch.working_dir.clone();
         let assets = launch
             .asset_sources()?
@@ -386,7 +387,10 @@ impl RuntimeBackend for SlurmRuntime {
                 pool,
                 spoiled: AtomicBool::new(false),
                 life: Mutex::new(Lifecycle::new(notes)),
-                steps: Mutex::new(Steps::default()),
+                steps: Mutex::new(Steps {
+                    started: steps_started,
+                    ..Steps::default()
+                }),
                 nonce: ulid::Ulid::generate().to_string(),
                 bundle: Mutex::new(bundle),
             }),
@@ -902,9 +906,10 @@ impl SubmissionRuntime for SlurmRuntime {
         inner.lifecycle().clean();
         let steps_ended = inner.pool.is_some() && inner.steps_ended().await;
         inner.kill_steps();
-        let Some(allocation) = lock(&inner.allocation).take() else {
+        let Some(mut allocation) = lock(&inner.allocation).take() else {
             return Ok(());
         };
+        allocation.steps_started = lock(&inner.steps).started;
         let allocation = match &inner.pool {
             Some(pool) if steps_ended && !inner.spoiled.load(Ordering::Relaxed) => {
                 match pool.park(allocation) {

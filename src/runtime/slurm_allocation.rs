@@ -87,6 +87,9 @@ pub(super) struct Allocation {
     /// Where the node's `slurmd` listens, when the cluster says.
     pub(super) slurmd: Option<SocketAddr>,
     holder: Holder,
+    /// Steps started in the job so far: the next one's id (a handed-on job
+    /// goes on counting).
+    pub(super) steps_started: u32,
     /// The `salloc` arguments that ask for it, bar its name and comment:
     /// what a session must ask for to be handed it.
     request: Vec<String>,
@@ -234,6 +237,7 @@ pub(super) async fn allocate(
             lifeline,
             _stderr: stderr,
         },
+        steps_started: 0,
         request,
         made,
         // Counted from before the request: the job's clock starts later.
