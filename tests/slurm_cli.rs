@@ -216,6 +216,55 @@ fn a_sigkilled_batch_leaves_no_allocation_it_kept_for_later() {
     assert_gone(&jobs, Duration::from_secs(10), "the batch's SIGKILL");
 }
 
+/// On a cluster that gives each job a private `/tmp` (here the config's
+/// answer says `job_container/tmpfs`), a handed-on job would share it
+/// between submissions: each gets a job of its own, and a note says why.
+#[test]
+fn a_batch_hands_nothing_on_where_each_job_has_a_tmp_of_its_own() {
+    if !cluster() {
+        return;
+    }
+    let project = Project::with_config(CONFIG);
+    write_batch(&project, 4, "true");
+    let real = String::from_utf8(
+        std::process::Command::new("sh")
+            .args(["-c", "command -v scontrol"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let shim = tempfile::tempdir().unwrap();
+    std::fs::write(
+        shim.path().join("scontrol"),
+        format!(
+            "#!/bin/sh\n{} \"$@\" | sed 's|^JobContainerType .*|JobContainerType = job_container/tmpfs|'\n",
+            real.trim()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        shim.path().join("scontrol"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let out = project
+        .cmd(&["batch", "batch.toml", "-j", "1"])
+        .env("PATH", path_with(shim.path()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let jobs: BTreeSet<String> = jobs_of_runs(&project).into_iter().collect();
+    assert_eq!(jobs.len(), 4, "a job each: {jobs:?}");
+    let log = &project.logs()[0];
+    let index = std::fs::read_to_string(log.join("events.jsonl")).unwrap();
+    assert!(index.contains("job_container/tmpfs"), "{index}");
+}
+
 #[test]
 fn gc_cancels_a_job_whose_owner_is_gone() {
     if !cluster() {

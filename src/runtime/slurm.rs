@@ -222,6 +222,17 @@ async fn proctrack(tools: &Tools) -> Result<String, RuntimeError> {
     Ok(config.get("ProctrackType").cloned().unwrap_or_default())
 }
 
+/// Whether the cluster gives each job a private `/tmp` (its
+/// `JobContainerType` is `job_container/tmpfs`); unknown counts as yes.
+async fn private_tmp_per_job(tools: &Tools) -> bool {
+    match cluster_config(tools).await {
+        Ok(config) => config
+            .get("JobContainerType")
+            .is_some_and(|kind| kind.contains("tmpfs")),
+        Err(_) => true,
+    }
+}
+
 /// Where `node`'s `slurmd` listens (`NodeAddr`, `SlurmdPort`), when the
 /// cluster says; `None` leaves only the controller's word to watch it by.
 /// Asked of the controller once per node and process (a session of a batch
@@ -340,11 +351,22 @@ impl RuntimeBackend for SlurmRuntime {
             None => None,
         };
         let request = slurm_allocation::request_args(&config);
-        // A pool only where the environment lets its allocations be reused.
-        let pool = launch
+        // A pool only where the environment lets its allocations be reused,
+        // and where a job's private files end with it: a cluster that gives
+        // each job a `/tmp` of its own (`job_container/tmpfs`) would share
+        // it between the submissions of a handed-on job.
+        let mut pool = launch
             .allocation_pool
             .take()
             .filter(|_| config.reuse_allocations);
+        if pool.is_some() && private_tmp_per_job(tools).await {
+            pool = None;
+            notes.push(
+                "slurm: the cluster gives each job a /tmp of its own (job_container/tmpfs): \
+                 a job per submission, none handed on"
+                    .to_owned(),
+            );
+        }
         let (handed_on, stale) = match &pool {
             Some(pool) => pool.take(&request),
             None => (None, Vec::new()),

@@ -26,7 +26,10 @@
 //! - the job still runs (its holder has not ended), and at most a tenth of
 //!   its time limit (`slurm.time`) has gone, so that every session has at
 //!   least nine tenths of it;
-//! - the pool is not closed (the batch has not ended).
+//! - the pool is not closed (the batch has not ended);
+//! - the cluster does not give each job a `/tmp` of its own
+//!   (`JobContainerType=job_container/tmpfs`): there a handed-on job would
+//!   share it between submissions, so every submission gets its own job.
 //!
 //! Otherwise the allocation is given back as without a pool. A handed-on
 //! allocation keeps the job name of the run that made it; each session's
