@@ -226,28 +226,12 @@ fn a_batch_hands_nothing_on_where_each_job_has_a_tmp_of_its_own() {
     }
     let project = Project::with_config(CONFIG);
     write_batch(&project, 4, "true");
-    let real = String::from_utf8(
-        std::process::Command::new("sh")
-            .args(["-c", "command -v scontrol"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
-    let shim = tempfile::tempdir().unwrap();
-    std::fs::write(
-        shim.path().join("scontrol"),
+    let shim = shim("scontrol", |real| {
         format!(
-            "#!/bin/sh\n{} \"$@\" | sed 's|^JobContainerType .*|JobContainerType = job_container/tmpfs|'\n",
-            real.trim()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(
-        shim.path().join("scontrol"),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+            "#!/bin/sh\n{real} \"$@\" | \
+             sed 's|^JobContainerType .*|JobContainerType = job_container/tmpfs|'\n"
+        )
+    });
     let out = project
         .cmd(&["batch", "batch.toml", "-j", "1"])
         .env("PATH", path_with(shim.path()))
@@ -325,27 +309,32 @@ fn specs_says_the_cluster_answers_and_what_contains_a_session() {
     assert!(listing.contains("no partition `gpu-nowhere`"), "{listing}");
 }
 
-/// A folder with an `srun` that runs the real one with its stdout passed
-/// through `relay` (a shell pipeline stage): a link that is slow, or lost,
-/// for one stream. The real one stays where `which` finds it.
-fn srun_whose_stdout_goes_through(relay: &str) -> tempfile::TempDir {
+/// A folder with a script named `program` that stands for the real one:
+/// `script` is its body, given the real one's path. The real one stays
+/// where `which` finds it.
+fn shim(program: &str, script: impl FnOnce(&str) -> String) -> tempfile::TempDir {
     let real = String::from_utf8(
         std::process::Command::new("sh")
-            .args(["-c", "command -v srun"])
+            .args(["-c", &format!("command -v {program}")])
             .output()
             .unwrap()
             .stdout,
     )
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let shim = dir.path().join("srun");
-    std::fs::write(
-        &shim,
-        format!("#!/bin/bash\nexec {} \"$@\" > >({relay})\n", real.trim()),
-    )
-    .unwrap();
-    std::fs::set_permissions(&shim, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = dir.path().join(program);
+    std::fs::write(&path, script(real.trim())).unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     dir
+}
+
+/// A folder with an `srun` that runs the real one with its stdout passed
+/// through `relay` (a shell pipeline stage): a link that is slow, or lost,
+/// for one stream.
+fn srun_whose_stdout_goes_through(relay: &str) -> tempfile::TempDir {
+    shim("srun", |real| {
+        format!("#!/bin/bash\nexec {real} \"$@\" > >({relay})\n")
+    })
 }
 
 fn path_with(dir: &std::path::Path) -> std::ffi::OsString {
