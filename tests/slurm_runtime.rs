@@ -72,6 +72,80 @@ mod on_a_node_in_a_namespace {
     });
 }
 
+/// Sessions on n1 of one pool, each taking the allocation the one before
+/// it left when it may; the jobs they ran in, in order.
+#[derive(Clone)]
+struct HandedOn {
+    pool: AllocationPool,
+    jobs: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl contract::Target for HandedOn {
+    async fn runtime(&self, setup: &[&str]) -> Arc<dyn SubmissionRuntime> {
+        let mut spec = spec(Some("n1"));
+        spec.setup.commands = setup.iter().map(|s| s.to_string()).collect();
+        let mut launch = LaunchSpec::new(spec, workspace());
+        launch.allocation_pool = Some(self.pool.clone());
+        let rt: Arc<dyn SubmissionRuntime> = Arc::from(spawn_runtime(launch).await.unwrap());
+        let job = rt.info().slurm_job.unwrap().job_id;
+        self.jobs.lock().unwrap().push(job);
+        rt
+    }
+
+    async fn alive(&self, _: &Arc<dyn SubmissionRuntime>, needle: &str) -> bool {
+        !common::live_processes(needle).is_empty()
+    }
+}
+
+/// The contract, one test after another in allocations handed on from the
+/// tests before: nothing of a session reaches the next, and each still
+/// gets what the contract promises.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_contract_holds_in_handed_on_allocations() {
+    if !cluster() {
+        return;
+    }
+    let target = HandedOn {
+        pool: AllocationPool::new(),
+        jobs: Arc::default(),
+    };
+    macro_rules! in_turn {
+        ($($name:ident),* $(,)?) => {
+            $(contract::$name(target.clone()).await;)*
+        };
+    }
+    in_turn!(
+        setup_runs_once_as_the_first_phase,
+        stdout_and_stderr_are_separate_and_ordered,
+        nothing_escapes_cleanup,
+        bytes_arrive_intact,
+        stdin_reaches_the_command,
+        cleanup_kills_what_commands_left_running,
+        exit_codes_follow_the_shell_convention,
+        a_large_stdin_arrives_whole,
+        nothing_escapes_a_timeout,
+        argv_runs_without_a_shell_s_parsing,
+        cwd_and_user_are_per_command,
+        files_are_read_and_written_in_the_session_s_view,
+        a_background_writer_does_not_hold_the_result,
+        nothing_escapes_a_kill,
+        a_failing_setup_command_stops_the_run,
+        output_arrives_while_the_command_runs,
+    );
+    target.pool.close().await;
+    let jobs = target.jobs.lock().unwrap().clone();
+    let distinct: std::collections::BTreeSet<&String> = jobs.iter().collect();
+    assert!(
+        distinct.len() < jobs.len(),
+        "no session ran in a handed-on job: {jobs:?}"
+    );
+    eprintln!(
+        "{} sessions in {} jobs: {jobs:?}",
+        jobs.len(),
+        distinct.len()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_allocation_is_named_and_recorded_and_ends_at_cleanup() {
     if !cluster() {
