@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::{Arc, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
@@ -16,9 +16,10 @@ use tokio_util::sync::CancellationToken;
 use super::capture::Capture;
 use super::placeholders::expand_static;
 use super::{
-    EventStream, ExecRequest, KillScope, KilledBy, OutputChunk, Phase, RuntimeError, RuntimeEvent,
-    RuntimeResult, RuntimeState, SetupFailure, StreamKind, Usage,
+    EventStream, ExecRequest, KillScope, KilledBy, LaunchSpec, OutputChunk, Phase, RuntimeError,
+    RuntimeEvent, RuntimeResult, RuntimeState, SetupFailure, StreamKind, Usage,
 };
+use crate::spec::EnvironmentSpec;
 
 /// The state every runtime keeps between calls.
 #[derive(Debug)]
@@ -222,13 +223,50 @@ pub(crate) struct Process<'a> {
     pub tx: &'a mpsc::Sender<RuntimeEvent>,
 }
 
+/// What every runtime's session keeps alike: its environment, the
+/// launch's variables, setup commands and assets, and the state of its
+/// calls.
+#[derive(Debug)]
+pub(crate) struct Core {
+    pub environment: EnvironmentSpec,
+    /// Variables the launch adds to every command, over the spec's.
+    pub launch_env: BTreeMap<String, String>,
+    /// Run by the first call, before its command (see [`start`]).
+    pub setup_commands: Vec<String>,
+    /// Asset name to its path as the session's commands see it.
+    pub assets: BTreeMap<String, String>,
+    life: Mutex<Lifecycle>,
+}
+
+impl Core {
+    /// The core of a session of `launch`, whose commands see its assets at
+    /// `assets` (name to path), with `notes` for its first call to report.
+    pub fn of(launch: &LaunchSpec, assets: BTreeMap<String, String>, notes: Vec<String>) -> Self {
+        Self {
+            environment: launch.environment.clone(),
+            launch_env: launch.env_vars.clone(),
+            setup_commands: launch.setup_commands(),
+            assets,
+            life: Mutex::new(Lifecycle::new(notes)),
+        }
+    }
+}
+
 /// A backend: runs single shell lines, streaming their output.
 pub(crate) trait Runner: Send + Sync + 'static {
+    /// What the session keeps as every runtime does.
+    fn core(&self) -> &Core;
+
     /// The call state.
-    fn lifecycle(&self) -> MutexGuard<'_, Lifecycle>;
+    fn lifecycle(&self) -> MutexGuard<'_, Lifecycle> {
+        self.core().life.lock().unwrap_or_else(|e| e.into_inner())
+    }
 
     /// The environment of a call with `request_env` on top.
-    fn env(&self, request_env: &BTreeMap<String, String>) -> BTreeMap<String, String>;
+    fn env(&self, request_env: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+        let core = self.core();
+        core.environment.merged_env(&core.launch_env, request_env)
+    }
 
     /// Runs `process` to its end (or its deadline, or a kill), sending its
     /// output to `process.tx` and into `captures` (stdout, stderr).
@@ -239,17 +277,20 @@ pub(crate) trait Runner: Send + Sync + 'static {
     ) -> impl Future<Output = (Exit, [Capture; 2])> + Send;
 }
 
-/// Starts a call: expands `{{static:NAME}}` with `assets` (name to path as
-/// the command sees it), checks that the call may start now (a
-/// [`KillScope::Session`] call only when none runs), decides whether the
-/// `setup` commands run, and spawns the task that drives the call.
+/// Starts a call: expands `{{static:NAME}}` with the session's assets,
+/// checks that the call may start now (a [`KillScope::Session`] call only
+/// when none runs), decides whether the setup commands run, and spawns the
+/// task that drives the call.
 pub(crate) fn start<R: Runner>(
     runner: &Arc<R>,
     request: ExecRequest,
     scope: KillScope,
-    setup: &[String],
-    assets: &BTreeMap<String, String>,
 ) -> Result<EventStream, RuntimeError> {
+    let Core {
+        setup_commands: setup,
+        assets,
+        ..
+    } = runner.core();
     let expand = |command: &str| {
         expand_static(
             command,

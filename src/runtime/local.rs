@@ -39,7 +39,7 @@ use tokio::time::Instant;
 
 use super::capture::Capture;
 use super::cgroup::CgroupUsage;
-use super::driver::{self, Exit, Lifecycle, Process, Runner, sleep_until};
+use super::driver::{self, Core, Exit, Process, Runner, sleep_until};
 use super::host_spawn::{HostChild, HostCommand};
 use super::inherited_fds;
 use super::pid_namespace::PidNamespace;
@@ -69,18 +69,15 @@ pub struct LocalRuntime {
 
 #[derive(Debug)]
 struct Inner {
-    environment: EnvironmentSpec,
+    /// Its assets by their host paths.
+    core: Core,
     working_dir: PathBuf,
-    launch_env: BTreeMap<String, String>,
-    setup_commands: Vec<String>,
-    /// Asset name to its host path.
-    assets: BTreeMap<String, String>,
     containment: Containment,
     /// `isolation = "sandbox"`: what each of the session's sandboxes is.
     sandbox: Option<SandboxSpec>,
     run_id: String,
-    /// Locked before `processes` when both are needed.
-    life: Mutex<Lifecycle>,
+    /// The core's lifecycle is locked before `processes` when both are
+    /// needed.
     processes: Mutex<Processes>,
 }
 
@@ -201,15 +198,11 @@ impl RuntimeBackend for LocalRuntime {
         }
         Ok(Self {
             inner: Arc::new(Inner {
-                setup_commands: launch.setup_commands(),
-                environment: launch.environment,
+                run_id: launch.run_id.clone(),
+                core: Core::of(&launch, assets, notes),
                 working_dir,
-                launch_env: launch.env_vars,
-                assets,
                 containment,
                 sandbox,
-                run_id: launch.run_id.clone(),
-                life: Mutex::new(Lifecycle::new(notes)),
                 processes: Mutex::new(processes),
             }),
         })
@@ -344,7 +337,7 @@ impl SubmissionRuntime for LocalRuntime {
         let processes = self.inner.processes();
         let current = processes.current;
         RuntimeInfo {
-            kind: self.inner.environment.kind.clone(),
+            kind: self.inner.core.environment.kind.clone(),
             state,
             pid: current,
             pgid: current.map(|pid| pid as i32),
@@ -477,7 +470,7 @@ impl Inner {
         if let Some(user) = &request.user {
             self.user_ids(user)?;
         }
-        driver::start(self, request, scope, &self.setup_commands, &self.assets)
+        driver::start(self, request, scope)
     }
 
     /// The ids of `user` in the session: the host's users (another than
@@ -534,7 +527,7 @@ impl Inner {
         if !processes.sandbox.as_ref().is_some_and(Sandbox::is_alive) {
             let name = format!("{}-{}", self.run_id, ulid::Ulid::generate());
             let made = Sandbox::create(spec, &name).map_err(|e| RuntimeError::InvalidSpec {
-                environment: self.environment.name.clone(),
+                environment: self.core.environment.name.clone(),
                 reason: e.to_string(),
             })?;
             processes.sandbox = Some(made);
@@ -654,7 +647,7 @@ impl Inner {
             .and_then(|program| find_program(program, process.env));
         // What runs: an argv as itself (one exec, not a shell's and then
         // the program's: 0.65 ms less for `true`), or `<shell> -c line`.
-        let shell = &self.environment.local.shell;
+        let shell = &self.core.environment.local.shell;
         let argv = |direct: bool| -> (&Path, Vec<&OsStr>) {
             match (process.args.split_first(), &program) {
                 (Some((_, args)), Some(program)) if direct => {
@@ -802,7 +795,7 @@ impl Inner {
         let before = sandbox.usage();
         let spawned = inherited_fds::while_hidden(|| {
             sandbox.spawn(
-                &self.environment.local.shell,
+                &self.core.environment.local.shell,
                 process.line,
                 process.args,
                 &self.cwd_of(process),
@@ -837,12 +830,8 @@ impl Inner {
 }
 
 impl Runner for Inner {
-    fn lifecycle(&self) -> MutexGuard<'_, Lifecycle> {
-        lock(&self.life)
-    }
-
-    fn env(&self, request_env: &BTreeMap<String, String>) -> BTreeMap<String, String> {
-        self.environment.merged_env(&self.launch_env, request_env)
+    fn core(&self) -> &Core {
+        &self.core
     }
 
     /// Runs one process to its end and reads its output until the pipes
@@ -865,7 +854,7 @@ impl Runner for Inner {
             tx,
             ..
         } = process;
-        let shell = &self.environment.local.shell;
+        let shell = &self.core.environment.local.shell;
         // What the messages call the command.
         let line = if args.is_empty() {
             line.to_owned()
@@ -940,6 +929,7 @@ impl Runner for Inner {
             if used.oom_kills.is_some_and(|kills| kills > 0) && !killed {
                 exit.ended_by = Some(KilledBy::OutOfMemory);
                 let limit = self
+                    .core
                     .environment
                     .limits
                     .memory

@@ -46,7 +46,7 @@ use tokio::process::Command;
 use tokio::sync::oneshot;
 
 use super::capture::Capture;
-use super::driver::{self, Exit, Lifecycle, Process, Runner, sleep_until};
+use super::driver::{self, Core, Exit, Process, Runner, sleep_until};
 use super::host_spawn::{HostChild, HostCommand};
 use super::local::check_working_dir;
 use super::owner::Owner;
@@ -77,11 +77,8 @@ pub struct SlurmRuntime {
 
 #[derive(Debug)]
 struct Inner {
-    environment: EnvironmentSpec,
+    core: Core,
     working_dir: PathBuf,
-    launch_env: BTreeMap<String, String>,
-    setup_commands: Vec<String>,
-    assets: BTreeMap<String, String>,
     tools: &'static Tools,
     job: SlurmJob,
     /// The job, `salloc` and the lifeline; `None` once cleaned up.
@@ -91,7 +88,6 @@ struct Inner {
     /// Set once anything of the session was killed or ended without its
     /// status: its allocation is then never handed on.
     spoiled: AtomicBool,
-    life: Mutex<Lifecycle>,
     steps: Mutex<Steps>,
     /// The session's OCI bundle, when its steps run in a container;
     /// removed at cleanup.
@@ -397,18 +393,14 @@ impl RuntimeBackend for SlurmRuntime {
             .collect();
         Ok(Self {
             inner: Arc::new(Inner {
-                setup_commands: launch.setup_commands(),
-                environment: launch.environment,
+                core: Core::of(&launch, assets, notes),
                 working_dir,
-                launch_env: launch.env_vars,
-                assets,
                 tools,
                 job: allocation.job.clone(),
                 slurmd: allocation.slurmd,
                 allocation: Mutex::new(Some(allocation)),
                 pool,
                 spoiled: AtomicBool::new(false),
-                life: Mutex::new(Lifecycle::new(notes)),
                 steps: Mutex::new(Steps {
                     started: steps_started,
                     ..Steps::default()
@@ -498,12 +490,8 @@ impl Inner {
 }
 
 impl Runner for Inner {
-    fn lifecycle(&self) -> MutexGuard<'_, Lifecycle> {
-        lock(&self.life)
-    }
-
-    fn env(&self, request_env: &BTreeMap<String, String>) -> BTreeMap<String, String> {
-        self.environment.merged_env(&self.launch_env, request_env)
+    fn core(&self) -> &Core {
+        &self.core
     }
 
     async fn run(&self, process: Process<'_>, captures: [Capture; 2]) -> (Exit, [Capture; 2]) {
@@ -527,7 +515,7 @@ impl Runner for Inner {
             let _ = tx.send(RuntimeEvent::Note(e.to_string())).await;
             return (Exit::not_started(), captures);
         }
-        let shell = &self.environment.local.shell;
+        let shell = &self.core.environment.local.shell;
         let mut cmd = HostCommand::new(&self.tools.srun);
         cmd.arg(format!("--jobid={}", self.job.job_id)).args([
             "--overlap",
@@ -754,7 +742,7 @@ impl Inner {
         if let Some(user) = &request.user {
             self.check_user(user)?;
         }
-        driver::start(self, request, scope, &self.setup_commands, &self.assets)
+        driver::start(self, request, scope)
     }
 
     /// Slurm runs every step as the user who holds the allocation: that
@@ -935,11 +923,11 @@ impl SubmissionRuntime for SlurmRuntime {
         let allocation = match &inner.pool {
             Some(pool) if steps_ended && !inner.spoiled.load(Ordering::Relaxed) => {
                 match pool.park(allocation) {
-                    Ok(()) => {
+                    None => {
                         lock(&inner.bundle).take();
                         return Ok(());
                     }
-                    Err(allocation) => allocation,
+                    Some(allocation) => allocation,
                 }
             }
             _ => allocation,
@@ -954,7 +942,7 @@ impl SubmissionRuntime for SlurmRuntime {
         let state = self.inner.lifecycle().state();
         let current = lock(&self.inner.steps).running.last().copied();
         RuntimeInfo {
-            kind: self.inner.environment.kind.clone(),
+            kind: self.inner.core.environment.kind.clone(),
             state,
             pid: current,
             pgid: current.map(|pid| pid as i32),

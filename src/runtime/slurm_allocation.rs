@@ -341,15 +341,17 @@ impl AllocationPool {
         (taken, stale)
     }
 
-    /// Keeps `allocation` for the next session of its request; gives it
-    /// back (`Err`) when the pool is closed or it may not be handed on.
-    pub(super) fn park(&self, mut allocation: Allocation) -> Result<(), Allocation> {
+    /// Keeps `allocation` for the next session of its request, unless the
+    /// pool is closed or it may not be handed on: then it is returned, to
+    /// be given back.
+    #[must_use = "an allocation not kept is to be given back"]
+    pub(super) fn park(&self, mut allocation: Allocation) -> Option<Allocation> {
         let mut state = self.state();
         if state.closed || !allocation.reusable() {
-            return Err(allocation);
+            return Some(allocation);
         }
         state.parked.push(allocation);
-        Ok(())
+        None
     }
 
     /// How many allocations it holds now.

@@ -60,7 +60,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::capture::Capture;
 use super::cgroup::{Cgroup, CgroupUsage};
-use super::driver::{self, Exit, Lifecycle, Process, Runner, sleep_until};
+use super::driver::{self, Core, Exit, Process, Runner, sleep_until};
 use super::users::{self, UserIds};
 use super::{
     EventStream, ExecRequest, FileError, KillScope, KilledBy, LaunchSpec, RuntimeBackend,
@@ -84,21 +84,17 @@ pub struct DockerRuntime {
 #[derive(Debug)]
 struct Inner {
     docker: Docker,
-    environment: EnvironmentSpec,
+    /// Its assets by their paths inside the container.
+    core: Core,
     settings: DockerConfig,
     /// Who commands run as when the request names no one: `docker.user`,
     /// else the image's `USER` (`None`: root).
     default_user: Option<String>,
     run_id: String,
-    launch_env: BTreeMap<String, String>,
-    setup_commands: Vec<String>,
-    /// Asset name to its path inside the container.
-    assets: BTreeMap<String, String>,
     body: ContainerCreateBody,
     /// How commands start: through the agent (until a container's agent
     /// fails to come up), or through exec.
     path: Mutex<agent::Path>,
-    life: Mutex<Lifecycle>,
     container: Mutex<Container>,
 }
 
@@ -206,13 +202,9 @@ impl RuntimeBackend for DockerRuntime {
             settings,
             default_user,
             run_id: launch.run_id.clone(),
-            launch_env: launch.env_vars.clone(),
-            setup_commands: launch.setup_commands(),
-            environment: launch.environment,
-            assets,
+            core: Core::of(&launch, assets, notes),
             body,
             path: Mutex::new(path),
-            life: Mutex::new(Lifecycle::new(notes)),
             container: Mutex::new(Container::default()),
         });
         inner.ensure_container().await?;
@@ -279,6 +271,7 @@ impl Inner {
             }
             container.made += 1;
             let env: String = self
+                .core
                 .environment
                 .name
                 .chars()
@@ -433,12 +426,8 @@ impl Inner {
 }
 
 impl Runner for Inner {
-    fn lifecycle(&self) -> MutexGuard<'_, Lifecycle> {
-        self.life.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn env(&self, request_env: &BTreeMap<String, String>) -> BTreeMap<String, String> {
-        self.environment.merged_env(&self.launch_env, request_env)
+    fn core(&self) -> &Core {
+        &self.core
     }
 
     async fn run(&self, process: Process<'_>, captures: [Capture; 2]) -> (Exit, [Capture; 2]) {
@@ -644,7 +633,7 @@ impl Inner {
         {
             self.ids_of(&container, user).await?;
         }
-        driver::start(self, request, scope, &self.setup_commands, &self.assets)
+        driver::start(self, request, scope)
     }
 
     /// `user` in the container's `/etc/passwd` (read through the archive
@@ -855,7 +844,7 @@ impl SubmissionRuntime for DockerRuntime {
 
     fn info(&self) -> RuntimeInfo {
         RuntimeInfo {
-            kind: self.inner.environment.kind.clone(),
+            kind: self.inner.core.environment.kind.clone(),
             state: self.inner.lifecycle().state(),
             pid: None,
             pgid: None,
