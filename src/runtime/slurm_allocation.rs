@@ -38,7 +38,8 @@
 //! allocation of its request makes one and gives back the one parked
 //! longest of another request, if any. The pool closes at the batch's end
 //! and gives back what it holds; should subrt die first, the lifelines
-//! close and every holder ends as for a session.
+//! close and every holder ends as for a session. An environment with
+//! `slurm.reuse_allocations = false` never hands its allocations on.
 
 use std::net::SocketAddr;
 use std::process::Stdio;
@@ -74,7 +75,7 @@ const RELEASE_WAIT: Duration = Duration::from_secs(5);
 
 /// `salloc` and the lifeline of a running allocation.
 #[derive(Debug)]
-pub(super) struct Holder {
+struct Holder {
     salloc: RawChild,
     /// Closing it ends the holder, and so the allocation.
     lifeline: pipe::Sender,
@@ -291,7 +292,9 @@ impl Allocation {
 
 /// Allocations of finished sessions, waiting for the next session of a
 /// batch that asks for the same (see the module doc). Cloning it gives
-/// another handle to the same pool.
+/// another handle to the same pool. Its sessions must run on one tokio
+/// runtime, as a batch's do: a parked `salloc` is waited for through the
+/// runtime that started it.
 #[derive(Debug, Clone, Default)]
 pub struct AllocationPool {
     state: Arc<Mutex<PoolState>>,
