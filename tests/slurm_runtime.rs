@@ -717,3 +717,27 @@ async fn an_allocation_is_handed_on_only_when_nothing_is_left_in_it() {
         &job
     )));
 }
+
+/// Two cleanups at once (a batch's cancel beside the submission's own end):
+/// the one that takes the allocation decides, so a step that still holds a
+/// background process keeps it from being handed on whichever comes first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cleanups_at_once_hand_on_nothing_that_lingers() {
+    if !cluster() {
+        return;
+    }
+    let pool = AllocationPool::new();
+    let (rt, job, _) = pooled(&pool).await;
+    let sleep = common::unique_sleep();
+    rt.execute(ExecRequest::new(format!("sleep {sleep} &")))
+        .await
+        .unwrap();
+    let (first, second) = tokio::join!(rt.cleanup(), rt.cleanup());
+    first.unwrap();
+    second.unwrap();
+    assert!(pool.is_empty(), "a lingering step's job was handed on");
+    assert!(common::gone(&format!("sleep {sleep}")));
+    assert!(common::eventually(Duration::from_secs(5), || !job_listed(
+        &job
+    )));
+}

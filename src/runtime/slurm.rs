@@ -914,11 +914,13 @@ impl SubmissionRuntime for SlurmRuntime {
     async fn cleanup(&self) -> Result<(), RuntimeError> {
         let inner = &self.inner;
         inner.lifecycle().clean();
-        let steps_ended = inner.pool.is_some() && inner.steps_ended().await;
-        inner.kill_steps();
+        // Taken first: of cleanups at once, the one that has it decides.
         let Some(mut allocation) = lock(&inner.allocation).take() else {
+            inner.kill_steps();
             return Ok(());
         };
+        let steps_ended = inner.pool.is_some() && inner.steps_ended().await;
+        inner.kill_steps();
         allocation.steps_started = lock(&inner.steps).started;
         let allocation = match &inner.pool {
             Some(pool) if steps_ended && !inner.spoiled.load(Ordering::Relaxed) => {
