@@ -741,3 +741,33 @@ async fn cleanups_at_once_hand_on_nothing_that_lingers() {
         &job
     )));
 }
+
+/// An allocation is handed on only while at most a tenth of its time limit
+/// has gone: with `time = "0:06"` (6 s), not after a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_allocation_past_a_tenth_of_its_time_is_given_back() {
+    if !cluster() {
+        return;
+    }
+    let pool = AllocationPool::new();
+    let session = || {
+        let mut short = spec(Some("n3"));
+        short.slurm.as_mut().unwrap().time = "0:06".into();
+        let mut launch = LaunchSpec::new(short, workspace());
+        launch.allocation_pool = Some(pool.clone());
+        spawn_runtime(launch)
+    };
+    let first = session().await.unwrap();
+    let old = first.info().slurm_job.unwrap().job_id;
+    first.cleanup().await.unwrap();
+    assert_eq!(pool.len(), 1, "kept while young");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let second = session().await.unwrap();
+    let new = second.info().slurm_job.unwrap().job_id;
+    assert_ne!(new, old, "a job past a tenth of its time was handed on");
+    assert!(common::eventually(Duration::from_secs(5), || !job_listed(
+        &old
+    )));
+    second.cleanup().await.unwrap();
+    pool.close().await;
+}
