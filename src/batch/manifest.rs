@@ -94,7 +94,7 @@ pub struct Command {
 }
 
 /// A stdin file, read when its command starts, from inside the folder it
-/// must stay in (see the [module](self)).
+/// must stay in (see the module).
 #[derive(Debug, Clone, PartialEq)]
 pub struct StdinFile {
     /// The folder it must stay in (the submission's, or the batch file's);

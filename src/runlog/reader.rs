@@ -110,7 +110,7 @@ struct Streams {
     said_dropped: [bool; 2],
 }
 
-/// Opens the run at `path` (see [`index_path`]) and reads its header.
+/// Opens the run at `path` (see `index_path`) and reads its header.
 ///
 /// # Errors
 ///

@@ -896,7 +896,7 @@ impl Store {
         }
     }
 
-    /// The runs that [`prune`](Self::prune) removes: runs that are over
+    /// The runs that `subrt prune` removes: runs that are over
     /// (finished or interrupted), but the newest `keep` of them, and of the
     /// rest only those that started more than `older_than` ago.
     ///
@@ -953,8 +953,8 @@ impl Store {
     /// Removes the oldest runs that are over until the store takes at most
     /// `max_bytes`; returns the ones removed.
     ///
-    /// A store of [`SHRINK_ALWAYS_BELOW`] runs or more (as the last check
-    /// counted) is measured at most every [`SHRINK_EVERY`], whichever
+    /// A store of `SHRINK_ALWAYS_BELOW` runs or more (as the last check
+    /// counted) is measured at most every `SHRINK_EVERY`, whichever
     /// process asks: measuring lists the store (0.4 s at 100,000 runs),
     /// and a batch starts a session every few milliseconds. What runs
     /// write in between can pass the bound until the next check.

@@ -46,7 +46,7 @@ const INDEX_RESERVE: u64 = 64 << 10;
 /// Records one session in `<store>/<run id>/`; see the [format](super).
 ///
 /// A stream file that cannot be written (a full disk) stops the recording
-/// of output only: the index, which keeps [`INDEX_RESERVE`] bytes
+/// of output only: the index, which keeps `INDEX_RESERVE` bytes
 /// allocated ahead, still gets the end of each command and of the session,
 /// whose `end` then says why the log is incomplete.
 ///

@@ -8,7 +8,7 @@
 //!
 //! Each runtime uses its own means: the local runtime the filesystem
 //! directly (through the sandbox's root, as its user, when sandboxed; see
-//! [`HostFiles`]), Docker the Engine's archive API, and a runtime with
+//! `HostFiles`), Docker the Engine's archive API, and a runtime with
 //! nothing better a command of the session ([`through_commands`]).
 
 use std::ffi::CString;

@@ -12,11 +12,11 @@
 //!   it starts ([`close_on_exec`] of [`inheritable`]);
 //! - the library, in a process it does not own, leaves the process's own
 //!   descriptors as they were: they are close-on-exec only while a command
-//!   is spawned ([`while_hidden`]).
+//!   is spawned (`while_hidden`).
 //!
 //! Local commands and setup commands go through this. Slurm's `salloc`
 //! (it lasts as long as the session) and `srun` (as long as its step) need
-//! not: [`host_spawn`](super::host_spawn) starts them with their three
+//! not: `host_spawn` starts them with their three
 //! standard streams and closes the rest in the child. Docker commands run
 //! in a container, which inherits nothing from subrt.
 

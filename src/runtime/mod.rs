@@ -2,7 +2,7 @@
 //! them.
 //!
 //! A runtime is made from a [`LaunchSpec`] by [`spawn_runtime`], which looks
-//! up the spec's `type` in the [registry](registry). It then runs commands:
+//! up the spec's `type` in the [`registry`]. It then runs commands:
 //! [`SubmissionRuntime::stream`] yields [`RuntimeEvent`]s as the command
 //! prints and ends with [`RuntimeEvent::Finished`];
 //! [`SubmissionRuntime::execute`] waits for the [`RuntimeResult`]. Those two

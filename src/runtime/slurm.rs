@@ -10,7 +10,7 @@
 //!   were `salloc` itself killed, the cluster's `InactiveLimit` ends the job,
 //!   and `time` always bounds it. Within a batch, a session that ended
 //!   cleanly hands its allocation on to the next session of the same
-//!   request ([`slurm_allocation`](super::slurm_allocation)).
+//!   request (`slurm_allocation`).
 //! - **A command** is `srun --jobid=J --overlap -u -QQ <shell> -c <line>`:
 //!   stdout and stderr arrive apart and live through srun's pipes, stdin goes
 //!   to the task (given none, the command reads `/dev/null` while srun's
@@ -25,7 +25,7 @@
 //! - **A status is read, never assumed.** A command has ended with a status
 //!   only when the step reported it. When srun ends without it, or the node
 //!   or the controller stops answering while the command runs (watched by
-//!   [`slurm_health`](super::slurm_health)), the command ends failed with
+//!   [`slurm_health`]), the command ends failed with
 //!   `status_lost` saying why (`node failed`, `cluster unreachable`,
 //!   `status lost`), within [`slurm_health::BOUND`], and the job is
 //!   cancelled so that the node kills what is left when it comes back.

@@ -5,15 +5,15 @@
 //! dies or the cluster goes away, `srun` may end at once with 0 and no
 //! status, or hang for as long as the controller takes to declare the node
 //! down (`SlurmdTimeout`, 300 s by default). subrt does not wait for
-//! either: while a command runs it checks, every [`EVERY`], that the node's
+//! either: while a command runs it checks, every `EVERY`, that the node's
 //! `slurmd` accepts a connection (a TCP connect to `NodeAddr:SlurmdPort`,
 //! nothing sent) and, less often, what the controller says of the node. A
-//! node down for the controller, a `slurmd` refusing for [`GRACE`], or a
-//! controller silent for [`GRACE`] ends the command as failed with that
+//! node down for the controller, a `slurmd` refusing for `GRACE`, or a
+//! controller silent for `GRACE` ends the command as failed with that
 //! reason: well within [`BOUND`] of the fault.
 //!
 //! Checks are shared by the sessions of a process: a node is probed at
-//! most once per [`EVERY`], however many steps run on it.
+//! most once per `EVERY`, however many steps run on it.
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};

@@ -286,7 +286,7 @@ pub struct Output {
 
 /// Reads the end of each stream of the log at `path` (the panes keep their
 /// last lines anyway): the index's records are walked, the bytes read only
-/// for the last [`LOAD_BYTES`]. Blocking: the dashboard calls it in a task.
+/// for the last `LOAD_BYTES`. Blocking: the dashboard calls it in a task.
 pub fn read_output(path: &std::path::Path) -> Output {
     let mut output = Output {
         stdout: OutputBuffer::new(PANE_LINES),

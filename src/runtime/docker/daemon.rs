@@ -190,7 +190,7 @@ const REMOVAL_WAIT: Duration = Duration::from_secs(5);
 ///
 /// The daemon refused, with its words, or a removal it had under way (the
 /// auto-remove of a container that stopped) did not end within
-/// [`REMOVAL_WAIT`].
+/// `REMOVAL_WAIT`.
 pub async fn remove(docker: &Docker, id: &str) -> Result<(), RuntimeError> {
     let options = RemoveContainerOptionsBuilder::default()
         .force(true)

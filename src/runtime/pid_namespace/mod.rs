@@ -8,7 +8,7 @@
 //! - when subrt kills it ([`PidNamespace::kill`], on `kill`, a timeout, a
 //!   dropped stream, `cleanup` and drop of the runtime);
 //! - when the subrt process dies in any way, SIGKILL included: the init has
-//!   `PR_SET_PDEATHSIG` bound to the [keeper](Keeper) thread, which lives as
+//!   `PR_SET_PDEATHSIG` bound to the keeper thread (`Keeper`), which lives as
 //!   long as the process, and it also watches a *lifeline* pipe whose write
 //!   end only the subrt process holds (so a parent that died before the
 //!   `prctl` took effect is noticed too);
@@ -34,7 +34,7 @@
 //!
 //! The init is made by the keeper thread with `clone(CLONE_VM)`: it shares
 //! subrt's memory and only makes system calls on its own stack (see
-//! [`init`] for why, and for the rules that keeps).
+//! `init` for why, and for the rules that keeps).
 
 use std::fs::File;
 use std::io;

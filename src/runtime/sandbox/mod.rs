@@ -3,11 +3,11 @@
 //!
 //! A session is a set of namespaces made once, when the session starts,
 //! by its init (a [`PidNamespace`] whose init first runs the
-//! [mount plan](mounts)): its own PID namespace (and `/proc`), mount
-//! namespace (see [`mounts`] for what it shows), network namespace with
+//! mount plan, `mounts`): its own PID namespace (and `/proc`), mount
+//! namespace (see `mounts` for what it shows), network namespace with
 //! loopback only (unless `local.sandbox.network`), UTS and IPC namespaces,
 //! and a cgroup with the session's [limits](crate::spec::Limits). Each
-//! command is started into them by [`spawn`] (a `vfork`-style clone, no
+//! command is started into them by `spawn` (a `vfork`-style clone, no
 //! helper process) as an unprivileged user, without capabilities and with
 //! no new privileges (setuid binaries do not elevate), with its rlimits.
 //!
@@ -30,7 +30,7 @@
 //!   `RLIMIT_NPROC`, which the kernel counts per user *and* user namespace:
 //!   per session, since each has its own.
 //! - Commands are started through a helper that joins the user namespace
-//!   first (see [`spawn`]); it shares subrt's memory, unless the kernel
+//!   first (see `spawn`); it shares subrt's memory, unless the kernel
 //!   refuses that, and then it is forked: a copy of subrt, whose cost
 //!   grows with subrt's size.
 //! - The working dir is never idmapped (its owner, the caller, is the
