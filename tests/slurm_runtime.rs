@@ -610,6 +610,14 @@ async fn pooled(pool: &AllocationPool) -> (Box<dyn SubmissionRuntime>, String, V
     (rt, job, notes)
 }
 
+/// Asserts that `job` leaves the queue within 5 s (given back).
+fn assert_released(job: &str) {
+    assert!(
+        common::eventually(Duration::from_secs(5), || !job_listed(job)),
+        "job {job} was not given back"
+    );
+}
+
 fn job_listed(job: &str) -> bool {
     let out = std::process::Command::new("squeue")
         .args(["-h", "-o", "%i %T", "-j", job])
@@ -659,9 +667,7 @@ async fn an_allocation_is_handed_on_only_when_nothing_is_left_in_it() {
     second.cleanup().await.unwrap();
     assert!(pool.is_empty(), "a lingering step's job is not handed on");
     assert!(common::gone(&format!("sleep {sleep}")));
-    assert!(common::eventually(Duration::from_secs(5), || !job_listed(
-        &job
-    )));
+    assert_released(&job);
 
     // A timeout: given back.
     let (third, job, _) = pooled(&pool).await;
@@ -675,18 +681,14 @@ async fn an_allocation_is_handed_on_only_when_nothing_is_left_in_it() {
         pool.is_empty(),
         "a timed-out session's job is not handed on"
     );
-    assert!(common::eventually(Duration::from_secs(5), || !job_listed(
-        &job
-    )));
+    assert_released(&job);
 
     // A kill: given back.
     let (fourth, job, _) = pooled(&pool).await;
     fourth.kill().await.unwrap();
     fourth.cleanup().await.unwrap();
     assert!(pool.is_empty(), "a killed session's job is not handed on");
-    assert!(common::eventually(Duration::from_secs(5), || !job_listed(
-        &job
-    )));
+    assert_released(&job);
 
     // Closing the pool gives back what it holds.
     let (fifth, job, _) = pooled(&pool).await;
@@ -694,9 +696,7 @@ async fn an_allocation_is_handed_on_only_when_nothing_is_left_in_it() {
     assert_eq!(pool.len(), 1);
     pool.close().await;
     assert!(pool.is_empty());
-    assert!(common::eventually(Duration::from_secs(5), || !job_listed(
-        &job
-    )));
+    assert_released(&job);
     // And keeps nothing after.
     let (sixth, ..) = pooled(&pool).await;
     sixth.cleanup().await.unwrap();
@@ -713,9 +713,7 @@ async fn an_allocation_is_handed_on_only_when_nothing_is_left_in_it() {
     rt.execute(ExecRequest::new("true")).await.unwrap();
     rt.cleanup().await.unwrap();
     assert!(pool.is_empty(), "reuse_allocations = false is a job each");
-    assert!(common::eventually(Duration::from_secs(5), || !job_listed(
-        &job
-    )));
+    assert_released(&job);
 }
 
 /// Two cleanups at once (a batch's cancel beside the submission's own end):
@@ -737,9 +735,7 @@ async fn cleanups_at_once_hand_on_nothing_that_lingers() {
     second.unwrap();
     assert!(pool.is_empty(), "a lingering step's job was handed on");
     assert!(common::gone(&format!("sleep {sleep}")));
-    assert!(common::eventually(Duration::from_secs(5), || !job_listed(
-        &job
-    )));
+    assert_released(&job);
 }
 
 /// An allocation is handed on only while at most a tenth of its time limit
@@ -765,9 +761,7 @@ async fn an_allocation_past_a_tenth_of_its_time_is_given_back() {
     let second = session().await.unwrap();
     let new = second.info().slurm_job.unwrap().job_id;
     assert_ne!(new, old, "a job past a tenth of its time was handed on");
-    assert!(common::eventually(Duration::from_secs(5), || !job_listed(
-        &old
-    )));
+    assert_released(&old);
     second.cleanup().await.unwrap();
     pool.close().await;
 }
